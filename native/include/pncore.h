@@ -1,0 +1,321 @@
+/*
+ * pncore.h -- the one public header of pollnet's native TCP/IPv4 stack.
+ *
+ * The stack is a re-creation of efvitcp: busy-polled, single-threaded, no allocation after
+ * pn_stack_create(), no blocking call, time passed in. It moves raw Ethernet frames
+ * through a *link* (sim, af_packet, af_xdp, efvi) and knows nothing of which one.
+ *
+ * Data flows one way: link -> stack -> a batch of events returned by pn_poll() -> the
+ * caller dispatches them.  Everything here is plain C; nothing knows about Python.
+ *
+ * Byte order: IPv4 addresses and ports cross this API in HOST byte order
+ * (10.0.0.1 == 0x0a000001); MAC addresses are 6 bytes as on the wire.
+ */
+#ifndef PNCORE_H
+#define PNCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* Every call that can fail returns a negative PN_E* code; pn_strerror() names it.
+ * Stack- and link-creation calls also fill a caller-provided message buffer. */
+enum {
+    PN_OK = 0,
+    PN_EINVAL = -1,     /* bad argument or config value */
+    PN_ENOMEM = -2,     /* arena could not be allocated (only at create time) */
+    PN_ENOCONN = -3,    /* connection table full (max_conn_cnt) */
+    PN_EBADCONN = -4,   /* conn_id does not name a live connection */
+    PN_ESTATE = -5,     /* not allowed in the connection's current state */
+    PN_EPORT = -6,      /* no local port available / port already in use */
+    PN_ELINK = -7,      /* the link failed (its message says why) */
+    PN_ENOROUTE = -8,   /* destination not reachable from this stack's subnet/gateway */
+    PN_EAGAIN = -9,     /* try again later (e.g. link transmit ring full) */
+    PN_ETIMER = -10,    /* timer id >= user_timer_cnt or duration > 65000 ms */
+};
+const char *pn_strerror(int err);
+
+/* ------------------------------------------------------------------ config */
+
+enum { PN_CC_NONE = 0, PN_CC_NEWRENO = 1, PN_CC_CUBIC = 2 };
+
+/* Every efvitcp knob, named as efvitcp names it, plus addressing.
+ * pn_config_default() fills efvitcp's example values. */
+typedef struct pn_config {
+    uint32_t conn_send_buf_cnt;      /* 512: send buffers per connection */
+    uint8_t send_buf_1k;             /* 1: 1024-byte send buffers (MSS <= 960); 0: 2048 */
+    uint32_t conn_recv_buf_size;     /* 40960: per-connection receive buffer (caps the window) */
+    uint32_t max_conn_cnt;           /* 200 */
+    uint32_t max_time_wait_conn_cnt; /* 100, not counted in max_conn_cnt */
+    uint32_t recv_buf_cnt;           /* 512: link receive frame buffers (<= 4095 on ef_vi) */
+    uint32_t syn_retries;            /* 3 */
+    uint32_t tcp_retries;            /* 10 */
+    uint32_t delayed_ack_ms;         /* 10; 0 = ACK immediately */
+    uint32_t min_rto_ms;             /* 100 */
+    uint32_t max_rto_ms;             /* 30000 */
+    uint8_t window_scale;            /* 0 */
+    uint8_t timestamps;              /* 0 */
+    uint8_t congestion_control;      /* PN_CC_* */
+    uint32_t user_timer_cnt;         /* 1: timer ids 0..user_timer_cnt-1 */
+
+    /* addressing */
+    uint32_t local_ip;               /* the stack's IPv4 address */
+    uint32_t netmask;                /* e.g. 0xffffff00 */
+    uint32_t gateway_ip;             /* 0 = none: off-subnet destinations fail with PN_ENOROUTE */
+    uint16_t mtu;                    /* IP MTU, 1500 */
+    uint8_t verify_checksums;        /* 1: verify IP/TCP checksums the link did not verify */
+    uint32_t arp_retries;            /* 3 */
+    uint32_t arp_timeout_ms;         /* 200 per try */
+    uint32_t max_events;             /* event queue capacity; 0 = derived from max_conn_cnt */
+    uint64_t isn_secret[2];          /* RFC 6528 key; all zero = drawn from getrandom() */
+} pn_config;
+
+void pn_config_default(pn_config *cfg);
+
+/* ------------------------------------------------------------------ links */
+
+typedef struct pn_link pn_link;
+
+/* A received frame, owned by the link until handed back with rx_release(). */
+typedef struct pn_rx_frame {
+    const uint8_t *data;
+    uint32_t len;
+    uint32_t flags;     /* PN_RX_* */
+    uint64_t handle;    /* link-private: which buffer to give back */
+    uint64_t hw_ts_ns;  /* hardware receive timestamp, 0 when the link has none */
+} pn_rx_frame;
+
+enum {
+    PN_RX_CSUM_OK = 1,       /* the NIC/link verified IP and L4 checksums */
+    PN_RX_CSUM_PARTIAL = 2,  /* L4 checksum holds only the pseudo-header sum (kernel
+                                CHECKSUM_PARTIAL over veth): the payload is trusted */
+};
+
+/* A flow the stack wants steered to it (an ef_vi filter, an XDP map entry).
+ * remote_ip == 0 && remote_port == 0 means a listener on local_ip:local_port. */
+typedef struct pn_flow {
+    uint32_t local_ip, remote_ip;
+    uint16_t local_port, remote_port;
+} pn_flow;
+
+/* The one interface every link implements (one C file per link). */
+typedef struct pn_link_ops {
+    const char *name;
+    /* Up to max frames received by now_ns; count (0 = none) or < 0 on a fatal error. */
+    int (*rx_burst)(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max);
+    void (*rx_release)(pn_link *l, const pn_rx_frame *frames, int n);
+    /* A buffer for one outgoing frame of up to *cap bytes, or NULL when the ring is full. */
+    uint8_t *(*tx_buf)(pn_link *l, uint32_t *cap);
+    /* Queue the frame written into the last tx_buf() buffer; 0 or < 0. */
+    int (*tx_send)(pn_link *l, uint8_t *buf, uint32_t len);
+    /* Push queued frames out (doorbell / sendto kick); called once per poll and send call. */
+    void (*tx_flush)(pn_link *l);
+    int (*flow_add)(pn_link *l, const pn_flow *f);
+    int (*flow_del)(pn_link *l, const pn_flow *f);
+    void (*destroy)(pn_link *l);
+} pn_link_ops;
+
+enum {
+    PN_LINK_RX_CSUM = 1,     /* every received frame's checksums were verified by the link */
+    PN_LINK_OWN_IP = 2,      /* the stack owns an address the kernel does not: answer ARP/ICMP */
+};
+
+struct pn_link {
+    const pn_link_ops *ops;
+    uint8_t mac[6];
+    uint16_t mtu;
+    uint32_t caps;           /* PN_LINK_* */
+    int pcap_fd;             /* >= 0: every frame in and out is recorded (see pn_link_pcap) */
+    char err[160];           /* last error, for messages */
+};
+
+void pn_link_destroy(pn_link *l);
+/* Record every frame this link sends and receives to a pcap file (Ethernet link type). */
+int pn_link_pcap(pn_link *l, const char *path, char *err, size_t errlen);
+
+/* --- the sim link: an in-process wire with a virtual clock and seeded faults --- */
+
+typedef struct pn_sim_wire pn_sim_wire;
+
+typedef struct pn_sim_params {
+    uint64_t seed;
+    double loss;             /* probability a frame is dropped */
+    double duplicate;        /* probability a frame is delivered twice */
+    double reorder;          /* probability a frame is held back by reorder_delay_ns */
+    double corrupt;          /* probability one random bit of the frame is flipped */
+    uint64_t delay_ns;       /* one-way propagation delay */
+    uint64_t jitter_ns;      /* uniform extra delay in [0, jitter_ns] */
+    uint64_t reorder_delay_ns;
+    uint64_t bandwidth_bps;  /* 0 = unlimited; otherwise frames queue and serialise */
+    uint32_t queue_frames;   /* frames the wire holds in flight before tail drop (0 = 65536) */
+} pn_sim_params;
+
+void pn_sim_params_default(pn_sim_params *p);
+pn_sim_wire *pn_sim_wire_create(const pn_sim_params *p, char *err, size_t errlen);
+void pn_sim_wire_destroy(pn_sim_wire *w);
+/* Record every frame put on the wire (one pcap per wire). */
+int pn_sim_wire_pcap(pn_sim_wire *w, const char *path, char *err, size_t errlen);
+/* Scripted drop: drop the nth (1-based) frame from now on whose bytes at `offset`
+ * match `match[0..len)` under `mask` (mask NULL = exact). Returns a rule id >= 0. */
+int pn_sim_wire_drop_nth(pn_sim_wire *w, uint32_t nth, uint32_t offset,
+                         const uint8_t *match, const uint8_t *mask, uint32_t len);
+/* Earliest virtual time at which a frame in flight arrives, UINT64_MAX if none. */
+uint64_t pn_sim_wire_next_arrival(const pn_sim_wire *w);
+
+typedef struct pn_sim_stats {
+    uint64_t sent, delivered, dropped, duplicated, reordered, corrupted, queue_drops;
+} pn_sim_stats;
+void pn_sim_wire_stats(const pn_sim_wire *w, pn_sim_stats *out);
+
+/* One endpoint (a NIC) on the wire; frames go to the endpoint whose MAC matches
+ * (broadcast to all others). */
+pn_link *pn_sim_link_create(pn_sim_wire *w, const uint8_t mac[6], char *err, size_t errlen);
+
+/* --- real links (native/src/link_af_packet.c, link_af_xdp.c, link_efvi.c) --- */
+
+typedef struct pn_real_link_params {
+    const char *ifname;
+    uint32_t queue;          /* RX queue to bind (af_xdp, efvi) */
+    uint32_t ring_frames;    /* frames per ring; 0 = from recv_buf_cnt */
+    uint32_t frame_size;     /* 0 = 2048 */
+    uint8_t mode;            /* PN_XDP_MODE_* (af_xdp only) */
+    uint8_t own_ip;          /* 1: the stack owns local_ip, the kernel does not have it */
+} pn_real_link_params;
+
+enum { PN_XDP_MODE_AUTO = 0, PN_XDP_MODE_NATIVE = 1, PN_XDP_MODE_GENERIC = 2,
+       PN_XDP_MODE_ZEROCOPY = 3 };
+
+/* Each returns NULL and fills err when the link cannot run here (naming why and the fix). */
+pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_t errlen);
+pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ stack */
+
+typedef struct pn_stack pn_stack;
+
+/* Bytes of the one arena a stack with this config allocates (the footprint). */
+size_t pn_stack_footprint(const pn_config *cfg);
+/* The stack takes no ownership of the link; destroy the stack first. */
+int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link,
+                    char *err, size_t errlen);
+void pn_stack_destroy(pn_stack *s);
+size_t pn_stack_memory(const pn_stack *s);
+
+/* Static neighbour entry (optional: unknown neighbours are resolved with ARP). */
+int pn_stack_add_neighbour(pn_stack *s, uint32_t ip, const uint8_t mac[6]);
+
+/* Decides on each new connection (efvitcp's allowNewConnection); NULL accepts all.
+ * Called from inside pn_poll(). Return nonzero to accept. */
+typedef int (*pn_accept_fn)(void *ctx, uint32_t remote_ip, uint16_t remote_port);
+void pn_stack_set_accept(pn_stack *s, pn_accept_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------ events */
+
+enum {
+    PN_EV_CONNECTION_REFUSED = 1,   /* active open got RST; conn slot freed */
+    PN_EV_CONNECTION_ESTABLISHED,   /* handshake done (active or passive) */
+    PN_EV_CONNECTION_TIMEOUT,       /* SYN or data retries exhausted; slot freed */
+    PN_EV_CONNECTION_RESET,         /* valid RST received; slot freed */
+    PN_EV_CONNECTION_CLOSED,        /* four-way close complete; slot freed */
+    PN_EV_FIN,                      /* peer sent FIN; data/len = last unconsumed bytes */
+    PN_EV_DATA,                     /* data/len = all in-order bytes held, unconsumed first */
+    PN_EV_MORE_SENDABLE,            /* acked data freed send buffers */
+    PN_EV_USER_TIMEOUT,             /* timer_id expired */
+    PN_EV_ARP_FAILED,               /* connect could not resolve the next hop; slot freed */
+};
+
+typedef struct pn_event {
+    uint32_t type;       /* PN_EV_* */
+    uint32_t conn_id;
+    const uint8_t *data; /* PN_EV_DATA / PN_EV_FIN: into the connection's receive buffer */
+    uint32_t len;
+    uint32_t remaining;  /* DATA/FIN: the caller writes how many of the last bytes it left
+                            unconsumed (0 when untouched); read back at the next pn_poll() */
+    uint32_t timer_id;   /* PN_EV_USER_TIMEOUT */
+    uint32_t remote_ip;  /* ESTABLISHED: the peer */
+    uint16_t remote_port;
+    uint16_t local_port;
+} pn_event;
+
+/*
+ * Drive everything: apply the `remaining` counts of the previous batch, receive a burst,
+ * run timers, flush transmit, and fill up to max events.  Returns the event count (events
+ * that did not fit stay queued for the next call) or < 0 on a link error.
+ * now_ns: monotonic nanoseconds; 0 = read CLOCK_MONOTONIC.
+ * The events array and every data pointer in it stay valid until the next pn_poll(); a
+ * connection freed in this batch keeps its conn_id until then (ids are reused like fds).
+ */
+int pn_poll(pn_stack *s, uint64_t now_ns, pn_event *events, int max);
+
+/* Earliest virtual time at which the stack has a timer due, UINT64_MAX if none. */
+uint64_t pn_stack_next_timer(const pn_stack *s);
+
+/* ------------------------------------------------------------------ connections */
+
+/* Active open. 0 means only that the SYN (or the ARP request for the next hop) went out.
+ * local_port 0 picks an ephemeral port. */
+int pn_connect(pn_stack *s, uint32_t remote_ip, uint16_t remote_port, uint16_t local_port,
+               uint32_t *conn_id);
+/* Passive open on local_ip:port (one stack may listen on several ports). */
+int pn_listen(pn_stack *s, uint16_t port);
+int pn_unlisten(pn_stack *s, uint16_t port);
+
+typedef struct pn_iovec {
+    const void *base;
+    uint32_t len;
+} pn_iovec;
+
+/* Bytes accepted (copied into send buffers, sent when window allows), or < 0.
+ * more != 0 holds back a trailing partial segment until more data or a send without more. */
+int32_t pn_send(pn_stack *s, uint32_t conn_id, const void *data, uint32_t len, int more);
+int32_t pn_sendv(pn_stack *s, uint32_t conn_id, const pn_iovec *iov, int iovcnt, int more);
+int32_t pn_sendable(const pn_stack *s, uint32_t conn_id);
+int32_t pn_immediately_sendable(const pn_stack *s, uint32_t conn_id);
+int pn_send_fin(pn_stack *s, uint32_t conn_id);
+/* Abort: send RST and free the slot (no further events for it). */
+int pn_close(pn_stack *s, uint32_t conn_id);
+/* duration_ms 0 deletes; up to 65000. */
+int pn_set_user_timer(pn_stack *s, uint32_t conn_id, uint32_t timer_id, uint32_t duration_ms);
+
+enum {
+    PN_TCP_CLOSED = 0, PN_TCP_LISTEN, PN_TCP_SYN_SENT, PN_TCP_SYN_RECEIVED, PN_TCP_ESTABLISHED,
+    PN_TCP_FIN_WAIT_1, PN_TCP_FIN_WAIT_2, PN_TCP_CLOSE_WAIT, PN_TCP_CLOSING, PN_TCP_LAST_ACK,
+    PN_TCP_TIME_WAIT, PN_TCP_ARP_WAIT,
+};
+
+typedef struct pn_conn_info {
+    uint32_t state;      /* PN_TCP_* */
+    uint32_t remote_ip;
+    uint16_t remote_port, local_port;
+    uint32_t snd_una, snd_nxt, rcv_nxt;
+    uint32_t snd_wnd, rcv_wnd;
+    uint32_t cwnd, ssthresh;
+    uint32_t srtt_us, rttvar_us, rto_ms;
+    uint32_t mss;
+    uint64_t retransmits;
+} pn_conn_info;
+int pn_conn_info_get(const pn_stack *s, uint32_t conn_id, pn_conn_info *out);
+
+/* ------------------------------------------------------------------ counters */
+
+/* Named after the kernel's nstat counters where one exists. */
+typedef struct pn_stats {
+    uint64_t frames_in, frames_out;
+    uint64_t drop_bad_csum, drop_malformed, drop_not_ours, drop_no_buffer;
+    uint64_t TcpInSegs, TcpOutSegs, TcpRetransSegs, TcpActiveOpens, TcpPassiveOpens;
+    uint64_t TcpAttemptFails, TcpEstabResets, TcpInErrs, TcpOutRsts;
+    uint64_t TcpExtTCPChallengeACK, TcpExtTCPFastRetrans, TcpExtTCPTimeouts;
+    uint64_t TcpExtTW, TcpExtListenOverflows, TcpExtPAWSEstabRejected;
+    uint64_t ArpRequestsOut, ArpRepliesOut, ArpIn, IcmpEchoReplies;
+} pn_stats;
+void pn_stack_stats(const pn_stack *s, pn_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PNCORE_H */
