@@ -1,0 +1,402 @@
+"""The config: one pydantic model, a discriminated union on `backend`.
+
+Loaded from TOML, JSON or YAML (when PyYAML imports) or a dict, then overridden by
+`POLLNET_*` environment variables (`__` nests: `POLLNET_EFVI__SIM__LOSS=0.01`). Every
+mistake becomes one `ConfigError` naming the field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pollnet.errors import ConfigError
+
+__all__ = [
+    "BACKENDS",
+    "ClientConfig",
+    "Config",
+    "EfviConfig",
+    "EfviOptions",
+    "ServerConfig",
+    "SimOptions",
+    "SocketConfig",
+    "TcpdirectConfig",
+    "TcpdirectOptions",
+    "config_from_dict",
+    "load_config",
+]
+
+BACKENDS = ("socket", "efvi", "tcpdirect")
+ENV_PREFIX = "POLLNET_"
+# Names under POLLNET_ that are not config fields (the CLI's config file path).
+_ENV_RESERVED = frozenset({"config"})
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+BufSize = Annotated[int, Field(ge=1, le=1 << 30)]
+
+
+def _ipv4(value: str, *, allow_empty: bool) -> str:
+    if allow_empty and value == "":
+        return value
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        extra = ' or "" for the default' if allow_empty else ""
+        raise ValueError(f"must be an IPv4 address like 127.0.0.1{extra}") from None
+    return value
+
+
+class _Section(BaseModel):
+    # coerce_numbers_to_str: an env override `POLLNET_CLIENT__INTERFACE=0` parses as JSON 0.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True
+    )
+
+
+class ClientConfig(_Section):
+    """`[client]`: what a `PollTcpClient` connects to and how it behaves."""
+
+    interface: str = ""
+    server_ip: str = "127.0.0.1"
+    server_port: Port = 1234
+    local_port: Port = 0
+    conn_retry_sec: Seconds = 1.0
+    conn_timeout_sec: Seconds = 3.0
+    send_timeout_sec: Seconds = 0.0
+    recv_timeout_sec: Seconds = 0.0
+    recv_buf_size: BufSize = 65536
+
+    @field_validator("server_ip")
+    @classmethod
+    def _check_ip(cls, v: str) -> str:
+        return _ipv4(v, allow_empty=False)
+
+
+class ServerConfig(_Section):
+    """`[server]`: where a `PollTcpServer` listens and how many it serves."""
+
+    interface: str = ""
+    listen_ip: str = "0.0.0.0"
+    port: Port = 1234
+    max_conns: Annotated[int, Field(ge=1, le=1 << 20)] = 64
+    send_timeout_sec: Seconds = 0.0
+    recv_timeout_sec: Seconds = 0.0
+    recv_buf_size: BufSize = 65536
+
+    @field_validator("listen_ip")
+    @classmethod
+    def _check_ip(cls, v: str) -> str:
+        return _ipv4(v, allow_empty=False)
+
+
+class SimOptions(_Section):
+    """`[efvi.sim]`: the simulated wire's faults, reproducible from `seed`."""
+
+    seed: Annotated[int, Field(ge=0, le=(1 << 64) - 1)] = 1
+    loss: Probability = 0.0
+    duplicate: Probability = 0.0
+    reorder: Probability = 0.0
+    corrupt: Probability = 0.0
+    delay_us: Annotated[int, Field(ge=0)] = 0
+    jitter_us: Annotated[int, Field(ge=0)] = 0
+    bandwidth_mbps: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0  # 0 = unlimited
+
+
+class EfviOptions(_Section):
+    """`[efvi]`: the user-space stack's link and every efvitcp knob (efvitcp's defaults)."""
+
+    link: Literal["sim", "af_xdp", "af_packet", "efvi"] = "sim"
+    interface: str = ""
+    local_ip: str = ""
+    pcap: str = ""
+    xdp_mode: Literal["auto", "native", "generic", "zerocopy"] = "auto"
+    conn_send_buf_cnt: Annotated[int, Field(ge=1, le=65536)] = 512
+    send_buf_1k: bool = True
+    conn_recv_buf_size: Annotated[int, Field(ge=1, le=1 << 30)] = 40960
+    max_conn_cnt: Annotated[int, Field(ge=1, le=65536)] = 200
+    max_time_wait_conn_cnt: Annotated[int, Field(ge=0, le=65536)] = 100
+    recv_buf_cnt: Annotated[int, Field(ge=1, le=4095)] = 512
+    syn_retries: Annotated[int, Field(ge=0, le=255)] = 3
+    tcp_retries: Annotated[int, Field(ge=0, le=255)] = 10
+    delayed_ack_ms: Annotated[int, Field(ge=0, le=65535)] = 10
+    min_rto_ms: Annotated[int, Field(ge=1)] = 100
+    max_rto_ms: Annotated[int, Field(ge=1)] = 30000
+    window_scale: bool = False
+    timestamps: bool = False  # independent of window_scale, as RFC 7323 allows
+    congestion_control: Literal["none", "newreno", "cubic"] = "none"
+    user_timer_cnt: Annotated[int, Field(ge=0, le=65535)] = 1
+    verify_checksums: bool = True
+    sim: SimOptions = Field(default_factory=SimOptions)
+
+    @field_validator("local_ip")
+    @classmethod
+    def _check_ip(cls, v: str) -> str:
+        return _ipv4(v, allow_empty=True)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.min_rto_ms > self.max_rto_ms:
+            raise ValueError(
+                f"min_rto_ms ({self.min_rto_ms}) must not exceed max_rto_ms ({self.max_rto_ms})"
+            )
+        if self.link != "sim" and not self.interface:
+            raise ValueError(f'interface is required when link = "{self.link}" (a NIC name)')
+        return self
+
+
+class TcpdirectOptions(_Section):
+    """`[tcpdirect]`: where libonload_zf lives and the ZF attributes to set."""
+
+    library: str = "libonload_zf.so"
+    attributes: dict[str, str | int] = Field(default_factory=dict)
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _check_attributes(cls, v: Any) -> Any:
+        # One message per bad attribute rather than pydantic's one per union member.
+        if isinstance(v, Mapping):
+            for name, value in v.items():
+                if isinstance(value, bool) or not isinstance(value, str | int):
+                    raise ValueError(
+                        f"attribute {name!r} = {value!r} must be a string or an integer"
+                    )
+        return v
+
+
+class _Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    client: ClientConfig = Field(default_factory=ClientConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+
+class SocketConfig(_Variant):
+    backend: Literal["socket"] = "socket"
+
+
+class EfviConfig(_Variant):
+    backend: Literal["efvi"] = "efvi"
+    efvi: EfviOptions = Field(default_factory=EfviOptions)
+
+
+class TcpdirectConfig(_Variant):
+    backend: Literal["tcpdirect"] = "tcpdirect"
+    tcpdirect: TcpdirectOptions = Field(default_factory=TcpdirectOptions)
+
+
+Config = Annotated[SocketConfig | EfviConfig | TcpdirectConfig, Field(discriminator="backend")]
+AnyConfig = SocketConfig | EfviConfig | TcpdirectConfig
+
+_ADAPTER: TypeAdapter[AnyConfig] = TypeAdapter(Config)
+_VARIANTS: dict[str, type[_Variant]] = {
+    "socket": SocketConfig,
+    "efvi": EfviConfig,
+    "tcpdirect": TcpdirectConfig,
+}
+_SECTION_OWNER = {"efvi": "efvi", "tcpdirect": "tcpdirect"}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> AnyConfig:
+    """Load a config from a file path or a dict (None: defaults), apply `POLLNET_*`
+    overrides from `env` (default `os.environ`; pass `{}` for none) and validate it."""
+    if source is None:
+        data: dict[str, Any] = {}
+        origin = "defaults"
+    elif isinstance(source, Mapping):
+        data = _deep_copy(source)
+        origin = "config"
+    else:
+        path = Path(source)
+        data = _read_file(path)
+        origin = str(path)
+    overrides = env_overrides(os.environ if env is None else env)
+    _merge(data, overrides)
+    return config_from_dict(data, origin=origin)
+
+
+def config_from_dict(data: Mapping[str, Any], *, origin: str = "config") -> AnyConfig:
+    """Validate a plain dict (no environment applied); `backend` defaults to "socket"."""
+    data = dict(data)
+    data.setdefault("backend", "socket")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, data, origin)) from None
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """`POLLNET_A__B=v` -> {"a": {"b": v}}; v parsed as a JSON scalar when it parses.
+
+    Only names whose first part is a top-level config key count, so unrelated
+    `POLLNET_*` variables in the environment cannot break loading.
+    """
+    top = {"backend", "client", "server", "efvi", "tcpdirect"}
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] in _ENV_RESERVED or parts[0] not in top or not all(parts):
+            continue
+        node = out
+        for key in parts[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment {name}: {key} is both a value and a section")
+            node = child
+        node[parts[-1]] = _env_value(raw)
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, str | int | float | bool) or value is None else raw
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json", ".yaml", ".yml"):
+        raise ConfigError(
+            f"{path}: unknown config file type {suffix or '(none)'!r}; "
+            "use .toml, .json, .yaml or .yml"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    data: Any
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = _load_yaml(path, text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {suffix[1:].upper()}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a table of settings, got {type(data).__name__}"
+        )
+    return data
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        # Imported by name: PyYAML is optional and ships no type stubs.
+        yaml: Any = importlib.import_module("yaml")
+    except ImportError:
+        raise ConfigError(
+            f"{path}: YAML config needs PyYAML: pip install 'pollnet[yaml]' "
+            "(or use TOML or JSON)"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _merge(into: dict[str, Any], over: Mapping[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _describe(exc: ValidationError, data: Mapping[str, Any], origin: str) -> str:
+    backend = data.get("backend")
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        # The union tag pydantic puts in front of the path is noise to a user.
+        if loc and isinstance(backend, str) and loc[0] == backend:
+            loc = loc[1:]
+        lines.append(_describe_one(err["type"], loc, err, backend))
+    head = f"{origin}: " if origin else ""
+    if len(lines) == 1:
+        return head + lines[0]
+    return head + f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+
+
+def _describe_one(kind: str, loc: list[Any], err: Any, backend: Any) -> str:
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    value = err.get("input")
+    msg = str(err["msg"])
+    if kind == "union_tag_invalid":
+        got = value.get("backend") if isinstance(value, dict) else value
+        return f"backend = {got!r} is not a backend; allowed: {', '.join(BACKENDS)}"
+    if kind == "union_tag_not_found" or (kind == "missing" and path == "backend"):
+        return f"backend is missing; allowed: {', '.join(BACKENDS)}"
+    if kind == "extra_forbidden":
+        name = str(loc[-1]) if loc else path
+        owner = _SECTION_OWNER.get(name)
+        if len(loc) == 1 and owner is not None:
+            return (
+                f"[{name}] is only allowed with backend = {owner!r} "
+                f"(this config has backend = {backend!r})"
+            )
+        allowed = _allowed_fields(backend, loc[:-1])
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"{path}: unknown setting{hint}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{path} must be a section (table of settings), got {value!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+        if kind == "value_error" and isinstance(value, dict):
+            return f"{path}: {msg}" if path != "(top level)" else msg
+    return f"{path} = {value!r} is invalid: {msg[:1].lower()}{msg[1:]}"
+
+
+def _allowed_fields(backend: Any, loc: list[Any]) -> list[str]:
+    model: Any = _VARIANTS.get(backend) if isinstance(backend, str) else None
+    for key in loc:
+        if model is None:
+            return []
+        field = model.model_fields.get(key)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = None
+    if model is None:
+        return []
+    return list(model.model_fields)

@@ -1,0 +1,1 @@
+"""Test helpers for applications built on pollnet (the pytest plugin lives in `plugin`)."""
