@@ -23,3 +23,7 @@ class BackendUnavailable(PollnetError):
         self.backend = backend
         self.reason = reason
 
+
+
+class TransportError(PollnetError):
+    """A transport could not be set up (bind, listen, device, library); says which and why."""

@@ -1,0 +1,115 @@
+"""A connection over a non-blocking kernel TCP socket."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from pollnet.api import BytesLike, Peername
+from pollnet.connection import ConnectionBase
+from pollnet.recvbuf import RecvBuffer
+
+_FLAGS = socket.MSG_NOSIGNAL  # a dead peer is an error return, never SIGPIPE
+_FLAGS_MORE = socket.MSG_NOSIGNAL | socket.MSG_MORE
+
+
+class SocketConnection(ConnectionBase):
+    __slots__ = ("_buf", "_recv_into", "_send", "_sock", "fd")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: Peername | None,
+        buf: RecvBuffer,
+        closed_queue: list[ConnectionBase],
+        now_ns: int,
+    ) -> None:
+        super().__init__(closed_queue, peer, now_ns)
+        self._sock = sock
+        self.fd = sock.fileno()
+        self._buf = buf
+        # Bound once: the data path is then one attribute load and one call.
+        self._send = sock.send
+        self._recv_into = sock.recv_into
+
+    def _release(self) -> None:
+        # Closing the fd also removes it from the owner's epoll set.
+        self._sock.close()
+
+    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        """One recv into the buffer, then hand kept + new bytes to the handler."""
+        buf = self._buf
+        try:
+            n = self._recv_into(buf.room())
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._shutdown("recv error", exc.errno or 0)
+            return
+        if n == 0:
+            self._shutdown("remote close")
+            return
+        self._received = True
+        remaining = on_data(self, buf.fill(n))
+        if self._connected and not buf.keep(remaining):
+            self._shutdown(
+                f"recv buffer full: {buf.size} bytes unconsumed by on_tcp_data "
+                "(raise recv_buf_size or consume more)"
+            )
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        if not self._connected:
+            return False
+        flags = _FLAGS_MORE if more else _FLAGS
+        send = self._send
+        try:
+            n = send(data, flags)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self._shutdown("send error", exc.errno or 0)
+            return False
+        self._sent = True
+        if n == len(data):
+            return True
+        # Partial: busy-retry the rest, as pollnet's write does.
+        view = memoryview(data)[n:]
+        while view:
+            try:
+                n = send(view, flags)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                self._shutdown("send error", exc.errno or 0)
+                return False
+            view = view[n:]
+        return True
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if not self._connected:
+            return -1
+        try:
+            n = self._send(data, _FLAGS_MORE if more else _FLAGS)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._shutdown("send error", exc.errno or 0)
+            return -1
+        self._sent = True
+        return n
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if not self._connected:
+            return False
+        try:
+            n = self._send(data, _FLAGS_MORE if more else _FLAGS)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self._shutdown("send error", exc.errno or 0)
+            return False
+        if n == len(data):
+            self._sent = True
+            return True
+        self._shutdown(f"send buffer full: write_nonblock sent {n} of {len(data)} bytes")
+        return False
