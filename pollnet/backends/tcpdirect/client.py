@@ -1,0 +1,213 @@
+"""PollTcpClient over TCPDirect: zft_connect, then zft_state read once per poll.
+
+A connect never blocks here: zft_connect only starts it, and each poll runs the reactor
+and looks at zft_state (SYN_SENT: still going; ESTABLISHED: connected; anything else:
+failed, with zft_error saying why).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pollnet.api import BytesLike
+from pollnet.backends.tcpdirect import zf
+from pollnet.backends.tcpdirect.connection import TcpdirectConnection
+from pollnet.backends.tcpdirect.stack import Stack
+from pollnet.config import ClientConfig, TcpdirectOptions
+from pollnet.connection import ConnectionBase, error_text
+from pollnet.handler import HandlerCache, HandlerMethods
+from pollnet.recvbuf import RecvBuffer
+from pollnet.timeouts import IdleTimeouts, seconds_to_ns
+
+_ffi = zf.ffi
+_NEVER = 1 << 62
+_SIN_LEN = _ffi.sizeof("struct sockaddr_in")
+
+
+class TcpdirectTcpClient:
+    """Connects to `server_ip:server_port` through a stack on `interface`, reconnecting
+    every `conn_retry_sec`."""
+
+    def __init__(self, cfg: ClientConfig, opts: TcpdirectOptions) -> None:
+        self.cfg = cfg
+        self._stack = Stack(opts, cfg.interface, "client")
+        self._lib = self._stack.lib
+        self._st = self._stack.ptr
+        self._perform = self._lib.zf_reactor_perform
+        self._raddr = zf.sockaddr_in(cfg.server_ip, cfg.server_port)
+        self._laddr = zf.sockaddr_in("0.0.0.0", cfg.local_port) if cfg.local_port else None
+        self._handle_out = _ffi.new("struct zft_handle **")
+        self._zock_out = _ffi.new("struct zft **")
+        self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
+        self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
+        self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
+        self._buf = RecvBuffer(cfg.recv_buf_size)  # one connection at a time: reused
+        self._handlers = HandlerCache()
+        self._closed: list[ConnectionBase] = []
+        self._conn: TcpdirectConnection | None = None
+        self._connecting: Any = None  # the struct zft* of a connect in progress
+        self._connect_deadline_ns = 0
+        self._next_connect_ns = 0  # the first poll connects
+        self._error = ""
+        self.connect_attempts = 0
+
+    def __del__(self) -> None:
+        if hasattr(self, "_connecting"):  # not when __init__ failed
+            self.free()
+
+    def free(self) -> None:
+        """Close everything and free the TCPDirect stack now (garbage collection does it
+        otherwise). The client is unusable afterwards."""
+        if self._stack.ptr is None:
+            return
+        if self._conn is not None and self._conn._connected:
+            self._conn._shutdown("client freed")
+        self._abandon_connect()
+        self._stack.free()
+
+    # ---------------------------------------------------------------- the pollnet API
+
+    def poll(self, handler: object, now_ns: int | None = None) -> None:
+        methods = self._handlers.get(handler)
+        self._perform(self._st)
+        conn = self._conn
+        if conn is not None:
+            if conn._connected:
+                conn.read(methods.on_data)
+            if self._timeouts.enabled and conn._connected:
+                self._timeouts.check(
+                    conn, time.monotonic_ns() if now_ns is None else now_ns, methods
+                )
+            if self._closed:
+                self._drain(methods)
+            return
+        if self._closed:
+            self._drain(methods)
+        self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
+
+    def allow_reconnect(self) -> None:
+        self._next_connect_ns = 0
+
+    @property
+    def conn(self) -> TcpdirectConnection | None:
+        conn = self._conn
+        return conn if conn is not None and conn._connected else None
+
+    @property
+    def is_connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn._connected
+
+    @property
+    def last_error(self) -> str:
+        conn = self._conn
+        if conn is not None and conn._error:
+            return conn._error
+        return self._error
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        conn = self._conn
+        return conn.write(data, more) if conn is not None else False
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        conn = self._conn
+        return conn.write_some(data, more) if conn is not None else -1
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        conn = self._conn
+        return conn.write_nonblock(data, more) if conn is not None else False
+
+    def close(self, reason: str = "closed by application") -> None:
+        if self._conn is not None:
+            self._conn.close(reason)
+        elif self._connecting is not None:
+            self._abandon_connect()
+            self._error = reason
+
+    # ---------------------------------------------------------------- connecting
+
+    def _poll_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        if self._connecting is not None:
+            self._check_connect(methods, now_ns)
+        elif now_ns >= self._next_connect_ns:
+            self._next_connect_ns = now_ns + self._retry_ns if self._retry_ns else _NEVER
+            self._start_connect(methods, now_ns)
+
+    def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        self.connect_attempts += 1
+        lib = self._lib
+        rc = lib.zft_alloc(self._st, self._stack.attr, self._handle_out)
+        if rc < 0:
+            self._fail(methods, "zft_alloc error", -rc)
+            return
+        handle = self._handle_out[0]
+        if self._laddr is not None:
+            rc = lib.zft_addr_bind(handle, _ffi.cast("struct sockaddr *", self._laddr), _SIN_LEN, 0)
+            if rc < 0:
+                lib.zft_handle_free(handle)
+                self._fail(methods, "zft_addr_bind error", -rc)
+                return
+        sa = _ffi.cast("struct sockaddr *", self._raddr)
+        rc = lib.zft_connect(handle, sa, _SIN_LEN, self._zock_out)
+        if rc < 0:
+            lib.zft_handle_free(handle)  # a failed zft_connect leaves the handle to us
+            self._fail(methods, "zft_connect error", -rc)
+            return
+        self._connecting = self._zock_out[0]
+        self._connect_deadline_ns = now_ns + self._connect_timeout_ns
+        self._check_connect(methods, now_ns)  # a refusal may be known already
+
+    def _check_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        zock = self._connecting
+        state = self._lib.zft_state(zock)
+        if state == zf.TCP_SYN_SENT:
+            if self._connect_timeout_ns and now_ns >= self._connect_deadline_ns:
+                self._abandon_connect()
+                self._fail(methods, "connect timeout")
+        elif state in (zf.TCP_ESTABLISHED, zf.TCP_CLOSE_WAIT):
+            self._established(zock, methods, now_ns)
+        else:
+            err = self._lib.zft_error(zock)
+            self._abandon_connect()
+            self._fail(methods, "connect error", err)
+
+    def _established(self, zock: Any, methods: HandlerMethods, now_ns: int) -> None:
+        local = _ffi.new("struct sockaddr_in *")
+        local_len = _ffi.new("socklen_t *", _SIN_LEN)
+        self._lib.zft_getname(
+            zock, _ffi.cast("struct sockaddr *", local), local_len, _ffi.NULL, _ffi.NULL
+        )
+        peer = (self.cfg.server_ip, self.cfg.server_port)
+        if zf.sockaddr_tuple(local) == peer:
+            # TCP simultaneous open onto our own ephemeral port: not a server.
+            self._abandon_connect()
+            self._fail(methods, "connect error: connected to itself")
+            return
+        self._connecting = None
+        self._buf.reset()
+        self._error = ""
+        conn = TcpdirectConnection(self._stack, zock, peer, self._buf, self._closed, now_ns)
+        self._conn = conn
+        methods.on_connected(conn)
+
+    def _fail(self, methods: HandlerMethods, reason: str, err: int = 0) -> None:
+        self._error = error_text(reason, err)
+        methods.on_connect_failed()
+
+    def _abandon_connect(self) -> None:
+        zock = self._connecting
+        if zock is not None:
+            self._connecting = None
+            self._lib.zft_free(zock)
+
+    # ---------------------------------------------------------------- disconnect notices
+
+    def _drain(self, methods: HandlerMethods) -> None:
+        closed = self._closed
+        while closed:
+            conn = closed.pop(0)
+            if conn is self._conn:
+                self._conn = None
+                self._error = conn._error
+            methods.on_disconnect(conn)

@@ -1,0 +1,212 @@
+"""A connection over a TCPDirect zocket (`struct zft`).
+
+Receive is zero-copy: `zft_zc_recv` lends one packet of the library's memory, the handler
+sees it as a memoryview, and only the bytes it leaves unconsumed are copied into this
+connection's own `RecvBuffer`; from then on new packets are copied behind them until the
+handler consumes everything. Every lent packet goes back with `zft_zc_recv_done` before
+the zocket can be freed.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from pollnet.api import BytesLike, Peername
+from pollnet.backends.tcpdirect import zf
+from pollnet.backends.tcpdirect.stack import Stack
+from pollnet.connection import ConnectionBase
+from pollnet.recvbuf import RecvBuffer
+
+_ffi = zf.ffi
+_buffer = _ffi.buffer
+_from_buffer = _ffi.from_buffer
+_MORE = zf.MSG_MORE
+# Send queue full, or no packet buffers right now: nothing sent, try again later.
+_RETRY = (-errno.EAGAIN, -errno.ENOMEM)
+# Packets taken from one zocket per poll, so one busy peer cannot starve the others.
+MAX_PACKETS_PER_POLL = 64
+
+
+def buffer_full_reason(size: int) -> str:
+    return (
+        f"recv buffer full: {size} bytes unconsumed by on_tcp_data "
+        "(raise recv_buf_size or consume more)"
+    )
+
+
+class TcpdirectConnection(ConnectionBase):
+    __slots__ = (
+        "_buf",
+        "_free_pending",
+        "_in_zc",
+        "_iov",
+        "_lib",
+        "_msg",
+        "_send",
+        "_stack",
+        "_zc_done",
+        "_zc_recv",
+        "zock",
+    )
+
+    def __init__(
+        self,
+        stack: Stack,
+        zock: Any,
+        peer: Peername | None,
+        buf: RecvBuffer,
+        closed_queue: list[ConnectionBase],
+        now_ns: int,
+    ) -> None:
+        super().__init__(closed_queue, peer, now_ns)
+        lib = stack.lib
+        self._lib = lib
+        self._stack = stack
+        self.zock = zock
+        self._buf = buf
+        # One zft_msg with a single iovec, made once: the receive path allocates no struct.
+        self._msg = _ffi.new("struct zft_msg *", {"iov": 1})
+        self._iov = self._msg.iov[0]  # a view into _msg, read after each zft_zc_recv
+        self._send = lib.zft_send_single
+        self._zc_recv = lib.zft_zc_recv
+        self._zc_done = lib.zft_zc_recv_done
+        self._in_zc = False  # a packet is lent to us (between zc_recv and zc_recv_done)
+        self._free_pending = False  # closed while lent: free after zc_recv_done
+
+    # ---------------------------------------------------------------- lifetime
+
+    def _release(self) -> None:
+        if self._in_zc:
+            self._free_pending = True  # zft_free must wait for zft_zc_recv_done
+            return
+        self._lib.zft_free(self.zock)
+
+    def _send_failed(self, rc: int) -> None:
+        """zft_send_single returned `rc` < 0: close with the zocket's own error if set."""
+        self._shutdown("send error", self._lib.zft_error(self.zock) or -rc)
+
+    # ---------------------------------------------------------------- receive
+
+    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        """Hand the packets the reactor brought in to `on_data`, one call per packet."""
+        zock = self.zock
+        msg = self._msg
+        iov = self._iov
+        zc_recv = self._zc_recv
+        for _ in range(MAX_PACKETS_PER_POLL):
+            msg.iovcnt = 1
+            zc_recv(zock, msg, 0)
+            if msg.iovcnt == 0:
+                return
+            n = iov.iov_len
+            if n == 0:  # end of stream: zft_zc_recv_done says whether orderly
+                rc = self._zc_done(zock, msg)
+                if rc == 0:
+                    self._shutdown("remote close")
+                else:
+                    self._shutdown("recv error", self._lib.zft_error(zock) or -rc)
+                return
+            self._received = True
+            self._in_zc = True
+            try:
+                self._deliver(memoryview(_buffer(iov.iov_base, n)), n, on_data)
+            finally:
+                self._in_zc = False
+                self._zc_done(zock, msg)
+                if self._free_pending:
+                    self._free_pending = False
+                    self._lib.zft_free(zock)
+            if not self._connected:
+                return
+
+    def _deliver(
+        self, packet: memoryview, n: int, on_data: Callable[[ConnectionBase, memoryview], int]
+    ) -> None:
+        buf = self._buf
+        if buf.tail == 0:
+            # Nothing kept from before: the handler reads the library's packet in place.
+            remaining = on_data(self, packet)
+            if remaining and self._connected:
+                if remaining > n:
+                    remaining = n
+                if remaining >= buf.size:
+                    self._shutdown(buffer_full_reason(buf.size))
+                    return
+                buf.view[:remaining] = packet[n - remaining :]
+                buf.tail = remaining
+            return
+        # Bytes are kept: append the packet behind them (in pieces if the buffer is short).
+        off = 0
+        while off < n:
+            room = buf.room()
+            k = min(len(room), n - off)
+            room[:k] = packet[off : off + k]
+            off += k
+            remaining = on_data(self, buf.fill(k))
+            if not self._connected:
+                return
+            if not buf.keep(remaining):
+                self._shutdown(buffer_full_reason(buf.size))
+                return
+
+    # ---------------------------------------------------------------- send
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if not self._connected:
+            return -1
+        size = len(data)
+        if not size:
+            return 0
+        ptr = data if type(data) is bytes else _from_buffer(data)
+        rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
+        if rc >= 0:
+            self._sent = True
+            return rc
+        if rc in _RETRY:
+            return 0
+        self._send_failed(rc)
+        return -1
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        """Send everything, running the reactor between tries: on TCPDirect the send
+        queue only drains while the stack is polled."""
+        if not self._connected:
+            return False
+        size = len(data)
+        if not size:
+            return True
+        ptr = data if type(data) is bytes else _from_buffer(data)
+        flags = _MORE if more else 0
+        send = self._send
+        zock = self.zock
+        rc: int = send(zock, ptr, size, flags)
+        if rc == size:
+            self._sent = True
+            return True
+        base = _from_buffer(data)  # partial: a pointer we can offset
+        done = 0
+        while True:
+            if rc >= 0:
+                done += rc
+                self._sent = True
+                if done >= size:
+                    return True
+            elif rc in _RETRY:
+                self._stack.perform()
+            else:
+                self._send_failed(rc)
+                return False
+            rc = send(zock, base + done, size - done, flags)
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if not self._connected:
+            return False
+        size = len(data)
+        n = self.write_some(data, more)
+        if n == size:
+            return True
+        if n >= 0:
+            self._shutdown(f"send buffer full: write_nonblock sent {n} of {size} bytes")
+        return False

@@ -1,0 +1,62 @@
+"""One TCPDirect stack (`struct zf_stack`) with the attributes it was made from.
+
+A client or a server owns one stack bound to its interface, as pollnet's C++ wrapper does;
+`perform()` (zf_reactor_perform) is what moves bytes, so every poll calls it once.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pollnet.backends.tcpdirect import zf
+from pollnet.config import TcpdirectOptions
+from pollnet.errors import BackendUnavailable, ConfigError
+
+_ffi = zf.ffi
+
+# What zf_stack_alloc's documented failures mean for the person running pollnet.
+_STACK_ERRORS = {
+    errno.EBUSY: "out of VI instances on the adapter",
+    errno.ENOENT: "the ef_vi/Onload libraries failed to initialise (are the drivers loaded?)",
+    errno.ENOKEY: "the adapter is not licensed for TCPDirect",
+    errno.ENOMEM: "out of memory (TCPDirect needs huge pages)",
+    errno.ENOSPC: "out of PIO buffers (set the pio attribute to 0 or 1)",
+}
+
+
+class Stack:
+    __slots__ = ("_perform", "attr", "lib", "ptr")
+
+    def __init__(self, opts: TcpdirectOptions, interface: str, section: str) -> None:
+        lib = zf.load(opts.library)
+        self.lib = lib
+        self.ptr: Any = None
+        self.attr: Any = zf.alloc_attr(lib, interface, opts.attributes)
+        out = _ffi.new("struct zf_stack **")
+        rc = lib.zf_stack_alloc(self.attr, out)
+        if rc < 0:
+            lib.zf_attr_free(self.attr)
+            self.attr = None
+            if rc == -errno.ENODEV:
+                raise ConfigError(
+                    f"{section}.interface = {interface!r}: TCPDirect cannot use this "
+                    "interface (zf_stack_alloc: ENODEV); name the Solarflare interface "
+                    "there or in ZF_ATTR (interface=NAME)"
+                )
+            why = _STACK_ERRORS.get(-rc, zf.strerror(rc))
+            raise BackendUnavailable("tcpdirect", f"zf_stack_alloc failed: {why}")
+        self.ptr = out[0]
+        self._perform = lib.zf_reactor_perform
+
+    def perform(self) -> int:
+        """Process the stack's events once (zf_reactor_perform); > 0 if anything happened."""
+        rc: int = self._perform(self.ptr)
+        return rc
+
+    def free(self) -> None:
+        """Free the stack; every zocket in it must have been freed first."""
+        if self.ptr is not None:
+            self.lib.zf_stack_free(self.ptr)
+            self.lib.zf_attr_free(self.attr)
+            self.ptr = self.attr = None
