@@ -1,0 +1,90 @@
+"""Closing: peer close, peer reset, and exactly one disconnect notice per connection."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pollnet.api import PollConnection
+from pollnet.testing import RecordingHandler, poll_for, poll_until
+from tests.behaviour.conftest import Maker
+
+
+def test_peer_close_is_remote_close(make_pair: Maker) -> None:
+    pair = make_pair(client={"conn_retry_sec": 0})
+    server_conn = pair.server_conn
+    server_conn.close("bye")
+    ch = pair.client_handler
+    assert poll_until(lambda: len(ch.disconnected) == 1, pair)
+    assert ch.disconnected[0].last_error == "remote close"
+    assert not pair.client.is_connected
+    assert server_conn.last_error == "bye"
+
+
+def test_peer_reset(make_pair: Maker) -> None:
+    # Closing with unread bytes in the receive queue makes the kernel send a RST.
+    pair = make_pair(client={"conn_retry_sec": 0})
+    server_conn = pair.server_conn
+    pair.client_conn.write(b"never read")
+    poll_for(50, (pair.client, pair.client_handler))  # the server is not polled: unread
+    server_conn.close("reset it")
+    ch = pair.client_handler
+    assert poll_until(lambda: len(ch.disconnected) == 1, pair)
+    assert "reset" in ch.disconnected[0].last_error.lower()
+
+
+def test_data_queued_before_close_is_delivered(make_pair: Maker) -> None:
+    pair = make_pair(client={"conn_retry_sec": 0})
+    pair.server_conn.write(b"last words")
+    pair.server_conn.close()
+    ch = pair.client_handler
+    assert poll_until(lambda: len(ch.disconnected) == 1, pair)
+    assert ch.received == b"last words"
+
+
+class _CloseTwiceOnData(RecordingHandler):
+    def on_tcp_data(self, conn: PollConnection, data: memoryview) -> int:
+        super().on_tcp_data(conn, data)
+        conn.close("first")
+        conn.close("second")
+        return 0
+
+
+def test_disconnect_exactly_once_whatever_closes_it(make_pair: Maker) -> None:
+    sh = _CloseTwiceOnData()
+    pair = make_pair(client={"conn_retry_sec": 0}, server_handler=sh)
+    conn = pair.server_conn
+    pair.client_conn.write(b"hello")
+    assert poll_until(lambda: len(sh.disconnected) == 1, pair)
+    assert conn.last_error == "first"
+    conn.close("again")
+    pair.server.close()
+    pair.client.close()
+    poll_for(100, pair)
+    for h in (sh, pair.client_handler):
+        counts = Counter(id(c) for c in h.disconnected)
+        assert set(counts.values()) == {1}
+        assert {id(c) for c in h.connected} == set(counts)
+
+
+def test_close_outside_poll_is_announced_on_next_poll(make_pair: Maker) -> None:
+    pair = make_pair(client={"conn_retry_sec": 0})
+    conn = pair.client_conn
+    conn.close("outside")
+    assert pair.client_handler.disconnected == []  # no handler outside poll
+    pair.client.poll(pair.client_handler)
+    assert pair.client_handler.disconnected == [conn]
+
+
+def test_user_data_is_per_connection(make_pair: Maker) -> None:
+    pair = make_pair(client={"conn_retry_sec": 0.001})
+    first = pair.client_conn
+    assert first.user_data is None
+    first.user_data = {"session": 1}
+    pair.server_conn.user_data = "server side"
+    assert pair.server_conn.user_data == "server side"
+    pair.server_conn.close()
+    ch = pair.client_handler
+    assert poll_until(lambda: len(ch.connected) == 2, pair)
+    second = ch.connected[1]
+    assert second.user_data is None
+    assert first.user_data == {"session": 1}
