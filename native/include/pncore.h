@@ -185,6 +185,8 @@ typedef struct pn_real_link_params {
     uint32_t frame_size;     /* 0 = 2048 */
     uint8_t mode;            /* PN_XDP_MODE_* (af_xdp only) */
     uint8_t own_ip;          /* 1: the stack owns local_ip, the kernel does not have it */
+    uint32_t local_ip;       /* af_xdp + own_ip: that address (every frame to it and ARP
+                                for it go to the stack); 0 = learnt at the first flow_add */
 } pn_real_link_params;
 
 enum { PN_XDP_MODE_AUTO = 0, PN_XDP_MODE_NATIVE = 1, PN_XDP_MODE_GENERIC = 2,
@@ -193,6 +195,44 @@ enum { PN_XDP_MODE_AUTO = 0, PN_XDP_MODE_NATIVE = 1, PN_XDP_MODE_GENERIC = 2,
 /* Each returns NULL and fills err when the link cannot run here (naming why and the fix). */
 pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_t errlen);
 pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen);
+
+/* Counters of a real link (af_packet, af_xdp); PN_EINVAL for any other link. */
+typedef struct pn_real_link_stats {
+    uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
+    uint64_t rx_drop_oversize;   /* truncated: longer than a ring frame */
+    uint64_t rx_drop_gso;        /* unsegmented GSO frames (TP_STATUS_GSO_TCP) */
+    uint64_t rx_drop_vlan;       /* VLAN-tagged frames (the stack is untagged) */
+    uint64_t rx_kernel_drops;    /* frames the kernel dropped for want of ring space */
+    uint64_t tx_ring_full;       /* tx_buf() found no free buffer */
+    uint64_t tx_kick_retries;    /* sendto kicks to retry (EAGAIN/EBUSY/ENOBUFS) */
+    uint64_t tx_errors;          /* frames the kernel refused */
+    uint64_t xdp_pass, xdp_to_flow, xdp_to_own;  /* af_xdp: the XDP program's verdicts */
+    uint32_t xdp_mode;           /* af_xdp: PN_XDP_MODE_NATIVE/GENERIC/ZEROCOPY in force */
+    uint32_t ports_reserved;     /* shared-address mode: kernel sockets holding our ports */
+} pn_real_link_stats;
+int pn_real_link_stats_get(pn_link *l, pn_real_link_stats *out);
+
+/* Detach the XDP program of every af_xdp link still open in this process (also done at
+ * exit). For a signal handler that is about to end the process. */
+void pn_real_links_detach_all(void);
+
+/* The kernel's route to a destination (rtnetlink), in this network namespace. */
+typedef struct pn_route {
+    uint32_t dst;            /* as asked */
+    uint32_t gateway;        /* 0: dst is on-link */
+    uint32_t next_hop;       /* gateway, or dst when on-link: the address to ARP for */
+    uint32_t src;            /* the kernel's preferred source address */
+    uint8_t src_prefix_len;  /* prefix length of src on the interface (24 for a /24) */
+    uint8_t has_mac;         /* 1: the kernel's neighbour table knows next_hop's MAC */
+    uint8_t mac[6];
+    int ifindex;
+    char ifname[16];
+} pn_route;
+/* 0, PN_ENOROUTE (no route) or PN_ELINK (netlink failed); err says why. */
+int pn_route_lookup(uint32_t dst, pn_route *out, char *err, size_t errlen);
+/* Ask the kernel to resolve ip on ifindex (an ARP probe); poll pn_route_lookup() for the
+ * MAC. For shared-address mode, where ARP replies go to the kernel, not to the stack. */
+int pn_neigh_resolve(uint32_t ip, int ifindex, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ stack */
 

@@ -1,0 +1,394 @@
+/*
+ * link_af_packet.c -- the af_packet link: any Linux interface, PACKET_MMAP rings, no
+ * library beyond libc.
+ *
+ * One AF_PACKET socket bound to the interface (ETH_P_ALL) carries a TPACKET_V2 RX ring
+ * and a TX ring in one mapping. V2, not V3: a V3 block reaches user space only when it
+ * fills or its retire timer (milliseconds) fires, which a busy-poller cannot wait for;
+ * V2 hands over each frame as soon as the kernel writes it.
+ *
+ *   rx_burst    reads frames whose status has TP_STATUS_USER, in ring order, stopping at
+ *               one the stack still holds (frames may be released in any order).
+ *   rx_release  gives a frame back to the kernel (status = TP_STATUS_KERNEL).
+ *   tx_buf      the next TX frame whose status is TP_STATUS_AVAILABLE.
+ *   tx_send     marks it TP_STATUS_SEND_REQUEST.
+ *   tx_flush    sendto(MSG_DONTWAIT) makes the kernel send every requested frame.
+ *
+ * The socket has PACKET_IGNORE_OUTGOING (we do not see our own frames), PACKET_QDISC_BYPASS
+ * (no qdisc on the way out) and PACKET_LOSS (a malformed TX frame is skipped, never wedges
+ * the ring). Frames the kernel marks TP_STATUS_CSUMNOTREADY (CHECKSUM_PARTIAL over veth)
+ * reach the stack with PN_RX_CSUM_PARTIAL; unsegmented GSO frames, frames longer than a ring
+ * frame and VLAN-tagged frames are dropped and counted (pn_real_link_stats_get()).
+ *
+ * Shared-address mode (own_ip 0): flow_add holds the local port with a kernel socket (see
+ * real_link.h). Unlike af_xdp, the kernel still sees every frame here, so it answers
+ * segments for our connections with RSTs: run af_packet with own_ip = 1 (an address the
+ * kernel does not have) for TCP.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+
+#include "pncore.h"
+#include "real_link.h"
+
+#ifndef TP_STATUS_GSO_TCP
+#define TP_STATUS_GSO_TCP (1 << 8)
+#endif
+
+#define WHO "af_packet"
+#define DEFAULT_RING_FRAMES 1024u
+#define MAX_RING_FRAMES 65536u
+/* Where a TX frame's data starts: the kernel's default without PACKET_TX_HAS_OFF. */
+#define TX_DATA_OFF ((uint32_t)TPACKET_ALIGN(sizeof(struct tpacket2_hdr)))
+/* Where an RX frame's data starts at the latest (tp_mac; Ethernet header + alignment). */
+#define RX_DATA_OFF_MAX ((uint32_t)TPACKET_ALIGN(TPACKET2_HDRLEN + 16))
+
+typedef struct af_packet_link {
+    pn_real_link rl;
+    int fd;
+    int ifindex;
+    uint8_t *map;
+    size_t map_len;
+    uint8_t *rx_ring, *tx_ring;
+    uint32_t frames;      /* per ring, a power of two */
+    uint32_t frame_size;
+    uint32_t rx_head;     /* next RX frame to look at */
+    uint32_t tx_head;     /* next TX frame to hand out */
+    uint32_t tx_queued;   /* frames requested since the last successful kick */
+    uint8_t *rx_held;     /* [frames]: 1 while the stack holds the frame */
+    uint8_t own_ip;
+    pn_port_resv ports;
+} af_packet_link;
+
+static inline struct tpacket2_hdr *rx_frame(af_packet_link *a, uint32_t i)
+{
+    return (struct tpacket2_hdr *)(a->rx_ring + (size_t)i * a->frame_size);
+}
+
+static inline struct tpacket2_hdr *tx_frame(af_packet_link *a, uint32_t i)
+{
+    return (struct tpacket2_hdr *)(a->tx_ring + (size_t)i * a->frame_size);
+}
+
+static inline uint32_t status_load(struct tpacket2_hdr *h)
+{
+    return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+}
+
+static inline void status_store(struct tpacket2_hdr *h, uint32_t v)
+{
+    __atomic_store_n(&h->tp_status, v, __ATOMIC_RELEASE);
+}
+
+static int ap_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max)
+{
+    (void)now_ns;
+    af_packet_link *a = (af_packet_link *)l;
+    pn_real_link_stats *st = &a->rl.stats;
+    int n = 0;
+    uint32_t mask = a->frames - 1;
+    while (n < max) {
+        uint32_t i = a->rx_head;
+        if (a->rx_held[i])
+            break;
+        struct tpacket2_hdr *h = rx_frame(a, i);
+        uint32_t status = status_load(h);
+        if (!(status & TP_STATUS_USER))
+            break;
+        a->rx_head = (i + 1) & mask;
+        /* TP_STATUS_LOSING: the kernel dropped frames for want of ring space; its count
+         * comes from PACKET_STATISTICS when the stats are asked for. */
+        if (status & TP_STATUS_GSO_TCP) {
+            st->rx_drop_gso++;
+            status_store(h, TP_STATUS_KERNEL);
+            continue;
+        }
+        if (h->tp_snaplen < h->tp_len || (status & TP_STATUS_COPY) ||
+            h->tp_mac + h->tp_snaplen > a->frame_size) {
+            st->rx_drop_oversize++;
+            status_store(h, TP_STATUS_KERNEL);
+            continue;
+        }
+        if (status & TP_STATUS_VLAN_VALID) {
+            st->rx_drop_vlan++;
+            status_store(h, TP_STATUS_KERNEL);
+            continue;
+        }
+        pn_rx_frame *f = &frames[n++];
+        f->data = (const uint8_t *)h + h->tp_mac;
+        f->len = h->tp_snaplen;
+        f->flags = (status & TP_STATUS_CSUMNOTREADY) ? PN_RX_CSUM_PARTIAL : 0;
+        f->handle = i;
+        f->hw_ts_ns = 0;
+        a->rx_held[i] = 1;
+        st->rx_frames++;
+        st->rx_bytes += h->tp_snaplen;
+    }
+    return n;
+}
+
+static void ap_rx_release(pn_link *l, const pn_rx_frame *frames, int n)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    for (int k = 0; k < n; k++) {
+        uint32_t i = (uint32_t)frames[k].handle;
+        if (i >= a->frames || !a->rx_held[i])
+            continue;
+        a->rx_held[i] = 0;
+        status_store(rx_frame(a, i), TP_STATUS_KERNEL);
+    }
+}
+
+static uint8_t *ap_tx_buf(pn_link *l, uint32_t *cap)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    struct tpacket2_hdr *h = tx_frame(a, a->tx_head);
+    uint32_t status = status_load(h);
+    if (status == TP_STATUS_WRONG_FORMAT) {
+        /* With PACKET_LOSS the kernel skips such a frame; give it back. */
+        a->rl.stats.tx_errors++;
+        status_store(h, TP_STATUS_AVAILABLE);
+        status = TP_STATUS_AVAILABLE;
+    }
+    if (status != TP_STATUS_AVAILABLE) {
+        a->rl.stats.tx_ring_full++;
+        return NULL;
+    }
+    *cap = a->frame_size - TX_DATA_OFF;
+    return (uint8_t *)h + TX_DATA_OFF;
+}
+
+static int ap_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    struct tpacket2_hdr *h = tx_frame(a, a->tx_head);
+    if (buf != (uint8_t *)h + TX_DATA_OFF || len > a->frame_size - TX_DATA_OFF || len < 14) {
+        pn_rl_errf(a->rl.link.err, sizeof a->rl.link.err, WHO,
+                   "tx_send: not the buffer of the last tx_buf() or bad length %u", len);
+        return PN_EINVAL;
+    }
+    h->tp_len = len;
+    status_store(h, TP_STATUS_SEND_REQUEST);
+    a->tx_head = (a->tx_head + 1) & (a->frames - 1);
+    a->tx_queued++;
+    a->rl.stats.tx_frames++;
+    a->rl.stats.tx_bytes += len;
+    return PN_OK;
+}
+
+static void ap_tx_flush(pn_link *l)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    if (a->tx_queued == 0)
+        return;
+    for (int tries = 0; tries < 4; tries++) {
+        ssize_t r = sendto(a->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+        if (r >= 0) {
+            a->tx_queued = 0;
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == ENOBUFS || errno == EBUSY) {
+            a->rl.stats.tx_kick_retries++;  /* frames stay requested: next flush */
+            return;
+        }
+        a->rl.stats.tx_errors++;
+        pn_rl_errf(a->rl.link.err, sizeof a->rl.link.err, WHO, "sendto: %s", strerror(errno));
+        a->tx_queued = 0;
+        return;
+    }
+}
+
+static int ap_flow_add(pn_link *l, const pn_flow *f)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    if (a->own_ip)
+        return PN_OK;
+    return pn_rl_port_hold(&a->ports, f->local_ip, f->local_port, a->rl.link.err,
+                           sizeof a->rl.link.err);
+}
+
+static int ap_flow_del(pn_link *l, const pn_flow *f)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    if (!a->own_ip)
+        pn_rl_port_release(&a->ports, f->local_port);
+    return PN_OK;
+}
+
+static void ap_refresh_stats(pn_real_link *rl)
+{
+    af_packet_link *a = (af_packet_link *)rl;
+    struct tpacket_stats ts;
+    socklen_t len = sizeof ts;
+    if (getsockopt(a->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &len) == 0)
+        rl->stats.rx_kernel_drops += ts.tp_drops;  /* the kernel resets them on read */
+    rl->stats.ports_reserved = a->ports.count;
+}
+
+static void ap_destroy(pn_link *l)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    if (a == NULL)
+        return;
+    if (a->map != NULL && a->map != MAP_FAILED)
+        munmap(a->map, a->map_len);
+    if (a->fd >= 0)
+        close(a->fd);
+    pn_rl_ports_free(&a->ports);
+    free(a->rx_held);
+    free(a);
+}
+
+static const pn_link_ops af_packet_ops = {
+    .name = "af_packet",
+    .rx_burst = ap_rx_burst,
+    .rx_release = ap_rx_release,
+    .tx_buf = ap_tx_buf,
+    .tx_send = ap_tx_send,
+    .tx_flush = ap_tx_flush,
+    .flow_add = ap_flow_add,
+    .flow_del = ap_flow_del,
+    .destroy = ap_destroy,
+};
+
+static int setopt(af_packet_link *a, int opt, const void *v, socklen_t len, const char *name,
+                  char *err, size_t errlen)
+{
+    if (setsockopt(a->fd, SOL_PACKET, opt, v, len) < 0) {
+        pn_rl_errf(err, errlen, WHO, "setsockopt(%s): %s", name, strerror(errno));
+        return PN_ELINK;
+    }
+    return PN_OK;
+}
+
+pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_t errlen)
+{
+    if (p == NULL) {
+        pn_rl_errf(err, errlen, WHO, "no parameters");
+        return NULL;
+    }
+    pn_if_facts ifc;
+    if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
+        return NULL;
+    if (!ifc.up) {
+        pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
+                   p->ifname, p->ifname);
+        return NULL;
+    }
+    uint32_t frame_size = p->frame_size ? p->frame_size : 2048;
+    if (frame_size < 2048 || frame_size > 65536 || (frame_size & (frame_size - 1))) {
+        pn_rl_errf(err, errlen, WHO, "frame_size %u: must be a power of two in 2048..65536",
+                   frame_size);
+        return NULL;
+    }
+    if (ifc.mtu + 14 + RX_DATA_OFF_MAX > frame_size) {
+        pn_rl_errf(err, errlen, WHO,
+                   "interface '%s' has MTU %u: frame_size %u is too small (needs %u; use a "
+                   "larger power of two)", p->ifname, ifc.mtu, frame_size,
+                   ifc.mtu + 14 + RX_DATA_OFF_MAX);
+        return NULL;
+    }
+    uint32_t frames = p->ring_frames ? p->ring_frames : DEFAULT_RING_FRAMES;
+    uint32_t pow2 = 16;
+    while (pow2 < frames && pow2 < MAX_RING_FRAMES)
+        pow2 <<= 1;
+    frames = pow2;
+
+    af_packet_link *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        pn_rl_errf(err, errlen, WHO, "out of memory");
+        return NULL;
+    }
+    a->fd = -1;
+    a->ifindex = ifc.ifindex;
+    a->frames = frames;
+    a->frame_size = frame_size;
+    a->own_ip = p->own_ip ? 1 : 0;
+    a->rl.link.ops = &af_packet_ops;
+    a->rl.link.pcap_fd = -1;
+    memcpy(a->rl.link.mac, ifc.mac, 6);
+    a->rl.link.mtu = (uint16_t)(ifc.mtu > 65535 ? 65535 : ifc.mtu);
+    a->rl.link.caps = a->own_ip ? PN_LINK_OWN_IP : 0;
+    a->rl.refresh_stats = ap_refresh_stats;
+    a->rx_held = calloc(frames, 1);
+    if (a->rx_held == NULL) {
+        pn_rl_errf(err, errlen, WHO, "out of memory");
+        goto fail;
+    }
+    if (!a->own_ip && pn_rl_ports_init(&a->ports, WHO, err, errlen) < 0)
+        goto fail;
+
+    /* Protocol 0 until the rings exist: nothing queues up before then. */
+    a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (a->fd < 0) {
+        if (errno == EPERM || errno == EACCES)
+            pn_rl_errf(err, errlen, WHO,
+                       "socket(AF_PACKET) needs CAP_NET_RAW: run as root or grant the "
+                       "capability (setcap cap_net_raw+ep, or a user namespace)");
+        else
+            pn_rl_errf(err, errlen, WHO, "socket(AF_PACKET): %s", strerror(errno));
+        goto fail;
+    }
+    int v = TPACKET_V2;
+    if (setopt(a, PACKET_VERSION, &v, sizeof v, "PACKET_VERSION", err, errlen) < 0)
+        goto fail;
+    v = 1;
+    if (setopt(a, PACKET_LOSS, &v, sizeof v, "PACKET_LOSS", err, errlen) < 0)
+        goto fail;
+    if (setopt(a, PACKET_IGNORE_OUTGOING, &v, sizeof v, "PACKET_IGNORE_OUTGOING", err,
+               errlen) < 0)
+        goto fail;
+    /* Best effort: without it frames go through the qdisc, which is only slower. */
+    (void)setsockopt(a->fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
+
+    uint32_t block = frame_size > 4096 ? frame_size : 4096;
+    struct tpacket_req req = {
+        .tp_block_size = block,
+        .tp_block_nr = frames / (block / frame_size),
+        .tp_frame_size = frame_size,
+        .tp_frame_nr = frames,
+    };
+    if (setopt(a, PACKET_RX_RING, &req, sizeof req, "PACKET_RX_RING", err, errlen) < 0)
+        goto fail;
+    if (setopt(a, PACKET_TX_RING, &req, sizeof req, "PACKET_TX_RING", err, errlen) < 0)
+        goto fail;
+    size_t ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
+    a->map_len = 2 * ring_len;
+    a->map = mmap(NULL, a->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->fd, 0);
+    if (a->map == MAP_FAILED) {
+        a->map = NULL;
+        pn_rl_errf(err, errlen, WHO, "mmap of the rings (%zu bytes): %s", a->map_len,
+                   strerror(errno));
+        goto fail;
+    }
+    a->rx_ring = a->map;
+    a->tx_ring = a->map + ring_len;
+
+    struct sockaddr_ll sll;
+    memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = ifc.ifindex;
+    if (bind(a->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+        pn_rl_errf(err, errlen, WHO, "bind to '%s': %s", p->ifname, strerror(errno));
+        goto fail;
+    }
+    return &a->rl.link;
+
+fail:
+    ap_destroy(&a->rl.link);
+    return NULL;
+}

@@ -1,0 +1,789 @@
+/*
+ * link_af_xdp.c -- the af_xdp link: kernel bypass on any Linux NIC through an XDP program
+ * and an AF_XDP socket (UMEM + fill, completion, RX and TX rings) bound to one RX queue.
+ *
+ * The XDP program (native/bpf/pn_xdp.c, embedded at build time as pn_xdp_obj.h by
+ * native/build_links.py: nothing is looked up at run time) steers to the socket only the
+ * frames of our flows -- the pn_flows map, which flow_add/flow_del keep -- and, when the
+ * stack owns its address (own_ip), every frame to that address and ARP for it. Everything
+ * else goes on to the kernel, so SSH, ARP and the kernel's own sockets keep working.
+ *
+ * Attaching: a BPF link (bpf_link_create, BPF_XDP), so the program is detached when the
+ * link is destroyed, at exit, and also when the process dies any other way (the kernel
+ * drops it with the last fd). Kernels without XDP BPF links get bpf_xdp_attach() with
+ * XDP_FLAGS_UPDATE_IF_NOEXIST, detached by destroy() and an atexit handler; a signal
+ * handler that ends the process should call pn_real_links_detach_all() (tests also clean
+ * up with `ip -n NS link set dev IF xdpgeneric off` / `xdpdrv off`). Either way an XDP
+ * program someone else attached is never replaced: creation fails and says so.
+ *
+ * Modes (pn_real_link_params.mode):
+ *   AUTO      native XDP when the driver has it, generic (SKB) otherwise; the kernel
+ *             binds zero-copy where the driver allows and copy mode elsewhere (veth).
+ *   NATIVE    native XDP only, zero-copy or copy as the driver allows.
+ *   GENERIC   generic XDP, copy mode.
+ *   ZEROCOPY  native XDP, zero-copy, or fail.
+ *
+ * UMEM: 2 * ring_frames frames; the first half circulates through fill -> RX -> the stack
+ * -> fill, the second half through a free list -> TX -> completion -> free list. Copy-mode
+ * transmit needs a sendto() kick, and the kernel sends at most 32 frames a kick, so
+ * tx_flush kicks until the TX ring is drained (or the kernel says try later).
+ *
+ * Shared-address mode (own_ip 0): flow_add also holds each local port with a kernel
+ * socket bound to ip:port (real_link.h) so the kernel never hands the port out; the
+ * kernel never sees the flow's frames, so it never RSTs our peers.
+ *
+ * Without libxdp/libbpf at build time (PN_HAVE_AF_XDP undefined) only a stub remains that
+ * says how to get the real thing.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pncore.h"
+#include "real_link.h"
+
+#define WHO "af_xdp"
+
+#ifndef PN_HAVE_AF_XDP
+
+pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen)
+{
+    (void)p;
+    pn_rl_errf(err, errlen, WHO,
+               "this build has no af_xdp link: libxdp, libbpf or clang was missing when it "
+               "was built (apt-get install libxdp-dev libbpf-dev clang llvm, then rebuild)");
+    return NULL;
+}
+
+void pn_real_links_detach_all(void)
+{
+}
+
+#else /* PN_HAVE_AF_XDP */
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sys/ioctl.h>
+
+#include <linux/ethtool.h>
+#include <linux/if_link.h>
+#include <linux/sockios.h>
+#include <linux/if_xdp.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <xdp/xsk.h>
+
+#include "pn_xdp_obj.h"
+
+#define DEFAULT_RING_FRAMES 1024u
+#define MAX_RING_FRAMES 16384u
+#define XDP_HEADROOM 256u       /* XDP_PACKET_HEADROOM: copy mode puts data after it */
+#define KICKS_PER_FLUSH 64
+
+/* Must match native/bpf/pn_xdp.c. */
+struct pn_flow_key {
+    uint32_t local_ip, remote_ip;     /* network byte order */
+    uint16_t local_port, remote_port; /* network byte order */
+};
+struct pn_xdp_cfg {
+    uint32_t own_ip;
+    uint32_t pad;
+};
+enum { PN_XDP_PASS = 0, PN_XDP_FLOW = 1, PN_XDP_OWN = 2, PN_XDP_NSTATS = 4 };
+
+typedef struct af_xdp_link {
+    pn_real_link rl;
+    char ifname[IF_NAMESIZE];
+    int ifindex;
+    uint32_t queue;
+    uint8_t own_ip;
+    uint8_t veth;                /* the interface is a veth: see veth_csum_flags() */
+    uint32_t own_addr;           /* host order; 0 until known */
+
+    struct bpf_object *obj;
+    int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd;
+    int bpf_link_fd;             /* >= 0: attached through a BPF link */
+    uint32_t nl_flags;           /* != 0: attached through netlink with these flags */
+    uint32_t mode_flag;          /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE in force */
+    pid_t owner;
+
+    void *area;
+    size_t area_len;
+    struct xsk_umem *umem;
+    struct xsk_socket *xsk;
+    int xsk_fd;
+    struct xsk_ring_prod fill, tx;
+    struct xsk_ring_cons comp, rx;
+    uint32_t frames;             /* per ring; the UMEM has 2 * frames */
+    uint32_t frame_size;
+    uint64_t *tx_free;
+    uint32_t tx_free_n;
+    uint64_t tx_pending;         /* the buffer tx_buf() handed out, not yet sent */
+    int tx_has_pending;
+    int tx_dirty;                /* TX ring may hold frames the kernel has not taken */
+    int ncpus;
+
+    pn_port_resv ports;
+    struct af_xdp_link *next;    /* every live link, for the exit handler */
+} af_xdp_link;
+
+static af_xdp_link *live_links;
+static int exit_handler_set;
+
+/* ------------------------------------------------------------------ attach / detach */
+
+static void detach(af_xdp_link *x)
+{
+    if (x->bpf_link_fd >= 0) {
+        close(x->bpf_link_fd);
+        x->bpf_link_fd = -1;
+    }
+    if (x->nl_flags != 0) {
+        LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = x->prog_fd);
+        /* REPLACE + the expected fd: only our own program is ever removed. */
+        bpf_xdp_detach(x->ifindex, x->nl_flags | XDP_FLAGS_REPLACE, &opts);
+        x->nl_flags = 0;
+    }
+}
+
+void pn_real_links_detach_all(void)
+{
+    pid_t me = getpid();
+    for (af_xdp_link *x = live_links; x != NULL; x = x->next)
+        if (x->owner == me)  /* a forked child must not detach its parent's program */
+            detach(x);
+}
+
+static void at_exit(void)
+{
+    pn_real_links_detach_all();
+}
+
+/* libbpf's messages: keep the last warning for our error text, print nothing. */
+static char libbpf_msg[256];
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    if (level != LIBBPF_DEBUG) {
+        vsnprintf(libbpf_msg, sizeof libbpf_msg, fmt, ap);
+        size_t n = strlen(libbpf_msg);
+        while (n > 0 && libbpf_msg[n - 1] == '\n')
+            libbpf_msg[--n] = '\0';
+    }
+    return 0;
+}
+
+static int load_program(af_xdp_link *x, char *err, size_t errlen)
+{
+    libbpf_msg[0] = '\0';
+    libbpf_print_fn_t old = libbpf_set_print(libbpf_quiet);
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "pn_xdp");
+    int rc = PN_ELINK;
+    x->obj = bpf_object__open_mem(pn_xdp_obj, pn_xdp_obj_len, &oo);
+    if (x->obj == NULL) {
+        pn_rl_errf(err, errlen, WHO, "opening the embedded XDP object: %s (%s)",
+                   strerror(errno), libbpf_msg);
+        goto out;
+    }
+    if (bpf_object__load(x->obj) != 0) {
+        int e = errno;
+        if (e == EPERM || e == EACCES)
+            pn_rl_errf(err, errlen, WHO,
+                       "loading the XDP program needs CAP_BPF and CAP_NET_ADMIN (run as "
+                       "root): %s", libbpf_msg);
+        else
+            pn_rl_errf(err, errlen, WHO, "loading the XDP program: %s (%s)", strerror(e),
+                       libbpf_msg);
+        goto out;
+    }
+    struct bpf_program *prog = bpf_object__find_program_by_name(x->obj, "pn_xdp_steer");
+    x->prog_fd = prog ? bpf_program__fd(prog) : -1;
+    struct bpf_map *m;
+    m = bpf_object__find_map_by_name(x->obj, "pn_xsks");
+    x->xsks_fd = m ? bpf_map__fd(m) : -1;
+    m = bpf_object__find_map_by_name(x->obj, "pn_flows");
+    x->flows_fd = m ? bpf_map__fd(m) : -1;
+    m = bpf_object__find_map_by_name(x->obj, "pn_cfg");
+    x->cfg_fd = m ? bpf_map__fd(m) : -1;
+    m = bpf_object__find_map_by_name(x->obj, "pn_stats");
+    x->stats_fd = m ? bpf_map__fd(m) : -1;
+    if (x->prog_fd < 0 || x->xsks_fd < 0 || x->flows_fd < 0 || x->cfg_fd < 0 ||
+        x->stats_fd < 0) {
+        pn_rl_errf(err, errlen, WHO, "the embedded XDP object lacks a program or map");
+        goto out;
+    }
+    rc = PN_OK;
+out:
+    libbpf_set_print(old);
+    return rc;
+}
+
+static int set_own_ip(af_xdp_link *x, uint32_t ip)
+{
+    uint32_t zero = 0;
+    struct pn_xdp_cfg cfg = {.own_ip = htonl(ip), .pad = 0};
+    if (bpf_map_update_elem(x->cfg_fd, &zero, &cfg, BPF_ANY) != 0)
+        return -errno;
+    x->own_addr = ip;
+    return 0;
+}
+
+/* Attach in one mode: a BPF link first, netlink when the kernel has no XDP links. */
+static int attach_mode(af_xdp_link *x, uint32_t mode_flag)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = mode_flag);
+    int fd = bpf_link_create(x->prog_fd, x->ifindex, BPF_XDP, &lo);
+    if (fd >= 0) {
+        x->bpf_link_fd = fd;
+        x->mode_flag = mode_flag;
+        return 0;
+    }
+    int e = errno;
+    if (e == EBUSY || e == EEXIST)
+        return -e;  /* someone else's program: never replace it */
+    if (e == EINVAL && mode_flag == XDP_FLAGS_SKB_MODE) {
+        /* Old kernel without XDP BPF links: netlink, refusing to replace anything. */
+        uint32_t fl = mode_flag | XDP_FLAGS_UPDATE_IF_NOEXIST;
+        if (bpf_xdp_attach(x->ifindex, x->prog_fd, fl, NULL) == 0) {
+            x->nl_flags = mode_flag;
+            x->mode_flag = mode_flag;
+            return 0;
+        }
+        return -errno;
+    }
+    return -e;
+}
+
+static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
+{
+    int rc;
+    if (mode == PN_XDP_MODE_GENERIC) {
+        rc = attach_mode(x, XDP_FLAGS_SKB_MODE);
+    } else {
+        rc = attach_mode(x, XDP_FLAGS_DRV_MODE);
+        if (rc < 0 && mode == PN_XDP_MODE_AUTO && rc != -EBUSY && rc != -EEXIST)
+            rc = attach_mode(x, XDP_FLAGS_SKB_MODE);
+    }
+    if (rc == 0)
+        return PN_OK;
+    uint32_t id = 0;
+    bpf_xdp_query_id(x->ifindex, 0, &id);
+    if (rc == -EBUSY || rc == -EEXIST)
+        pn_rl_errf(err, errlen, WHO,
+                   "interface '%s' already has an XDP program (id %u; see `ip link show %s`); "
+                   "if it is a stale one of ours, detach it with `ip link set dev %s xdp off`",
+                   x->ifname, id, x->ifname, x->ifname);
+    else if (rc == -EPERM)
+        pn_rl_errf(err, errlen, WHO, "attaching XDP to '%s' needs CAP_NET_ADMIN (run as root)",
+                   x->ifname);
+    else
+        pn_rl_errf(err, errlen, WHO, "attaching %s XDP to '%s': %s%s",
+                   mode == PN_XDP_MODE_GENERIC ? "generic" : "native", x->ifname,
+                   strerror(-rc),
+                   mode == PN_XDP_MODE_AUTO || mode == PN_XDP_MODE_GENERIC
+                       ? "" : " (the driver may lack native XDP: try mode generic)");
+    return PN_ELINK;
+}
+
+/* ------------------------------------------------------------------ data path */
+
+static inline uint64_t chunk_of(const af_xdp_link *x, uint64_t addr)
+{
+    return addr & ~(uint64_t)(x->frame_size - 1);
+}
+
+/*
+ * AF_XDP says nothing about checksums. Frames a kernel sends over veth are
+ * CHECKSUM_PARTIAL: the TCP/UDP checksum field holds only the folded pseudo-header sum
+ * (never a NIC's frames: only a veth peer's). On veth, a field equal to that sum is taken
+ * as such a frame and flagged PN_RX_CSUM_PARTIAL (veth copies memory: nothing corrupts).
+ */
+static uint32_t veth_csum_flags(const uint8_t *d, uint32_t len)
+{
+    if (len < 14 + 20 || d[12] != 0x08 || d[13] != 0x00 || (d[14] >> 4) != 4)
+        return 0;
+    const uint8_t *ip = d + 14;
+    uint32_t ihl = (uint32_t)(ip[0] & 15) * 4;
+    uint32_t tot = (uint32_t)ip[2] << 8 | ip[3];
+    uint32_t off;
+    if (ip[9] == 6)
+        off = 16;
+    else if (ip[9] == 17)
+        off = 6;
+    else
+        return 0;
+    if (ihl < 20 || tot < ihl + off + 2 || 14 + tot > len || (ip[6] & 0x3f) || ip[7])
+        return 0;
+    uint32_t s = ip[9] + (tot - ihl);
+    for (int i = 12; i < 20; i += 2)
+        s += (uint32_t)ip[i] << 8 | ip[i + 1];
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    const uint8_t *c = ip + ihl + off;
+    return ((uint32_t)c[0] << 8 | c[1]) == s ? PN_RX_CSUM_PARTIAL : 0;
+}
+
+static int ax_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max)
+{
+    (void)now_ns;
+    af_xdp_link *x = (af_xdp_link *)l;
+    uint32_t idx = 0;
+    uint32_t n = max > 0 ? xsk_ring_cons__peek(&x->rx, (uint32_t)max, &idx) : 0;
+    if (n == 0) {
+        if (xsk_ring_prod__needs_wakeup(&x->fill))
+            recvfrom(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct xdp_desc *d = xsk_ring_cons__rx_desc(&x->rx, idx + i);
+        pn_rx_frame *f = &frames[i];
+        f->data = (const uint8_t *)xsk_umem__get_data(x->area, d->addr);
+        f->len = d->len;
+        f->flags = x->veth ? veth_csum_flags(f->data, d->len) : 0;
+        f->handle = d->addr;
+        f->hw_ts_ns = 0;
+        x->rl.stats.rx_bytes += d->len;
+    }
+    xsk_ring_cons__release(&x->rx, n);
+    x->rl.stats.rx_frames += n;
+    return (int)n;
+}
+
+static void ax_rx_release(pn_link *l, const pn_rx_frame *frames, int n)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    if (n <= 0)
+        return;
+    uint32_t idx = 0;
+    /* The fill ring holds every RX frame, so there is always room. */
+    uint32_t got = xsk_ring_prod__reserve(&x->fill, (uint32_t)n, &idx);
+    for (uint32_t i = 0; i < got; i++)
+        *xsk_ring_prod__fill_addr(&x->fill, idx + i) = chunk_of(x, frames[i].handle);
+    xsk_ring_prod__submit(&x->fill, got);
+}
+
+static void reclaim_completions(af_xdp_link *x)
+{
+    uint32_t idx = 0;
+    uint32_t n = xsk_ring_cons__peek(&x->comp, x->frames, &idx);
+    for (uint32_t i = 0; i < n; i++)
+        x->tx_free[x->tx_free_n++] = chunk_of(x, *xsk_ring_cons__comp_addr(&x->comp, idx + i));
+    if (n)
+        xsk_ring_cons__release(&x->comp, n);
+}
+
+static uint8_t *ax_tx_buf(pn_link *l, uint32_t *cap)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    if (!x->tx_has_pending) {
+        if (x->tx_free_n == 0)
+            reclaim_completions(x);
+        if (x->tx_free_n == 0) {
+            x->rl.stats.tx_ring_full++;
+            return NULL;
+        }
+        x->tx_pending = x->tx_free[--x->tx_free_n];
+        x->tx_has_pending = 1;
+    }
+    *cap = x->frame_size;
+    return (uint8_t *)xsk_umem__get_data(x->area, x->tx_pending);
+}
+
+static int ax_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    if (!x->tx_has_pending || buf != (uint8_t *)xsk_umem__get_data(x->area, x->tx_pending) ||
+        len > x->frame_size || len < 14) {
+        pn_rl_errf(x->rl.link.err, sizeof x->rl.link.err, WHO,
+                   "tx_send: not the buffer of the last tx_buf() or bad length %u", len);
+        return PN_EINVAL;
+    }
+    uint32_t idx = 0;
+    if (xsk_ring_prod__reserve(&x->tx, 1, &idx) != 1)
+        return PN_EAGAIN;  /* cannot happen: the ring has room for every TX frame */
+    struct xdp_desc *d = xsk_ring_prod__tx_desc(&x->tx, idx);
+    d->addr = x->tx_pending;
+    d->len = len;
+    d->options = 0;
+    xsk_ring_prod__submit(&x->tx, 1);
+    x->tx_has_pending = 0;
+    x->tx_dirty = 1;
+    x->rl.stats.tx_frames++;
+    x->rl.stats.tx_bytes += len;
+    return PN_OK;
+}
+
+static int tx_drained(af_xdp_link *x)
+{
+    return xsk_prod_nb_free(&x->tx, x->frames) >= x->frames;
+}
+
+static void ax_tx_flush(pn_link *l)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    reclaim_completions(x);
+    if (!x->tx_dirty)
+        return;
+    for (int k = 0; k < KICKS_PER_FLUSH; k++) {
+        if (tx_drained(x)) {
+            x->tx_dirty = 0;
+            break;
+        }
+        if (!xsk_ring_prod__needs_wakeup(&x->tx))
+            break;  /* zero-copy driver at work: it takes them without a kick */
+        if (sendto(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+            continue;
+        if (errno == EAGAIN || errno == EINTR) {
+            reclaim_completions(x);  /* copy mode: 32 frames a kick, or completions full */
+            continue;
+        }
+        if (errno == EBUSY || errno == ENOBUFS) {
+            x->rl.stats.tx_kick_retries++;
+            break;  /* the frames stay in the ring: next flush */
+        }
+        x->rl.stats.tx_errors++;
+        pn_rl_errf(x->rl.link.err, sizeof x->rl.link.err, WHO, "sendto kick: %s",
+                   strerror(errno));
+        break;
+    }
+    reclaim_completions(x);
+}
+
+static void flow_key(const pn_flow *f, struct pn_flow_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->local_ip = htonl(f->local_ip);
+    k->remote_ip = htonl(f->remote_ip);
+    k->local_port = htons(f->local_port);
+    k->remote_port = htons(f->remote_port);
+}
+
+static int ax_flow_add(pn_link *l, const pn_flow *f)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    char *err = x->rl.link.err;
+    if (x->own_ip && x->own_addr == 0 && f->local_ip != 0) {
+        int e = set_own_ip(x, f->local_ip);
+        if (e < 0) {
+            pn_rl_errf(err, sizeof x->rl.link.err, WHO, "setting own_ip: %s", strerror(-e));
+            return PN_ELINK;
+        }
+    }
+    if (!x->own_ip) {
+        int rc = pn_rl_port_hold(&x->ports, f->local_ip, f->local_port, err,
+                                 sizeof x->rl.link.err);
+        if (rc < 0)
+            return rc;
+    }
+    struct pn_flow_key k;
+    flow_key(f, &k);
+    uint32_t one = 1;
+    if (bpf_map_update_elem(x->flows_fd, &k, &one, BPF_ANY) != 0) {
+        int e = errno;
+        if (!x->own_ip)
+            pn_rl_port_release(&x->ports, f->local_port);
+        pn_rl_errf(err, sizeof x->rl.link.err, WHO, "adding the flow to the XDP map: %s",
+                   strerror(e));
+        return e == E2BIG || e == ENOMEM ? PN_ENOCONN : PN_ELINK;
+    }
+    return PN_OK;
+}
+
+static int ax_flow_del(pn_link *l, const pn_flow *f)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    struct pn_flow_key k;
+    flow_key(f, &k);
+    int rc = bpf_map_delete_elem(x->flows_fd, &k) == 0 || errno == ENOENT ? PN_OK : PN_ELINK;
+    if (!x->own_ip)
+        pn_rl_port_release(&x->ports, f->local_port);
+    return rc;
+}
+
+static void ax_refresh_stats(pn_real_link *rl)
+{
+    af_xdp_link *x = (af_xdp_link *)rl;
+    uint64_t vals[PN_XDP_NSTATS] = {0};
+    uint64_t *percpu = calloc((size_t)x->ncpus, sizeof *percpu);
+    if (percpu != NULL) {
+        for (uint32_t k = 0; k < PN_XDP_NSTATS; k++) {
+            if (bpf_map_lookup_elem(x->stats_fd, &k, percpu) != 0)
+                continue;
+            for (int c = 0; c < x->ncpus; c++)
+                vals[k] += percpu[c];
+        }
+        free(percpu);
+    }
+    rl->stats.xdp_pass = vals[PN_XDP_PASS];
+    rl->stats.xdp_to_flow = vals[PN_XDP_FLOW];
+    rl->stats.xdp_to_own = vals[PN_XDP_OWN];
+    struct xdp_statistics xs;
+    socklen_t len = sizeof xs;
+    if (getsockopt(x->xsk_fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0)
+        rl->stats.rx_kernel_drops = xs.rx_dropped + xs.rx_ring_full + xs.rx_fill_ring_empty_descs;
+    rl->stats.ports_reserved = x->ports.count;
+}
+
+static void ax_destroy(pn_link *l)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    if (x == NULL)
+        return;
+    detach(x);
+    if (x->xsks_fd >= 0) {
+        uint32_t q = x->queue;
+        bpf_map_delete_elem(x->xsks_fd, &q);
+    }
+    for (af_xdp_link **pp = &live_links; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    if (x->xsk != NULL)
+        xsk_socket__delete(x->xsk);
+    if (x->umem != NULL)
+        xsk_umem__delete(x->umem);
+    if (x->obj != NULL)
+        bpf_object__close(x->obj);
+    if (x->area != NULL)
+        munmap(x->area, x->area_len);
+    pn_rl_ports_free(&x->ports);
+    free(x->tx_free);
+    free(x);
+}
+
+static const pn_link_ops af_xdp_ops = {
+    .name = "af_xdp",
+    .rx_burst = ax_rx_burst,
+    .rx_release = ax_rx_release,
+    .tx_buf = ax_tx_buf,
+    .tx_send = ax_tx_send,
+    .tx_flush = ax_tx_flush,
+    .flow_add = ax_flow_add,
+    .flow_del = ax_flow_del,
+    .destroy = ax_destroy,
+};
+
+/* ------------------------------------------------------------------ creation */
+
+static int is_veth(const char *ifname)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct ethtool_drvinfo di;
+    memset(&di, 0, sizeof di);
+    di.cmd = ETHTOOL_GDRVINFO;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, ifname, strlen(ifname));
+    ifr.ifr_data = (char *)&di;
+    int rc = ioctl(fd, SIOCETHTOOL, &ifr);
+    close(fd);
+    return rc == 0 && strcmp(di.driver, "veth") == 0;
+}
+
+static int queue_held(const af_xdp_link *x)
+{
+    for (const af_xdp_link *o = live_links; o != NULL; o = o->next)
+        if (o != x && o->xsk != NULL && o->ifindex == x->ifindex && o->queue == x->queue)
+            return 1;
+    return 0;
+}
+
+static int make_socket(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
+{
+    x->area_len = (size_t)2 * x->frames * x->frame_size;
+    x->area = mmap(NULL, x->area_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (x->area == MAP_FAILED) {
+        x->area = NULL;
+        pn_rl_errf(err, errlen, WHO, "mmap of the UMEM (%zu bytes): %s", x->area_len,
+                   strerror(errno));
+        return PN_ENOMEM;
+    }
+    /* Zeroed ring structs: garbage in cached_prod gives phantom completions. */
+    memset(&x->fill, 0, sizeof x->fill);
+    memset(&x->comp, 0, sizeof x->comp);
+    memset(&x->rx, 0, sizeof x->rx);
+    memset(&x->tx, 0, sizeof x->tx);
+    struct xsk_umem_config uc;
+    memset(&uc, 0, sizeof uc);
+    uc.fill_size = x->frames;
+    uc.comp_size = x->frames;
+    uc.frame_size = x->frame_size;
+    uc.frame_headroom = 0;
+    int rc = xsk_umem__create(&x->umem, x->area, x->area_len, &x->fill, &x->comp, &uc);
+    if (rc != 0) {
+        x->umem = NULL;
+        pn_rl_errf(err, errlen, WHO, "creating the UMEM: %s%s", strerror(-rc),
+                   rc == -EPERM ? " (AF_XDP needs CAP_NET_RAW: run as root)" : "");
+        return PN_ELINK;
+    }
+    struct xsk_socket_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.rx_size = x->frames;
+    sc.tx_size = x->frames;
+    sc.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+    sc.bind_flags = XDP_USE_NEED_WAKEUP;
+    if (mode == PN_XDP_MODE_GENERIC)
+        sc.bind_flags |= XDP_COPY;
+    else if (mode == PN_XDP_MODE_ZEROCOPY)
+        sc.bind_flags |= XDP_ZEROCOPY;
+    rc = xsk_socket__create(&x->xsk, x->ifname, x->queue, x->umem, &x->rx, &x->tx, &sc);
+    /* A socket closed just now frees its queue from a kernel work item a little later:
+     * when none of ours holds the queue, wait for that (up to a second). */
+    for (int wait = 0; rc == -EBUSY && wait < 100 && !queue_held(x); wait++) {
+        x->xsk = NULL;
+        usleep(10000);
+        rc = xsk_socket__create(&x->xsk, x->ifname, x->queue, x->umem, &x->rx, &x->tx, &sc);
+    }
+    if (rc != 0) {
+        x->xsk = NULL;
+        if (rc == -EOPNOTSUPP && mode == PN_XDP_MODE_ZEROCOPY)
+            pn_rl_errf(err, errlen, WHO,
+                       "the driver of '%s' has no AF_XDP zero-copy (veth has copy mode only): "
+                       "use mode auto, native or generic", x->ifname);
+        else if (rc == -EINVAL)
+            pn_rl_errf(err, errlen, WHO,
+                       "binding an AF_XDP socket to '%s' queue %u: %s (does the interface "
+                       "have that RX queue? see `ethtool -l %s`)", x->ifname, x->queue,
+                       strerror(-rc), x->ifname);
+        else if (rc == -EBUSY)
+            pn_rl_errf(err, errlen, WHO, "'%s' queue %u already has an AF_XDP socket",
+                       x->ifname, x->queue);
+        else
+            pn_rl_errf(err, errlen, WHO, "creating the AF_XDP socket on '%s' queue %u: %s%s",
+                       x->ifname, x->queue, strerror(-rc),
+                       rc == -EPERM ? " (needs CAP_NET_RAW: run as root)" : "");
+        return PN_ELINK;
+    }
+    x->xsk_fd = xsk_socket__fd(x->xsk);
+
+    /* The RX half of the UMEM goes into the fill ring. */
+    uint32_t idx = 0;
+    if (xsk_ring_prod__reserve(&x->fill, x->frames, &idx) != x->frames) {
+        pn_rl_errf(err, errlen, WHO, "the fill ring has no room for %u frames", x->frames);
+        return PN_ELINK;
+    }
+    for (uint32_t i = 0; i < x->frames; i++)
+        *xsk_ring_prod__fill_addr(&x->fill, idx + i) = (uint64_t)i * x->frame_size;
+    xsk_ring_prod__submit(&x->fill, x->frames);
+    x->tx_free = malloc(x->frames * sizeof *x->tx_free);
+    if (x->tx_free == NULL) {
+        pn_rl_errf(err, errlen, WHO, "out of memory");
+        return PN_ENOMEM;
+    }
+    for (uint32_t i = 0; i < x->frames; i++)
+        x->tx_free[x->tx_free_n++] = (uint64_t)(x->frames + i) * x->frame_size;
+
+    uint32_t q = x->queue;
+    if (bpf_map_update_elem(x->xsks_fd, &q, &x->xsk_fd, BPF_ANY) != 0) {
+        pn_rl_errf(err, errlen, WHO, "registering the socket in the XSKMAP: %s",
+                   strerror(errno));
+        return PN_ELINK;
+    }
+    return PN_OK;
+}
+
+pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen)
+{
+    if (p == NULL) {
+        pn_rl_errf(err, errlen, WHO, "no parameters");
+        return NULL;
+    }
+    if (p->mode > PN_XDP_MODE_ZEROCOPY) {
+        pn_rl_errf(err, errlen, WHO, "mode %u: must be auto (0), native (1), generic (2) or "
+                   "zerocopy (3)", p->mode);
+        return NULL;
+    }
+    pn_if_facts ifc;
+    if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
+        return NULL;
+    if (!ifc.up) {
+        pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
+                   p->ifname, p->ifname);
+        return NULL;
+    }
+    uint32_t frame_size = p->frame_size ? p->frame_size : 2048;
+    if (frame_size != 2048 && frame_size != 4096) {
+        pn_rl_errf(err, errlen, WHO, "frame_size %u: must be 2048 or 4096", frame_size);
+        return NULL;
+    }
+    if (ifc.mtu + 14 + XDP_HEADROOM > frame_size) {
+        pn_rl_errf(err, errlen, WHO, "interface '%s' has MTU %u: frame_size %u is too small "
+                   "(use 4096, or a smaller MTU)", p->ifname, ifc.mtu, frame_size);
+        return NULL;
+    }
+    uint32_t frames = p->ring_frames ? p->ring_frames : DEFAULT_RING_FRAMES;
+    uint32_t pow2 = 64;
+    while (pow2 < frames && pow2 < MAX_RING_FRAMES)
+        pow2 <<= 1;
+
+    af_xdp_link *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        pn_rl_errf(err, errlen, WHO, "out of memory");
+        return NULL;
+    }
+    x->rl.link.ops = &af_xdp_ops;
+    x->rl.link.pcap_fd = -1;
+    memcpy(x->rl.link.mac, ifc.mac, 6);
+    x->rl.link.mtu = (uint16_t)(ifc.mtu > 65535 ? 65535 : ifc.mtu);
+    x->own_ip = p->own_ip ? 1 : 0;
+    x->rl.link.caps = x->own_ip ? PN_LINK_OWN_IP : 0;
+    x->rl.refresh_stats = ax_refresh_stats;
+    memcpy(x->ifname, p->ifname, strlen(p->ifname) + 1);
+    x->ifindex = ifc.ifindex;
+    x->queue = p->queue;
+    x->frames = pow2;
+    x->frame_size = frame_size;
+    x->prog_fd = x->xsks_fd = x->flows_fd = x->cfg_fd = x->stats_fd = -1;
+    x->bpf_link_fd = -1;
+    x->xsk_fd = -1;
+    x->owner = getpid();
+    x->veth = is_veth(p->ifname);
+    x->ncpus = libbpf_num_possible_cpus();
+    if (x->ncpus <= 0)
+        x->ncpus = 1;
+    x->next = live_links;
+    live_links = x;
+    if (!exit_handler_set) {
+        atexit(at_exit);
+        exit_handler_set = 1;
+    }
+    if (!x->own_ip && pn_rl_ports_init(&x->ports, WHO, err, errlen) < 0)
+        goto fail;
+    if (load_program(x, err, errlen) < 0)
+        goto fail;
+    if (x->own_ip && p->local_ip != 0 && set_own_ip(x, p->local_ip) < 0) {
+        pn_rl_errf(err, errlen, WHO, "setting own_ip in the XDP map: %s", strerror(errno));
+        goto fail;
+    }
+    if (make_socket(x, p->mode, err, errlen) < 0)
+        goto fail;
+    if (attach(x, p->mode, err, errlen) < 0)
+        goto fail;
+
+    struct xdp_options xo;
+    socklen_t len = sizeof xo;
+    int zc = getsockopt(x->xsk_fd, SOL_XDP, XDP_OPTIONS, &xo, &len) == 0 &&
+             (xo.flags & XDP_OPTIONS_ZEROCOPY);
+    x->rl.stats.xdp_mode = zc ? PN_XDP_MODE_ZEROCOPY
+                         : x->mode_flag == XDP_FLAGS_SKB_MODE ? PN_XDP_MODE_GENERIC
+                                                              : PN_XDP_MODE_NATIVE;
+    return &x->rl.link;
+
+fail:
+    ax_destroy(&x->rl.link);
+    return NULL;
+}
+
+#endif /* PN_HAVE_AF_XDP */

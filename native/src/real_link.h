@@ -1,0 +1,49 @@
+/*
+ * real_link.h -- what the real links (link_af_packet.c, link_af_xdp.c) share; internal.
+ * Implemented in netlink.c, which the core build always compiles.
+ */
+#ifndef PN_REAL_LINK_H
+#define PN_REAL_LINK_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pncore.h"
+
+/* The head of every real link's private struct. */
+typedef struct pn_real_link {
+    pn_link link;                          /* first: a pn_link * is a pn_real_link * */
+    pn_real_link_stats stats;
+    void (*refresh_stats)(struct pn_real_link *rl);  /* NULL or pulls kernel counters in */
+} pn_real_link;
+
+/* Writes "who: message" into err (and never overflows it). */
+void pn_rl_errf(char *err, size_t errlen, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Facts about an interface in this network namespace. */
+typedef struct pn_if_facts {
+    int ifindex;
+    uint8_t mac[6];
+    uint32_t mtu;
+    int up;
+} pn_if_facts;
+/* 0, or PN_EINVAL with err naming the interface and the fix. */
+int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *err,
+                   size_t errlen);
+
+/* Shared-address mode: a kernel TCP socket bound to ip:port holds each port the stack uses,
+ * so the kernel never hands it out; one socket per port, counted per flow. */
+typedef struct pn_port_resv {
+    int32_t *fd;        /* [65536], -1 = none */
+    uint16_t *refs;     /* [65536] */
+    uint32_t count;     /* ports held */
+} pn_port_resv;
+int pn_rl_ports_init(pn_port_resv *r, const char *who, char *err, size_t errlen);
+/* 0, or PN_EPORT when the kernel has the port (err says which). */
+int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size_t errlen);
+void pn_rl_port_release(pn_port_resv *r, uint16_t port);
+void pn_rl_ports_free(pn_port_resv *r);
+
+#endif /* PN_REAL_LINK_H */
