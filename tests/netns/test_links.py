@@ -1,0 +1,50 @@
+"""The real links (af_packet, af_xdp) and rtnetlink against the kernel: each C test of
+native/tests/links/linktest.c runs in a fresh pair of namespaces (a: the link, b: the
+kernel peer). The same tests run without Python through native/tests/links/run.sh."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import require_netns
+from .netns import REPO, Pair
+
+pytestmark = pytest.mark.netns
+
+LINKS = REPO / "native" / "tests" / "links"
+BIN = REPO / "native" / "build" / "links" / "linktest"
+
+
+def _build() -> Path:
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("no C compiler or make (apt-get install build-essential)")
+    r = subprocess.run(["make", "-s", "-C", str(LINKS)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail("building linktest failed:\n" + r.stdout + r.stderr)
+    return BIN
+
+
+def _names() -> list[str]:
+    # The list is static in linktest.c; reading it from the source keeps collection cheap.
+    src = (LINKS / "linktest.c").read_text()
+    start = src.index("static const struct test tests[]")
+    table = src[start:src.index("};", start)]
+    return [line.split('"')[1] for line in table.splitlines() if line.strip().startswith('{"')]
+
+
+@pytest.mark.parametrize("name", _names())
+def test_link(name: str) -> None:
+    require_netns()
+    binary = _build()
+    with Pair(offload=True) as t:
+        r = t.a.run(
+            [str(binary), "--ns-b", t.b.name, "--if", t.pa.ifname, "--ip-a", t.pa.ip,
+             "--ip-b", t.pb.ip, "--own", t.free_ip(), "--only", name],
+            check=False, timeout=120,
+        )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and f"ok   {name}" in out, out
