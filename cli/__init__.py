@@ -1,1 +1,1 @@
-"""cli."""
+"""The `pollnet` command (installed as `pollnet.cli`)."""

@@ -222,9 +222,11 @@ def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> AnyConfig:
     """Load a config from a file path or a dict (None: defaults), apply `POLLNET_*`
-    overrides from `env` (default `os.environ`; pass `{}` for none) and validate it."""
+    overrides from `env` (default `os.environ`; pass `{}` for none), then `overrides`
+    (nested dicts, e.g. from command-line options), and validate it."""
     if source is None:
         data: dict[str, Any] = {}
         origin = "defaults"
@@ -235,8 +237,9 @@ def load_config(
         path = Path(source)
         data = _read_file(path)
         origin = str(path)
-    overrides = env_overrides(os.environ if env is None else env)
-    _merge(data, overrides)
+    _merge(data, env_overrides(os.environ if env is None else env))
+    if overrides:
+        _merge(data, _deep_copy(overrides))
     return config_from_dict(data, origin=origin)
 
 

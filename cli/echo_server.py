@@ -1,0 +1,51 @@
+"""`pollnet echo-server`: a busy-polled echo server (the benchmark's peer)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from pollnet.bench.echo import serve_forever
+from pollnet.factory import create_server
+
+from .common import clean_errors, config_options, load
+
+
+@click.command("echo-server")
+@config_options
+@click.option("--listen-ip", default=None, help="Address to listen on ([server] listen_ip).")
+@click.option("--port", type=int, default=None, help="Port ([server] port); 0 picks a free one.")
+@click.option("--max-conns", type=int, default=None, help="[server] max_conns.")
+@click.option("--cpu", type=int, default=None, help="Pin this process to one CPU.")
+def echo_server(
+    config_path: str | None,
+    backend: str | None,
+    listen_ip: str | None,
+    port: int | None,
+    max_conns: int | None,
+    cpu: int | None,
+) -> None:
+    """Echo every byte back, busy-polling until SIGINT/SIGTERM.
+
+    Prints "listening on IP:PORT" once ready.
+    """
+    with clean_errors():
+        cfg = load(
+            config_path,
+            backend,
+            server={"listen_ip": listen_ip, "port": port, "max_conns": max_conns},
+        )
+        if cpu is not None:
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except (OSError, ValueError) as exc:
+                raise click.BadParameter(
+                    f"cannot pin to CPU {cpu}: {exc}", param_hint="--cpu"
+                ) from None
+        server = create_server(cfg)
+        ip, bound = server.address
+        click.echo(f"pollnet echo-server: {cfg.backend} backend listening on {ip}:{bound}")
+        click.get_text_stream("stdout").flush()
+        handler = serve_forever(server)
+        click.echo(f"pollnet echo-server: stopped after {handler.conns} connection(s)", err=True)

@@ -1,0 +1,109 @@
+"""What this machine can run: each backend and efvi link, and if not, why not.
+
+Probes only look (import, open and close a socket, load a library); they change nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+AF_XDP = getattr(socket, "AF_XDP", 44)  # Python's socket module does not name it
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    available: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def native_core() -> Probe:
+    try:
+        importlib.import_module("pollnet._pncore")
+    except ImportError as exc:
+        return Probe(
+            "native core (pollnet._pncore)",
+            False,
+            f"not built ({exc}); build it with `pip install -e .` (needs a C compiler)",
+        )
+    return Probe("native core (pollnet._pncore)", True, "built")
+
+
+def is_root() -> Probe:
+    root = os.geteuid() == 0
+    return Probe("root", root, "running as root" if root else f"uid {os.geteuid()}, not root")
+
+
+def _raw_socket(family: int, kind: int, what: str) -> tuple[bool, str]:
+    try:
+        sock = socket.socket(family, kind, 0)
+    except PermissionError:
+        return False, f"{what} needs CAP_NET_RAW (run as root)"
+    except OSError as exc:
+        return False, f"{what} unsupported here: {exc.strerror or exc}"
+    sock.close()
+    return True, f"{what} socket opens"
+
+
+def solarflare_interfaces() -> list[str]:
+    found = []
+    for dev in sorted(Path("/sys/class/net").glob("*")):
+        driver = dev / "device" / "driver"
+        try:
+            if driver.resolve().name in ("sfc", "sfc_ef100", "xilinx_efct"):
+                found.append(dev.name)
+        except OSError:
+            continue
+    return found
+
+
+def _library(name: str) -> tuple[bool, str]:
+    try:
+        ctypes.CDLL(name)
+    except OSError as exc:
+        return False, f"{name} does not load ({exc})"
+    return True, f"{name} loads"
+
+
+def probe_all(tcpdirect_library: str = "libonload_zf.so") -> list[Probe]:
+    core = native_core()
+    root = is_root()
+    probes = [
+        Probe("socket", True, "kernel TCP through non-blocking sockets: always available"),
+        core,
+        root,
+    ]
+    need_core = "" if core.available else "needs the native core; "
+    probes.append(
+        Probe(
+            "efvi link=sim",
+            core.available,
+            "simulated wire, in-process" if core.available else "needs the native core",
+        )
+    )
+    ok, why = _raw_socket(socket.AF_PACKET, socket.SOCK_RAW, "AF_PACKET")
+    probes.append(Probe("efvi link=af_packet", core.available and ok, need_core + why))
+    ok, why = _raw_socket(AF_XDP, socket.SOCK_RAW, "AF_XDP")
+    probes.append(Probe("efvi link=af_xdp", core.available and ok, need_core + why))
+    lib_ok, lib_why = _library("libciul.so.1")
+    nics = solarflare_interfaces()
+    nic_why = f"Solarflare NICs: {', '.join(nics)}" if nics else "no Solarflare NIC found"
+    probes.append(
+        Probe(
+            "efvi link=efvi",
+            core.available and lib_ok and bool(nics),
+            f"{need_core}{lib_why}; {nic_why}",
+        )
+    )
+    ok, why = _library(tcpdirect_library)
+    hint = "" if ok else "; install AMD/Solarflare Onload with TCPDirect"
+    probes.append(Probe("tcpdirect", ok, why + hint))
+    return probes
