@@ -8,7 +8,10 @@
  *   - IPv4/TCP whose (dst ip, src ip, dst port, src port) is in `pn_flows` (a connection),
  *     or whose (dst ip, dst port) is there with a zero remote half (a listener);
  *   - when cfg.own_ip is set (the stack owns an address the kernel does not have): every
- *     IPv4 frame to that address and every ARP frame whose target is that address.
+ *     IPv4 frame to that address and every ARP frame whose target is that address;
+ *   - when it is not (the stack shares the kernel's address): ARP replies from an address
+ *     in `pn_arp_wait`, which the link fills when the stack sends an ARP request (the
+ *     kernel did not ask, so it misses nothing).
  *
  * Keys and cfg.own_ip are in network byte order, exactly as the bytes sit in the frame.
  * Built by native/build_links.py with `clang -O2 -g -target bpf` and embedded in the link.
@@ -33,7 +36,7 @@ struct pn_xdp_cfg {
     __u32 pad;
 };
 
-enum { PN_XDP_PASS = 0, PN_XDP_FLOW = 1, PN_XDP_OWN = 2, PN_XDP_NSTATS = 4 };
+enum { PN_XDP_PASS = 0, PN_XDP_FLOW = 1, PN_XDP_OWN = 2, PN_XDP_ARP = 3, PN_XDP_NSTATS = 4 };
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -48,6 +51,15 @@ struct {
     __type(key, struct pn_flow_key);
     __type(value, __u32);
 } pn_flows SEC(".maps");
+
+/* Shared-address mode: addresses the stack has just sent an ARP request for (network
+ * byte order). Their ARP replies go to the stack: the kernel did not ask. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 1024);
+    __type(key, __u32);
+    __type(value, __u32);
+} pn_arp_wait SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -105,12 +117,15 @@ int pn_xdp_steer(struct xdp_md *ctx)
 
     if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
         struct pn_arp *arp = (void *)(eth + 1);
-        if (own_ip == 0 || (void *)(arp + 1) > end)
+        if ((void *)(arp + 1) > end || arp->ptype != bpf_htons(ETH_P_IP))
             return count(PN_XDP_PASS, XDP_PASS);
-        __u32 tpa;
+        __u32 tpa, spa;
         __builtin_memcpy(&tpa, arp->tpa, 4);
-        if (arp->ptype == bpf_htons(ETH_P_IP) && tpa == own_ip)
+        __builtin_memcpy(&spa, arp->spa, 4);
+        if (own_ip != 0 && tpa == own_ip)
             return to_xsk(ctx, PN_XDP_OWN);
+        if (own_ip == 0 && arp->oper == bpf_htons(2) && bpf_map_lookup_elem(&pn_arp_wait, &spa))
+            return to_xsk(ctx, PN_XDP_ARP);
         return count(PN_XDP_PASS, XDP_PASS);
     }
     if (eth->h_proto != bpf_htons(ETH_P_IP))

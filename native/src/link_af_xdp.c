@@ -30,7 +30,9 @@
  *
  * Shared-address mode (own_ip 0): flow_add also holds each local port with a kernel
  * socket bound to ip:port (real_link.h) so the kernel never hands the port out; the
- * kernel never sees the flow's frames, so it never RSTs our peers.
+ * kernel never sees the flow's frames, so it never RSTs our peers. The stack's own ARP
+ * works too: when it sends an ARP request, the link puts the target in `pn_arp_wait` and
+ * the XDP program steers the reply to the stack (the kernel did not ask for it).
  *
  * Without libxdp/libbpf at build time (PN_HAVE_AF_XDP undefined) only a stub remains that
  * says how to get the real thing.
@@ -98,7 +100,7 @@ struct pn_xdp_cfg {
     uint32_t own_ip;
     uint32_t pad;
 };
-enum { PN_XDP_PASS = 0, PN_XDP_FLOW = 1, PN_XDP_OWN = 2, PN_XDP_NSTATS = 4 };
+enum { PN_XDP_PASS = 0, PN_XDP_FLOW = 1, PN_XDP_OWN = 2, PN_XDP_ARP = 3, PN_XDP_NSTATS = 4 };
 
 typedef struct af_xdp_link {
     pn_real_link rl;
@@ -110,7 +112,7 @@ typedef struct af_xdp_link {
     uint32_t own_addr;           /* host order; 0 until known */
 
     struct bpf_object *obj;
-    int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd;
+    int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd, arp_fd;
     int bpf_link_fd;             /* >= 0: attached through a BPF link */
     uint32_t nl_flags;           /* != 0: attached through netlink with these flags */
     uint32_t mode_flag;          /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE in force */
@@ -215,8 +217,10 @@ static int load_program(af_xdp_link *x, char *err, size_t errlen)
     x->cfg_fd = m ? bpf_map__fd(m) : -1;
     m = bpf_object__find_map_by_name(x->obj, "pn_stats");
     x->stats_fd = m ? bpf_map__fd(m) : -1;
+    m = bpf_object__find_map_by_name(x->obj, "pn_arp_wait");
+    x->arp_fd = m ? bpf_map__fd(m) : -1;
     if (x->prog_fd < 0 || x->xsks_fd < 0 || x->flows_fd < 0 || x->cfg_fd < 0 ||
-        x->stats_fd < 0) {
+        x->stats_fd < 0 || x->arp_fd < 0) {
         pn_rl_errf(err, errlen, WHO, "the embedded XDP object lacks a program or map");
         goto out;
     }
@@ -348,6 +352,8 @@ static int ax_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max
         f->data = (const uint8_t *)xsk_umem__get_data(x->area, d->addr);
         f->len = d->len;
         f->flags = x->veth ? veth_csum_flags(f->data, d->len) : 0;
+        if (!x->own_ip && d->len >= 42 && f->data[12] == 0x08 && f->data[13] == 0x06)
+            bpf_map_delete_elem(x->arp_fd, f->data + 28);  /* its reply came */
         f->handle = d->addr;
         f->hw_ts_ns = 0;
         x->rl.stats.rx_bytes += d->len;
@@ -397,6 +403,16 @@ static uint8_t *ax_tx_buf(pn_link *l, uint32_t *cap)
     return (uint8_t *)xsk_umem__get_data(x->area, x->tx_pending);
 }
 
+/* Shared-address mode: the stack asks for a neighbour; its reply must come to us. */
+static void arp_request_out(af_xdp_link *x, const uint8_t *f)
+{
+    if (f[20] != 0 || f[21] != 1)  /* ARP oper 1: request */
+        return;
+    uint32_t tpa, one = 1;
+    memcpy(&tpa, f + 38, 4);
+    bpf_map_update_elem(x->arp_fd, &tpa, &one, BPF_ANY);
+}
+
 static int ax_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
 {
     af_xdp_link *x = (af_xdp_link *)l;
@@ -409,6 +425,8 @@ static int ax_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
     uint32_t idx = 0;
     if (xsk_ring_prod__reserve(&x->tx, 1, &idx) != 1)
         return PN_EAGAIN;  /* cannot happen: the ring has room for every TX frame */
+    if (!x->own_ip && buf[12] == 0x08 && buf[13] == 0x06 && len >= 42)
+        arp_request_out(x, buf);
     struct xdp_desc *d = xsk_ring_prod__tx_desc(&x->tx, idx);
     d->addr = x->tx_pending;
     d->len = len;
@@ -524,7 +542,7 @@ static void ax_refresh_stats(pn_real_link *rl)
     }
     rl->stats.xdp_pass = vals[PN_XDP_PASS];
     rl->stats.xdp_to_flow = vals[PN_XDP_FLOW];
-    rl->stats.xdp_to_own = vals[PN_XDP_OWN];
+    rl->stats.xdp_to_own = vals[PN_XDP_OWN] + vals[PN_XDP_ARP];
     struct xdp_statistics xs;
     socklen_t len = sizeof xs;
     if (getsockopt(x->xsk_fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0)
@@ -745,7 +763,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->queue = p->queue;
     x->frames = pow2;
     x->frame_size = frame_size;
-    x->prog_fd = x->xsks_fd = x->flows_fd = x->cfg_fd = x->stats_fd = -1;
+    x->prog_fd = x->xsks_fd = x->flows_fd = x->cfg_fd = x->stats_fd = x->arp_fd = -1;
     x->bpf_link_fd = -1;
     x->xsk_fd = -1;
     x->owner = getpid();

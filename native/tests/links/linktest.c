@@ -180,6 +180,7 @@ static int check_ip_csums(const uint8_t *f, uint32_t len, uint32_t flags)
 typedef struct {
     const char *kind;      /* "af_packet" | "af_xdp" */
     uint8_t mode;
+    uint8_t shared;        /* shared-address mode: the link uses A's kernel address */
 } linkspec;
 
 static pn_link *open_link(const linkspec *ls, uint8_t own_ip, uint32_t local_ip, char *err,
@@ -376,17 +377,31 @@ static int kernel_ping_from_b(uint32_t dst, uint16_t seq)
 
 /* ------------------------------------------------------------------ tests */
 
-static const linkspec L_PACKET = {"af_packet", 0};
-static const linkspec L_XDP_NATIVE = {"af_xdp", PN_XDP_MODE_NATIVE};
-static const linkspec L_XDP_GENERIC = {"af_xdp", PN_XDP_MODE_GENERIC};
+static const linkspec L_PACKET = {"af_packet", 0, 0};
+static const linkspec L_XDP_NATIVE = {"af_xdp", PN_XDP_MODE_NATIVE, 0};
+static const linkspec L_XDP_GENERIC = {"af_xdp", PN_XDP_MODE_GENERIC, 0};
+static const linkspec L_XDP_SHARED = {"af_xdp", PN_XDP_MODE_AUTO, 1};
 
 static int t_arp(const linkspec *ls)
 {
     char err[256];
-    pn_link *l = open_link(ls, 1, own, err, sizeof err);
+    pn_link *l = ls->shared ? open_link(ls, 0, 0, err, sizeof err)
+                            : open_link(ls, 1, own, err, sizeof err);
     CHECK(l, "create: %s", err);
     uint8_t mac[6];
-    int rc = arp_resolve(l, own, ip_b, mac);
+    int rc = arp_resolve(l, ls->shared ? ip_a : own, ip_b, mac);
+    if (rc == 0 && ls->shared) {
+        /* The kernel sharing the address still resolves and reaches B. */
+        (void)!system("ip neigh flush all");
+        if (in_ns(ns_b) == 0) {
+            (void)!system("ip neigh flush all");
+            in_ns(NULL);
+        }
+        int ok = kernel_ping_from_b(ip_a, 9);
+        link_close(l);
+        CHECK(ok == 1, "the kernel's ping failed while the link was open");
+        return 0;
+    }
     link_close(l);
     CHECK(rc == 0, "no ARP reply from the kernel peer");
     return 0;
@@ -671,6 +686,57 @@ static int t_rx_udp(const linkspec *ls)
     return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Busy-polled ICMP echo round trips to the kernel in B: the raw floor of each link
+ * (informational: prints percentiles; passes when every reply comes). */
+static int t_rtt(const linkspec *ls)
+{
+    enum { N = 2000 };
+    char err[256];
+    pn_link *l = open_link(ls, 1, own, err, sizeof err);
+    CHECK(l, "create: %s", err);
+    uint8_t mac[6], f[256];
+    if (arp_resolve(l, own, ip_b, mac) < 0) {
+        link_close(l);
+        FAILF("no ARP reply");
+    }
+    static uint64_t rtt[N];
+    int got = 0;
+    pn_rx_frame fr[32];
+    for (int i = 0; i < N; i++) {
+        uint16_t seq = (uint16_t)(i + 1);
+        uint32_t len = build_echo(f, l->mac, mac, own, ip_b, 0x5151, seq);
+        uint64_t t0 = now_ns();
+        if (send_frame(l, f, len) < 0)
+            break;
+        struct echo_match m = {ip_b, 0x5151, seq};
+        uint64_t deadline = t0 + 100000000u;
+        int done = 0;
+        while (!done && now_ns() < deadline) {
+            int n = l->ops->rx_burst(l, 0, fr, 32);
+            for (int k = 0; k < n; k++)
+                if (is_echo_reply(&fr[k], &m)) {
+                    rtt[got++] = now_ns() - t0;
+                    done = 1;
+                }
+            if (n > 0)
+                l->ops->rx_release(l, fr, n);
+        }
+    }
+    link_close(l);
+    CHECK(got >= N * 99 / 100, "%d of %d echo replies", got, N);
+    qsort(rtt, (size_t)got, sizeof rtt[0], cmp_u64);
+    printf("#   %s%s ICMP echo RTT to the kernel over %d: p50 %.1f us, p99 %.1f us, "
+           "max %.1f us\n", ls->kind, ls->mode == PN_XDP_MODE_GENERIC ? " (generic)" : "",
+           got, rtt[got / 2] / 1e3, rtt[got * 99 / 100] / 1e3, rtt[got - 1] / 1e3);
+    return 0;
+}
+
 static int t_errors(const linkspec *ls)
 {
     char err[256];
@@ -779,10 +845,14 @@ static const struct test tests[] = {
     {"af_xdp_generic_icmp", t_icmp, &L_XDP_GENERIC},
     {"af_xdp_native_rx_udp", t_rx_udp, &L_XDP_NATIVE},
     {"af_xdp_generic_rx_udp", t_rx_udp, &L_XDP_GENERIC},
+    {"af_xdp_shared_arp", t_arp, &L_XDP_SHARED},
     {"af_xdp_native_steer", t_steer, &L_XDP_NATIVE},
     {"af_xdp_generic_steer", t_steer, &L_XDP_GENERIC},
     {"af_xdp_native_tx_burst", t_tx_burst, &L_XDP_NATIVE},
     {"af_xdp_generic_tx_burst", t_tx_burst, &L_XDP_GENERIC},
+    {"af_packet_rtt", t_rtt, &L_PACKET},
+    {"af_xdp_native_rtt", t_rtt, &L_XDP_NATIVE},
+    {"af_xdp_generic_rtt", t_rtt, &L_XDP_GENERIC},
 };
 
 static uint32_t parse_ip(const char *s)

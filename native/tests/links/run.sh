@@ -3,9 +3,15 @@
 # private network namespaces joined by a veth pair: 10.213.7.1 (A, the kernel's address
 # where the link runs), 10.213.7.2 (B, the kernel peer), 10.213.7.3 (owned by the link).
 # Needs root; without it (or without netns) it prints why and counts one skip.
-#   native/tests/links/run.sh [--only NAME[,NAME...]]
+#   native/tests/links/run.sh [--asan] [--only NAME[,NAME...]]
+# --asan runs the same tests built with AddressSanitizer and UBSan.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+target=linktest
+if [ "${1:-}" = "--asan" ]; then
+  target=linktest-asan
+  shift
+fi
 
 skip() {
   echo "links: skipped: $1" >&2
@@ -15,8 +21,9 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "not root (network namespaces and AF_PACKET/AF_XDP need root)"
 command -v ip >/dev/null || skip "no ip command (apt-get install iproute2)"
 
-make -s -C "$here" || { echo "links: build failed" >&2; exit 1; }
-bin=$(cd "$here/../.." && pwd)/build/links/linktest
+make -s -C "$here" "$(cd "$here/../.." && pwd)/build/links/$target" ||
+  { echo "links: build failed" >&2; exit 1; }
+bin=$(cd "$here/../.." && pwd)/build/links/$target
 
 A="pnlink$$a"
 B="pnlink$$b"
