@@ -1,0 +1,354 @@
+"""The tcpdirect backend's pollnet behaviours, over loopback, on the look-alike library."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import pollnet
+from pollnet.api import PollConnection
+from pollnet.backends.tcpdirect.client import TcpdirectTcpClient
+from pollnet.backends.tcpdirect.server import TcpdirectTcpServer
+from pollnet.config import AnyConfig
+from pollnet.errors import BackendUnavailable, ConfigError
+from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
+from tests.tcpdirect.conftest import tcpdirect_config, with_sections
+
+
+def test_factory_makes_tcpdirect_objects(td_config: AnyConfig) -> None:
+    server = pollnet.create_server(td_config)
+    client = pollnet.create_client(td_config)
+    assert isinstance(server, TcpdirectTcpServer)
+    assert isinstance(client, TcpdirectTcpClient)
+    assert server.address == ("127.0.0.1", td_config.server.port)
+    server.close()
+    assert server.is_closed
+
+
+def test_connect_and_echo_both_ways(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    assert pair.client_conn.peername == pair.server.address
+    peer = pair.server_conn.peername
+    assert peer is not None and peer[0] == "127.0.0.1"
+    assert pair.client.write(b"ping")
+    assert poll_until(lambda: pair.server_handler.received == b"ping", pair)
+    assert pair.server_conn.write(b"pong")
+    assert poll_until(lambda: pair.client_handler.received == b"pong", pair)
+    pair.close()
+
+
+def test_bulk_transfer_arrives_whole_and_in_order(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    data = bytes(range(256)) * 800  # 200 KiB: many packets, partial sends
+    assert pair.client.write(data)
+    assert poll_until(lambda: len(pair.server_handler.received) >= len(data), pair)
+    assert pair.server_handler.received == data
+    # Packets were lent one at a time (the shim's packets are at most 1460 bytes).
+    assert max(len(p) for p in pair.server_handler.presented) <= 1460
+    pair.close()
+
+
+def test_remaining_bytes_come_back_in_front_of_new_ones(td_config: AnyConfig) -> None:
+    # Consume whole 4-byte records only; the rest must be presented again, first.
+    handler = RecordingHandler(remaining=lambda conn, data: len(data) % 4)
+    pair = Pair(td_config, server_handler=handler)
+    pair.client.write(b"abcdef")
+    assert poll_until(lambda: handler.received == b"abcd", pair)
+    pair.client.write(b"gh")
+    assert poll_until(lambda: handler.received == b"abcdefgh", pair)
+    assert handler.presented[-1] == b"efgh"  # kept "ef" (copied out of the lent packet)
+    # Keeping bytes across many packets still delivers everything exactly once.
+    blob = bytes(range(251)) * 41
+    pair.client.write(blob)
+    assert poll_until(lambda: len(handler.received) >= 8 + len(blob) // 4 * 4, pair)
+    assert handler.received == (b"abcdefgh" + blob)[: len(handler.received)]
+    pair.close()
+
+
+def test_unconsumed_bytes_filling_the_buffer_close_the_connection(
+    shim_library: Path,
+) -> None:
+    cfg = tcpdirect_config(shim_library, server={"recv_buf_size": 1000})
+    handler = RecordingHandler(remaining=lambda conn, data: len(data))  # consume nothing
+    pair = Pair(cfg, server_handler=handler)
+    pair.client.write(b"x" * 3000)
+    assert poll_until(lambda: len(handler.disconnected) == 1, pair)
+    assert "recv buffer full" in handler.disconnected[0].last_error
+    assert pair.server.conn_count == 0
+    pair.close()
+
+
+def test_refused_then_reconnects_when_the_server_appears(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, client={"conn_retry_sec": 0.001})
+    client = pollnet.create_client(cfg)
+    ch = RecordingHandler()
+    assert poll_until(lambda: ch.connect_failed >= 2, (client, ch))
+    assert "refused" in client.last_error.lower()
+    assert ch.connected == []
+    server = pollnet.create_server(cfg)
+    sh = RecordingHandler()
+    assert poll_until(lambda: bool(ch.connected and sh.connected), (server, sh), (client, ch))
+    assert client.is_connected and client.last_error == ""
+    client.close()
+    server.close()
+    poll_for(3, (server, sh), (client, ch))
+
+
+def test_connect_in_progress_is_polled_until_the_timeout(shim_library: Path) -> None:
+    # A kernel listener whose accept queue is full drops our SYN: the connect stays in
+    # SYN_SENT, and each poll returns at once until conn_timeout_sec has passed.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        for _ in range(2):  # the first fills the queue, the second waits like ours
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            fillers.append(sock)
+        try:
+            cfg = tcpdirect_config(
+                shim_library,
+                client={"server_port": port, "conn_timeout_sec": 0.3, "conn_retry_sec": 0},
+            )
+            client = pollnet.create_client(cfg)
+            ch = RecordingHandler()
+            polls = [0]
+
+            def poll() -> None:
+                polls[0] += 1
+                client.poll(ch)
+
+            assert poll_until(lambda: ch.connect_failed == 1, poll)
+            assert client.last_error == "connect timeout"
+            assert polls[0] > 10  # never blocked inside one poll
+            client.free()
+        finally:
+            for sock in fillers:
+                sock.close()
+
+
+def test_server_serves_at_most_max_conns(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, server={"max_conns": 2})
+    server = pollnet.create_server(cfg)
+    sh = RecordingHandler()
+    clients = [pollnet.create_client(cfg) for _ in range(3)]
+    handlers = [RecordingHandler() for _ in clients]
+    targets = [(server, sh), *zip(clients, handlers, strict=True)]
+    assert poll_until(lambda: len(sh.connected) == 2, *targets)
+    poll_for(200, *targets)
+    assert server.conn_count == 2 and len(sh.connected) == 2
+    waiting = [h for h in handlers if not h.connected]
+    # The third handshake completed in the listener's queue; it is accepted on a free slot.
+    assert len(waiting) <= 1
+    sh.connected[0].close("make room")
+    assert poll_until(lambda: len(sh.connected) == 3, *targets)
+    assert server.conn_count == 2
+    assert len(sh.disconnected) == 1
+    seen: list[PollConnection] = []
+    server.foreach_conn(seen.append)
+    assert len(seen) == 2
+    for client in clients:
+        client.close()
+    server.close()
+    poll_for(3, *targets)
+
+
+def test_send_and_recv_timeouts_fire_per_idle_period(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, client={"send_timeout_sec": 1.0, "recv_timeout_sec": 2.0})
+    pair = Pair(cfg)
+    ch = pair.client_handler
+    t0 = time.monotonic_ns()  # then an explicit clock: the test waits for nothing
+    pair.client.poll(ch, now_ns=t0)
+    pair.client.poll(ch, now_ns=t0 + 1_100_000_000)
+    assert (ch.send_timeouts, ch.recv_timeouts) == (1, 0)
+    pair.client.poll(ch, now_ns=t0 + 2_300_000_000)
+    assert (ch.send_timeouts, ch.recv_timeouts) == (2, 1)
+    pair.client.write(b"x")  # sending restarts the send clock only
+    pair.client.poll(ch, now_ns=t0 + 3_000_000_000)
+    assert (ch.send_timeouts, ch.recv_timeouts) == (2, 1)
+    pair.close()
+
+
+def test_write_some_and_write_nonblock_when_the_peer_stops_reading(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    conn = pair.client_conn
+    chunk = b"z" * 65536
+    # The server is not polled: nothing is read, so the send path fills up.
+    sent = 0
+    for _ in range(2000):
+        n = conn.write_some(chunk)
+        if n == 0:
+            break
+        sent += n
+    assert n == 0 and sent > 0 and conn.is_connected
+    assert not conn.write_nonblock(chunk)
+    assert not conn.is_connected
+    assert "write_nonblock" in conn.last_error
+    assert conn.write_some(b"x") == -1
+    assert poll_until(lambda: len(pair.client_handler.disconnected) == 1, pair)
+    pair.close()
+
+
+def test_write_with_more_is_delivered(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    assert pair.client.write(b"head-", more=True)
+    assert pair.client.write(bytearray(b"body-"), more=True)
+    assert pair.client.write(memoryview(b"xxtail")[2:])
+    assert poll_until(lambda: pair.server_handler.received == b"head-body-tail", pair)
+    pair.close()
+
+
+def test_peer_close_disconnects_exactly_once(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    pair.server_conn.write(b"last words")
+    pair.server_conn.close("server done")
+    assert poll_until(lambda: len(pair.client_handler.disconnected) == 1, pair)
+    poll_for(100, pair)
+    assert len(pair.client_handler.disconnected) == 1
+    assert len(pair.server_handler.disconnected) == 1
+    assert pair.client_handler.received == b"last words"  # data before the FIN
+    assert pair.client.last_error == "remote close"
+    assert pair.server_handler.disconnected[0].last_error == "server done"
+    pair.close()
+
+
+def test_peer_reset_is_a_recv_error(td_config: AnyConfig) -> None:
+    # A kernel server that closes with RST (SO_LINGER 0).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        cfg = with_sections(td_config, client={"server_port": listener.getsockname()[1]})
+        client = pollnet.create_client(cfg)
+        ch = RecordingHandler()
+        assert poll_until(lambda: bool(ch.connected), (client, ch))
+        peer, _ = listener.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()
+        assert poll_until(lambda: len(ch.disconnected) == 1, (client, ch))
+        assert "reset" in client.last_error.lower()
+        client.free()
+
+
+def test_close_from_inside_on_tcp_data_returns_the_packet_first(td_config: AnyConfig) -> None:
+    # zft_free must wait for zft_zc_recv_done: the shim counts it as a violation otherwise.
+    handler = RecordingHandler(on_data=lambda conn, data: conn.close("seen enough"))
+    pair = Pair(td_config, server_handler=handler)
+    pair.client.write(b"one")
+    assert poll_until(lambda: len(handler.disconnected) == 1, pair)
+    assert handler.disconnected[0].last_error == "seen enough"
+    pair.close()
+
+
+def test_server_close_from_a_callback_frees_after_the_poll(td_config: AnyConfig) -> None:
+    server = pollnet.create_server(td_config)
+    handler = RecordingHandler(on_data=lambda conn, data: server.close("stop"))
+    client = pollnet.create_client(td_config)
+    ch = RecordingHandler(on_connected=lambda conn: conn.write(b"hi"))
+    assert poll_until(lambda: server.is_closed, (server, handler), (client, ch))
+    assert poll_until(lambda: len(ch.disconnected) == 1, (server, handler), (client, ch))
+    assert len(handler.disconnected) == 1
+    client.free()
+
+
+# ---------------------------------------------------------------- setup errors
+
+
+def test_missing_library_is_one_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "libonload_zf.so"
+    cfg = tcpdirect_config(missing)
+    with pytest.raises(BackendUnavailable) as info:
+        pollnet.create_client(cfg)
+    text = str(info.value)
+    assert str(missing) in text
+    assert "Onload" in text and "TCPDirect" in text and "tcpdirect.library" in text
+    assert info.value.backend == "tcpdirect"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_default_library_name_missing_here() -> None:
+    cfg = tcpdirect_config("libonload_zf.so", client={"server_port": free_port()})
+    with pytest.raises(BackendUnavailable, match=r"libonload_zf\.so"):
+        pollnet.create_server(cfg)
+
+
+def test_not_a_tcpdirect_library(tmp_path: Path) -> None:
+    cfg = tcpdirect_config("libc.so.6")
+    with pytest.raises(BackendUnavailable, match="lacks zf_init"):
+        pollnet.create_client(cfg)
+
+
+def test_listening_on_all_addresses_is_a_config_error(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, server={"listen_ip": "0.0.0.0"})
+    with pytest.raises(ConfigError, match=r"server\.listen_ip = '0\.0\.0\.0'"):
+        pollnet.create_server(cfg)
+
+
+def test_listen_on_a_port_in_use_is_a_transport_error(td_config: AnyConfig) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        cfg = with_sections(td_config, server={"port": taken.getsockname()[1]})
+        with pytest.raises(pollnet.TransportError, match="Address already in use"):
+            pollnet.create_server(cfg)
+
+
+def test_missing_interface_names_the_field(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, client={"interface": ""})
+    with pytest.raises(ConfigError, match=r"client\.interface = ''"):
+        pollnet.create_client(cfg)
+
+
+def test_zf_attr_environment_is_applied_by_the_library(
+    shim_library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZF_ATTR", "interface=lo;max_tcp_endpoints=8")
+    cfg = tcpdirect_config(shim_library, client={"interface": ""}, server={"interface": ""})
+    pair = Pair(cfg)
+    assert pair.client.is_connected
+    pair.close()
+
+
+def test_malformed_zf_attr_is_a_config_error(
+    shim_library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZF_ATTR", "interface")
+    with pytest.raises(ConfigError, match="ZF_ATTR"):
+        pollnet.create_client(tcpdirect_config(shim_library))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"no_such_attribute": 1}, "not an attribute"),
+        ({"max_tcp_endpoints": 1000}, "out of range"),
+        ({"max_tcp_endpoints": "many"}, "takes an integer"),
+    ],
+)
+def test_bad_attributes_name_the_attribute(
+    shim_library: Path, attributes: dict[str, object], message: str
+) -> None:
+    cfg = tcpdirect_config(shim_library, tcpdirect={"attributes": attributes})
+    name = next(iter(attributes))
+    with pytest.raises(ConfigError, match=rf"tcpdirect\.attributes\.{name} .*{message}"):
+        pollnet.create_client(cfg)
+
+
+def test_config_attributes_reach_the_stack(shim_library: Path) -> None:
+    # One TCP zocket per stack: a second connection cannot be accepted.
+    cfg = tcpdirect_config(shim_library, tcpdirect={"attributes": {"max_tcp_endpoints": 1}})
+    server = pollnet.create_server(cfg)
+    sh = RecordingHandler()
+    clients = [pollnet.create_client(cfg) for _ in range(2)]
+    handlers = [RecordingHandler() for _ in clients]
+    targets = [(server, sh), *zip(clients, handlers, strict=True)]
+    assert poll_until(lambda: len(sh.connected) == 1, *targets)
+    poll_for(200, *targets)
+    assert len(sh.connected) == 1
+    for client in clients:
+        client.free()
+    server.close()
