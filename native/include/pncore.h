@@ -231,9 +231,9 @@ typedef struct pn_route {
 } pn_route;
 /* 0, PN_ENOROUTE (no route) or PN_ELINK (netlink failed); err says why. */
 int pn_route_lookup(uint32_t dst, pn_route *out, char *err, size_t errlen);
-/* Ask the kernel to resolve ip on ifindex (an ARP probe); poll pn_route_lookup() for the
+/* Ask the kernel to resolve ip on ifindex (it sends an ARP probe); poll pn_route_lookup() for the
  * MAC. For shared-address mode, where ARP replies go to the kernel, not to the stack. */
-int pn_neigh_resolve(uint32_t ip, int ifindex, char *err, size_t errlen);
+int pn_route_neigh_probe(uint32_t ip, int ifindex, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ stack */
 

@@ -25,7 +25,9 @@
  * segments for our connections with RSTs: run af_packet with own_ip = 1 (an address the
  * kernel does not have) for TCP.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>

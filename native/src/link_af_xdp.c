@@ -37,7 +37,9 @@
  * Without libxdp/libbpf at build time (PN_HAVE_AF_XDP undefined) only a stub remains that
  * says how to get the real thing.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

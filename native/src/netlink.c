@@ -5,7 +5,9 @@
  * Nothing here is on a hot path: route lookups happen before a connect, reservations in
  * flow_add/flow_del, interface facts at link creation.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
@@ -410,7 +412,7 @@ int pn_route_lookup(uint32_t dst, pn_route *out, char *err, size_t errlen)
     return PN_OK;
 }
 
-int pn_neigh_resolve(uint32_t ip, int ifindex, char *err, size_t errlen)
+int pn_route_neigh_probe(uint32_t ip, int ifindex, char *err, size_t errlen)
 {
     struct {
         struct nlmsghdr h;

@@ -12,7 +12,9 @@
  * same subnet that the stack owns (own_ip mode). Prints one line a test and a summary
  * "N passed, N failed, N skipped"; exits 1 if any failed.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -812,7 +814,7 @@ static int t_route(const linkspec *ls)
     (void)!system("ip neigh flush all");
     rc = pn_route_lookup(ip_b, &r, err, sizeof err);
     CHECK(rc == 0 && !r.has_mac, "neighbour known after a flush");
-    rc = pn_neigh_resolve(ip_b, r.ifindex, err, sizeof err);
+    rc = pn_route_neigh_probe(ip_b, r.ifindex, err, sizeof err);
     CHECK(rc == 0, "resolve: %s", err);
     uint64_t deadline = now_ns() + 2000000000u;
     while (now_ns() < deadline) {
