@@ -6,6 +6,7 @@ Everything is polled by the test itself, on its own thread: no background thread
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from pollnet.api import PollConnection, PollTcpClient, PollTcpServer
@@ -118,3 +119,7 @@ class Pair:
         self.poll()
 
 
+
+
+PairMaker = Callable[..., Pair]
+"""The type of a fixture that builds pairs (`make_pair(client={...}, ...)`)."""

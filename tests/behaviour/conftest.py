@@ -7,17 +7,15 @@ client from it through the public factory, never through a backend's classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from pollnet.config import AnyConfig
-from pollnet.testing import Pair, RecordingHandler, loopback_config, with_sections
+from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
 
 BACKENDS = ["socket"]
-
-Maker = Callable[..., Pair]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -27,7 +25,7 @@ def backend_config(request: pytest.FixtureRequest) -> AnyConfig:
 
 
 @pytest.fixture
-def make_pair(backend_config: AnyConfig) -> Iterator[Maker]:
+def make_pair(backend_config: AnyConfig) -> Iterator[PairMaker]:
     """`make_pair(client={...}, server={...}, server_handler=..., client_handler=...)`:
     a connected pair on this backend, closed at teardown."""
     pairs: list[Pair] = []

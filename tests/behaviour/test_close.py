@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from pollnet.api import PollConnection
-from pollnet.testing import RecordingHandler, poll_for, poll_until
-from tests.behaviour.conftest import Maker
+from pollnet.testing import PairMaker, RecordingHandler, poll_for, poll_until
 
 
-def test_peer_close_is_remote_close(make_pair: Maker) -> None:
+def test_peer_close_is_remote_close(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     server_conn = pair.server_conn
     server_conn.close("bye")
@@ -20,7 +19,7 @@ def test_peer_close_is_remote_close(make_pair: Maker) -> None:
     assert server_conn.last_error == "bye"
 
 
-def test_peer_reset(make_pair: Maker) -> None:
+def test_peer_reset(make_pair: PairMaker) -> None:
     # Closing with unread bytes in the receive queue makes the kernel send a RST.
     pair = make_pair(client={"conn_retry_sec": 0})
     server_conn = pair.server_conn
@@ -32,7 +31,7 @@ def test_peer_reset(make_pair: Maker) -> None:
     assert "reset" in ch.disconnected[0].last_error.lower()
 
 
-def test_data_queued_before_close_is_delivered(make_pair: Maker) -> None:
+def test_data_queued_before_close_is_delivered(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     pair.server_conn.write(b"last words")
     pair.server_conn.close()
@@ -49,7 +48,7 @@ class _CloseTwiceOnData(RecordingHandler):
         return 0
 
 
-def test_disconnect_exactly_once_whatever_closes_it(make_pair: Maker) -> None:
+def test_disconnect_exactly_once_whatever_closes_it(make_pair: PairMaker) -> None:
     sh = _CloseTwiceOnData()
     pair = make_pair(client={"conn_retry_sec": 0}, server_handler=sh)
     conn = pair.server_conn
@@ -66,7 +65,7 @@ def test_disconnect_exactly_once_whatever_closes_it(make_pair: Maker) -> None:
         assert {id(c) for c in h.connected} == set(counts)
 
 
-def test_close_outside_poll_is_announced_on_next_poll(make_pair: Maker) -> None:
+def test_close_outside_poll_is_announced_on_next_poll(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     conn = pair.client_conn
     conn.close("outside")
@@ -75,7 +74,7 @@ def test_close_outside_poll_is_announced_on_next_poll(make_pair: Maker) -> None:
     assert pair.client_handler.disconnected == [conn]
 
 
-def test_user_data_is_per_connection(make_pair: Maker) -> None:
+def test_user_data_is_per_connection(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0.001})
     first = pair.client_conn
     assert first.user_data is None

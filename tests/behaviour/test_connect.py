@@ -9,8 +9,14 @@ import pytest
 
 import pollnet
 from pollnet.config import AnyConfig
-from pollnet.testing import RecordingHandler, free_port, poll_for, poll_until, with_sections
-from tests.behaviour.conftest import Maker
+from pollnet.testing import (
+    PairMaker,
+    RecordingHandler,
+    free_port,
+    poll_for,
+    poll_until,
+    with_sections,
+)
 
 
 def _unused_port_config(cfg: AnyConfig, **client: object) -> AnyConfig:
@@ -18,7 +24,7 @@ def _unused_port_config(cfg: AnyConfig, **client: object) -> AnyConfig:
     return with_sections(cfg, client={"server_port": free_port(), **client})
 
 
-def test_connect_announces_both_ends_once(make_pair: Maker) -> None:
+def test_connect_announces_both_ends_once(make_pair: PairMaker) -> None:
     pair = make_pair()
     assert pair.client.is_connected
     assert pair.client.conn is pair.client_conn
@@ -112,14 +118,14 @@ def test_connect_timeout(backend_config: AnyConfig, full_backlog_port: int) -> N
     assert handler.connected == []
 
 
-def test_local_port_is_used(make_pair: Maker) -> None:
+def test_local_port_is_used(make_pair: PairMaker) -> None:
     port = free_port()
     pair = make_pair(client={"local_port": port})
     peer = pair.server_conn.peername
     assert peer is not None and peer[1] == port
 
 
-def test_reconnects_after_the_server_drops_it(make_pair: Maker) -> None:
+def test_reconnects_after_the_server_drops_it(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0.001})
     pair.server_conn.close("go away")
     ch, sh = pair.client_handler, pair.server_handler
@@ -130,7 +136,7 @@ def test_reconnects_after_the_server_drops_it(make_pair: Maker) -> None:
     assert pair.client.is_connected
 
 
-def test_no_reconnect_when_disabled(make_pair: Maker) -> None:
+def test_no_reconnect_when_disabled(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     pair.server_conn.close("go away")
     ch = pair.client_handler
@@ -143,7 +149,7 @@ def test_no_reconnect_when_disabled(make_pair: Maker) -> None:
     assert poll_until(lambda: len(ch.connected) == 2, pair)
 
 
-def test_client_close_reason_and_remote_close(make_pair: Maker) -> None:
+def test_client_close_reason_and_remote_close(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     conn = pair.client_conn
     pair.client.close("done here")
@@ -156,7 +162,7 @@ def test_client_close_reason_and_remote_close(make_pair: Maker) -> None:
     assert pair.client_handler.disconnected == [conn]
 
 
-def test_writes_on_a_closed_connection_fail_quietly(make_pair: Maker) -> None:
+def test_writes_on_a_closed_connection_fail_quietly(make_pair: PairMaker) -> None:
     pair = make_pair(client={"conn_retry_sec": 0})
     conn = pair.client_conn
     conn.close()

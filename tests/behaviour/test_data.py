@@ -10,8 +10,7 @@ import threading
 import pollnet
 from pollnet.api import PollConnection
 from pollnet.config import AnyConfig
-from pollnet.testing import RecordingHandler, poll_for, poll_until, with_sections
-from tests.behaviour.conftest import Maker
+from pollnet.testing import PairMaker, RecordingHandler, poll_for, poll_until, with_sections
 
 
 def _frames_parser(out: list[bytes]) -> RecordingHandler:
@@ -30,7 +29,7 @@ def _frames_parser(out: list[bytes]) -> RecordingHandler:
     return RecordingHandler(remaining=remaining)
 
 
-def test_split_frames_are_reassembled(make_pair: Maker) -> None:
+def test_split_frames_are_reassembled(make_pair: PairMaker) -> None:
     frames: list[bytes] = []
     pair = make_pair(server_handler=_frames_parser(frames))
     sent = [bytes([i]) * (i * 7 % 300) for i in range(1, 40)]
@@ -44,7 +43,7 @@ def test_split_frames_are_reassembled(make_pair: Maker) -> None:
     assert frames == sent
 
 
-def test_one_byte_writes_arrive_in_order(make_pair: Maker) -> None:
+def test_one_byte_writes_arrive_in_order(make_pair: PairMaker) -> None:
     pair = make_pair()
     payload = bytes(range(200))
     for i in range(len(payload)):
@@ -54,7 +53,7 @@ def test_one_byte_writes_arrive_in_order(make_pair: Maker) -> None:
     assert poll_until(lambda: bytes(sh.received) == payload, pair)
 
 
-def test_consuming_one_byte_per_call_presents_the_rest_again(make_pair: Maker) -> None:
+def test_consuming_one_byte_per_call_presents_the_rest_again(make_pair: PairMaker) -> None:
     # Leave everything but the first byte each time.
     handler = RecordingHandler(remaining=lambda conn, data: len(data) - 1)
     pair = make_pair(server_handler=handler)
@@ -69,7 +68,7 @@ def test_consuming_one_byte_per_call_presents_the_rest_again(make_pair: Maker) -
     assert bytes(handler.received) == b"abcd"
 
 
-def test_remaining_zero_consumes_everything(make_pair: Maker) -> None:
+def test_remaining_zero_consumes_everything(make_pair: PairMaker) -> None:
     pair = make_pair()
     h = pair.server_handler
     pair.client_conn.write(b"first")
@@ -79,7 +78,7 @@ def test_remaining_zero_consumes_everything(make_pair: Maker) -> None:
     assert h.presented == [b"first", b"second"]
 
 
-def test_remaining_all_keeps_everything(make_pair: Maker) -> None:
+def test_remaining_all_keeps_everything(make_pair: PairMaker) -> None:
     handler = RecordingHandler(remaining=lambda conn, data: len(data))
     pair = make_pair(server_handler=handler)
     pair.client_conn.write(b"first")
@@ -90,7 +89,7 @@ def test_remaining_all_keeps_everything(make_pair: Maker) -> None:
     assert handler.received == b""
 
 
-def test_kept_bytes_survive_compaction(make_pair: Maker) -> None:
+def test_kept_bytes_survive_compaction(make_pair: PairMaker) -> None:
     # Keep 10 bytes of every call; many calls push the kept bytes through the buffer.
     handler = RecordingHandler(remaining=lambda conn, data: min(10, len(data)))
     pair = make_pair(server={"recv_buf_size": 256}, server_handler=handler)
@@ -103,7 +102,7 @@ def test_kept_bytes_survive_compaction(make_pair: Maker) -> None:
     assert pair.server_conn.is_connected
 
 
-def test_full_buffer_of_unconsumed_bytes_closes_with_reason(make_pair: Maker) -> None:
+def test_full_buffer_of_unconsumed_bytes_closes_with_reason(make_pair: PairMaker) -> None:
     handler = RecordingHandler(remaining=lambda conn, data: len(data))
     pair = make_pair(server={"recv_buf_size": 64}, server_handler=handler)
     conn = pair.server_conn
@@ -116,7 +115,7 @@ def test_full_buffer_of_unconsumed_bytes_closes_with_reason(make_pair: Maker) ->
     assert poll_until(lambda: len(ch.disconnected) == 1, pair)
 
 
-def test_more_flag_still_delivers(make_pair: Maker) -> None:
+def test_more_flag_still_delivers(make_pair: PairMaker) -> None:
     pair = make_pair()
     conn = pair.client_conn
     assert conn.write(b"head-", more=True)
@@ -139,7 +138,7 @@ def _fill(conn: PollConnection) -> int:
     raise AssertionError("the send path never filled up")
 
 
-def test_write_some_returns_zero_when_full(make_pair: Maker) -> None:
+def test_write_some_returns_zero_when_full(make_pair: PairMaker) -> None:
     pair = make_pair()
     conn = pair.client_conn
     sent = _fill(conn)
@@ -151,7 +150,7 @@ def test_write_some_returns_zero_when_full(make_pair: Maker) -> None:
     assert poll_until(lambda: len(h.received) == sent, pair)
 
 
-def test_write_nonblock_closes_when_it_cannot_send_all(make_pair: Maker) -> None:
+def test_write_nonblock_closes_when_it_cannot_send_all(make_pair: PairMaker) -> None:
     pair = make_pair()
     conn = pair.client_conn
     _fill(conn)

@@ -7,8 +7,7 @@ from typing import Any
 import pollnet
 from pollnet.api import PollConnection
 from pollnet.config import AnyConfig
-from pollnet.testing import RecordingHandler, free_port, poll_until, with_sections
-from tests.behaviour.conftest import Maker
+from pollnet.testing import PairMaker, RecordingHandler, free_port, poll_until, with_sections
 
 
 class CamelCase:
@@ -36,7 +35,7 @@ class CamelCase:
         self.events.append("recv_timeout")
 
 
-def test_camel_case_handler(make_pair: Maker) -> None:
+def test_camel_case_handler(make_pair: PairMaker) -> None:
     pair = make_pair(connect=False, client={"send_timeout_sec": 0.02, "recv_timeout_sec": 0.02})
     camel = CamelCase()
     targets = [(pair.server, pair.server_handler), (pair.client, camel)]
@@ -66,7 +65,7 @@ class OnlyData:
         return 0
 
 
-def test_handler_with_only_some_callbacks(make_pair: Maker) -> None:
+def test_handler_with_only_some_callbacks(make_pair: PairMaker) -> None:
     pair = make_pair(connect=False, server={"recv_timeout_sec": 0.01})
     only = OnlyData()
     nothing = object()  # a handler with no callbacks at all: data is consumed
@@ -90,7 +89,7 @@ class CountingLookups(RecordingHandler):
         return super().__getattribute__(name)
 
 
-def test_callbacks_are_resolved_once_not_per_event(make_pair: Maker) -> None:
+def test_callbacks_are_resolved_once_not_per_event(make_pair: PairMaker) -> None:
     handler = CountingLookups()
     pair = make_pair(server_handler=handler)
     after_connect = CountingLookups.lookups
@@ -102,7 +101,7 @@ def test_callbacks_are_resolved_once_not_per_event(make_pair: Maker) -> None:
     assert CountingLookups.lookups == after_connect
 
 
-def test_a_new_handler_object_is_bound_on_its_first_poll(make_pair: Maker) -> None:
+def test_a_new_handler_object_is_bound_on_its_first_poll(make_pair: PairMaker) -> None:
     pair = make_pair()
     second = RecordingHandler()
     pair.client_conn.write(b"to the second handler")

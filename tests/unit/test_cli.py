@@ -1,0 +1,134 @@
+"""The `pollnet` command: exit codes, messages, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pollnet.cli.main import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_help_and_version(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["--help"]).exit_code == 0
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "0.1.0" in result.output
+
+
+def test_unknown_command_and_option_are_usage_errors(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["frobnicate"]).exit_code == 2
+    assert runner.invoke(cli, ["bench", "--no-such-option"]).exit_code == 2
+    assert runner.invoke(cli, ["bench", "--count", "0"]).exit_code == 2
+    assert runner.invoke(cli, ["echo-server", "--backend", "pigeon"]).exit_code == 2
+
+
+def test_config_check_ok(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text('backend = "socket"\n[server]\nport = 4000\n')
+    result = runner.invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and "socket" in result.output
+    shown = runner.invoke(cli, ["config", "check", "--show", str(path)])
+    assert shown.exit_code == 0
+    assert json.loads(shown.output)["server"]["port"] == 4000
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[client]\nserver_port = 70000\n", "client.server_port = 70000"),
+        ('backend = "nope"\n', "socket, efvi, tcpdirect"),
+        ("[efvi]\nlink = 'sim'\n", "[efvi] is only allowed"),
+        ("[client\n", "not valid TOML"),
+    ],
+)
+def test_config_check_errors_exit_2_without_traceback(
+    runner: CliRunner, tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = runner.invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_config_check_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["config", "check", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2
+    assert "not found" in result.output
+
+
+def test_echo_server_with_a_bad_config_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"server": {"max_conns": 0}}')
+    result = runner.invoke(cli, ["echo-server", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "server.max_conns" in result.output
+
+
+def test_echo_server_port_option_is_validated(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["echo-server", "--port", "99999"])
+    assert result.exit_code == 2
+    assert "server.port = 99999" in result.output
+
+
+def test_unavailable_backend_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "td.toml"
+    path.write_text('backend = "tcpdirect"\n[tcpdirect]\nlibrary = "/nonexistent/libzf.so"\n')
+    result = runner.invoke(cli, ["echo-server", "--config", str(path), "--port", "0"])
+    # Either the backend says it cannot run here, or (where it can) it would serve:
+    # this config points at a library that does not exist, so it must fail cleanly.
+    assert result.exit_code in (1, 2)
+    assert "Traceback" not in result.output
+    assert "Error:" in result.output
+
+
+def test_info_lists_every_backend(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["info", "--json"])
+    assert result.exit_code == 0
+    names = [p["name"] for p in json.loads(result.output)["probes"]]
+    for expected in ("socket", "efvi link=sim", "efvi link=af_xdp", "efvi link=af_packet",
+                     "efvi link=efvi", "tcpdirect"):
+        assert expected in names
+    table = runner.invoke(cli, ["info"])
+    assert table.exit_code == 0 and "socket" in table.output
+
+
+def test_bench_json_small_count(runner: CliRunner) -> None:
+    before = os.sched_getaffinity(0)
+    result = runner.invoke(cli, ["bench", "--json", "-n", "200", "--warmup", "20", "-s", "32"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["backend"] == "socket"
+    assert data["count"] == 200 and data["size"] == 32 and data["warmup"] == 20
+    rtt = data["rtt_us"]
+    assert rtt["min"] <= rtt["p50"] <= rtt["p90"] <= rtt["p99"] <= rtt["p99.9"] <= rtt["max"]
+    assert data["msgs_per_sec"] > 0
+    assert os.sched_getaffinity(0) == before  # pinning is undone
+
+
+def test_bench_table(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["bench", "-n", "100", "--warmup", "0", "--no-pin"])
+    assert result.exit_code == 0, result.output
+    for label in ("count", "min", "p50", "p90", "p99", "p99.9", "max", "msgs/s"):
+        assert label in result.output
+
+
+def test_python_dash_m_pollnet() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pollnet", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "0.1.0" in result.stdout
