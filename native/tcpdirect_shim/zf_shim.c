@@ -545,9 +545,11 @@ int zft_shutdown_tx(struct zft* ts) {
 int zft_free(struct zft* ts) {
   struct zocket* z = as_kind(ts, Z_TCP, "zft_free");
   if (z == NULL) return -EINVAL;
-  /* Unread bytes would make the kernel answer close() with RST; a zocket sends FIN. */
-  char sink[4096];
-  for (int i = 0; i < 256 && recv(z->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+  /* As TCPDirect's tcp_shutdown: unread data (in our ring, or still in the kernel's
+   * queue, where close() sees it) aborts with RST; otherwise FIN. */
+  if (z->rx_count > 0) {
+    struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(z->fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now);
   }
   close(z->fd);
   zocket_reset(z);

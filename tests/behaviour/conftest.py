@@ -7,21 +7,38 @@ client from it through the public factory, never through a backend's classes.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pollnet.config import AnyConfig
 from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
+from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
 
-BACKENDS = ["socket"]
+BACKENDS = ["socket", "tcpdirect"]
+
+
+@pytest.fixture(scope="session")
+def zf_shim_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tcpdirect runs on the TCPDirect look-alike built from native/tcpdirect_shim."""
+    return build_shim(tmp_path_factory.mktemp("zf_shim"))
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_config(request: pytest.FixtureRequest) -> AnyConfig:
+def backend_config(request: pytest.FixtureRequest) -> Iterator[AnyConfig]:
     backend: str = request.param
-    return loopback_config(backend)
+    if backend != "tcpdirect":
+        yield loopback_config(backend)
+        return
+    library: Path = request.getfixturevalue("zf_shim_library")
+    before, _ = violations(library)
+    yield tcpdirect_config(library)
+    gc.collect()  # clients and servers free their stacks when collected
+    after, last = violations(library)
+    assert after == before, f"{after - before} TCPDirect contract violation(s); last: {last}"
 
 
 @pytest.fixture

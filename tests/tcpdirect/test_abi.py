@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pollnet.backends.tcpdirect import zf
-from tests.tcpdirect.conftest import SHIM_DIR
+from tests.tcpdirect.shim import SHIM_DIR
 
 INCLUDE = Path(os.environ.get("POLLNET_ZF_INCLUDE", SHIM_DIR / "include"))
 CC = shutil.which("cc") or shutil.which("gcc")

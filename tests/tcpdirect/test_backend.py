@@ -14,8 +14,8 @@ from pollnet.backends.tcpdirect.client import TcpdirectTcpClient
 from pollnet.backends.tcpdirect.server import TcpdirectTcpServer
 from pollnet.config import AnyConfig
 from pollnet.errors import BackendUnavailable, ConfigError
-from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
-from tests.tcpdirect.conftest import tcpdirect_config, with_sections
+from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until, with_sections
+from tests.tcpdirect.shim import tcpdirect_config
 
 
 def test_factory_makes_tcpdirect_objects(td_config: AnyConfig) -> None:

@@ -125,20 +125,24 @@ class TcpdirectConnection(ConnectionBase):
         self, packet: memoryview, n: int, on_data: Callable[[ConnectionBase, memoryview], int]
     ) -> None:
         buf = self._buf
+        off = 0
         if buf.tail == 0:
-            # Nothing kept from before: the handler reads the library's packet in place.
-            remaining = on_data(self, packet)
-            if remaining and self._connected:
-                if remaining > n:
-                    remaining = n
+            # Nothing kept from before: the handler reads the library's packet in place,
+            # at most recv_buf_size bytes of it at a time, as on every backend.
+            off = n if n <= buf.size else buf.size
+            chunk = packet if off == n else packet[:off]
+            remaining = on_data(self, chunk)
+            if not self._connected:
+                return
+            if remaining:
+                if remaining > off:
+                    remaining = off
                 if remaining >= buf.size:
                     self._shutdown(buffer_full_reason(buf.size))
                     return
-                buf.view[:remaining] = packet[n - remaining :]
+                buf.view[:remaining] = chunk[off - remaining :]
                 buf.tail = remaining
-            return
-        # Bytes are kept: append the packet behind them (in pieces if the buffer is short).
-        off = 0
+        # Bytes are kept: append the rest behind them (in pieces if the buffer is short).
         while off < n:
             room = buf.room()
             k = min(len(room), n - off)
