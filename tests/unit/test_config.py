@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,30 @@ def test_models_validate_on_assignment() -> None:
     server = ServerConfig()
     with pytest.raises(ValueError, match="port"):
         server.port = 123456
+
+
+def test_yaml_without_pyyaml_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # makes `import yaml` fail
+    path = tmp_path / "c.yml"
+    path.write_text("backend: socket\n")
+    with pytest.raises(ConfigError, match=r"needs PyYAML.*pollnet\[yaml\]"):
+        load_config(path, env={})
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir.toml"
+    path.mkdir()
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(path, env={})
+
+
+def test_overrides_win_over_env_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 1\nmax_conns = 5\n")
+    cfg = load_config(
+        path, env={"POLLNET_SERVER__PORT": "2"}, overrides={"server": {"port": 3}}
+    )
+    assert cfg.server.port == 3
+    assert cfg.server.max_conns == 5
