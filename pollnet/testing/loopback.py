@@ -116,7 +116,9 @@ class Pair:
     def close(self) -> None:
         self.client.close("test over")
         self.server.close("test over")
-        self.poll()
+        self.poll()  # deliver the disconnect notices
+        # That poll may have started a reconnect attempt: abandon it too.
+        self.client.close("test over")
 
 
 
