@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parents[2]
 BRIDGE = REPO / "tools" / "impair_bridge.py"
@@ -204,7 +204,7 @@ class Topology:
         if self in _live:
             _live.remove(self)
 
-    def __enter__(self) -> Topology:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
