@@ -29,6 +29,7 @@ class SocketTcpClient:
         self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
         self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
+        self._timeouts_on = self._timeouts.enabled
         self._buf = RecvBuffer(cfg.recv_buf_size)  # one connection at a time: reused
         self._handlers = HandlerCache()
         self._epoll = select.epoll()
@@ -44,12 +45,14 @@ class SocketTcpClient:
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
-        methods = self._handlers.get(handler)
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            methods = self._handlers.get(handler)
         conn = self._conn
         if conn is not None:
             if self._ready(0):
                 conn.read(methods.on_data)
-            if self._timeouts.enabled and conn._connected:
+            if self._timeouts_on and conn._connected:
                 self._timeouts.check(
                     conn, time.monotonic_ns() if now_ns is None else now_ns, methods
                 )

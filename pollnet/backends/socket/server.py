@@ -29,6 +29,7 @@ class SocketTcpServer:
         self.cfg = cfg
         self._max = cfg.max_conns
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
+        self._timeouts_on = self._timeouts.enabled
         self._handlers = HandlerCache()
         self._closed: list[ConnectionBase] = []
         self._conns: dict[int, SocketConnection] = {}
@@ -61,7 +62,9 @@ class SocketTcpServer:
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
-        methods = self._handlers.get(handler)
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            methods = self._handlers.get(handler)
         events = self._ready(0)
         if events:
             conns = self._conns
@@ -73,7 +76,7 @@ class SocketTcpServer:
                         conn.read(on_data)
                 elif fd == self._lfd and self._accepting:
                     self._accept(methods, now_ns)
-        if self._timeouts.enabled and self._conns:
+        if self._timeouts_on and self._conns:
             now = time.monotonic_ns() if now_ns is None else now_ns
             check = self._timeouts.check
             for conn in self._conns.values():
