@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pollnet.recvbuf import RecvBuffer
 
@@ -71,3 +73,30 @@ def test_more_than_presented_is_clamped() -> None:
 def test_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RecvBuffer(0)
+
+
+@given(
+    size=st.integers(min_value=1, max_value=64),
+    steps=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=80)),
+        max_size=40,
+    ),
+)
+def test_matches_a_plain_model(size: int, steps: list[tuple[bytes, int]]) -> None:
+    """Whatever arrives and whatever the handler leaves, the buffer presents exactly
+    kept + new bytes, and reports full exactly when the kept bytes fill it."""
+    buf = RecvBuffer(size)
+    kept = b""
+    for chunk, remaining in steps:
+        room = buf.room()
+        chunk = chunk[: len(room)]  # a transport writes at most the room it is given
+        assert 1 <= len(room) <= size - len(kept)  # lazy compaction may hold some back
+        presented = _put(buf, chunk)
+        assert presented == kept + chunk
+        left = min(remaining, len(presented))
+        ok = buf.keep(remaining)
+        kept = presented[len(presented) - left :] if left else b""
+        assert ok == (len(kept) < size)
+        if not ok:
+            return
+        assert buf.pending == len(kept)
