@@ -25,7 +25,7 @@ from pollnet.api import PollConnection, PollTcpClient
 from pollnet.bench.stats import LatencySummary, summarize
 from pollnet.config import AnyConfig, config_from_dict
 from pollnet.errors import PollnetError
-from pollnet.factory import create_client
+from pollnet.factory import backend_module, create_client
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 ProgressFn = Callable[[int, int], None]
@@ -179,6 +179,7 @@ def run_pingpong(
     """Round-trip `count` messages of `size` bytes (after `warmup` unmeasured ones)."""
     if count < 1 or size < 1 or warmup < 0:
         raise BenchError("count and size must be at least 1, warmup at least 0")
+    backend_module(cfg.backend)  # fail here, clearly, rather than in the child process
     client_cpu, server_cpu = pick_cpus() if pin else (None, None)
     server_cfg = config_from_dict(
         {**cfg.model_dump(), "server": {**cfg.server.model_dump(), "port": 0}}

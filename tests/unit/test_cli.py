@@ -132,3 +132,15 @@ def test_python_dash_m_pollnet() -> None:
     )
     assert result.returncode == 0
     assert "0.1.0" in result.stdout
+
+
+def test_bench_with_an_unavailable_backend(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pollnet import factory
+
+    monkeypatch.setitem(factory.BACKEND_MODULES, "tcpdirect", "pollnet.backends.not_here")
+    result = runner.invoke(cli, ["bench", "--backend", "tcpdirect", "-n", "10"])
+    assert result.exit_code == 1
+    assert "backend 'tcpdirect' is not available" in result.output
+    assert "Traceback" not in result.output
