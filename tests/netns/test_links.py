@@ -5,7 +5,9 @@ kernel peer). The same tests run without Python through native/tests/links/run.s
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,22 @@ def test_link(name: str) -> None:
         )
     out = r.stdout + r.stderr
     assert r.returncode == 0 and f"ok   {name}" in out, out
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "exit"])
+def test_xdp_program_leaves_with_the_process(netns_pair: Pair, how: str) -> None:
+    """The af_xdp link attaches through a BPF link: the program is gone when the process
+    is, however it ends (no stale XDP program on the interface)."""
+    binary = _build()
+    t = netns_pair
+    p = t.a.popen([str(binary), "--hold", "0" if how == "exit" else "30", "--if", t.pa.ifname],
+                  stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    if how != "exit":
+        assert "xdp" in t.a.run(["ip", "link", "show", t.pa.ifname]).stdout
+        p.send_signal(getattr(signal, how))
+    p.wait(10)
+    deadline = time.monotonic() + 5
+    while "xdp" in t.a.run(["ip", "link", "show", t.pa.ifname]).stdout:
+        assert time.monotonic() < deadline, "the XDP program outlived its process"
+        time.sleep(0.05)

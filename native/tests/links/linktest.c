@@ -873,8 +873,10 @@ int main(int argc, char **argv)
         {"ns-b", required_argument, 0, 'n'}, {"if", required_argument, 0, 'i'},
         {"ip-a", required_argument, 0, 'a'}, {"ip-b", required_argument, 0, 'b'},
         {"own", required_argument, 0, 'o'},  {"only", required_argument, 0, 'x'},
-        {"list", no_argument, 0, 'l'},       {0, 0, 0, 0},
+        {"list", no_argument, 0, 'l'},       {"hold", required_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
+    int hold = -1;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -884,12 +886,31 @@ int main(int argc, char **argv)
         case 'b': ip_b = parse_ip(optarg); break;
         case 'o': own = parse_ip(optarg); break;
         case 'x': only = optarg; break;
+        case 'h': hold = atoi(optarg); break;
         case 'l':
             for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
                 printf("%s\n", tests[i].name);
             return 0;
         default: return 2;
         }
+    }
+    if (hold >= 0 && ifname) {
+        /* --hold S --if IF: open an af_xdp link, say "ready", sleep S seconds (a test kills
+         * this process to show the XDP program leaves with it). */
+        char err[256];
+        pn_real_link_params p;
+        memset(&p, 0, sizeof p);
+        p.ifname = ifname;
+        pn_link *l = pn_af_xdp_link_create(&p, err, sizeof err);
+        if (!l) {
+            fprintf(stderr, "linktest: %s\n", err);
+            return 1;
+        }
+        printf("ready\n");
+        fflush(stdout);
+        sleep((unsigned)hold);
+        link_close(l);
+        return 0;
     }
     if (!ns_b || !ifname || !ip_a || !ip_b || !own) {
         fprintf(stderr, "usage: linktest --ns-b NS --if IF --ip-a IP --ip-b IP --own IP "
