@@ -40,9 +40,9 @@ def bench(
     """Round-trip latency: N messages of M bytes, one at a time, through an echo server
     this command starts in a second process (socket backend on loopback by default)."""
     with clean_errors():
-        cfg = load(config_path, backend, server={"listen_ip": None})
-        if config_path is None:
-            cfg = load(None, backend, server={"listen_ip": "127.0.0.1"})
+        # Without a config file the benchmark stays on loopback.
+        listen_ip = None if config_path else "127.0.0.1"
+        cfg = load(config_path, backend, server={"listen_ip": listen_ip})
         show = sys.stderr.isatty() if progress is None else progress
         stderr = Console(stderr=True)
         with Progress(
