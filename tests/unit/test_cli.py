@@ -144,3 +144,11 @@ def test_bench_with_an_unavailable_backend(
     assert result.exit_code == 1
     assert "backend 'tcpdirect' is not available" in result.output
     assert "Traceback" not in result.output
+
+
+def test_bench_progress_goes_to_stderr(runner: CliRunner) -> None:
+    result = runner.invoke(
+        cli, ["bench", "--json", "--progress", "-n", "50", "--warmup", "0", "--no-pin"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["count"] == 50  # stdout stays machine-readable
