@@ -25,6 +25,7 @@
 #include <net/if.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,8 +168,17 @@ int zf_attr_set_str(struct zf_attr* attr, const char* name, const char* val) {
 
 enum zkind { Z_FREE, Z_HANDLE, Z_TCP, Z_LISTEN };
 
+/* What zft_to_waitable()/zftl_to_waitable() return: one inside each zocket. */
+struct zf_waitable {
+  struct zf_muxer_set* set; /* the set it is in, or NULL */
+  struct epoll_event event; /* interest and user data, as given to zf_muxer_add() */
+  int edge;                 /* something happened since zf_muxer_wait() last reported it */
+};
+
 struct zocket {
   enum zkind kind;
+  struct zf_stack* st;
+  struct zf_waitable w;
   int fd;
   int state; /* TCP_* of netinet/tcp.h, as zft_state() reports it */
   int error; /* positive errno once the connection failed, as zft_error() reports it */
@@ -185,6 +195,12 @@ struct zocket {
   unsigned char rx_pkt[RX_PKTS][PKT_PAYLOAD];
 };
 
+struct zf_muxer_set {
+  struct zf_stack* st;
+  int n;
+  struct zf_waitable** members; /* room for every zocket of the stack */
+};
+
 struct zf_stack {
   int n_tcp, n_listen, backlog;
   struct zocket* tcp;
@@ -193,7 +209,31 @@ struct zf_stack {
   struct zocket** pz;
 };
 
+static void muxer_remove(struct zf_waitable* w) {
+  struct zf_muxer_set* m = w->set;
+  for (int i = 0; m != NULL && i < m->n; i++)
+    if (m->members[i] == w) {
+      m->members[i] = m->members[--m->n];
+      break;
+    }
+  w->set = NULL;
+}
+
+/* A zocket's readiness as epoll bits, for the multiplexer. */
+static uint32_t zocket_ready(const struct zocket* z) {
+  if (z->kind == Z_LISTEN) return z->aq_count > 0 ? EPOLLIN : 0;
+  uint32_t ev = 0;
+  if (z->rx_count > 0 || z->eof || z->error) ev |= EPOLLIN;
+  if (z->state == TCP_ESTABLISHED || z->state == TCP_CLOSE_WAIT) ev |= EPOLLOUT;
+  if (z->eof && (z->state == TCP_CLOSE || z->state == TCP_LAST_ACK)) ev |= EPOLLHUP;
+  if (z->error) ev |= EPOLLERR | EPOLLHUP;
+  return ev;
+}
+
 static void zocket_reset(struct zocket* z) {
+  muxer_remove(&z->w); /* zft_free and zftl_free leave the set, as TCPDirect's do */
+  z->w.edge = 0;
+  memset(&z->w.event, 0, sizeof z->w.event);
   z->kind = Z_FREE;
   z->fd = -1;
   z->state = TCP_CLOSE;
@@ -267,8 +307,14 @@ int zf_stack_alloc(struct zf_attr* attr, struct zf_stack** stack_out) {
     zf_stack_free(st);
     return -ENOMEM;
   }
-  for (int i = 0; i < st->n_tcp; i++) zocket_reset(&st->tcp[i]);
-  for (int i = 0; i < st->n_listen; i++) zocket_reset(&st->listen[i]);
+  for (int i = 0; i < st->n_tcp; i++) {
+    st->tcp[i].st = st;
+    zocket_reset(&st->tcp[i]);
+  }
+  for (int i = 0; i < st->n_listen; i++) {
+    st->listen[i].st = st;
+    zocket_reset(&st->listen[i]);
+  }
   *stack_out = st;
   return 0;
 }
@@ -386,6 +432,7 @@ int zf_reactor_perform(struct zf_stack* st) {
       int s = kernel_state(z->fd);
       if (s != z->state && !(z->eof && s == TCP_CLOSE_WAIT)) {
         z->state = s;
+        z->w.edge = 1;
         events++;
       }
     }
@@ -406,12 +453,15 @@ int zf_reactor_perform(struct zf_stack* st) {
   for (int i = 0; i < n; i++) {
     struct zocket* z = st->pz[i];
     if (st->pfd[i].revents == 0) continue;
+    int got;
     if (z->kind == Z_LISTEN)
-      events += reactor_accept(st, z);
+      got = reactor_accept(st, z);
     else if (z->state == TCP_SYN_SENT)
-      events += reactor_connect(z);
+      got = reactor_connect(z);
     else
-      events += reactor_receive(z);
+      got = reactor_receive(z);
+    z->w.edge |= got;
+    events += got;
   }
   return events;
 }
@@ -576,6 +626,81 @@ void zft_getname(struct zft* ts, struct sockaddr* laddr_out, socklen_t* laddrlen
     memcpy(raddr_out, &z->raddr, n);
     *raddrlen = sizeof z->raddr;
   }
+}
+
+/* ------------------------------------------------------------------ multiplexer */
+
+#define ZOCKET_OF(w) ((struct zocket*)((char*)(w)-offsetof(struct zocket, w)))
+
+struct zf_waitable* zft_to_waitable(struct zft* ts) {
+  struct zocket* z = as_kind(ts, Z_TCP, "zft_to_waitable");
+  return z == NULL ? NULL : &z->w;
+}
+
+struct zf_waitable* zftl_to_waitable(struct zftl* tl) {
+  struct zocket* l = as_kind(tl, Z_LISTEN, "zftl_to_waitable");
+  return l == NULL ? NULL : &l->w;
+}
+
+int zf_muxer_alloc(struct zf_stack* stack, struct zf_muxer_set** muxer_out) {
+  struct zf_muxer_set* m = calloc(1, sizeof *m);
+  if (m == NULL) return -ENOMEM;
+  m->st = stack;
+  m->members = calloc((size_t)(stack->n_tcp + stack->n_listen), sizeof *m->members);
+  if (m->members == NULL) {
+    free(m);
+    return -ENOMEM;
+  }
+  *muxer_out = m;
+  return 0;
+}
+
+void zf_muxer_free(struct zf_muxer_set* muxer) {
+  while (muxer->n > 0) muxer_remove(muxer->members[0]);
+  free(muxer->members);
+  free(muxer);
+}
+
+int zf_muxer_add(struct zf_muxer_set* muxer, struct zf_waitable* w,
+                 const struct epoll_event* event) {
+  if (w == NULL) {
+    violation("zf_muxer_add of a NULL waitable");
+    return -EINVAL;
+  }
+  if (w->set == muxer) return -EALREADY;
+  if (w->set != NULL) return -EBUSY;
+  if (ZOCKET_OF(w)->st != muxer->st) return -EXDEV;
+  w->set = muxer;
+  w->event = *event;
+  w->edge = zocket_ready(ZOCKET_OF(w)) != 0; /* already ready: report it once */
+  muxer->members[muxer->n++] = w;
+  return 0;
+}
+
+int zf_muxer_del(struct zf_waitable* w) {
+  if (w == NULL || w->set == NULL) return -EINVAL;
+  muxer_remove(w);
+  return 0;
+}
+
+/* Strictly edge-triggered, as the header allows: a waitable is reported once per batch
+ * of happenings, so a caller that relies on level-triggering misses events here too. */
+int zf_muxer_wait(struct zf_muxer_set* muxer, struct epoll_event* events, int maxevents,
+                  int64_t timeout_ns) {
+  if (timeout_ns != 0) violation("zf_muxer_wait with a timeout: pollnet never blocks");
+  zf_reactor_perform(muxer->st);
+  int n = 0;
+  for (int i = 0; i < muxer->n && n < maxevents; i++) {
+    struct zf_waitable* w = muxer->members[i];
+    /* Only the events asked for, EPOLLHUP and EPOLLERR included (muxer.h). */
+    uint32_t ready = zocket_ready(ZOCKET_OF(w)) & w->event.events;
+    if (!w->edge || ready == 0) continue;
+    w->edge = 0;
+    events[n].events = ready;
+    events[n].data = w->event.data;
+    n++;
+  }
+  return n;
 }
 
 /* ------------------------------------------------------------------ receive */

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,7 @@ PRELUDE = """
 #include <stddef.h>
 #include <stdio.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <zf/zf.h>
 """
@@ -39,13 +41,25 @@ STRUCTS = [
     ("struct sockaddr_in", ["sin_family", "sin_port", "sin_addr", "sin_zero"]),
     ("struct sockaddr", ["sa_family", "sa_data"]),
     ("struct in_addr", ["s_addr"]),
+    ("struct epoll_event", ["events", "data"]),
+    ("epoll_data_t", ["ptr", "fd", "u32", "u64"]),
 ]
 SCALARS = ["socklen_t", "sa_family_t", "in_port_t"]
 CONSTANTS = [
-    "TCP_ESTABLISHED", "TCP_SYN_SENT", "TCP_SYN_RECV", "TCP_FIN_WAIT1", "TCP_FIN_WAIT2",
-    "TCP_TIME_WAIT", "TCP_CLOSE", "TCP_CLOSE_WAIT", "TCP_LAST_ACK", "TCP_LISTEN",
-    "TCP_CLOSING", "MSG_MORE",
-]  # fmt: skip
+    "TCP_ESTABLISHED",
+    "TCP_SYN_SENT",
+    "TCP_SYN_RECV",
+    "TCP_FIN_WAIT1",
+    "TCP_FIN_WAIT2",
+    "TCP_TIME_WAIT",
+    "TCP_CLOSE",
+    "TCP_CLOSE_WAIT",
+    "TCP_LAST_ACK",
+    "TCP_LISTEN",
+    "TCP_CLOSING",
+    "MSG_MORE",
+]
+EPOLL_CONSTANTS = ["EPOLLIN", "EPOLLOUT", "EPOLLHUP", "EPOLLERR"]  # fmt: skip
 
 
 def compile_c(tmp_path: Path, source: str, run: bool = True) -> subprocess.CompletedProcess[str]:
@@ -101,6 +115,9 @@ def test_zft_msg_is_followed_by_its_iovecs(tmp_path: Path) -> None:
 
 def test_constants_match_c(tmp_path: Path) -> None:
     assert c_values(tmp_path, CONSTANTS) == {name: getattr(zf, name) for name in CONSTANTS}
+    # The epoll bits the server hands zf_muxer_add come from Python's select module.
+    expected = {name: getattr(select, name) for name in EPOLL_CONSTANTS}
+    assert c_values(tmp_path, EPOLL_CONSTANTS) == expected
 
 
 def _pointer_decls(names: tuple[str, ...]) -> str:

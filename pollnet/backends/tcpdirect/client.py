@@ -2,7 +2,8 @@
 
 A connect never blocks here: zft_connect only starts it, and each poll runs the reactor
 and looks at zft_state (SYN_SENT: still going; ESTABLISHED: connected; anything else:
-failed, with zft_error saying why).
+failed, with zft_error saying why). Once connected, a poll reads the zocket only when the
+reactor reported something since the last read.
 """
 
 from __future__ import annotations
@@ -70,11 +71,17 @@ class TcpdirectTcpClient:
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
         methods = self._handlers.get(handler)
-        self._perform(self._st)
+        stack = self._stack
+        if self._perform(self._st) > 0:
+            stack.pending = True
         conn = self._conn
         if conn is not None:
-            if conn._connected:
-                conn.read(methods.on_data)
+            # zf_reactor_perform never misses an event (false positives only), so an
+            # idle poll costs no zft_zc_recv.
+            if stack.pending and conn._connected:
+                stack.pending = False
+                if conn.read(methods.on_data):
+                    stack.pending = True
             if self._timeouts.enabled and conn._connected:
                 self._timeouts.check(
                     conn, time.monotonic_ns() if now_ns is None else now_ns, methods

@@ -46,8 +46,10 @@ class TcpdirectConnection(ConnectionBase):
         "_msg",
         "_send",
         "_stack",
+        "_waitable",
         "_zc_done",
         "_zc_recv",
+        "key",
         "zock",
     )
 
@@ -74,6 +76,8 @@ class TcpdirectConnection(ConnectionBase):
         self._zc_done = lib.zft_zc_recv_done
         self._in_zc = False  # a packet is lent to us (between zc_recv and zc_recv_done)
         self._free_pending = False  # closed while lent: free after zc_recv_done
+        self._waitable: Any = None  # set by a server that watches it with its muxer
+        self.key = 0  # the server's muxer user data for it
 
     # ---------------------------------------------------------------- lifetime
 
@@ -81,6 +85,12 @@ class TcpdirectConnection(ConnectionBase):
         if self._in_zc:
             self._free_pending = True  # zft_free must wait for zft_zc_recv_done
             return
+        self._free_zocket()
+
+    def _free_zocket(self) -> None:
+        if self._waitable is not None:
+            self._lib.zf_muxer_del(self._waitable)
+            self._waitable = None
         self._lib.zft_free(self.zock)
 
     def _send_failed(self, rc: int) -> None:
@@ -89,8 +99,10 @@ class TcpdirectConnection(ConnectionBase):
 
     # ---------------------------------------------------------------- receive
 
-    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
-        """Hand the packets the reactor brought in to `on_data`, one call per packet."""
+    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> bool:
+        """Hand the packets the reactor brought in to `on_data`, one call per packet.
+
+        True when it stopped at MAX_PACKETS_PER_POLL with more perhaps waiting."""
         zock = self.zock
         msg = self._msg
         iov = self._iov
@@ -99,7 +111,7 @@ class TcpdirectConnection(ConnectionBase):
             msg.iovcnt = 1
             zc_recv(zock, msg, 0)
             if msg.iovcnt == 0:
-                return
+                return False
             n = iov.iov_len
             if n == 0:  # end of stream: zft_zc_recv_done says whether orderly
                 rc = self._zc_done(zock, msg)
@@ -107,7 +119,7 @@ class TcpdirectConnection(ConnectionBase):
                     self._shutdown("remote close")
                 else:
                     self._shutdown("recv error", self._lib.zft_error(zock) or -rc)
-                return
+                return False
             self._received = True
             self._in_zc = True
             try:
@@ -117,9 +129,10 @@ class TcpdirectConnection(ConnectionBase):
                 self._zc_done(zock, msg)
                 if self._free_pending:
                     self._free_pending = False
-                    self._lib.zft_free(zock)
+                    self._free_zocket()
             if not self._connected:
-                return
+                return False
+        return True
 
     def _deliver(
         self, packet: memoryview, n: int, on_data: Callable[[ConnectionBase, memoryview], int]

@@ -1,12 +1,16 @@
-"""PollTcpServer over TCPDirect: zftl_listen, then zftl_accept after each reactor run.
+"""PollTcpServer over TCPDirect: zftl_listen, and a zf_muxer over listener and zockets.
 
-At `max_conns` the server stops calling zftl_accept: further clients wait in the
-listener's queue (and behind it the peer's SYN retries) until a slot frees.
+One `zf_muxer_wait(timeout 0)` a poll runs the reactor and names the zockets with news, so
+a poll costs the same whatever the number of idle connections. The muxer is
+edge-triggered: a zocket reported once is read until empty (or, past the per-poll bound,
+again next poll), and the listener is accepted from until zftl_accept says -EAGAIN, later
+if `max_conns` stopped us.
 """
 
 from __future__ import annotations
 
 import errno
+import select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +28,9 @@ from pollnet.timeouts import IdleTimeouts
 
 _ffi = zf.ffi
 _SIN_LEN = _ffi.sizeof("struct sockaddr_in")
+MAX_EVENTS = 64  # waitables reported per poll; the rest stay ready for the next one
+_LISTENER = 0  # muxer user data of the listener; connections count from 1
+_CONN_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR  # TCPDirect: ask for all
 
 
 class TcpdirectTcpServer:
@@ -36,32 +43,45 @@ class TcpdirectTcpServer:
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
         self._handlers = HandlerCache()
         self._closed: list[ConnectionBase] = []
-        self._conns: list[TcpdirectConnection] = []
+        self._conns: dict[int, TcpdirectConnection] = {}  # by muxer user data
+        self._next_key = _LISTENER + 1  # never reused: a stale event finds nothing
+        self._more: list[TcpdirectConnection] = []  # read to the bound last poll
         self._buffers: list[RecvBuffer] = []  # recycled receive buffers
+        self._accept_pending = True
         self._is_closed = False
         self._in_poll = False
         self._error = ""
         self._zock_out = _ffi.new("struct zft **")
+        self._event = _ffi.new("struct epoll_event *")
+        self._events = _ffi.new("struct epoll_event[]", MAX_EVENTS)
         self._stack = Stack(opts, cfg.interface, "server")
-        self._lib = self._stack.lib
-        self._st = self._stack.ptr
-        self._perform = self._lib.zf_reactor_perform
+        self._lib = lib = self._stack.lib
         self._tl: Any = None
+        self._tl_waitable: Any = None
+        self._mux: Any = None
         try:
             self._tl = self._listen(cfg)
+            mux_out = _ffi.new("struct zf_muxer_set **")
+            rc = lib.zf_muxer_alloc(self._stack.ptr, mux_out)
+            if rc < 0:
+                raise TransportError(error_text("zf_muxer_alloc failed", -rc))
+            self._mux = mux_out[0]
+            self._tl_waitable = lib.zftl_to_waitable(self._tl)
+            self._watch(self._tl_waitable, select.EPOLLIN, _LISTENER)
         except BaseException:
-            self._stack.free()
+            self._free_transport()
             raise
+        self._wait = lib.zf_muxer_wait
         laddr = _ffi.new("struct sockaddr_in *")
         laddr_len = _ffi.new("socklen_t *", _SIN_LEN)
-        self._lib.zftl_getname(self._tl, _ffi.cast("struct sockaddr *", laddr), laddr_len)
+        lib.zftl_getname(self._tl, _ffi.cast("struct sockaddr *", laddr), laddr_len)
         self._address: Peername = zf.sockaddr_tuple(laddr)
 
     def _listen(self, cfg: ServerConfig) -> Any:
         out = _ffi.new("struct zftl **")
         sa = zf.sockaddr_in(cfg.listen_ip, cfg.port)
         rc = self._lib.zftl_listen(
-            self._st, _ffi.cast("struct sockaddr *", sa), _SIN_LEN, self._stack.attr, out
+            self._stack.ptr, _ffi.cast("struct sockaddr *", sa), _SIN_LEN, self._stack.attr, out
         )
         if rc == -errno.EOPNOTSUPP:
             raise ConfigError(
@@ -73,6 +93,28 @@ class TcpdirectTcpServer:
             where = f"cannot listen on {cfg.listen_ip}:{cfg.port} (zftl_listen)"
             raise TransportError(error_text(where, -rc))
         return out[0]
+
+    def _watch(self, waitable: Any, events: int, key: int) -> None:
+        ev = self._event
+        ev.events = events
+        ev.data.u64 = key
+        rc = self._lib.zf_muxer_add(self._mux, waitable, ev)
+        if rc < 0:
+            raise TransportError(error_text("zf_muxer_add failed", -rc))
+
+    def _free_transport(self) -> None:
+        """Listener, muxer, stack: in that order, after every zocket was freed."""
+        lib = self._lib
+        if self._tl is not None:
+            if self._tl_waitable is not None:
+                lib.zf_muxer_del(self._tl_waitable)
+                self._tl_waitable = None
+            lib.zftl_free(self._tl)
+            self._tl = None
+        if self._mux is not None:
+            lib.zf_muxer_free(self._mux)
+            self._mux = None
+        self._stack.free()
 
     def __del__(self) -> None:
         if hasattr(self, "_address"):  # not when __init__ failed
@@ -88,25 +130,41 @@ class TcpdirectTcpServer:
             return
         self._in_poll = True
         try:
-            self._perform(self._st)
-            if len(self._conns) - len(self._closed) < self._max:
-                self._accept(methods, now_ns)
-            on_data = methods.on_data
-            for conn in self._conns:
-                if conn._connected:
-                    conn.read(on_data)
-            if self._timeouts.enabled and self._conns:
-                now = time.monotonic_ns() if now_ns is None else now_ns
-                check = self._timeouts.check
-                for conn in self._conns:
-                    if conn._connected:
-                        check(conn, now, methods)
-            if self._closed:
-                self._drain(methods)
+            self._poll(methods, now_ns)
         finally:
             self._in_poll = False
             if self._is_closed:
-                self._stack.free()  # close() was called from a callback
+                self._free_transport()  # close() was called from a callback
+
+    def _poll(self, methods: HandlerMethods, now_ns: int | None) -> None:
+        events = self._events
+        n: int = self._wait(self._mux, events, MAX_EVENTS, 0)  # runs the reactor too
+        on_data = methods.on_data
+        more = self._more
+        if more:
+            self._more = []
+            for again in more:
+                if again._connected and again.read(on_data):
+                    self._more.append(again)
+        conns = self._conns
+        for i in range(n):
+            key = events[i].data.u64
+            if key == _LISTENER:
+                self._accept_pending = True
+                continue
+            ready = conns.get(key)
+            if ready is not None and ready._connected and ready.read(on_data):
+                self._more.append(ready)
+        if self._accept_pending and self.conn_count < self._max and not self._is_closed:
+            self._accept(methods, now_ns)
+        if self._timeouts.enabled and conns:
+            now = time.monotonic_ns() if now_ns is None else now_ns
+            check = self._timeouts.check
+            for conn in conns.values():
+                if conn._connected:
+                    check(conn, now, methods)
+        if self._closed:
+            self._drain(methods)
 
     @property
     def address(self) -> Peername:
@@ -121,7 +179,7 @@ class TcpdirectTcpServer:
         return len(self._conns) - len(self._closed)
 
     def foreach_conn(self, fn: Callable[[PollConnection], object]) -> None:
-        for conn in list(self._conns):
+        for conn in list(self._conns.values()):
             if conn._connected:
                 fn(conn)
 
@@ -130,12 +188,10 @@ class TcpdirectTcpServer:
             return
         self._is_closed = True
         self._error = reason
-        self._lib.zftl_free(self._tl)
-        self._tl = None
-        for conn in list(self._conns):
+        for conn in list(self._conns.values()):
             conn._shutdown(reason)
         if not self._in_poll:  # else a connection may still hold a lent packet
-            self._stack.free()
+            self._free_transport()
 
     @property
     def is_closed(self) -> bool:
@@ -149,19 +205,31 @@ class TcpdirectTcpServer:
 
     def _accept(self, methods: HandlerMethods, now_ns: int | None) -> None:
         accept = self._lib.zftl_accept
+        to_waitable = self._lib.zft_to_waitable
         out = self._zock_out
+        on_data = methods.on_data
         while self.conn_count < self._max and not self._is_closed:
             if accept(self._tl, out) < 0:  # -EAGAIN: nobody waiting
+                self._accept_pending = False
                 return
             zock = out[0]
+            key = self._next_key
+            self._next_key = key + 1
             buf = self._buffers.pop() if self._buffers else RecvBuffer(self.cfg.recv_buf_size)
             buf.reset()
             now = time.monotonic_ns() if now_ns is None else now_ns
             conn = TcpdirectConnection(
                 self._stack, zock, self._peer_of(zock), buf, self._closed, now
             )
-            self._conns.append(conn)
+            conn.key = key
+            self._conns[key] = conn
+            waitable = to_waitable(zock)
+            self._watch(waitable, _CONN_EVENTS, key)
+            conn._waitable = waitable
             methods.on_connected(conn)
+            # Bytes that came with the connection raised no edge we were watching for.
+            if conn._connected and conn.read(on_data):
+                self._more.append(conn)
 
     def _peer_of(self, zock: Any) -> Peername:
         raddr = _ffi.new("struct sockaddr_in *")
@@ -175,9 +243,10 @@ class TcpdirectTcpServer:
 
     def _drain(self, methods: HandlerMethods) -> None:
         closed = self._closed
+        conns = self._conns
         while closed:
             conn = closed.pop(0)
             assert isinstance(conn, TcpdirectConnection)
-            self._conns.remove(conn)
+            del conns[conn.key]
             self._buffers.append(conn._buf)
             methods.on_disconnect(conn)

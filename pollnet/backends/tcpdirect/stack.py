@@ -26,7 +26,7 @@ _STACK_ERRORS = {
 
 
 class Stack:
-    __slots__ = ("_perform", "attr", "lib", "ptr")
+    __slots__ = ("_perform", "attr", "lib", "pending", "ptr")
 
     def __init__(self, opts: TcpdirectOptions, interface: str, section: str) -> None:
         lib = zf.load(opts.library)
@@ -48,10 +48,14 @@ class Stack:
             raise BackendUnavailable("tcpdirect", f"zf_stack_alloc failed: {why}")
         self.ptr = out[0]
         self._perform = lib.zf_reactor_perform
+        # zf_reactor_perform said something happened that nobody has looked at yet.
+        self.pending = True
 
     def perform(self) -> int:
         """Process the stack's events once (zf_reactor_perform); > 0 if anything happened."""
         rc: int = self._perform(self.ptr)
+        if rc > 0:
+            self.pending = True
         return rc
 
     def free(self) -> None:

@@ -1,11 +1,11 @@
 """cffi ABI-mode binding of the TCPDirect API subset pollnet uses (`libonload_zf.so`).
 
 The declarations below are the public headers' (Xilinx-CNS/tcpdirect `src/include/zf/`:
-`zf_stack.h`, `attr.h`, `zf_reactor.h`, `zf_tcp.h`); `native/tcpdirect_shim/include/zf/zf.h`
-declares the same, and `tests/tcpdirect/test_abi.py` compiles both side by side so the
-signatures and struct layouts cannot drift. ABI mode (`ffi.dlopen`): nothing is compiled at
-install time, so pollnet installs on hosts without TCPDirect and finds the library only
-when a tcpdirect config asks for it.
+`zf_stack.h`, `attr.h`, `zf_reactor.h`, `muxer.h`, `zf_tcp.h`). The shim's header
+`native/tcpdirect_shim/include/zf/zf.h` declares the same, and `tests/tcpdirect/test_abi.py`
+compiles both side by side so signatures and struct layouts cannot drift. ABI mode
+(`ffi.dlopen`): nothing is compiled at install time, so pollnet installs on hosts without
+TCPDirect and finds the library only when a tcpdirect config asks for it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ struct zf_attr;
 struct zftl;
 struct zft;
 struct zft_handle;
+struct zf_muxer_set;
+struct zf_waitable;
 
 /* zf_stack.h */
 int zf_init(void);
@@ -58,7 +60,18 @@ int zf_attr_set_str(struct zf_attr* attr, const char* name, const char* val);
 /* zf_reactor.h */
 int zf_reactor_perform(struct zf_stack* st);
 
+/* muxer.h */
+int zf_muxer_alloc(struct zf_stack* stack, struct zf_muxer_set** muxer_out);
+void zf_muxer_free(struct zf_muxer_set* muxer);
+int zf_muxer_add(struct zf_muxer_set* muxer, struct zf_waitable* w,
+                 const struct epoll_event* event);
+int zf_muxer_del(struct zf_waitable* w);
+int zf_muxer_wait(struct zf_muxer_set* muxer, struct epoll_event* events, int maxevents,
+                  int64_t timeout_ns);
+
 /* zf_tcp.h */
+struct zf_waitable* zft_to_waitable(struct zft* ts);
+struct zf_waitable* zftl_to_waitable(struct zftl* tl);
 int zftl_listen(struct zf_stack* st, const struct sockaddr* laddr, socklen_t laddrlen,
                 const struct zf_attr* attr, struct zftl** tl_out);
 int zftl_accept(struct zftl* tl, struct zft** ts_out);
@@ -94,13 +107,25 @@ FUNCTIONS = (
     "zf_init", "zf_deinit", "zf_stack_alloc", "zf_stack_free",
     "zf_attr_alloc", "zf_attr_free", "zf_attr_set_int", "zf_attr_set_str",
     "zf_reactor_perform",
+    "zf_muxer_alloc", "zf_muxer_free", "zf_muxer_add", "zf_muxer_del", "zf_muxer_wait",
+    "zft_to_waitable", "zftl_to_waitable",
     "zftl_listen", "zftl_accept", "zftl_free", "zftl_getname",
     "zft_alloc", "zft_handle_free", "zft_addr_bind", "zft_connect", "zft_shutdown_tx",
     "zft_free", "zft_state", "zft_error", "zft_getname",
     "zft_zc_recv", "zft_zc_recv_done", "zft_send_single",
 )  # fmt: skip
 
+# <sys/epoll.h> on x86-64: the union is ordinary, struct epoll_event is packed (12 bytes).
+EPOLL_CDEF = """
+typedef union epoll_data { void *ptr; int fd; uint32_t u32; uint64_t u64; } epoll_data_t;
+"""
+EPOLL_EVENT_CDEF = """
+struct epoll_event { uint32_t events; epoll_data_t data; };
+"""
+
 ffi: Any = _cffi.FFI()
+ffi.cdef(EPOLL_CDEF)
+ffi.cdef(EPOLL_EVENT_CDEF, packed=True)
 ffi.cdef(CDEF)
 
 # TCP states zft_state() returns: Linux <netinet/tcp.h> (the test checks them against C).

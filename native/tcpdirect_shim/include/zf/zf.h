@@ -11,10 +11,11 @@
  *   zf_stack.h    zf_init, zf_deinit, zf_stack_alloc, zf_stack_free
  *   attr.h        zf_attr_alloc, zf_attr_free, zf_attr_set_int, zf_attr_set_str
  *   zf_reactor.h  zf_reactor_perform
- *   zf_tcp.h      zftl_listen, zftl_accept, zftl_free, zftl_getname, zft_alloc, zft_handle_free,
- *                 zft_addr_bind, zft_connect, zft_shutdown_tx, zft_free, zft_state,
- *                 zft_error, zft_getname, struct zft_msg, zft_zc_recv, zft_zc_recv_done,
- *                 zft_send_single
+ *   muxer.h       zf_muxer_alloc, zf_muxer_free, zf_muxer_add, zf_muxer_del, zf_muxer_wait
+ *   zf_tcp.h      zftl_listen, zftl_accept, zftl_free, zftl_getname, zftl_to_waitable,
+ *                 zft_alloc, zft_handle_free, zft_addr_bind, zft_connect, zft_shutdown_tx,
+ *                 zft_free, zft_state, zft_error, zft_getname, zft_to_waitable,
+ *                 struct zft_msg, zft_zc_recv, zft_zc_recv_done, zft_send_single
  */
 #ifndef POLLNET_ZF_SHIM_ZF_H
 #define POLLNET_ZF_SHIM_ZF_H
@@ -22,6 +23,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -38,6 +40,8 @@ struct zf_attr;
 struct zftl;
 struct zft;
 struct zft_handle;
+struct zf_muxer_set;
+struct zf_waitable;
 
 /* zf_stack.h */
 int zf_init(void);
@@ -75,6 +79,17 @@ int zft_state(struct zft* ts);
 int zft_error(struct zft* ts);
 void zft_getname(struct zft* ts, struct sockaddr* laddr_out, socklen_t* laddrlen,
                  struct sockaddr* raddr_out, socklen_t* raddrlen);
+
+/* muxer.h (with zf_tcp.h's waitables): readiness of many zockets in one call */
+int zf_muxer_alloc(struct zf_stack* stack, struct zf_muxer_set** muxer_out);
+void zf_muxer_free(struct zf_muxer_set* muxer);
+int zf_muxer_add(struct zf_muxer_set* muxer, struct zf_waitable* w,
+                 const struct epoll_event* event);
+int zf_muxer_del(struct zf_waitable* w);
+int zf_muxer_wait(struct zf_muxer_set* muxer, struct epoll_event* events, int maxevents,
+                  int64_t timeout_ns);
+struct zf_waitable* zft_to_waitable(struct zft* ts);
+struct zf_waitable* zftl_to_waitable(struct zftl* tl);
 
 /* zf_tcp.h: receive. iov[] is a flexible array; the caller's iovecs follow the struct. */
 struct zft_msg {
