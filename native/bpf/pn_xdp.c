@@ -19,6 +19,7 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/pkt_cls.h>
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
@@ -101,6 +102,28 @@ static __always_inline int to_xsk(struct xdp_md *ctx, __u32 what)
     return bpf_redirect_map(&pn_xsks, ctx->rx_queue_index, XDP_PASS);
 }
 
+/* 1 when ip (its header checked against end) is TCP of a flow in pn_flows. */
+static __always_inline int tcp_flow_match(struct iphdr *ip, void *end)
+{
+    /* Only the first (or only) fragment carries the ports. */
+    if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(0x1fff)) != 0)
+        return 0;
+    struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
+    if ((void *)tcp + 4 > end)
+        return 0;
+    struct pn_flow_key key = {
+        .local_ip = ip->daddr,
+        .remote_ip = ip->saddr,
+        .local_port = tcp->dest,
+        .remote_port = tcp->source,
+    };
+    if (bpf_map_lookup_elem(&pn_flows, &key))
+        return 1;
+    key.remote_ip = 0;
+    key.remote_port = 0;
+    return bpf_map_lookup_elem(&pn_flows, &key) != 0;
+}
+
 SEC("xdp")
 int pn_xdp_steer(struct xdp_md *ctx)
 {
@@ -136,27 +159,32 @@ int pn_xdp_steer(struct xdp_md *ctx)
         return count(PN_XDP_PASS, XDP_PASS);
     if (own_ip != 0 && ip->daddr == own_ip)
         return to_xsk(ctx, PN_XDP_OWN);
-    /* Only the first (or only) fragment carries the ports. */
-    if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(0x1fff)) != 0)
-        return count(PN_XDP_PASS, XDP_PASS);
-
-    struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
-    if ((void *)tcp + 4 > end)
-        return count(PN_XDP_PASS, XDP_PASS);
-
-    struct pn_flow_key key = {
-        .local_ip = ip->daddr,
-        .remote_ip = ip->saddr,
-        .local_port = tcp->dest,
-        .remote_port = tcp->source,
-    };
-    if (bpf_map_lookup_elem(&pn_flows, &key))
-        return to_xsk(ctx, PN_XDP_FLOW);
-    key.remote_ip = 0;
-    key.remote_port = 0;
-    if (bpf_map_lookup_elem(&pn_flows, &key))
+    if (tcp_flow_match(ip, end))
         return to_xsk(ctx, PN_XDP_FLOW);
     return count(PN_XDP_PASS, XDP_PASS);
+}
+
+/*
+ * af_packet in shared-address mode: a tc ingress filter (tcx) that hides our flows from
+ * the kernel's IP stack. Packet sockets see a frame before tc ingress, so the stack still
+ * gets it; the kernel never does, and so never answers our peers with RSTs.
+ */
+SEC("tc")
+int pn_tc_hide(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+        return TC_ACT_OK;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+        return TC_ACT_OK;
+    if (tcp_flow_match(ip, end)) {
+        count(PN_XDP_FLOW, 0);
+        return TC_ACT_SHOT;
+    }
+    return TC_ACT_OK;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

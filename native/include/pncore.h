@@ -208,6 +208,8 @@ typedef struct pn_real_link_stats {
     uint64_t tx_errors;          /* frames the kernel refused */
     uint64_t xdp_pass, xdp_to_flow, xdp_to_own;  /* af_xdp: the XDP program's verdicts
                                                     (to_own: own_ip frames, ARP replies) */
+    uint64_t tc_hidden;          /* af_packet, shared address: flow frames kept from the
+                                    kernel by its tc filter */
     uint32_t xdp_mode;           /* af_xdp: PN_XDP_MODE_NATIVE/GENERIC/ZEROCOPY in force */
     uint32_t ports_reserved;     /* shared-address mode: kernel sockets holding our ports */
 } pn_real_link_stats;

@@ -20,10 +20,13 @@
  * reach the stack with PN_RX_CSUM_PARTIAL; unsegmented GSO frames, frames longer than a ring
  * frame and VLAN-tagged frames are dropped and counted (pn_real_link_stats_get()).
  *
- * Shared-address mode (own_ip 0): flow_add holds the local port with a kernel socket (see
- * real_link.h). Unlike af_xdp, the kernel still sees every frame here, so it answers
- * segments for our connections with RSTs: run af_packet with own_ip = 1 (an address the
- * kernel does not have) for TCP.
+ * Shared-address mode (own_ip 0): the kernel sees every frame a packet socket sees, and
+ * would answer our connections' segments with RSTs. So flow_add holds the local port with
+ * a kernel socket (real_link.h) and puts the flow in the map of a tc ingress filter
+ * (pn_tc_hide in native/bpf/pn_xdp.c, attached by link_af_xdp.c's helpers) that drops the
+ * flow's frames after packet sockets have had them and before the kernel's IP stack does.
+ * That needs libbpf at build time; without it, flow_add fails in this mode and says so
+ * (ARP and ICMP still work), and own_ip = 1 (an address the kernel does not have) remains.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -71,6 +74,8 @@ typedef struct af_packet_link {
     uint8_t *rx_held;     /* [frames]: 1 while the stack holds the frame */
     uint8_t own_ip;
     pn_port_resv ports;
+    pn_tc_hide *hide;     /* shared address: keeps our flows from the kernel */
+    char hide_err[160];   /* why there is no hide (said at flow_add) */
 } af_packet_link;
 
 static inline struct tpacket2_hdr *rx_frame(af_packet_link *a, uint32_t i)
@@ -218,15 +223,32 @@ static int ap_flow_add(pn_link *l, const pn_flow *f)
     af_packet_link *a = (af_packet_link *)l;
     if (a->own_ip)
         return PN_OK;
-    return pn_rl_port_hold(&a->ports, f->local_ip, f->local_port, a->rl.link.err,
-                           sizeof a->rl.link.err);
+    if (a->hide == NULL) {
+        pn_rl_errf(a->rl.link.err, sizeof a->rl.link.err, WHO,
+                   "sharing the kernel's address needs the tc filter, which is missing (%s); "
+                   "give the stack an address of its own (own_ip)", a->hide_err);
+        return PN_ELINK;
+    }
+    int rc = pn_rl_port_hold(&a->ports, f->local_ip, f->local_port, a->rl.link.err,
+                             sizeof a->rl.link.err);
+    if (rc < 0)
+        return rc;
+    if (pn_rl_tc_hide_flow(a->hide, f, 1) < 0) {
+        pn_rl_port_release(&a->ports, f->local_port);
+        pn_rl_errf(a->rl.link.err, sizeof a->rl.link.err, WHO,
+                   "adding the flow to the tc filter's map failed");
+        return PN_ELINK;
+    }
+    return PN_OK;
 }
 
 static int ap_flow_del(pn_link *l, const pn_flow *f)
 {
     af_packet_link *a = (af_packet_link *)l;
-    if (!a->own_ip)
-        pn_rl_port_release(&a->ports, f->local_port);
+    if (a->own_ip || a->hide == NULL)
+        return PN_OK;
+    pn_rl_tc_hide_flow(a->hide, f, 0);
+    pn_rl_port_release(&a->ports, f->local_port);
     return PN_OK;
 }
 
@@ -238,6 +260,8 @@ static void ap_refresh_stats(pn_real_link *rl)
     if (getsockopt(a->fd, SOL_PACKET, PACKET_STATISTICS, &ts, &len) == 0)
         rl->stats.rx_kernel_drops += ts.tp_drops;  /* the kernel resets them on read */
     rl->stats.ports_reserved = a->ports.count;
+    if (a->hide != NULL)
+        rl->stats.tc_hidden = pn_rl_tc_hidden(a->hide);
 }
 
 static void ap_destroy(pn_link *l)
@@ -249,6 +273,7 @@ static void ap_destroy(pn_link *l)
         munmap(a->map, a->map_len);
     if (a->fd >= 0)
         close(a->fd);
+    pn_rl_tc_hide_close(a->hide);
     pn_rl_ports_free(&a->ports);
     free(a->rx_held);
     free(a);
@@ -387,6 +412,10 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
     if (bind(a->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
         pn_rl_errf(err, errlen, WHO, "bind to '%s': %s", p->ifname, strerror(errno));
         goto fail;
+    }
+    if (!a->own_ip) {
+        /* Without it the link still carries ARP and ICMP; flow_add says what is missing. */
+        a->hide = pn_rl_tc_hide_open(ifc.ifindex, WHO, a->hide_err, sizeof a->hide_err);
     }
     return &a->rl.link;
 

@@ -66,6 +66,34 @@ void pn_real_links_detach_all(void)
 {
 }
 
+pn_tc_hide *pn_rl_tc_hide_open(int ifindex, const char *who, char *err, size_t errlen)
+{
+    (void)ifindex;
+    pn_rl_errf(err, errlen, who,
+               "this build has no libbpf, so nothing can hide the stack's flows from the "
+               "kernel (apt-get install libbpf-dev clang, then rebuild)");
+    return NULL;
+}
+
+int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add)
+{
+    (void)h;
+    (void)f;
+    (void)add;
+    return PN_ELINK;
+}
+
+uint64_t pn_rl_tc_hidden(pn_tc_hide *h)
+{
+    (void)h;
+    return 0;
+}
+
+void pn_rl_tc_hide_close(pn_tc_hide *h)
+{
+    (void)h;
+}
+
 #else /* PN_HAVE_AF_XDP */
 
 #include <arpa/inet.h>
@@ -159,12 +187,28 @@ static void detach(af_xdp_link *x)
     }
 }
 
+struct pn_tc_hide {
+    struct bpf_object *obj;
+    int flows_fd, stats_fd;
+    int link_fd;             /* tcx BPF link (kernel >= 6.6), or -1 */
+    int classic;             /* attached as a classic tc filter instead */
+    int hook_created;        /* we made the clsact qdisc: remove it after */
+    int ifindex;
+    pid_t owner;
+    struct pn_tc_hide *next;
+};
+static struct pn_tc_hide *live_hides;
+static void tc_detach(struct pn_tc_hide *h);
+
 void pn_real_links_detach_all(void)
 {
     pid_t me = getpid();
     for (af_xdp_link *x = live_links; x != NULL; x = x->next)
         if (x->owner == me)  /* a forked child must not detach its parent's program */
             detach(x);
+    for (struct pn_tc_hide *h = live_hides; h != NULL; h = h->next)
+        if (h->owner == me)
+            tc_detach(h);
 }
 
 static void at_exit(void)
@@ -185,51 +229,62 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list 
     return 0;
 }
 
-static int load_program(af_xdp_link *x, char *err, size_t errlen)
+/* Opens and loads the embedded BPF object (both programs and the maps). */
+static struct bpf_object *open_object(const char *who, char *err, size_t errlen)
 {
     libbpf_msg[0] = '\0';
     libbpf_print_fn_t old = libbpf_set_print(libbpf_quiet);
     LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "pn_xdp");
-    int rc = PN_ELINK;
-    x->obj = bpf_object__open_mem(pn_xdp_obj, pn_xdp_obj_len, &oo);
-    if (x->obj == NULL) {
-        pn_rl_errf(err, errlen, WHO, "opening the embedded XDP object: %s (%s)",
+    struct bpf_object *obj = bpf_object__open_mem(pn_xdp_obj, pn_xdp_obj_len, &oo);
+    if (obj == NULL) {
+        pn_rl_errf(err, errlen, who, "opening the embedded BPF object: %s (%s)",
                    strerror(errno), libbpf_msg);
-        goto out;
-    }
-    if (bpf_object__load(x->obj) != 0) {
+    } else if (bpf_object__load(obj) != 0) {
         int e = errno;
         if (e == EPERM || e == EACCES)
-            pn_rl_errf(err, errlen, WHO,
-                       "loading the XDP program needs CAP_BPF and CAP_NET_ADMIN (run as "
-                       "root): %s", libbpf_msg);
-        else
-            pn_rl_errf(err, errlen, WHO, "loading the XDP program: %s (%s)", strerror(e),
+            pn_rl_errf(err, errlen, who,
+                       "loading BPF programs needs CAP_BPF and CAP_NET_ADMIN (run as root): %s",
                        libbpf_msg);
-        goto out;
+        else
+            pn_rl_errf(err, errlen, who, "loading the BPF programs: %s (%s)", strerror(e),
+                       libbpf_msg);
+        bpf_object__close(obj);
+        obj = NULL;
     }
-    struct bpf_program *prog = bpf_object__find_program_by_name(x->obj, "pn_xdp_steer");
-    x->prog_fd = prog ? bpf_program__fd(prog) : -1;
-    struct bpf_map *m;
-    m = bpf_object__find_map_by_name(x->obj, "pn_xsks");
-    x->xsks_fd = m ? bpf_map__fd(m) : -1;
-    m = bpf_object__find_map_by_name(x->obj, "pn_flows");
-    x->flows_fd = m ? bpf_map__fd(m) : -1;
-    m = bpf_object__find_map_by_name(x->obj, "pn_cfg");
-    x->cfg_fd = m ? bpf_map__fd(m) : -1;
-    m = bpf_object__find_map_by_name(x->obj, "pn_stats");
-    x->stats_fd = m ? bpf_map__fd(m) : -1;
-    m = bpf_object__find_map_by_name(x->obj, "pn_arp_wait");
-    x->arp_fd = m ? bpf_map__fd(m) : -1;
+    libbpf_set_print(old);
+    return obj;
+}
+
+static int map_fd(struct bpf_object *obj, const char *name)
+{
+    struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
+    return m ? bpf_map__fd(m) : -1;
+}
+
+static int prog_fd(struct bpf_object *obj, const char *name)
+{
+    struct bpf_program *p = bpf_object__find_program_by_name(obj, name);
+    return p ? bpf_program__fd(p) : -1;
+}
+
+static int load_program(af_xdp_link *x, char *err, size_t errlen)
+{
+    int rc = PN_ELINK;
+    x->obj = open_object(WHO, err, errlen);
+    if (x->obj == NULL)
+        return rc;
+    x->prog_fd = prog_fd(x->obj, "pn_xdp_steer");
+    x->xsks_fd = map_fd(x->obj, "pn_xsks");
+    x->flows_fd = map_fd(x->obj, "pn_flows");
+    x->cfg_fd = map_fd(x->obj, "pn_cfg");
+    x->stats_fd = map_fd(x->obj, "pn_stats");
+    x->arp_fd = map_fd(x->obj, "pn_arp_wait");
     if (x->prog_fd < 0 || x->xsks_fd < 0 || x->flows_fd < 0 || x->cfg_fd < 0 ||
         x->stats_fd < 0 || x->arp_fd < 0) {
-        pn_rl_errf(err, errlen, WHO, "the embedded XDP object lacks a program or map");
-        goto out;
+        pn_rl_errf(err, errlen, WHO, "the embedded BPF object lacks a program or map");
+        return rc;
     }
-    rc = PN_OK;
-out:
-    libbpf_set_print(old);
-    return rc;
+    return PN_OK;
 }
 
 static int set_own_ip(af_xdp_link *x, uint32_t ip)
@@ -297,6 +352,146 @@ static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
                    mode == PN_XDP_MODE_AUTO || mode == PN_XDP_MODE_GENERIC
                        ? "" : " (the driver may lack native XDP: try mode generic)");
     return PN_ELINK;
+}
+
+static void flow_key(const pn_flow *f, struct pn_flow_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->local_ip = htonl(f->local_ip);
+    k->remote_ip = htonl(f->remote_ip);
+    k->local_port = htons(f->local_port);
+    k->remote_port = htons(f->remote_port);
+}
+
+/* ------------------------------------------------------------------ tc filter (af_packet) */
+
+/*
+ * af_packet sharing the kernel's address: packet sockets see each frame before tc ingress,
+ * so a tc program (pn_tc_hide) that drops our flows' frames there hides them from the
+ * kernel's IP stack -- which would otherwise answer them with RSTs -- while the stack
+ * still gets them. Attached through tcx (a BPF link: gone with the process) where the
+ * kernel has it, as a classic clsact filter (removed by close and at exit) otherwise.
+ * PN_TEST_TC_CLASSIC in the environment forces the classic filter (for its test).
+ */
+#define PN_BPF_TCX_INGRESS 46       /* enum bpf_attach_type, kernels >= 6.6 */
+#define PN_TC_HANDLE 0x706e         /* "pn" */
+#define PN_TC_PRIO 0x706e
+
+static void tc_detach(struct pn_tc_hide *h)
+{
+    if (h->link_fd >= 0) {
+        close(h->link_fd);
+        h->link_fd = -1;
+    }
+    if (h->classic) {
+        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = h->ifindex, .attach_point = BPF_TC_INGRESS);
+        LIBBPF_OPTS(bpf_tc_opts, o, .handle = PN_TC_HANDLE, .priority = PN_TC_PRIO);
+        libbpf_print_fn_t old = libbpf_set_print(libbpf_quiet);
+        bpf_tc_detach(&hook, &o);
+        if (h->hook_created) {
+            /* Both points: that removes the clsact qdisc we made (one alone flushes). */
+            LIBBPF_OPTS(bpf_tc_hook, q, .ifindex = h->ifindex,
+                        .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+            bpf_tc_hook_destroy(&q);
+        }
+        libbpf_set_print(old);
+        h->classic = 0;
+    }
+}
+
+pn_tc_hide *pn_rl_tc_hide_open(int ifindex, const char *who, char *err, size_t errlen)
+{
+    struct pn_tc_hide *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        pn_rl_errf(err, errlen, who, "out of memory");
+        return NULL;
+    }
+    h->link_fd = -1;
+    h->ifindex = ifindex;
+    h->owner = getpid();
+    h->obj = open_object(who, err, errlen);
+    if (h->obj == NULL) {
+        free(h);
+        return NULL;
+    }
+    int pfd = prog_fd(h->obj, "pn_tc_hide");
+    h->flows_fd = map_fd(h->obj, "pn_flows");
+    h->stats_fd = map_fd(h->obj, "pn_stats");
+    LIBBPF_OPTS(bpf_link_create_opts, lo);
+    h->link_fd = pfd < 0 || getenv("PN_TEST_TC_CLASSIC") ? -1
+                 : bpf_link_create(pfd, ifindex, PN_BPF_TCX_INGRESS, &lo);
+    if (h->link_fd < 0 && pfd >= 0) {
+        libbpf_print_fn_t old = libbpf_set_print(libbpf_quiet);
+        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+        LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = pfd, .handle = PN_TC_HANDLE,
+                    .priority = PN_TC_PRIO);
+        int rc = bpf_tc_hook_create(&hook);
+        if (rc == 0)
+            h->hook_created = 1;
+        if (rc == 0 || rc == -EEXIST)
+            rc = bpf_tc_attach(&hook, &o);
+        libbpf_set_print(old);
+        if (rc == 0) {
+            h->classic = 1;
+        } else {
+            pn_rl_errf(err, errlen, who, "attaching the tc ingress filter: %s%s",
+                       strerror(-rc), rc == -EEXIST ? " (another process has one here)" : "");
+            if (h->hook_created) {
+                LIBBPF_OPTS(bpf_tc_hook, hk, .ifindex = ifindex,
+                            .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+                bpf_tc_hook_destroy(&hk);
+            }
+            bpf_object__close(h->obj);
+            free(h);
+            return NULL;
+        }
+    }
+    h->next = live_hides;
+    live_hides = h;
+    if (!exit_handler_set) {
+        atexit(at_exit);
+        exit_handler_set = 1;
+    }
+    return h;
+}
+
+int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add)
+{
+    struct pn_flow_key k;
+    flow_key(f, &k);
+    uint32_t one = 1;
+    int rc = add ? bpf_map_update_elem(h->flows_fd, &k, &one, BPF_ANY)
+                 : bpf_map_delete_elem(h->flows_fd, &k);
+    return rc == 0 || (!add && errno == ENOENT) ? PN_OK : PN_ELINK;
+}
+
+uint64_t pn_rl_tc_hidden(pn_tc_hide *h)
+{
+    uint64_t sum = 0;
+    int ncpus = libbpf_num_possible_cpus();
+    if (ncpus <= 0)
+        return 0;
+    uint64_t *percpu = calloc((size_t)ncpus, sizeof *percpu);
+    uint32_t k = PN_XDP_FLOW;
+    if (percpu != NULL && bpf_map_lookup_elem(h->stats_fd, &k, percpu) == 0)
+        for (int c = 0; c < ncpus; c++)
+            sum += percpu[c];
+    free(percpu);
+    return sum;
+}
+
+void pn_rl_tc_hide_close(pn_tc_hide *h)
+{
+    if (h == NULL)
+        return;
+    tc_detach(h);
+    for (struct pn_tc_hide **pp = &live_hides; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    bpf_object__close(h->obj);
+    free(h);
 }
 
 /* ------------------------------------------------------------------ data path */
@@ -477,14 +672,6 @@ static void ax_tx_flush(pn_link *l)
     reclaim_completions(x);
 }
 
-static void flow_key(const pn_flow *f, struct pn_flow_key *k)
-{
-    memset(k, 0, sizeof *k);
-    k->local_ip = htonl(f->local_ip);
-    k->remote_ip = htonl(f->remote_ip);
-    k->local_port = htons(f->local_port);
-    k->remote_port = htons(f->remote_port);
-}
 
 static int ax_flow_add(pn_link *l, const pn_flow *f)
 {

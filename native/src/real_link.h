@@ -46,4 +46,13 @@ int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size
 void pn_rl_port_release(pn_port_resv *r, uint16_t port);
 void pn_rl_ports_free(pn_port_resv *r);
 
+/* af_packet sharing the kernel's address: a tc ingress filter that hides the stack's flows
+ * from the kernel (link_af_xdp.c: it needs libbpf and the embedded BPF object). open
+ * returns NULL with err when this build or kernel cannot. */
+typedef struct pn_tc_hide pn_tc_hide;
+pn_tc_hide *pn_rl_tc_hide_open(int ifindex, const char *who, char *err, size_t errlen);
+int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add);
+uint64_t pn_rl_tc_hidden(pn_tc_hide *h);  /* frames hidden so far */
+void pn_rl_tc_hide_close(pn_tc_hide *h);
+
 #endif /* PN_REAL_LINK_H */

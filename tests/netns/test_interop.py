@@ -5,9 +5,9 @@ kernel sockets runs in namespace b. Each transfer moves a few MB both ways and b
 compare SHA-256 digests of what was sent and what arrived.
 
 Links: af_packet and af_xdp (native and generic XDP) with the stack owning an address the
-kernel does not have (own_ip), and af_xdp sharing the kernel's address (its ports held by
-kernel sockets, its frames steered by the XDP program). af_packet cannot share an address:
-the kernel sees the frames too and answers them with RSTs.
+kernel does not have (own_ip), and both sharing the kernel's address: ports held by kernel
+sockets, frames steered by the XDP program (af_xdp) or hidden from the kernel by a tc
+ingress filter (af_packet), so the kernel never answers our peers with RSTs.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ LINK_CASES = [
     ("af_xdp-native", "af_xdp", "native", True),
     ("af_xdp-generic", "af_xdp", "generic", True),
     ("af_xdp-shared", "af_xdp", "auto", False),
+    ("af_packet-shared", "af_packet", "auto", False),
 ]
 
 
