@@ -352,3 +352,18 @@ def test_config_attributes_reach_the_stack(shim_library: Path) -> None:
     for client in clients:
         client.free()
     server.close()
+
+
+def test_a_freed_client_delivers_its_disconnect_and_stays_down(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    client = pair.client
+    assert isinstance(client, TcpdirectTcpClient)
+    client.free()
+    ch = pair.client_handler
+    poll_for(3, pair)
+    assert len(ch.disconnected) == 1 and ch.disconnected[0].last_error == "client freed"
+    client.allow_reconnect()
+    poll_for(50, pair)
+    assert not client.is_connected and ch.connect_failed == 0
+    assert poll_until(lambda: len(pair.server_handler.disconnected) == 1, pair)
+    pair.close()

@@ -26,6 +26,10 @@ _NEVER = 1 << 62
 _SIN_LEN = _ffi.sizeof("struct sockaddr_in")
 
 
+def _no_reactor(stack: Any) -> int:
+    return 0
+
+
 class TcpdirectTcpClient:
     """Connects to `server_ip:server_port` through a stack on `interface`, reconnecting
     every `conn_retry_sec`."""
@@ -66,6 +70,9 @@ class TcpdirectTcpClient:
             self._conn._shutdown("client freed")
         self._abandon_connect()
         self._stack.free()
+        # Later polls only deliver the disconnect notice: no reactor, no reconnect.
+        self._perform = _no_reactor
+        self._next_connect_ns = _NEVER
 
     # ---------------------------------------------------------------- the pollnet API
 
@@ -142,6 +149,9 @@ class TcpdirectTcpClient:
             self._start_connect(methods, now_ns)
 
     def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        if self._stack.ptr is None:
+            self._error = "client freed"
+            return
         self.connect_attempts += 1
         lib = self._lib
         rc = lib.zft_alloc(self._st, self._stack.attr, self._handle_out)
@@ -192,6 +202,7 @@ class TcpdirectTcpClient:
             self._fail(methods, "connect error: connected to itself")
             return
         self._connecting = None
+        self._stack.pending = True  # bytes may have come with the handshake
         self._buf.reset()
         self._error = ""
         conn = TcpdirectConnection(self._stack, zock, peer, self._buf, self._closed, now_ns)
