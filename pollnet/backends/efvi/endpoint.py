@@ -1,0 +1,355 @@
+"""What TcpClient and TcpServer share: one `pn_stack` on one link, and `poll()`.
+
+`poll(handler)` makes ONE call into C (`pn_poll`, which receives, runs timers, flushes and
+fills a preallocated event array) and then dispatches the batch to the handler's methods.
+The dispatch loop allocates nothing per event beyond what Python must (the memoryview of
+on_data/on_fin): the event array, the connection objects and the handler's bound methods
+are all made in advance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pollnet.backends.efvi import _core
+from pollnet.backends.efvi._stack import StackHandle
+from pollnet.backends.efvi.connection import Connection
+from pollnet.backends.efvi.errors import EfviError
+from pollnet.backends.efvi.handler import Bound, bind
+from pollnet.backends.efvi.links import open_link
+from pollnet.backends.efvi.sim import SimWire
+from pollnet.config import EfviOptions
+
+EVENT_BATCH = 256  # events per pn_poll; more stay queued in C for the next poll
+
+_CC = {"none": "PN_CC_NONE", "newreno": "PN_CC_NEWRENO", "cubic": "PN_CC_CUBIC"}
+
+
+def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netmask: int,
+                isn_seed: int | None = None) -> Any:
+    """A `pn_config` from the options: every efvitcp knob under efvitcp's name."""
+    ffi, lib = _core.require()
+    cfg = ffi.new("pn_config *")
+    lib.pn_config_default(cfg)
+    cfg.conn_send_buf_cnt = options.conn_send_buf_cnt
+    cfg.send_buf_1k = options.send_buf_1k
+    cfg.conn_recv_buf_size = options.conn_recv_buf_size
+    cfg.max_conn_cnt = max_conn_cnt
+    cfg.max_time_wait_conn_cnt = options.max_time_wait_conn_cnt
+    cfg.recv_buf_cnt = options.recv_buf_cnt
+    cfg.syn_retries = options.syn_retries
+    cfg.tcp_retries = options.tcp_retries
+    cfg.delayed_ack_ms = options.delayed_ack_ms
+    cfg.min_rto_ms = options.min_rto_ms
+    cfg.max_rto_ms = options.max_rto_ms
+    cfg.window_scale = options.window_scale
+    cfg.timestamps = options.timestamps
+    cfg.congestion_control = getattr(lib, _CC[options.congestion_control])
+    cfg.user_timer_cnt = options.user_timer_cnt
+    cfg.verify_checksums = options.verify_checksums
+    cfg.local_ip = local_ip
+    cfg.netmask = netmask
+    if isn_seed is not None:  # deterministic sequence numbers on the sim wire
+        cfg.isn_secret[0] = isn_seed & 0xFFFFFFFFFFFFFFFF
+        cfg.isn_secret[1] = (local_ip * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
+    return cfg
+
+
+def footprint(options: EfviOptions | None = None, *, max_conn_cnt: int | None = None) -> int:
+    """Bytes a stack with these options allocates (its arena), without creating it."""
+    options = options or EfviOptions()
+    _, lib = _core.require()
+    cfg = make_config(options, max_conn_cnt=max_conn_cnt or options.max_conn_cnt,
+                      local_ip=0x0A000001, netmask=0xFFFFFF00)
+    return int(lib.pn_stack_footprint(cfg))
+
+
+class Endpoint:
+    """One stack on one link. Subclassed by TcpClient and TcpServer."""
+
+    def __init__(
+        self,
+        options: EfviOptions | None,
+        *,
+        max_conn_cnt: int,
+        wire: SimWire | None = None,
+        local_ip: str | None = None,
+    ) -> None:
+        ffi, lib = _core.require()
+        options = options or EfviOptions()
+        self.options = options
+        self.user_timer_cnt = options.user_timer_cnt
+        self._lib: Any = lib
+        if wire is None and options.link == "sim":
+            wire = SimWire(options.sim)
+        self.wire = wire
+        link = open_link(options, wire=wire, local_ip=local_ip)
+        self._link = link
+        self.local_ip = _core.int_to_ip(link.local_ip)
+        isn_seed = wire.seed if wire is not None else None
+        cfg = make_config(options, max_conn_cnt=max_conn_cnt, local_ip=link.local_ip,
+                          netmask=link.netmask, isn_seed=isn_seed)
+        if link.mtu:
+            cfg.mtu = min(int(cfg.mtu), link.mtu)
+        cfg.gateway_ip = link.gateway_ip
+        out = ffi.new("pn_stack **")
+        err = ffi.new("char[256]")
+        rc = lib.pn_stack_create(out, cfg, link.ptr, err, 256)
+        if rc < 0:
+            link.close()
+            msg = _core.c_string(err) or _core.c_string(lib.pn_strerror(rc))
+            hint = ""
+            if rc == lib.PN_ENOMEM:
+                hint = (f"the arena needs {int(lib.pn_stack_footprint(cfg))} bytes: lower "
+                        "max_conn_cnt, conn_send_buf_cnt, conn_recv_buf_size or recv_buf_cnt")
+            raise _core.core_error(rc, f"creating the efvi stack on {link.describe()}: {msg}",
+                                   hint)
+        self._h = StackHandle(out[0], link, options.user_timer_cnt)
+        self._stack: Any = out[0]
+        if wire is not None:
+            wire._join(self, link)
+
+        self.max_conn_cnt = max_conn_cnt
+        self._conns: list[Connection] = [Connection(self._h, i) for i in range(max_conn_cnt)]
+        self._stats = ffi.new("pn_stats *")
+
+        # The event batch, and a uint32 view of it for the hot fields (no cdata per read).
+        self._events = ffi.new("pn_event[]", EVENT_BATCH)
+        size = ffi.sizeof("pn_event")
+        assert size % 4 == 0
+        self._ev_words = memoryview(ffi.buffer(self._events)).cast("I")
+        self._ev_stride = size // 4
+        for field in ("type", "conn_id", "len", "remaining", "timer_id", "remote_ip"):
+            assert ffi.offsetof("pn_event", field) % 4 == 0
+        self._ev_off = tuple(ffi.offsetof("pn_event", f) // 4
+                             for f in ("conn_id", "len", "remaining", "timer_id", "remote_ip"))
+        self._port_off = (ffi.offsetof("pn_event", "remote_port") // 2,
+                          ffi.offsetof("pn_event", "local_port") // 2)
+        self._ev_halves = memoryview(ffi.buffer(self._events)).cast("H")
+        ev = _core.constants("PN_EV_")
+        self._ev_codes = tuple(ev[f"PN_EV_{n}"] for n in (
+            "DATA", "FIN", "MORE_SENDABLE", "CONNECTION_ESTABLISHED", "CONNECTION_CLOSED",
+            "CONNECTION_RESET", "CONNECTION_TIMEOUT", "CONNECTION_REFUSED", "USER_TIMEOUT",
+            "ARP_FAILED"))
+
+        self._handler: object = None
+        self._bound: Bound | None = None
+        self._accept_target: _core.AcceptTarget | None = None
+        self._accept_handle: Any = None
+        self._accept_errors: list[BaseException] = []
+        self._resume = 0  # events of the last batch not yet dispatched (a handler raised)
+        self._pending = 0
+
+    # ------------------------------------------------------------ resources
+
+    def close(self) -> None:
+        """Destroy the stack and its link (connections vanish without a RST)."""
+        if self.wire is not None and self._h.alive:
+            self.wire._leave(self)
+        self._h.destroy()
+        self._stack = None
+        for c in self._conns:
+            c._closed = True
+            c._established = False
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _s(self) -> Any:
+        """The live stack pointer, or an error naming the closed endpoint."""
+        if self._stack is None:
+            raise EfviError(f"{type(self).__name__} {self.local_ip} is closed")
+        return self._stack
+
+    @property
+    def closed(self) -> bool:
+        return not self._h.alive
+
+    @property
+    def memory_bytes(self) -> int:
+        """The stack's footprint: the one arena it allocated at creation (efvitcp's
+        sizeof(TcpServer)); nothing is allocated after that."""
+        return int(self._lib.pn_stack_memory(self._s()))
+
+    def stats(self) -> dict[str, int]:
+        """The core's counters (`pn_stats`, nstat names where the kernel has one)."""
+        self._lib.pn_stack_stats(self._s(), self._stats)
+        return _core.struct_dict("pn_stats", self._stats)
+
+    def next_timer_ns(self) -> int | None:
+        """The earliest time a timer of this stack is due, None if none."""
+        t = int(self._lib.pn_stack_next_timer(self._s()))
+        return None if t >= 0xFFFFFFFFFFFFFFFF else t
+
+    def add_neighbour(self, ip: str, mac: bytes) -> None:
+        """A static ARP entry (otherwise the next hop is resolved with ARP)."""
+        if len(mac) != 6:
+            raise EfviError(f"add_neighbour({ip!r}, ...): a MAC address is 6 bytes")
+        rc = self._lib.pn_stack_add_neighbour(self._s(), _core.ip_to_int(ip), mac)
+        if rc < 0:
+            raise _core.core_error(rc, f"add_neighbour({ip!r})")
+
+    @property
+    def mac(self) -> bytes:
+        return self._link.mac
+
+    # ------------------------------------------------------------ connections
+
+    def _slot(self, conn_id: int) -> Connection:
+        conns = self._conns
+        while conn_id >= len(conns):  # never with a core that keeps ids < max_conn_cnt
+            conns.append(Connection(self._h, len(conns)))
+        return conns[conn_id]
+
+    def connections(self) -> Iterator[Connection]:
+        """The live connections (opening or established, not closed)."""
+        return (c for c in self._conns if not c._closed)
+
+    def foreach_conn(self, fn: Callable[[Connection], object]) -> None:
+        """Call fn(conn) for every live connection."""
+        for c in self._conns:
+            if not c._closed:
+                fn(c)
+
+    @property
+    def conn_count(self) -> int:
+        return sum(1 for c in self._conns if not c._closed)
+
+    # ------------------------------------------------------------ polling
+
+    def _bind(self, handler: object) -> Bound:
+        bound = bind(handler)
+        self._handler = handler
+        self._bound = bound
+        decide = bound.allow_new_connection
+        if decide is None:
+            self._lib.pn_stack_set_accept(self._s(), _core.ffi.NULL, _core.ffi.NULL)
+            self._accept_target = self._accept_handle = None
+        else:
+            self._accept_target = _core.AcceptTarget(decide, self._accept_errors)
+            self._accept_handle = _core.ffi.new_handle(self._accept_target)
+            self._lib.pn_stack_set_accept(self._s(), self._lib._pn_py_accept,
+                                          self._accept_handle)
+        return bound
+
+    def poll(self, handler: object, now_ns: int | None = None) -> int:
+        """Receive, run timers, transmit, and call the handler for every event.
+
+        One call into C per poll. `now_ns` is the monotonic time in nanoseconds; None reads
+        the clock (on the sim wire: the wire's virtual clock). Returns the number of events
+        of this batch. If a handler method raises, the exception propagates and the
+        batch's remaining events are dispatched at the start of the next poll.
+        """
+        bound = self._bound if handler is self._handler else self._bind(handler)
+        assert bound is not None
+        if self._resume < self._pending:
+            self._dispatch(bound, self._resume, self._pending)
+        if now_ns is None:
+            wire = self.wire
+            now_ns = wire.now_ns if wire is not None else 0
+        stack = self._stack
+        if stack is None:
+            self._s()
+        n: int = self._lib.pn_poll(stack, now_ns, self._events, EVENT_BATCH)
+        if self._accept_errors:
+            err = self._accept_errors.pop()
+            self._accept_errors.clear()
+            if n > 0:  # keep the batch for the next poll
+                self._resume, self._pending = 0, n
+            raise err
+        if n < 0:
+            raise _core.core_error(n, f"poll on {self._link.describe()}",
+                                   self._link.last_error())
+        if n:
+            self._dispatch(bound, 0, n)
+        return n
+
+    def _dispatch(self, bound: Bound, start: int, n: int) -> None:
+        (on_data, on_fin, on_more_sendable, on_established, on_closed, on_reset, on_timeout,
+         on_refused, on_user_timeout, _) = bound
+        (EV_DATA, EV_FIN, EV_MORE, EV_EST, EV_CLOSED, EV_RESET, EV_TIMEOUT, EV_REFUSED,
+         EV_TIMER, EV_ARP) = self._ev_codes
+        words = self._ev_words
+        stride = self._ev_stride
+        o_conn, o_len, o_rem, o_timer, o_rip = self._ev_off
+        o_rport, o_lport = self._port_off
+        halves = self._ev_halves
+        events = self._events
+        conns = self._conns
+        buffer = _core.ffi.buffer
+        i = start
+        self._pending = n
+        try:
+            while i < n:
+                b = i * stride
+                t = words[b]
+                cid = words[b + o_conn]
+                conn = conns[cid] if cid < len(conns) else self._slot(cid)
+                i += 1
+                if t == EV_DATA:
+                    if conn._closed or on_data is None:
+                        continue
+                    size = words[b + o_len]
+                    view = memoryview(buffer(events[i - 1].data, size))
+                    rem = on_data(conn, view)
+                    view.release()
+                    if rem:
+                        words[b + o_rem] = _remaining(rem, size, conn, "on_data")
+                elif t == EV_MORE:
+                    if on_more_sendable is not None and not conn._closed:
+                        on_more_sendable(conn)
+                elif t == EV_EST:
+                    rip = words[b + o_rip]
+                    rport = halves[2 * b + o_rport]
+                    if conn._closed or conn._remote_ip != rip or conn._remote_port != rport:
+                        conn._open(rip, rport, 0)  # a passive open
+                    conn._local_port = halves[2 * b + o_lport]
+                    conn._established = True
+                    if on_established is not None:
+                        on_established(conn)
+                elif t == EV_FIN:
+                    if conn._closed or on_fin is None:
+                        continue
+                    size = words[b + o_len]
+                    view = memoryview(buffer(events[i - 1].data, size))
+                    rem = on_fin(conn, view)
+                    view.release()
+                    if rem:
+                        words[b + o_rem] = _remaining(rem, size, conn, "on_fin")
+                elif t == EV_TIMER:
+                    if on_user_timeout is not None and not conn._closed:
+                        on_user_timeout(conn, words[b + o_timer])
+                else:
+                    if conn._closed:
+                        continue
+                    if t == EV_CLOSED:
+                        fn = on_closed
+                    elif t == EV_RESET:
+                        fn = on_reset
+                    elif t in (EV_TIMEOUT, EV_ARP):
+                        fn = on_timeout
+                    elif t == EV_REFUSED:
+                        fn = on_refused
+                    else:
+                        continue
+                    try:
+                        if fn is not None:
+                            fn(conn)
+                    finally:
+                        conn._closed = True
+                        conn._established = False
+        finally:
+            self._resume = i
+
+
+def _remaining(rem: object, size: int, conn: Connection, method: str) -> int:
+    if not isinstance(rem, int) or not 0 <= rem <= size:
+        raise EfviError(
+            f"{method} on connection {conn.conn_id} returned {rem!r}: it must return how many "
+            f"of the {size} bytes it was given are left unconsumed (0..{size})"
+        )
+    return rem

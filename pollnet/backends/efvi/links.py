@@ -1,0 +1,151 @@
+"""The link under a stack: the sim wire's endpoint, or a real NIC (af_packet, af_xdp).
+
+Real links exist in `pollnet._pncore` only when it was built with them
+(native/build_links.py); asking for one that is not there raises BackendUnavailable
+naming what to install.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+from typing import TYPE_CHECKING, Any
+
+from pollnet.backends.efvi import _core
+from pollnet.config import EfviOptions
+from pollnet.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from pollnet.backends.efvi.sim import SimWire
+
+_ERRLEN = 256
+_XDP_MODES = {"auto": "PN_XDP_MODE_AUTO", "native": "PN_XDP_MODE_NATIVE",
+              "generic": "PN_XDP_MODE_GENERIC", "zerocopy": "PN_XDP_MODE_ZEROCOPY"}
+_REAL = {"af_packet": "pn_af_packet_link_create", "af_xdp": "pn_af_xdp_link_create"}
+
+
+class Link:
+    """An open `pn_link` and the addressing the stack on it uses."""
+
+    def __init__(self, ptr: Any, kind: str, where: str, *, local_ip: int, netmask: int,
+                 gateway_ip: int = 0, keepalive: object = None) -> None:
+        self.ptr: Any = ptr
+        self.kind = kind
+        self.where = where
+        self.local_ip = local_ip
+        self.netmask = netmask
+        self.gateway_ip = gateway_ip
+        self.mac = bytes(_core.ffi.buffer(ptr.mac, 6))
+        self.mtu = int(ptr.mtu)
+        self._keepalive = keepalive  # the sim wire outlives its links
+
+    def describe(self) -> str:
+        return f"the {self.kind} link {self.where}"
+
+    def last_error(self) -> str:
+        return "" if self.ptr is None else _core.c_string(self.ptr.err)
+
+    def close(self) -> None:
+        if self.ptr is not None:
+            _core.lib.pn_link_destroy(self.ptr)
+            self.ptr = None
+            self._keepalive = None
+
+    def record(self, path: str) -> None:
+        """Write every frame in and out of this link to a pcap file."""
+        err = _core.ffi.new("char[]", _ERRLEN)
+        rc = _core.lib.pn_link_pcap(self.ptr, path.encode(), err, _ERRLEN)
+        if rc < 0:
+            raise _core.core_error(rc, f"recording {self.describe()} to {path}",
+                                   _core.c_string(err))
+
+
+def open_link(options: EfviOptions, *, wire: SimWire | None, local_ip: str | None) -> Link:
+    """The link the options (or the wire to join) ask for, with pcap applied."""
+    if wire is not None:
+        link = wire._open_link(local_ip or options.local_ip or None)
+    elif options.link in _REAL:
+        link = _open_real(options, local_ip or options.local_ip)
+    else:
+        raise BackendUnavailable(
+            "efvi",
+            f"link = {options.link!r} is not implemented yet; use link = \"af_xdp\" or "
+            "\"af_packet\" (any Linux NIC), or \"sim\"",
+        )
+    if options.pcap:
+        try:
+            link.record(options.pcap)
+        except BaseException:
+            link.close()
+            raise
+    return link
+
+
+def _open_real(options: EfviOptions, local_ip: str) -> Link:
+    ffi, lib = _core.require()
+    fn_name = _REAL[options.link]
+    if not _core.has(fn_name):
+        raise BackendUnavailable(
+            "efvi",
+            f"link = {options.link!r} is not in this build of pollnet._pncore "
+            "(native/build_links.py found no toolchain for it); install "
+            "libxdp-dev libbpf-dev clang (scripts/install.sh does) and rebuild: pip install -e .",
+        )
+    ifname = options.interface
+    ip, mask = _interface_address(ifname)
+    if local_ip:
+        ip = _core.ip_to_int(local_ip)
+    if not ip:
+        raise BackendUnavailable(
+            "efvi", f"interface {ifname!r} has no IPv4 address: set efvi.local_ip in the config"
+        )
+    params = ffi.new("pn_real_link_params *")
+    name = ffi.new("char[]", ifname.encode())
+    params.ifname = name
+    params.ring_frames = 0
+    params.mode = getattr(lib, _XDP_MODES[options.xdp_mode])
+    params.own_ip = 0 if _kernel_has(_core.int_to_ip(ip)) else 1
+    err = ffi.new("char[]", _ERRLEN)
+    ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
+    if ptr == ffi.NULL:
+        raise BackendUnavailable(
+            "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
+        )
+    return Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
+                gateway_ip=_default_gateway(ifname))
+
+
+def _interface_address(ifname: str) -> tuple[int, int]:
+    """(IPv4 address, netmask) of an interface as host-order ints; (0, 0) if none."""
+    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
+    req = struct.pack("256s", ifname.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            addr = fcntl.ioctl(s.fileno(), siocgifaddr, req)[20:24]
+            mask = fcntl.ioctl(s.fileno(), siocgifnetmask, req)[20:24]
+        except OSError:
+            return 0, 0
+    return int.from_bytes(addr, "big"), int.from_bytes(mask, "big")
+
+
+def _kernel_has(ip: str) -> bool:
+    """Whether the kernel owns this address here (then it answers ARP for it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+        except OSError:
+            return False
+    return True
+
+
+def _default_gateway(ifname: str) -> int:
+    try:
+        with open("/proc/net/route") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return 0
+    for row in rows:
+        if len(row) > 2 and row[0] == ifname and row[1] == "00000000":
+            return int.from_bytes(bytes.fromhex(row[2]), "little")
+    return 0

@@ -1,0 +1,85 @@
+"""The efvitcp knobs that change the wire: window scale, timestamps, congestion control,
+1K/2K send buffers, delayed ACK."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from efvi_util import make_net, options, pattern
+
+
+def transfer(n_bytes: int, **kw: object) -> tuple[object, object, object]:
+    wire_kw = {k: kw.pop(k) for k in list(kw) if k in ("loss", "seed", "reorder", "delay_us",
+                                                        "static_arp", "bandwidth_mbps")}
+    net = make_net(options(**kw), **wire_kw)  # type: ignore[arg-type]
+    c, s = net.connect()
+    payload = pattern(n_bytes, seed=n_bytes)
+    net.ch.send(c, payload)
+    assert net.drive.run_until(lambda: len(net.sh.data[s.conn_id]) >= n_bytes,
+                               timeout_ms=600_000), c.info()
+    got = bytes(net.sh.data[s.conn_id])
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+    return net, c, s
+
+
+@pytest.mark.parametrize("window_scale", [False, True])
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_window_scale_and_timestamps(window_scale: bool, timestamps: bool) -> None:
+    net, c, _s = transfer(400_000, window_scale=window_scale, timestamps=timestamps,
+                         conn_recv_buf_size=200_000, conn_send_buf_cnt=256)
+    wnd = c.info().snd_wnd  # type: ignore[attr-defined]
+    if window_scale:
+        assert wnd > 65535  # the 200 KB receive buffer is advertised whole
+    else:
+        assert wnd <= 65535
+    stats = net.server.stats()  # type: ignore[attr-defined]
+    assert stats["TcpExtPAWSEstabRejected"] == 0
+
+
+def test_window_scale_only_one_side_falls_back() -> None:
+    from efvi_util import PORT, Recorder
+
+    from pollnet.backends.efvi import SimDriver, SimWire, TcpClient, TcpServer
+
+    wire = SimWire(delay_us=50)
+    server = TcpServer(options(window_scale=True, timestamps=True,
+                               conn_recv_buf_size=200_000), port=PORT, wire=wire)
+    client = TcpClient(options(), wire=wire)
+    sh, ch = Recorder(), Recorder()
+    drive = SimDriver(wire, (server, sh), (client, ch))
+    c = client.connect(server.local_ip, PORT)
+    assert drive.run_until(lambda: c.is_established and bool(sh.conns))
+    assert c.info().snd_wnd <= 65535
+    c.send(b"z" * 5000)
+    assert drive.run_until(lambda: len(sh.data[sh.conns[0].conn_id]) == 5000)
+
+
+@pytest.mark.parametrize("cc", ["none", "newreno", "cubic"])
+def test_congestion_control_under_loss(cc: str) -> None:
+    net, c, _s = transfer(300_000, congestion_control=cc, loss=0.02, seed=11,
+                         static_arp=True, conn_send_buf_cnt=128, conn_recv_buf_size=65535)
+    info = c.info()  # type: ignore[attr-defined]
+    stats = net.client.stats()  # type: ignore[attr-defined]
+    assert stats["TcpRetransSegs"] > 0
+    assert info.retransmits > 0
+    if cc != "none":
+        assert info.cwnd > 0
+
+
+@pytest.mark.parametrize("cc", ["newreno", "cubic"])
+def test_congestion_window_grows_without_loss(cc: str) -> None:
+    _net, c, _s = transfer(200_000, congestion_control=cc, conn_send_buf_cnt=256,
+                         conn_recv_buf_size=65535)
+    assert c.info().cwnd > 10 * 960  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("send_buf_1k, mss", [(True, 960), (False, 1460)])
+def test_send_buffer_size_caps_mss(send_buf_1k: bool, mss: int) -> None:
+    _net, c, _s = transfer(20_000, send_buf_1k=send_buf_1k)
+    assert c.info().mss == mss  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("delayed_ack_ms", [0, 10])
+def test_delayed_ack(delayed_ack_ms: int) -> None:
+    transfer(50_000, delayed_ack_ms=delayed_ack_ms)
