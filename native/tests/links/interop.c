@@ -10,7 +10,10 @@
  *
  *   interop --link af_packet|af_xdp [--mode auto|native|generic] --if IF --ip IP
  *           [--prefix 24] [--own] (--connect PEER | --listen) --port P --bytes N
- *           [--pcap FILE] [--timeout S]
+ *           [--pcap FILE] [--timeout S] [--pingpong MSG]
+ *
+ * --pingpong MSG (client): send the stream MSG bytes at a time, each only once the last
+ * came back whole, and print the round trips' percentiles ("rtt_us p50=.. p99=..").
  *
  * --own: the stack owns IP (the kernel does not have it): own_ip mode. Without it the stack
  * shares the kernel's address (af_xdp shared-address mode).
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
     uint16_t port = 0;
     size_t nbytes = 0;
     int own = 0, listen_mode = 0;
+    uint32_t msg = 0;
     static const struct option opts[] = {
         {"link", required_argument, 0, 'L'},   {"mode", required_argument, 0, 'm'},
         {"if", required_argument, 0, 'i'},     {"ip", required_argument, 0, 'a'},
@@ -177,7 +181,7 @@ int main(int argc, char **argv)
         {"connect", required_argument, 0, 'c'}, {"listen", no_argument, 0, 'l'},
         {"port", required_argument, 0, 'P'},   {"bytes", required_argument, 0, 'n'},
         {"pcap", required_argument, 0, 'w'},   {"timeout", required_argument, 0, 't'},
-        {0, 0, 0, 0},
+        {"pingpong", required_argument, 0, 'g'}, {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -194,6 +198,7 @@ int main(int argc, char **argv)
         case 'n': nbytes = (size_t)strtoull(optarg, NULL, 10); break;
         case 'w': pcap = optarg; break;
         case 't': timeout_s = (uint32_t)atoi(optarg); break;
+        case 'g': msg = (uint32_t)atoi(optarg); break;
         default: return 2;
         }
     }
@@ -244,6 +249,11 @@ int main(int argc, char **argv)
     uint32_t conn = UINT32_MAX;
     int established = 0, fin_in = 0, fin_out = 0, done = 0, failed = 0;
     uint64_t retrans = 0;
+    size_t nmsg = msg ? (nbytes + msg - 1) / msg : 0, msgs_done = 0;
+    uint64_t *rtts = calloc(nmsg ? nmsg : 1, sizeof *rtts), t_msg = 0;
+    size_t msg_end = 0;
+    if (!rtts)
+        return 1;
 
     if (listen_mode) {
         rc = pn_listen(s, port);
@@ -281,6 +291,8 @@ int main(int argc, char **argv)
                     break;
                 sha_update(&h_recv, e->data, e->len);
                 received += e->len;
+                if (msg && received == sent && msgs_done < nmsg)
+                    rtts[msgs_done++] = now_ns() - t_msg;
                 if (listen_mode) {
                     if (queued + e->len > nbytes) {
                         fprintf(stderr, "interop: more than --bytes received\n");
@@ -312,6 +324,14 @@ int main(int argc, char **argv)
         if (!established || done)
             continue;
         size_t want = listen_mode ? queued : nbytes;
+        if (msg && !listen_mode) {
+            /* One message in flight: the next goes once the last came back whole. */
+            if (sent == msg_end && received == sent && sent < nbytes) {
+                msg_end = sent + msg < nbytes ? sent + msg : nbytes;
+                t_msg = now_ns();
+            }
+            want = msg_end;
+        }
         while (sent < want) {
             int32_t room = pn_sendable(s, conn);
             if (room <= 0)
@@ -343,6 +363,19 @@ int main(int argc, char **argv)
     printf("result sent=%zu received=%zu sha256_sent=%s sha256_received=%s ms=%.1f "
            "retransmits=%llu tcp_retrans_segs=%llu\n", sent, received, hs, hr, ms,
            (unsigned long long)retrans, (unsigned long long)st.TcpRetransSegs);
+    if (msg && msgs_done > 0) {
+        for (size_t i = 1; i < msgs_done; i++) {  /* insertion sort: a few thousand */
+            uint64_t v = rtts[i];
+            size_t j = i;
+            for (; j > 0 && rtts[j - 1] > v; j--)
+                rtts[j] = rtts[j - 1];
+            rtts[j] = v;
+        }
+        printf("rtt_us n=%zu p50=%.1f p90=%.1f p99=%.1f max=%.1f\n", msgs_done,
+               rtts[msgs_done / 2] / 1e3, rtts[msgs_done * 9 / 10] / 1e3,
+               rtts[msgs_done * 99 / 100] / 1e3, rtts[msgs_done - 1] / 1e3);
+    }
+    free(rtts);
     if (!done)
         fprintf(stderr, "interop: no close within %u s (established=%d sent=%zu received=%zu "
                 "fin_in=%d)\n", timeout_s, established, sent, received, fin_in);
