@@ -367,3 +367,26 @@ def test_a_freed_client_delivers_its_disconnect_and_stays_down(td_config: AnyCon
     assert not client.is_connected and ch.connect_failed == 0
     assert poll_until(lambda: len(pair.server_handler.disconnected) == 1, pair)
     pair.close()
+
+
+def test_views_are_the_librarys_packets_until_bytes_are_kept(td_config: AnyConfig) -> None:
+    owners: list[type] = []
+    keep = [2]  # leave 2 bytes unconsumed once, then consume everything
+
+    def remaining(conn: PollConnection, data: memoryview) -> int:
+        owners.append(type(data.obj))
+        return keep.pop() if keep else 0
+
+    handler = RecordingHandler(remaining=remaining)
+    pair = Pair(td_config, server_handler=handler)
+    pair.client.write(b"abcd")
+    assert poll_until(lambda: handler.received == b"ab", pair)
+    pair.client.write(b"ef")
+    assert poll_until(lambda: handler.received == b"abcdef", pair)
+    pair.client.write(b"gh")
+    assert poll_until(lambda: handler.received == b"abcdefgh", pair)
+    # Zero-copy (a cffi buffer over the library's packet), then the connection's own
+    # buffer while bytes are kept, then zero-copy again.
+    assert [t.__name__ for t in owners] == ["buffer", "bytearray", "buffer"]
+    assert handler.presented == [b"abcd", b"cdef", b"gh"]
+    pair.close()
