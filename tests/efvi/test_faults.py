@@ -43,7 +43,7 @@ class PrefixConsumer(Recorder):
         return 0
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -53,7 +53,7 @@ class PrefixConsumer(Recorder):
     corrupt=st.sampled_from([0.0, 0.01, 0.03]),
     delay_us=st.integers(0, 2000),
     jitter_us=st.integers(0, 500),
-    sizes=st.lists(st.integers(1, 20_000), min_size=1, max_size=8),
+    sizes=st.lists(st.integers(1, 60_000), min_size=1, max_size=8),
     cc=st.sampled_from(["none", "newreno", "cubic"]),
 )
 def test_random_faults_every_byte_once_in_order(

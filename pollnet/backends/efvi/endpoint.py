@@ -10,7 +10,7 @@ are all made in advance.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 
 from pollnet.backends.efvi import _core
 from pollnet.backends.efvi._stack import StackHandle
@@ -127,11 +127,23 @@ class Endpoint:
         self._port_off = (ffi.offsetof("pn_event", "remote_port") // 2,
                           ffi.offsetof("pn_event", "local_port") // 2)
         self._ev_halves = memoryview(ffi.buffer(self._events)).cast("H")
+        # The data pointers, read as `const uint8_t *` straight from the array.
+        off = ffi.offsetof("pn_event", "data")
+        psize = ffi.sizeof("void *")
+        assert size % psize == 0 and off % psize == 0
+        self._ev_ptrs = ffi.cast("const uint8_t **", self._events)
+        self._ptr_off = (size // psize, off // psize)
         ev = _core.constants("PN_EV_")
         self._ev_codes = tuple(ev[f"PN_EV_{n}"] for n in (
             "DATA", "FIN", "MORE_SENDABLE", "CONNECTION_ESTABLISHED", "CONNECTION_CLOSED",
             "CONNECTION_RESET", "CONNECTION_TIMEOUT", "CONNECTION_REFUSED", "USER_TIMEOUT",
             "ARP_FAILED"))
+
+        if wire is not None:
+            # Set the new stack's clock to the wire's before anything is sent (a connect
+            # before the first poll would stamp its frames with time 0). max = 0: any event
+            # stays queued for the first real poll.
+            lib.pn_poll(self._stack, wire.now_ns, self._events, 0)
 
         self._handler: object = None
         self._bound: Bound | None = None
@@ -153,7 +165,7 @@ class Endpoint:
             c._closed = True
             c._established = False
 
-    def __enter__(self) -> Endpoint:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -179,6 +191,13 @@ class Endpoint:
         """The core's counters (`pn_stats`, nstat names where the kernel has one)."""
         self._lib.pn_stack_stats(self._s(), self._stats)
         return _core.struct_dict("pn_stats", self._stats)
+
+    def link_stats(self) -> dict[str, int]:
+        """The link's counters: a real link's `pn_real_link_stats`, the sim wire's
+        `stats()` (shared by every host on it)."""
+        if self.wire is not None:
+            return self.wire.stats()
+        return self._link.stats()
 
     def next_timer_ns(self) -> int | None:
         """The earliest time a timer of this stack is due, None if none."""
@@ -278,7 +297,8 @@ class Endpoint:
         o_conn, o_len, o_rem, o_timer, o_rip = self._ev_off
         o_rport, o_lport = self._port_off
         halves = self._ev_halves
-        events = self._events
+        ptrs = self._ev_ptrs
+        p_stride, p_data = self._ptr_off
         conns = self._conns
         buffer = _core.ffi.buffer
         i = start
@@ -294,7 +314,7 @@ class Endpoint:
                     if conn._closed or on_data is None:
                         continue
                     size = words[b + o_len]
-                    view = memoryview(buffer(events[i - 1].data, size))
+                    view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
                     rem = on_data(conn, view)
                     view.release()
                     if rem:
@@ -315,7 +335,7 @@ class Endpoint:
                     if conn._closed or on_fin is None:
                         continue
                     size = words[b + o_len]
-                    view = memoryview(buffer(events[i - 1].data, size))
+                    view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
                     rem = on_fin(conn, view)
                     view.release()
                     if rem:

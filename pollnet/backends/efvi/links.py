@@ -52,6 +52,15 @@ class Link:
             self.ptr = None
             self._keepalive = None
 
+    def stats(self) -> dict[str, int]:
+        """A real link's counters (`pn_real_link_stats`); {} for other links."""
+        if self.ptr is None or self.kind not in _REAL or not _core.has("pn_real_link_stats_get"):
+            return {}
+        out = _core.ffi.new("pn_real_link_stats *")
+        if _core.lib.pn_real_link_stats_get(self.ptr, out) < 0:
+            return {}
+        return _core.struct_dict("pn_real_link_stats", out)
+
     def record(self, path: str) -> None:
         """Write every frame in and out of this link to a pcap file."""
         err = _core.ffi.new("char[]", _ERRLEN)
@@ -106,6 +115,8 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
     params.ring_frames = 0
     params.mode = getattr(lib, _XDP_MODES[options.xdp_mode])
     params.own_ip = 0 if _kernel_has(_core.int_to_ip(ip)) else 1
+    if params.own_ip and hasattr(params, "local_ip"):
+        params.local_ip = ip
     err = ffi.new("char[]", _ERRLEN)
     ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
     if ptr == ffi.NULL:
