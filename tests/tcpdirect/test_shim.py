@@ -51,9 +51,8 @@ class Zf:
         handle = ffi.new("struct zft_handle **")
         assert self.lib.zft_alloc(self.st, self.attr, handle) == 0
         out = ffi.new("struct zft **")
-        rc = self.lib.zft_connect(
-            handle[0], sa_ptr(zf.sockaddr_in("127.0.0.1", port)), SIN_LEN, out
-        )
+        sa = zf.sockaddr_in("127.0.0.1", port)  # kept alive: a cast does not own it
+        rc = self.lib.zft_connect(handle[0], sa_ptr(sa), SIN_LEN, out)
         assert rc == 0
         self.zockets.append(out[0])
         return out[0]
