@@ -221,3 +221,25 @@ def test_handler_subset_and_plain_objects() -> None:
     assert n.drive.run_until(lambda: c.is_established)
     c.send(b"plain handler")
     assert n.drive.run_until(lambda: bytes(sh.got) == b"plain handler")
+
+
+def test_efvitcp_camel_case_names() -> None:
+    class Camel:
+        def __init__(self) -> None:
+            self.got = bytearray()
+            self.established = 0
+
+        def onConnectionEstablished(self, conn: Connection) -> None:
+            self.established += 1
+
+        def onData(self, conn: Connection, data: memoryview) -> int:
+            self.got += data
+            return 0
+
+    sh = Camel()
+    n = make_net()
+    n.drive._members[0] = (n.server, sh)
+    c = n.client.connect(n.server.local_ip, 7000)
+    assert n.drive.run_until(lambda: c.is_established and sh.established == 1)
+    c.send(b"camel")
+    assert n.drive.run_until(lambda: bytes(sh.got) == b"camel")

@@ -1,9 +1,10 @@
 """The efvitcp-level event handler: which methods `poll()` calls, and their resolution.
 
 A handler is any object; it implements the subset of these methods it cares about
-(subclassing `EfviHandler` is optional and only documents them). Methods are looked up
-once per handler type, so adding methods to an instance after its first poll has no
-effect.
+(subclassing `EfviHandler` is optional and only documents them). efvitcp's camelCase
+names (`onData`, `onConnectionEstablished`, `allowNewConnection`, ...) work too.
+Methods are looked up once per handler type, so adding methods to an instance after its
+first poll has no effect.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ _METHODS = (
     "allow_new_connection",
 )
 
+# efvitcp's own (camelCase) names, used when the snake_case one is absent.
+_CAMEL = {name: name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+          for name in _METHODS}
+
 Method = Callable[..., Any] | None
 
 
@@ -104,11 +109,15 @@ def bind(handler: object) -> Bound:
             f = getattr(kind, name, None)
             if f is not None and f is getattr(EfviHandler, name):
                 f = None  # inherited default: skip the event instead of calling a no-op
-            resolved.append(f)
+            attr = name
+            if f is None and getattr(kind, _CAMEL[name], None) is not None:
+                attr = _CAMEL[name]
+                f = getattr(kind, attr)
+            resolved.append((attr, f))
         funcs = tuple(resolved)
         _BY_TYPE[kind] = funcs
     bound: list[Method] = []
-    for name, f in zip(_METHODS, funcs, strict=True):
+    for attr, f in funcs:
         # Bind through getattr so staticmethods, classmethods and callables work.
-        bound.append(getattr(handler, name) if f is not None else None)
+        bound.append(getattr(handler, attr) if f is not None else None)
     return Bound(*bound)
