@@ -390,3 +390,9 @@ def test_views_are_the_librarys_packets_until_bytes_are_kept(td_config: AnyConfi
     assert [t.__name__ for t in owners] == ["buffer", "bytearray", "buffer"]
     assert handler.presented == [b"abcd", b"cdef", b"gh"]
     pair.close()
+
+
+def test_an_interface_name_too_long_for_the_library_names_the_field(shim_library: Path) -> None:
+    cfg = tcpdirect_config(shim_library, server={"interface": "x" * 80})
+    with pytest.raises(ConfigError, match=r"^server\.interface = 'x+': invalid value"):
+        pollnet.create_server(cfg)

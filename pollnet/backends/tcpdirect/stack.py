@@ -32,7 +32,7 @@ class Stack:
         lib = zf.load(opts.library)
         self.lib = lib
         self.ptr: Any = None
-        self.attr: Any = zf.alloc_attr(lib, interface, opts.attributes)
+        self.attr: Any = zf.alloc_attr(lib, interface, opts.attributes, section)
         out = _ffi.new("struct zf_stack **")
         rc = lib.zf_stack_alloc(self.attr, out)
         if rc < 0:

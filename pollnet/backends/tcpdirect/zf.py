@@ -206,7 +206,9 @@ def parse_zf_attr(text: str) -> dict[str, str]:
     return out
 
 
-def alloc_attr(lib: Any, interface: str, attributes: Mapping[str, str | int]) -> Any:
+def alloc_attr(
+    lib: Any, interface: str, attributes: Mapping[str, str | int], section: str = "client"
+) -> Any:
     """A zf_attr: library defaults, then ZF_ATTR (applied by the library), then our own
     `reactor_spin_count=1` (never spin inside a poll), the interface and the config's
     attributes, in that order, so the config wins. The caller frees it."""
@@ -221,16 +223,16 @@ def alloc_attr(lib: Any, interface: str, attributes: Mapping[str, str | int]) ->
     try:
         lib.zf_attr_set_int(attr, b"reactor_spin_count", 1)  # tolerated if unknown
         if interface:
-            _set(lib, attr, "interface", interface)
+            _set(lib, attr, "interface", interface, f"{section}.interface")
         for name, value in attributes.items():
-            _set(lib, attr, name, value)
+            _set(lib, attr, name, value, f"tcpdirect.attributes.{name}")
     except BaseException:
         lib.zf_attr_free(attr)
         raise
     return attr
 
 
-def _set(lib: Any, attr: Any, name: str, value: str | int) -> None:
+def _set(lib: Any, attr: Any, name: str, value: str | int, field: str) -> None:
     if isinstance(value, int):
         rc = lib.zf_attr_set_int(attr, name.encode(), value)
     else:
@@ -242,7 +244,7 @@ def _set(lib: Any, attr: Any, name: str, value: str | int) -> None:
             -errno.ENOMSG: "this attribute takes an integer, not a string",
             -errno.EINVAL: "invalid value or type for this attribute",
         }.get(rc, strerror(rc))
-        raise ConfigError(f"tcpdirect.attributes.{name} = {value!r}: {why}")
+        raise ConfigError(f"{field} = {value!r}: {why}")
 
 
 def sockaddr_in(ip: str, port: int) -> Any:
