@@ -18,7 +18,10 @@
  * (no qdisc on the way out) and PACKET_LOSS (a malformed TX frame is skipped, never wedges
  * the ring). Frames the kernel marks TP_STATUS_CSUMNOTREADY (CHECKSUM_PARTIAL over veth)
  * reach the stack with PN_RX_CSUM_PARTIAL; unsegmented GSO frames, frames longer than a ring
- * frame and VLAN-tagged frames are dropped and counted (pn_real_link_stats_get()).
+ * frame and VLAN-tagged frames are dropped and counted (pn_real_link_stats_get()), and
+ * the first such drop leaves the fix in link->err. Packet sockets see frames after GRO, so
+ * creation refuses an interface with GRO or LRO on (saying how to turn them off); on a
+ * veth the sender is the peer, whose TSO/GSO must be off (tests/netns does that).
  *
  * Shared-address mode (own_ip 0): the kernel sees every frame a packet socket sees, and
  * would answer our connections' segments with RSTs. So flow_add holds the local port with
@@ -118,12 +121,14 @@ static int ap_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max
          * comes from PACKET_STATISTICS when the stats are asked for. */
         if (status & TP_STATUS_GSO_TCP) {
             st->rx_drop_gso++;
+            pn_rl_note_gso_drop(l, WHO, h->tp_len);
             status_store(h, TP_STATUS_KERNEL);
             continue;
         }
         if (h->tp_snaplen < h->tp_len || (status & TP_STATUS_COPY) ||
             h->tp_mac + h->tp_snaplen > a->frame_size) {
             st->rx_drop_oversize++;
+            pn_rl_note_gso_drop(l, WHO, h->tp_len);
             status_store(h, TP_STATUS_KERNEL);
             continue;
         }
@@ -313,6 +318,10 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
     if (!ifc.up) {
         pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
                    p->ifname, p->ifname);
+        return NULL;
+    }
+    if (ifc.merges) {
+        pn_rl_merge_error(&ifc, p->ifname, WHO, err, errlen);
         return NULL;
     }
     uint32_t frame_size = p->frame_size ? p->frame_size : 2048;

@@ -103,11 +103,7 @@ void pn_rl_tc_hide_close(pn_tc_hide *h)
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <sys/ioctl.h>
-
-#include <linux/ethtool.h>
 #include <linux/if_link.h>
-#include <linux/sockios.h>
 #include <linux/if_xdp.h>
 
 #include <bpf/bpf.h>
@@ -781,23 +777,6 @@ static const pn_link_ops af_xdp_ops = {
 
 /* ------------------------------------------------------------------ creation */
 
-static int is_veth(const char *ifname)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    struct ethtool_drvinfo di;
-    memset(&di, 0, sizeof di);
-    di.cmd = ETHTOOL_GDRVINFO;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, ifname, strlen(ifname));
-    ifr.ifr_data = (char *)&di;
-    int rc = ioctl(fd, SIOCETHTOOL, &ifr);
-    close(fd);
-    return rc == 0 && strcmp(di.driver, "veth") == 0;
-}
-
 static int queue_held(const af_xdp_link *x)
 {
     for (const af_xdp_link *o = live_links; o != NULL; o = o->next)
@@ -956,7 +935,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->bpf_link_fd = -1;
     x->xsk_fd = -1;
     x->owner = getpid();
-    x->veth = is_veth(p->ifname);
+    x->veth = (uint8_t)ifc.veth;
     x->ncpus = libbpf_num_possible_cpus();
     if (x->ncpus <= 0)
         x->ncpus = 1;
@@ -978,6 +957,11 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
         goto fail;
     if (attach(x, p->mode, err, errlen) < 0)
         goto fail;
+    if (x->mode_flag == XDP_FLAGS_SKB_MODE && ifc.merges) {
+        /* Generic XDP runs after GRO: merged frames would not fit the UMEM. */
+        pn_rl_merge_error(&ifc, p->ifname, WHO, err, errlen);
+        goto fail;
+    }
 
     struct xdp_options xo;
     socklen_t len = sizeof xo;

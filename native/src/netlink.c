@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/ethtool.h>
 #include <linux/neighbour.h>
+#include <linux/sockios.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
@@ -96,9 +98,43 @@ int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *
         goto out;
     }
     out->up = (ifr.ifr_flags & IFF_UP) != 0;
+    /* Offloads that matter to a link below GRO (best effort: a driver may not say). */
+    struct ethtool_drvinfo di;
+    memset(&di, 0, sizeof di);
+    di.cmd = ETHTOOL_GDRVINFO;
+    ifr.ifr_data = (char *)&di;
+    if (ioctl(fd, SIOCETHTOOL, &ifr) == 0)
+        out->veth = strcmp(di.driver, "veth") == 0;
+    struct ethtool_value ev = {.cmd = ETHTOOL_GGRO, .data = 0};
+    ifr.ifr_data = (char *)&ev;
+    if (ioctl(fd, SIOCETHTOOL, &ifr) == 0 && ev.data)
+        out->merges = 1;
+    ev.cmd = ETHTOOL_GFLAGS;
+    ev.data = 0;
+    if (ioctl(fd, SIOCETHTOOL, &ifr) == 0 && (ev.data & ETH_FLAG_LRO))
+        out->merges = 1;
 out:
     close(fd);
     return rc;
+}
+
+void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *who,
+                       char *err, size_t errlen)
+{
+    (void)ifc;
+    pn_rl_errf(err, errlen, who,
+               "'%s' has GRO or LRO on: the kernel would hand this link TCP segments merged "
+               "past the MTU, which the stack cannot take; turn them off first "
+               "(ethtool -K %s gro off lro off)", ifname, ifname);
+}
+
+void pn_rl_note_gso_drop(pn_link *l, const char *who, uint32_t len)
+{
+    if (l->err[0] != '\0')
+        return;
+    pn_rl_errf(l->err, sizeof l->err, who,
+               "dropped a %u-byte merged (GSO/GRO) frame: turn off TSO/GSO on the sender "
+               "(a veth peer: ethtool -K PEER tso off gso off) or GRO here", len);
 }
 
 /* ------------------------------------------------------------------ port reservations */

@@ -28,7 +28,14 @@ typedef struct pn_if_facts {
     uint8_t mac[6];
     uint32_t mtu;
     int up;
+    int veth;         /* the veth driver */
+    int merges;       /* GRO or LRO is on: the kernel merges received TCP segments */
 } pn_if_facts;
+/* The error for a link that sees frames after GRO/LRO (af_packet, generic XDP). */
+void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *who,
+                       char *err, size_t errlen);
+/* Once: puts in l->err why frames were dropped as merged/oversized, with the fix. */
+void pn_rl_note_gso_drop(pn_link *l, const char *who, uint32_t len);
 /* 0, or PN_EINVAL with err naming the interface and the fix. */
 int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *err,
                    size_t errlen);

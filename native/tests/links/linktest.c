@@ -801,6 +801,28 @@ static int t_errors(const linkspec *ls)
     return 0;
 }
 
+/* Below GRO (af_packet, generic XDP) merged frames would not fit: creation refuses an
+ * interface with GRO on, naming the fix. */
+static int t_gro_refused(const linkspec *ls)
+{
+    char err[256], cmd[128];
+    snprintf(cmd, sizeof cmd, "ethtool -K %s gro on 2>/dev/null", ifname);
+    if (system(cmd) != 0)
+        SKIPF("cannot turn GRO on here (ethtool)");
+    pn_link *l = open_link(ls, 1, own, err, sizeof err);
+    snprintf(cmd, sizeof cmd, "ethtool -K %s gro off", ifname);
+    (void)!system(cmd);
+    if (l != NULL) {
+        link_close(l);
+        FAILF("a link below GRO opened with GRO on");
+    }
+    CHECK(strstr(err, "gro off") != NULL, "message: %s", err);
+    l = open_link(ls, 1, own, err, sizeof err);
+    CHECK(l != NULL, "with GRO off again: %s", err);
+    link_close(l);
+    return 0;
+}
+
 static int t_route(const linkspec *ls)
 {
     (void)ls;
@@ -854,6 +876,8 @@ static const struct test tests[] = {
     {"route_lookup", t_route, &L_PACKET},
     {"af_packet_errors", t_errors, &L_PACKET},
     {"af_packet_arp", t_arp, &L_PACKET},
+    {"af_packet_gro_refused", t_gro_refused, &L_PACKET},
+    {"af_xdp_generic_gro_refused", t_gro_refused, &L_XDP_GENERIC},
     {"af_packet_icmp", t_icmp, &L_PACKET},
     {"af_packet_rx_udp", t_rx_udp, &L_PACKET},
     {"af_packet_tx_burst", t_tx_burst, &L_PACKET},
