@@ -203,6 +203,7 @@ struct zf_muxer_set {
 
 struct zf_stack {
   int n_tcp, n_listen, backlog;
+  int n_muxers; /* muxer sets not yet freed: they point into this stack */
   struct zocket* tcp;
   struct zocket* listen;
   struct pollfd* pfd;
@@ -332,6 +333,7 @@ int zf_stack_free(struct zf_stack* st) {
       close(st->listen[i].fd);
     }
   if (leaked) violation("zf_stack_free with %d zocket(s) not freed", leaked);
+  if (st->n_muxers) violation("zf_stack_free with %d muxer set(s) not freed", st->n_muxers);
   free(st->tcp);
   free(st->listen);
   free(st->pfd);
@@ -651,12 +653,14 @@ int zf_muxer_alloc(struct zf_stack* stack, struct zf_muxer_set** muxer_out) {
     free(m);
     return -ENOMEM;
   }
+  stack->n_muxers++;
   *muxer_out = m;
   return 0;
 }
 
 void zf_muxer_free(struct zf_muxer_set* muxer) {
   while (muxer->n > 0) muxer_remove(muxer->members[0]);
+  muxer->st->n_muxers--;
   free(muxer->members);
   free(muxer);
 }
