@@ -15,6 +15,8 @@
  *  - negative-errno returns (-EAGAIN, -ENOTCONN, -ENOBUFS, ...), fixed zocket counts
  *    (max_tcp_endpoints, max_tcp_listen_endpoints), listeners refusing INADDR_ANY, stacks
  *    needing an `interface` attribute, ZF_ATTR applied by zf_attr_alloc().
+ *  - zft_free() aborts with RST when received data is left unread, else sends FIN.
+ *  - a multiplexer that is strictly edge-triggered (muxer.h permits no more).
  * Uses that break the documented contract are counted (see zf_shim.h), not crashed on.
  */
 #define _GNU_SOURCE
