@@ -306,7 +306,7 @@ static int attach_mode(af_xdp_link *x, uint32_t mode_flag)
     int e = errno;
     if (e == EBUSY || e == EEXIST)
         return -e;  /* someone else's program: never replace it */
-    if (e == EINVAL && mode_flag == XDP_FLAGS_SKB_MODE) {
+    if (e == EINVAL) {
         /* Old kernel without XDP BPF links: netlink, refusing to replace anything. */
         uint32_t fl = mode_flag | XDP_FLAGS_UPDATE_IF_NOEXIST;
         if (bpf_xdp_attach(x->ifindex, x->prog_fd, fl, NULL) == 0) {
