@@ -1,0 +1,446 @@
+/* tcp_conn.c -- connection slots and the connection API: open (RFC 9293 3.5), send
+ * buffers, FIN, abort, user timers, the DATA `remaining` contract, RFC 6528 ISNs. */
+#include "pn_internal.h"
+#include "wire_tcp.h"
+
+/* RFC 6528 3: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), with M a
+ * 4-microsecond clock and F SipHash-2-4 under a per-stack secret. */
+uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport)
+{
+    uint8_t b[12];
+    memcpy(b, &s->cfg.local_ip, 4);
+    memcpy(b + 4, &rip, 4);
+    memcpy(b + 8, &lport, 2);
+    memcpy(b + 10, &rport, 2);
+    return (uint32_t)pn_siphash(s->isn_key, b, sizeof b) + (uint32_t)(s->now / 4000u);
+}
+
+pn_conn *pn_conn_alloc(pn_stack *s)
+{
+    if (s->conn_free == PN_NONE32)
+        return NULL;
+    pn_conn *c = &s->conns[s->conn_free];
+    s->conn_free = c->next_free;
+    s->conn_live++;
+    return c;
+}
+
+void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_t lport)
+{
+    /* keep the arena pointers and timer heap state, clear the rest */
+    uint32_t idx = c->idx;
+    pn_sseg *segs = c->segs;
+    uint8_t *sbuf = c->sbuf, *rbuf = c->rbuf;
+    pn_timer *tu = c->t_user;
+    memset(c, 0, sizeof *c);
+    c->idx = idx;
+    c->segs = segs;
+    c->sbuf = sbuf;
+    c->rbuf = rbuf;
+    c->t_user = tu;
+    c->in_use = 1;
+    c->remote_ip = rip;
+    c->remote_port = rport;
+    c->local_port = lport;
+    c->t_rtx.heap_idx = c->t_delack.heap_idx = PN_NONE32;
+    c->t_rtx.owner = c->t_delack.owner = idx;
+    c->t_rtx.kind = PN_T_RTX;
+    c->t_delack.kind = PN_T_DELACK;
+    for (uint32_t j = 0; j < s->cfg.user_timer_cnt; j++) {
+        tu[j].heap_idx = PN_NONE32;
+        tu[j].owner = idx;
+        tu[j].kind = PN_T_USER;
+        tu[j].sub = (uint16_t)j;
+    }
+    uint64_t rto = PN_INIT_RTO_US;
+    if (rto < (uint64_t)s->cfg.min_rto_ms * 1000)
+        rto = (uint64_t)s->cfg.min_rto_ms * 1000;
+    if (rto > (uint64_t)s->cfg.max_rto_ms * 1000)
+        rto = (uint64_t)s->cfg.max_rto_ms * 1000;
+    c->rto_us = (uint32_t)rto;
+    c->iss = pn_isn(s, rip, rport, lport);
+    c->snd_una = c->snd_nxt = c->snd_max = c->iss;
+    c->data_end = c->iss + 1;
+    c->rcv_mss = 536;
+    c->data_ev_pos = PN_NONE32;
+    if (s->cfg.window_scale) {   /* RFC 7323 2.3: the shift that fits our buffer in 16 bits */
+        uint8_t ws = 0;
+        while (ws < 14 && (s->cfg.conn_recv_buf_size >> ws) > 65535)
+            ws++;
+        c->rcv_wscale = ws;
+    }
+    /* RFC 7323 5.4: a per-connection offset so TSval reveals nothing of the clock */
+    c->ts_offset = (uint32_t)(c->iss * 2654435761u);
+}
+
+void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev)
+{
+    if (c->in_use != 1)
+        return;
+    if (ev)
+        pn_ev_push(s, c, ev);
+    pn_timer_del(s, &c->t_rtx);
+    pn_timer_del(s, &c->t_delack);
+    for (uint32_t j = 0; j < s->cfg.user_timer_cnt; j++)
+        pn_timer_del(s, &c->t_user[j]);
+    if (c->in_ht) {
+        pn_ht_del(s, c->remote_ip, c->remote_port, c->local_port);
+        c->in_ht = 0;
+        if (c->active && s->link->ops->flow_del) {
+            pn_flow f = {s->cfg.local_ip, c->remote_ip, c->local_port, c->remote_port};
+            s->link->ops->flow_del(s->link, &f);
+        }
+    }
+    c->state = PN_TCP_CLOSED;
+    c->in_use = 2;
+    s->zombies++;
+    s->conn_live--;
+}
+
+/* Every connection that completes the four-way close enters TIME_WAIT (efvitcp), then
+ * its slot is freed with a CLOSED event. */
+void pn_conn_to_time_wait(pn_stack *s, pn_conn *c)
+{
+    if (c->in_ht) {
+        pn_ht_del(s, c->remote_ip, c->remote_port, c->local_port);
+        c->in_ht = 0;
+    }
+    pn_tw_enter(s, c);
+    pn_conn_free(s, c, PN_EV_CONNECTION_CLOSED);
+}
+
+static void start_syn(pn_stack *s, pn_conn *c)
+{
+    c->state = PN_TCP_SYN_SENT;
+    pn_tcp_send_syn(s, c);
+    pn_rtx_arm(s, c);
+}
+
+void pn_conn_arp_done(pn_stack *s, uint32_t ip, const uint8_t *mac)
+{
+    for (uint32_t i = 0; i < s->cfg.max_conn_cnt; i++) {
+        pn_conn *c = &s->conns[i];
+        if (c->in_use != 1 || c->nexthop != ip)
+            continue;
+        memcpy(c->dst_mac, mac, 6);
+        if (c->state == PN_TCP_ARP_WAIT)
+            start_syn(s, c);
+    }
+}
+
+void pn_conn_arp_failed(pn_stack *s, uint32_t ip)
+{
+    for (uint32_t i = 0; i < s->cfg.max_conn_cnt; i++) {
+        pn_conn *c = &s->conns[i];
+        if (c->in_use == 1 && c->state == PN_TCP_ARP_WAIT && c->nexthop == ip) {
+            s->st.TcpAttemptFails++;
+            pn_conn_free(s, c, PN_EV_ARP_FAILED);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ open */
+static int pick_port(pn_stack *s, uint32_t rip, uint16_t rport)
+{
+    for (uint32_t i = 0; i < 28232; i++) {   /* Linux's default range 32768..60999 */
+        uint16_t p = (uint16_t)(32768 + s->eph_next);
+        s->eph_next = (uint16_t)((s->eph_next + 1) % 28232);
+        if (!pn_is_listening(s, p) && pn_ht_find(s, rip, rport, p) == PN_NONE32)
+            return p;
+    }
+    return -1;
+}
+
+int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32_t *conn_id)
+{
+    if (!s || rip == 0 || rport == 0 || rip >= 0xe0000000u || rip == s->cfg.local_ip)
+        return PN_EINVAL;
+    uint32_t nh = rip;
+    if ((rip & s->cfg.netmask) != (s->cfg.local_ip & s->cfg.netmask)) {
+        if (s->cfg.gateway_ip == 0)
+            return PN_ENOROUTE;
+        nh = s->cfg.gateway_ip;
+    }
+    if (lport == 0) {
+        int p = pick_port(s, rip, rport);
+        if (p < 0)
+            return PN_EPORT;
+        lport = (uint16_t)p;
+    } else if (pn_ht_find(s, rip, rport, lport) != PN_NONE32) {
+        return PN_EPORT;
+    }
+    pn_conn *c = pn_conn_alloc(s);
+    if (!c)
+        return PN_ENOCONN;
+    pn_conn_init(s, c, rip, rport, lport);
+    c->active = 1;
+    c->nexthop = nh;
+    pn_flow f = {s->cfg.local_ip, rip, lport, rport};
+    if (s->link->ops->flow_add && s->link->ops->flow_add(s->link, &f) < 0) {
+        c->active = 0;
+        pn_conn_free(s, c, 0);
+        return PN_ELINK;
+    }
+    pn_ht_add(s, rip, rport, lport, c->idx);
+    c->in_ht = 1;
+    s->st.TcpActiveOpens++;
+    int r = pn_arp_resolve(s, nh, c->dst_mac);
+    if (r < 0) {
+        pn_conn_free(s, c, 0);
+        return PN_ENOMEM;
+    }
+    if (r > 0)
+        start_syn(s, c);
+    else
+        c->state = PN_TCP_ARP_WAIT;
+    s->link->ops->tx_flush(s->link);
+    if (conn_id)
+        *conn_id = c->idx;
+    return PN_OK;
+}
+
+/* ------------------------------------------------------------------ send */
+static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
+{
+    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
+}
+
+static bool can_send_state(const pn_conn *c)
+{
+    return (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT) && !c->fin_queued;
+}
+
+/* Room in the last buffer, if no byte of it has gone out yet (sent segments are final). */
+static uint32_t tail_room(const pn_stack *s, const pn_conn *c)
+{
+    if (c->sb_cnt == 0)
+        return 0;
+    const pn_sseg *t = seg_at(s, c, c->sb_cnt - 1);
+    if (seq_lt(t->seq, c->snd_max) || t->len >= c->mss)
+        return 0;
+    return c->mss - t->len;
+}
+
+static uint32_t sendable(const pn_stack *s, const pn_conn *c)
+{
+    if (!can_send_state(c))
+        return 0;
+    uint64_t v = (uint64_t)(s->cfg.conn_send_buf_cnt - c->sb_cnt) * c->mss + tail_room(s, c);
+    return v > INT32_MAX ? INT32_MAX : (uint32_t)v;
+}
+
+static uint32_t append(pn_stack *s, pn_conn *c, const uint8_t *p, uint32_t len)
+{
+    uint32_t done = 0, room = tail_room(s, c);
+    if (room && len) {
+        pn_sseg *t = seg_at(s, c, c->sb_cnt - 1);
+        uint32_t n = len < room ? len : room;
+        uint32_t bi = (uint32_t)(t - c->segs);
+        memcpy(c->sbuf + (size_t)bi * s->sbuf_size + t->len, p, n);
+        t->len = (uint16_t)(t->len + n);
+        done += n;
+    }
+    while (done < len && c->sb_cnt < s->cfg.conn_send_buf_cnt) {
+        uint32_t bi = (c->sb_head + c->sb_cnt) % s->cfg.conn_send_buf_cnt;
+        pn_sseg *t = &c->segs[bi];
+        uint32_t n = len - done < c->mss ? len - done : c->mss;
+        t->seq = c->data_end + done;
+        t->len = (uint16_t)n;
+        t->flags = 0;
+        memcpy(c->sbuf + (size_t)bi * s->sbuf_size, p + done, n);
+        c->sb_cnt++;
+        done += n;
+    }
+    c->data_end += done;
+    return done;
+}
+
+int32_t pn_sendv(pn_stack *s, uint32_t id, const pn_iovec *iov, int iovcnt, int more)
+{
+    pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return PN_EINVAL;
+    if (!can_send_state(c))
+        return PN_ESTATE;
+    uint64_t want = 0, got = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].len && !iov[i].base)
+            return PN_EINVAL;
+        want += iov[i].len;
+    }
+    if (want > INT32_MAX)
+        return PN_EINVAL;
+    for (int i = 0; i < iovcnt; i++) {
+        uint32_t n = append(s, c, iov[i].base, iov[i].len);
+        got += n;
+        if (n < iov[i].len)
+            break;
+    }
+    /* `more` holds back the trailing partial segment only while the caller says more is
+     * coming; a short write means the rest is coming too. */
+    c->more_hold = more ? 1 : 0;
+    if (got < want)
+        c->want_more_sendable = 1;
+    pn_tcp_output(s, c);
+    s->link->ops->tx_flush(s->link);
+    return (int32_t)got;
+}
+
+int32_t pn_send(pn_stack *s, uint32_t id, const void *data, uint32_t len, int more)
+{
+    pn_iovec v = {data, len};
+    return pn_sendv(s, id, &v, 1, more);
+}
+
+int32_t pn_sendable(const pn_stack *s, uint32_t id)
+{
+    const pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    return (int32_t)sendable(s, c);
+}
+
+/* What the next send could put on the wire now: bounded by the buffers and by the
+ * usable window (min of the peer's window and cwnd) less bytes already queued. */
+int32_t pn_immediately_sendable(const pn_stack *s, uint32_t id)
+{
+    const pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    uint32_t b = sendable(s, c);
+    if (b == 0)
+        return 0;
+    uint32_t wnd = c->snd_wnd;
+    if (s->cfg.congestion_control != PN_CC_NONE && c->cwnd < wnd)
+        wnd = c->cwnd;
+    uint32_t used = c->data_end - c->snd_una;   /* in flight plus queued */
+    if (used >= wnd)
+        return 0;
+    uint32_t w = wnd - used;
+    return (int32_t)(w < b ? w : b);
+}
+
+int pn_send_fin(pn_stack *s, uint32_t id)
+{
+    pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    if (c->fin_queued)
+        return PN_ESTATE;
+    if (c->state == PN_TCP_ESTABLISHED)
+        c->state = PN_TCP_FIN_WAIT_1;
+    else if (c->state == PN_TCP_CLOSE_WAIT)
+        c->state = PN_TCP_LAST_ACK;
+    else
+        return PN_ESTATE;
+    c->fin_queued = 1;
+    c->more_hold = 0;
+    pn_tcp_output(s, c);
+    s->link->ops->tx_flush(s->link);
+    return PN_OK;
+}
+
+int pn_close(pn_stack *s, uint32_t id)
+{
+    pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    switch (c->state) {   /* RFC 9293 3.10.5 ABORT: RST in synchronized states */
+    case PN_TCP_SYN_RECEIVED: case PN_TCP_ESTABLISHED: case PN_TCP_FIN_WAIT_1:
+    case PN_TCP_FIN_WAIT_2: case PN_TCP_CLOSE_WAIT: case PN_TCP_CLOSING: case PN_TCP_LAST_ACK:
+        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+        s->st.TcpOutRsts++;
+        if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT)
+            s->st.TcpEstabResets++;
+        break;
+    default:
+        break;
+    }
+    /* no further events for it: cancel the queued ones */
+    for (uint32_t p = s->ev_head; p != s->ev_tail; p++) {
+        uint32_t slot = p % s->evq_cap;
+        if (s->evq_conn[slot] == c->idx)
+            s->evq[slot].type = 0;
+    }
+    c->data_ev_live = 0;
+    c->ms_ev_live = 0;
+    pn_conn_free(s, c, 0);
+    s->link->ops->tx_flush(s->link);
+    return PN_OK;
+}
+
+int pn_set_user_timer(pn_stack *s, uint32_t id, uint32_t tid, uint32_t ms)
+{
+    pn_conn *c = pn_conn_get(s, id);
+    if (!c)
+        return PN_EBADCONN;
+    if (tid >= s->cfg.user_timer_cnt || ms > 65000)
+        return PN_ETIMER;
+    if (ms == 0)
+        pn_timer_del(s, &c->t_user[tid]);
+    else
+        pn_timer_set(s, &c->t_user[tid], s->now + (uint64_t)ms * 1000000u);
+    return PN_OK;
+}
+
+int pn_conn_info_get(const pn_stack *s, uint32_t id, pn_conn_info *o)
+{
+    const pn_conn *c = pn_conn_get(s, id);
+    if (!c || !o)
+        return PN_EBADCONN;
+    memset(o, 0, sizeof *o);
+    o->state = c->state;
+    o->remote_ip = c->remote_ip;
+    o->remote_port = c->remote_port;
+    o->local_port = c->local_port;
+    o->snd_una = c->snd_una;
+    o->snd_nxt = c->snd_nxt;
+    o->rcv_nxt = c->rcv_nxt;
+    o->snd_wnd = c->snd_wnd;
+    o->rcv_wnd = seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+    o->cwnd = c->cwnd;
+    o->ssthresh = c->ssthresh;
+    o->srtt_us = c->srtt_us;
+    o->rttvar_us = c->rttvar_us;
+    o->rto_ms = c->rto_us / 1000;
+    o->mss = c->mss;
+    o->retransmits = c->retransmits;
+    return PN_OK;
+}
+
+/* ------------------------------------------------------------------ receive contract */
+/* The caller left `remaining` of the `delivered` bytes unconsumed: keep exactly those at
+ * the buffer start (memmove only when something must stay), then reopen the window. */
+void pn_apply_remaining(pn_stack *s, pn_conn *c, uint32_t delivered, uint32_t remaining)
+{
+    if (delivered > c->rlen)
+        delivered = c->rlen;
+    if (remaining > delivered)
+        remaining = delivered;
+    uint32_t consumed = delivered - remaining;
+    if (consumed == 0)
+        return;
+    uint32_t end = c->rlen;
+    if (c->ooo_n)
+        end = c->rlen + (c->ooo[c->ooo_n - 1].e - c->rcv_nxt);
+    if (end > s->cfg.conn_recv_buf_size)
+        end = s->cfg.conn_recv_buf_size;
+    if (end > consumed)
+        memmove(c->rbuf, c->rbuf + consumed, end - consumed);
+    c->rlen -= consumed;
+    /* RFC 1122 4.2.3.3: announce a reopened window once it moved by a useful amount, and
+     * only when the advertised one had fallen to half the buffer or less. */
+    uint32_t adv = seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+    if (adv <= s->cfg.conn_recv_buf_size / 2 && !c->fin_rcvd &&
+        (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_FIN_WAIT_1 ||
+         c->state == PN_TCP_FIN_WAIT_2)) {
+        uint32_t before = c->rcv_adv;
+        pn_rcv_window(s, c, false);
+        uint32_t free = s->cfg.conn_recv_buf_size - c->rlen;
+        uint32_t thr = s->cfg.conn_recv_buf_size / 2 < c->rcv_mss ? s->cfg.conn_recv_buf_size / 2 : c->rcv_mss;
+        if (seq_gt(c->rcv_nxt + free, before) && (c->rcv_nxt + free) - before >= thr)
+            pn_tcp_send_ack(s, c);
+    }
+}

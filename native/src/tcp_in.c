@@ -1,0 +1,584 @@
+/* tcp_in.c -- segment arrival (RFC 9293 3.10.7): LISTEN, SYN-SENT and the synchronized
+ * states, with PAWS (RFC 7323 5), challenge ACKs (RFC 5961), ACK processing with fast
+ * retransmit / NewReno recovery (RFC 5681, RFC 6582), reassembly into the linear receive
+ * buffer, delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2) and FIN handling. */
+#include "pn_internal.h"
+#include "wire_tcp.h"
+
+#define PAWS_IDLE_NS (24ull * 24 * 3600 * 1000000000ull)   /* RFC 7323 5.5: 24 days */
+
+static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
+{
+    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
+}
+
+/* RFC 9293 3.10.7.1: a RST for a segment that names no connection. */
+static void reply_rst(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t)
+{
+    if (t->flags & PN_TH_RST)
+        return;
+    if (t->flags & PN_TH_ACK) {
+        pn_tcp_send_rst_reply(s, mac, ip, t->sport, t->dport, t->ack, 0, PN_TH_RST);
+    } else {
+        uint32_t len = t->plen + ((t->flags & PN_TH_SYN) ? 1 : 0) + ((t->flags & PN_TH_FIN) ? 1 : 0);
+        pn_tcp_send_rst_reply(s, mac, ip, t->sport, t->dport, 0, t->seq + len,
+                              PN_TH_RST | PN_TH_ACK);
+    }
+}
+
+/* Negotiated options from a SYN: MSS (RFC 9293 3.7.1, default 536; RFC 6691: our
+ * segments leave room for the timestamp option), window scale and timestamps only when
+ * both sides offered them (RFC 7323 2.2, 3.2). */
+static void syn_options(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    uint32_t pm = t->has_mss ? t->mss : 536;
+    c->ws_ok = s->cfg.window_scale && t->has_ws;
+    c->snd_wscale = c->ws_ok ? t->ws : 0;
+    if (!c->ws_ok)
+        c->rcv_wscale = 0;
+    c->ts_ok = s->cfg.timestamps && t->has_ts;
+    uint32_t mss = s->mss_cap < pm ? s->mss_cap : pm;
+    if (c->ts_ok)
+        mss = mss > 12 ? mss - 12 : 0;
+    if (mss < 64)
+        mss = 64;   /* as Linux's tcp_min_snd_mss: a tiny MSS is a resource attack */
+    c->mss = mss;
+    if (c->ts_ok) {
+        c->ts_recent = t->tsval;
+        c->ts_recent_ns = s->now;
+    }
+}
+
+static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    c->state = PN_TCP_ESTABLISHED;
+    c->snd_una = t->ack;
+    if (seq_lt(c->snd_nxt, c->snd_una))
+        c->snd_nxt = c->snd_una;
+    c->snd_wl1 = t->seq;
+    c->snd_wl2 = t->ack;
+    if (c->rtt_timing && seq_ge(t->ack, c->rtt_seq)) {
+        pn_rtt_sample(s, c, (s->now - c->rtt_ts) / 1000);
+        c->rtt_timing = 0;
+    }
+    c->retries = 0;
+    pn_timer_del(s, &c->t_rtx);
+    pn_cc_init(s, c);
+    pn_ev_push(s, c, PN_EV_CONNECTION_ESTABLISHED);
+}
+
+/* ------------------------------------------------------------------ LISTEN */
+static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t)
+{
+    if (t->flags & PN_TH_RST)
+        return;                       /* RFC 9293 3.10.7.2 first */
+    if (t->flags & PN_TH_ACK) {      /* second: any ACK is bad here */
+        reply_rst(s, mac, ip, t);
+        return;
+    }
+    if (!(t->flags & PN_TH_SYN) || (t->flags & PN_TH_FIN))
+        return;
+    if (s->accept_fn && !s->accept_fn(s->accept_ctx, ip, t->sport)) {
+        s->st.TcpAttemptFails++;
+        reply_rst(s, mac, ip, t);
+        return;
+    }
+    pn_conn *c = pn_conn_alloc(s);
+    if (!c) {
+        s->st.TcpExtListenOverflows++;   /* dropped: the peer's SYN retry may find room */
+        return;
+    }
+    pn_conn_init(s, c, ip, t->sport, t->dport);
+    memcpy(c->dst_mac, mac, 6);
+    c->nexthop = ip;
+    syn_options(s, c, t);
+    c->irs = t->seq;
+    c->rcv_nxt = t->seq + 1;
+    c->rcv_adv = c->rcv_nxt;
+    c->snd_wnd = t->wnd;             /* RFC 7323 2.2: a SYN's window is never scaled */
+    c->max_snd_wnd = c->snd_wnd;
+    c->snd_wl1 = t->seq;
+    c->state = PN_TCP_SYN_RECEIVED;
+    pn_ht_add(s, ip, t->sport, t->dport, c->idx);
+    c->in_ht = 1;
+    s->st.TcpPassiveOpens++;
+    pn_tcp_send_syn(s, c);
+    pn_rtx_arm(s, c);
+}
+
+/* ------------------------------------------------------------------ SYN-SENT */
+static void syn_sent_rx(pn_stack *s, pn_conn *c, const uint8_t *mac, const pn_tcp_seg *t)
+{
+    bool ack_ok = false;
+    if (t->flags & PN_TH_ACK) {       /* acceptable iff SND.UNA < SEG.ACK <= SND.NXT */
+        if (seq_le(t->ack, c->iss) || seq_gt(t->ack, c->snd_max)) {
+            if (!(t->flags & PN_TH_RST))
+                pn_tcp_send_rst_reply(s, mac, c->remote_ip, c->remote_port, c->local_port,
+                                      t->ack, 0, PN_TH_RST);
+            return;
+        }
+        ack_ok = true;
+    }
+    if (t->flags & PN_TH_RST) {       /* RFC 5961 3.2: only with an acceptable ACK */
+        if (ack_ok) {
+            s->st.TcpAttemptFails++;
+            pn_conn_free(s, c, PN_EV_CONNECTION_REFUSED);
+        }
+        return;
+    }
+    if (!(t->flags & PN_TH_SYN))
+        return;
+    syn_options(s, c, t);
+    c->irs = t->seq;
+    c->rcv_nxt = t->seq + 1;
+    c->rcv_adv = c->rcv_nxt;
+    c->snd_wnd = t->wnd;
+    c->max_snd_wnd = c->snd_wnd;
+    if (ack_ok) {
+        became_established(s, c, t);
+        pn_tcp_send_ack(s, c);
+    } else {                          /* simultaneous open (RFC 9293 3.5, figure 8) */
+        c->state = PN_TCP_SYN_RECEIVED;
+        c->retries = 0;
+        pn_tcp_send_syn(s, c);
+        pn_rtx_arm(s, c);
+    }
+}
+
+/* ------------------------------------------------------------------ ACK processing */
+static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    uint32_t ack = t->ack, acked = ack - c->snd_una;
+    /* RTT: RFC 7323 4.1 from TSecr of an ACK that advances snd_una, else the one timed
+     * segment (RFC 6298 3, Karn's rule applied when retransmitting) */
+    if (c->ts_ok && t->has_ts && t->tsecr) {
+        uint32_t ms = pn_ts_now(s, c->ts_offset) - t->tsecr;
+        if ((int32_t)ms >= 0 && ms < 600000u)
+            pn_rtt_sample(s, c, (uint64_t)ms * 1000u);
+    } else if (c->rtt_timing && seq_ge(ack, c->rtt_seq)) {
+        pn_rtt_sample(s, c, (s->now - c->rtt_ts) / 1000u);
+        c->rtt_timing = 0;
+    }
+    uint32_t upto = seq_lt(ack, c->data_end) ? ack : c->data_end;
+    uint32_t freed = 0;
+    while (c->sb_cnt) {
+        const pn_sseg *g = seg_at(s, c, 0);
+        if (!seq_le(g->seq + g->len, upto))
+            break;
+        c->sb_head = (c->sb_head + 1) % s->cfg.conn_send_buf_cnt;
+        c->sb_cnt--;
+        freed++;
+    }
+    c->sb_nxt_off = c->sb_nxt_off > freed ? c->sb_nxt_off - freed : 0;
+    c->snd_una = ack;
+    if (seq_lt(c->snd_nxt, ack))
+        c->snd_nxt = ack;
+    c->retries = 0;
+    if (c->in_recovery) {
+        if (seq_ge(ack, c->recover)) {
+            pn_cc_on_recovery_exit(s, c);     /* RFC 6582 3.2 step 3: full ACK */
+        } else {
+            /* RFC 6582 3.2 step 5: partial ACK -- resend the next hole, deflate */
+            pn_tcp_retransmit_head(s, c, false);
+            if (s->cfg.congestion_control != PN_CC_NONE) {
+                c->cwnd = c->cwnd > acked ? c->cwnd - acked : c->mss;
+                if (acked >= c->mss)
+                    c->cwnd += c->mss;
+            }
+        }
+    } else {
+        pn_cc_on_ack(s, c, acked);
+    }
+    c->dupacks = 0;
+    if (c->snd_una == c->snd_max)
+        pn_timer_del(s, &c->t_rtx);      /* RFC 6298 5.2 */
+    else
+        pn_rtx_arm(s, c);                /* RFC 6298 5.3 */
+    if (freed && c->want_more_sendable) {
+        c->want_more_sendable = 0;
+        if (!c->ms_ev_live) {
+            c->ms_ev_live = 1;
+            pn_ev_push(s, c, PN_EV_MORE_SENDABLE);
+        }
+    }
+}
+
+/* RFC 5681 2: a duplicate ACK carries no data, no SYN/FIN, the same ACK and window, while
+ * data is outstanding. The third starts fast retransmit (3.2) unless it covers no more
+ * than `recover` (RFC 6582 4.1); later ones inflate cwnd (3.2 step 4). */
+static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    uint32_t wnd = (uint32_t)t->wnd << c->snd_wscale;
+    if (t->plen || (t->flags & (PN_TH_SYN | PN_TH_FIN)) || wnd != c->snd_wnd ||
+        c->snd_una == c->snd_max) {
+        return;
+    }
+    c->dupacks++;
+    if (c->dupacks == 3 && !c->in_recovery && seq_gt(t->ack, c->recover)) {
+        s->st.TcpExtTCPFastRetrans++;
+        pn_cc_on_fast_retransmit(s, c);
+        pn_tcp_retransmit_head(s, c, false);
+        pn_rtx_arm(s, c);
+    } else if (c->dupacks > 3 && c->in_recovery && s->cfg.congestion_control != PN_CC_NONE) {
+        c->cwnd += c->mss;
+    }
+}
+
+/* ------------------------------------------------------------------ receive text */
+static void ooo_insert(pn_conn *c, uint32_t a, uint32_t b)
+{
+    /* ranges are kept sorted and disjoint; merge whatever [a, b) touches */
+    uint32_t i = 0;
+    while (i < c->ooo_n && seq_lt(c->ooo[i].e, a))
+        i++;
+    uint32_t j = i;
+    while (j < c->ooo_n && seq_le(c->ooo[j].s, b)) {
+        a = seq_min(a, c->ooo[j].s);
+        b = seq_max(b, c->ooo[j].e);
+        j++;
+    }
+    if (i == j && c->ooo_n == PN_MAX_OOO)
+        return;   /* no room: dropped, the peer will resend */
+    uint32_t removed = j - i;
+    if (removed == 0) {
+        memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_n - i) * sizeof c->ooo[0]);
+        c->ooo_n++;
+    } else if (removed > 1) {
+        memmove(&c->ooo[i + 1], &c->ooo[j], (c->ooo_n - j) * sizeof c->ooo[0]);
+        c->ooo_n -= removed - 1;
+    }
+    c->ooo[i].s = a;
+    c->ooo[i].e = b;
+}
+
+typedef struct rx_ctx {
+    bool ack_now, ack_delay, fin;
+} rx_ctx;
+
+static void receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x)
+{
+    uint32_t seq = t->seq, n = t->plen;
+    const uint8_t *p = t->payload;
+    bool fin = (t->flags & PN_TH_FIN) != 0;
+    if (n > c->rcv_mss && n <= (uint32_t)s->cfg.mtu - 40)
+        c->rcv_mss = n;
+    if (seq_lt(seq, c->rcv_nxt)) {     /* trim what we already have */
+        uint32_t d = c->rcv_nxt - seq;
+        if (d > n) {                   /* all old; a FIN at seq+n is old too */
+            if (n || fin)
+                x->ack_now = true;
+            return;
+        }
+        p += d;
+        n -= d;
+        seq = c->rcv_nxt;
+    }
+    /* trim to the buffer (bounds by construction: rlen + offset + n <= size) */
+    uint32_t off = seq - c->rcv_nxt;
+    uint32_t room = s->cfg.conn_recv_buf_size - c->rlen;
+    if (off >= room) {
+        if (n || fin)
+            x->ack_now = true;
+        return;
+    }
+    if (n > room - off) {
+        n = room - off;
+        fin = false;
+    }
+    if (n == 0 && !fin)
+        return;
+    if (seq == c->rcv_nxt) {
+        bool had_ooo = c->ooo_n != 0;
+        memcpy(c->rbuf + c->rlen, p, n);
+        c->rlen += n;
+        c->rcv_nxt += n;
+        while (c->ooo_n && seq_le(c->ooo[0].s, c->rcv_nxt)) {
+            if (seq_gt(c->ooo[0].e, c->rcv_nxt)) {
+                c->rlen += c->ooo[0].e - c->rcv_nxt;
+                c->rcv_nxt = c->ooo[0].e;
+            }
+            memmove(&c->ooo[0], &c->ooo[1], (c->ooo_n - 1) * sizeof c->ooo[0]);
+            c->ooo_n--;
+        }
+        if (c->fin_ooo && c->fin_ooo_seq == c->rcv_nxt)
+            fin = true;
+        if (c->rlen > 0 && (n > 0 || had_ooo))
+            pn_ev_data(s, c);
+        x->fin = fin;
+        if (had_ooo || fin) {
+            x->ack_now = true;         /* RFC 5681 4.2: a segment that fills a hole */
+        } else {
+            c->delack_bytes += n;
+            if (c->delack_bytes >= 2 * c->rcv_mss)
+                x->ack_now = true;     /* RFC 5681 4.2: at least every second full segment */
+            else
+                x->ack_delay = true;
+        }
+    } else {
+        memcpy(c->rbuf + c->rlen + off, p, n);
+        if (n)
+            ooo_insert(c, seq, seq + n);
+        if (fin) {
+            c->fin_ooo = 1;
+            c->fin_ooo_seq = seq + n;
+        }
+        x->ack_now = true;             /* RFC 5681 4.2: an immediate duplicate ACK */
+    }
+}
+
+static void fin_in_order(pn_stack *s, pn_conn *c)
+{
+    c->rcv_nxt++;
+    c->fin_rcvd = 1;
+    c->fin_ooo = 0;
+    if (c->data_ev_live) {
+        s->evq[c->data_ev_pos].type = PN_EV_FIN;
+    } else {
+        int i = pn_ev_push(s, c, PN_EV_FIN);
+        if (i >= 0) {
+            c->data_ev_live = 1;
+            c->data_ev_pos = (uint32_t)i;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ synchronized states */
+static bool acceptable(pn_stack *s, const pn_conn *c, const pn_tcp_seg *t, uint32_t *wnd_out)
+{
+    uint32_t adv = seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+    uint32_t phys = s->cfg.conn_recv_buf_size - c->rlen;
+    uint32_t wnd = adv > phys ? adv : phys;   /* what we can take, at least what we offered */
+    *wnd_out = wnd;
+    uint32_t len = t->plen + ((t->flags & PN_TH_SYN) ? 1 : 0) + ((t->flags & PN_TH_FIN) ? 1 : 0);
+    uint32_t rn = c->rcv_nxt;
+    /* RFC 9293 3.10.7.4, the four cases */
+    if (len == 0) {
+        if (wnd == 0)
+            return t->seq == rn;
+        return seq_ge(t->seq, rn) && seq_lt(t->seq, rn + wnd);
+    }
+    if (wnd == 0)
+        return false;
+    uint32_t last = t->seq + len - 1;
+    return (seq_ge(t->seq, rn) && seq_lt(t->seq, rn + wnd)) ||
+           (seq_ge(last, rn) && seq_lt(last, rn + wnd));
+}
+
+static void challenge_ack(pn_stack *s, pn_conn *c)
+{
+    if (pn_challenge_ack_allowed(s))
+        pn_tcp_send_ack(s, c);
+}
+
+static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    uint8_t fl = t->flags;
+    /* a retransmitted SYN while our SYN-ACK is outstanding: answer it again */
+    if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && !(fl & PN_TH_ACK) &&
+        t->seq == c->irs) {
+        pn_tcp_send_syn(s, c);
+        return;
+    }
+    /* RFC 7323 5.3 PAWS: a TSval older than TS.Recent marks an old duplicate */
+    if (c->ts_ok && t->has_ts && !(fl & PN_TH_RST) && (int32_t)(t->tsval - c->ts_recent) < 0 &&
+        s->now - c->ts_recent_ns < PAWS_IDLE_NS) {
+        s->st.TcpExtPAWSEstabRejected++;
+        pn_tcp_send_ack(s, c);
+        return;
+    }
+    uint32_t wnd;
+    pn_tcp_seg seg = *t;
+    if (!acceptable(s, c, t, &wnd)) {
+        /* RFC 9293: with a zero window an ACK at rcv_nxt is still processed */
+        if (!(wnd == 0 && t->seq == c->rcv_nxt && (fl & PN_TH_ACK) && !(fl & (PN_TH_RST | PN_TH_SYN)))) {
+            if (!(fl & PN_TH_RST))
+                pn_tcp_send_ack(s, c);
+            return;
+        }
+        seg.plen = 0;
+        seg.flags &= (uint8_t)~PN_TH_FIN;
+        pn_tcp_send_ack(s, c);
+    }
+    t = &seg;
+    fl = t->flags;
+    if (fl & PN_TH_RST) {              /* RFC 5961 3.2 */
+        if (t->seq == c->rcv_nxt) {
+            if (c->state == PN_TCP_SYN_RECEIVED) {
+                s->st.TcpAttemptFails++;
+                pn_conn_free(s, c, c->active ? PN_EV_CONNECTION_REFUSED : 0);
+            } else {
+                if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT)
+                    s->st.TcpEstabResets++;
+                pn_conn_free(s, c, PN_EV_CONNECTION_RESET);
+            }
+        } else {
+            challenge_ack(s, c);
+        }
+        return;
+    }
+    if (fl & PN_TH_SYN) {              /* RFC 5961 4.2: any SYN here gets a challenge ACK */
+        challenge_ack(s, c);
+        return;
+    }
+    if (!(fl & PN_TH_ACK))
+        return;
+    /* RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent */
+    if (c->ts_ok && t->has_ts && seq_le(t->seq, c->last_ack_sent) &&
+        (int32_t)(t->tsval - c->ts_recent) >= 0) {
+        c->ts_recent = t->tsval;
+        c->ts_recent_ns = s->now;
+    }
+    if (c->state == PN_TCP_SYN_RECEIVED) {
+        if (seq_gt(t->ack, c->snd_una) && seq_le(t->ack, c->snd_max)) {
+            became_established(s, c, t);
+            c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
+            c->max_snd_wnd = c->snd_wnd;
+        } else {
+            pn_tcp_send_rst_reply(s, c->dst_mac, c->remote_ip, c->remote_port, c->local_port,
+                                  t->ack, 0, PN_TH_RST);
+            return;
+        }
+    } else {
+        /* a zero-window probe's byte acknowledged (tcp_out.c sends it beyond snd_max) */
+        if (c->persist && t->ack == c->snd_max + 1 && seq_lt(c->snd_max, c->data_end))
+            c->snd_nxt = c->snd_max = t->ack;
+        if (seq_gt(t->ack, c->snd_max)) {          /* acks something not yet sent */
+            pn_tcp_send_ack(s, c);
+            return;
+        }
+        uint32_t mw = c->max_snd_wnd > 65535 ? c->max_snd_wnd : 65535;
+        if (seq_lt(t->ack, c->snd_una - mw)) {      /* RFC 5961 5.2 */
+            challenge_ack(s, c);
+            return;
+        }
+        if (seq_gt(t->ack, c->snd_una))
+            new_ack(s, c, t);
+        else if (t->ack == c->snd_una)
+            dup_ack(s, c, t);
+        if (c->in_use != 1)
+            return;
+    }
+    /* RFC 9293 3.10.7.4: window update from the newest segment only */
+    if (seq_lt(c->snd_wl1, t->seq) || (c->snd_wl1 == t->seq && seq_le(c->snd_wl2, t->ack))) {
+        c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
+        c->snd_wl1 = t->seq;
+        c->snd_wl2 = t->ack;
+        if (c->snd_wnd > c->max_snd_wnd)
+            c->max_snd_wnd = c->snd_wnd;
+    }
+    if (c->persist) {
+        c->retries = 0;                /* the peer answers our probes: keep probing */
+        if (c->snd_wnd > 0) {
+            c->persist = 0;
+            c->pshift = 0;
+            pn_timer_del(s, &c->t_rtx);
+        }
+    }
+    bool fin_acked = c->fin_queued && seq_gt(c->snd_una, c->data_end);
+    switch (c->state) {
+    case PN_TCP_FIN_WAIT_1:
+        if (fin_acked)
+            c->state = PN_TCP_FIN_WAIT_2;
+        break;
+    case PN_TCP_CLOSING:
+        if (fin_acked) {
+            pn_conn_to_time_wait(s, c);
+            return;
+        }
+        break;
+    case PN_TCP_LAST_ACK:
+        if (fin_acked) {
+            pn_conn_to_time_wait(s, c);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    rx_ctx x = {false, false, false};
+    if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_FIN_WAIT_1 ||
+        c->state == PN_TCP_FIN_WAIT_2) {
+        if (t->plen || (fl & PN_TH_FIN))
+            receive_text(s, c, t, &x);
+    } else if (t->plen || (fl & PN_TH_FIN)) {
+        x.ack_now = true;              /* after the peer's FIN: nothing more is accepted */
+    }
+    if (x.fin) {
+        fin_in_order(s, c);
+        switch (c->state) {
+        case PN_TCP_ESTABLISHED:
+            c->state = PN_TCP_CLOSE_WAIT;
+            break;
+        case PN_TCP_FIN_WAIT_1:
+        case PN_TCP_FIN_WAIT_2:
+            if (c->state == PN_TCP_FIN_WAIT_1 && !(c->fin_queued && seq_gt(c->snd_una, c->data_end))) {
+                c->state = PN_TCP_CLOSING;   /* simultaneous close */
+                pn_tcp_send_ack(s, c);
+                return;
+            }
+            pn_tcp_send_ack(s, c);
+            pn_conn_to_time_wait(s, c);
+            return;
+        default:
+            break;
+        }
+    }
+    uint64_t before = s->st.TcpOutSegs;
+    pn_tcp_output(s, c);
+    if (x.ack_now) {
+        if (s->st.TcpOutSegs == before)
+            pn_tcp_send_ack(s, c);
+    } else if (x.ack_delay && c->delack_bytes) {
+        if (s->cfg.delayed_ack_ms == 0) {
+            if (!c->ack_pending) {
+                c->ack_pending = 1;
+                s->ackq[s->ackq_n++] = c->idx;
+            }
+        } else if (c->t_delack.heap_idx == PN_NONE32) {
+            pn_timer_set(s, &c->t_delack, s->now + (uint64_t)s->cfg.delayed_ack_ms * 1000000u);
+        }
+    }
+}
+
+void pn_tcp_flush_acks(pn_stack *s)
+{
+    for (uint32_t i = 0; i < s->ackq_n; i++) {
+        pn_conn *c = &s->conns[s->ackq[i]];
+        if (c->ack_pending && c->in_use == 1 && c->delack_bytes)
+            pn_tcp_send_ack(s, c);
+        c->ack_pending = 0;
+    }
+    s->ackq_n = 0;
+}
+
+void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp, uint32_t len)
+{
+    pn_tcp_seg t;
+    if (pn_tcp_parse(tcp, len, &t) < 0) {
+        s->st.drop_malformed++;
+        s->st.TcpInErrs++;
+        return;
+    }
+    s->st.TcpInSegs++;
+    if ((t.flags & PN_TH_SYN) && (t.flags & (PN_TH_FIN | PN_TH_RST))) {
+        s->st.drop_malformed++;        /* SYN+FIN / SYN+RST: nonsense, never answered */
+        return;
+    }
+    uint32_t v = pn_ht_find(s, ip, t.sport, t.dport);
+    if (v != PN_NONE32) {
+        if (!(v & 0x80000000u)) {
+            pn_conn *c = &s->conns[v];
+            if (c->state == PN_TCP_SYN_SENT)
+                syn_sent_rx(s, c, mac, &t);
+            else if (c->state != PN_TCP_ARP_WAIT)
+                sync_rx(s, c, &t);
+            return;
+        }
+        if (!pn_tw_rx(s, v & 0x7fffffffu, mac, ip, &t))
+            return;
+    }
+    if (pn_is_listening(s, t.dport))
+        listen_rx(s, mac, ip, &t);
+    else
+        reply_rst(s, mac, ip, &t);
+}

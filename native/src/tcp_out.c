@@ -1,0 +1,339 @@
+/* tcp_out.c -- building and sending segments: SYN/SYN-ACK with options (RFC 9293 3.7.1,
+ * RFC 7323), data from the send buffers with the sender's SWS avoidance (RFC 1122
+ * 4.2.3.4), the receive window with the receiver's SWS avoidance (RFC 1122 4.2.3.3),
+ * ACKs, RSTs (RFC 9293 3.10.7.1). */
+#include "pn_internal.h"
+#include "wire_ipv4.h"
+#include "wire_tcp.h"
+
+/* RFC 7323 5.4: a 1 ms timestamp clock plus a per-connection offset. */
+uint32_t pn_ts_now(const pn_stack *s, uint32_t offset)
+{
+    return (uint32_t)(s->now / 1000000u) + offset;
+}
+
+static uint32_t thr_sws(const pn_stack *s, const pn_conn *c)
+{
+    uint32_t half = s->cfg.conn_recv_buf_size / 2;
+    return c->rcv_mss < half ? c->rcv_mss : half;
+}
+
+/* The 16-bit window field. The right edge (rcv_nxt + window) never moves left, and moves
+ * right only by at least min(buffer/2, MSS) (RFC 1122 4.2.3.3). */
+uint32_t pn_rcv_window(pn_stack *s, pn_conn *c, bool update)
+{
+    uint32_t free = s->cfg.conn_recv_buf_size - c->rlen;
+    uint32_t maxw = 65535u << c->rcv_wscale;
+    if (free > maxw)
+        free = maxw;
+    uint32_t right = c->rcv_nxt + free;
+    uint32_t adv = c->rcv_adv;
+    if (seq_gt(right, c->rcv_adv) && right - c->rcv_adv >= thr_sws(s, c))
+        adv = right;
+    uint32_t wnd = seq_gt(adv, c->rcv_nxt) ? adv - c->rcv_nxt : 0;
+    uint32_t field = wnd >> c->rcv_wscale;
+    if (field > 65535)
+        field = 65535;
+    if (update) {
+        uint32_t edge = c->rcv_nxt + (field << c->rcv_wscale);
+        if (seq_gt(edge, c->rcv_adv))
+            c->rcv_adv = edge;
+    }
+    return field;
+}
+
+typedef struct tx_args {
+    uint32_t seq;
+    uint8_t flags;
+    const uint8_t *payload;
+    uint32_t n;
+} tx_args;
+
+static int emit(pn_stack *s, pn_conn *c, const tx_args *a)
+{
+    pn_tcp_out o;
+    memset(&o, 0, sizeof o);
+    o.sport = c->local_port;
+    o.dport = c->remote_port;
+    o.seq = a->seq;
+    o.flags = a->flags;
+    o.ack = (a->flags & PN_TH_ACK) ? c->rcv_nxt : 0;
+    if (a->flags & PN_TH_SYN) {
+        bool passive = (a->flags & PN_TH_ACK) != 0;
+        o.mss = (uint16_t)(s->cfg.mtu - 40);     /* what we can receive (RFC 6691) */
+        o.ws_on = passive ? c->ws_ok : s->cfg.window_scale;
+        o.ws = c->rcv_wscale;
+        o.ts_on = passive ? c->ts_ok : s->cfg.timestamps;
+        uint32_t w = s->cfg.conn_recv_buf_size;   /* RFC 7323 2.2: never scaled in a SYN */
+        o.wnd = (uint16_t)(w > 65535 ? 65535 : w);
+        if (passive)
+            c->rcv_adv = c->rcv_nxt + o.wnd;
+    } else {
+        o.wnd = (uint16_t)pn_rcv_window(s, c, true);
+        o.ts_on = c->ts_ok;
+    }
+    if (a->flags & PN_TH_RST)
+        o.wnd = 0;
+    if (o.ts_on) {
+        o.tsval = pn_ts_now(s, c->ts_offset);
+        o.tsecr = (a->flags & PN_TH_ACK) ? c->ts_recent : 0;
+    }
+    uint32_t hl = pn_tcp_hdr_len(&o), l4 = hl + a->n;
+    uint8_t *frame;
+    uint8_t *p = pn_tx_begin(s, c->dst_mac, c->remote_ip, PN_IPPROTO_TCP, l4, &frame);
+    if (!p)
+        return -1;
+    pn_tcp_emit(p, &o);
+    uint32_t sum = pn_csum_pseudo(s->cfg.local_ip, c->remote_ip, PN_IPPROTO_TCP, (uint16_t)l4);
+    sum = pn_csum_partial(p, hl, sum);
+    if (a->n)
+        sum = pn_csum_copy(p + hl, a->payload, a->n, sum);
+    uint16_t ck = pn_csum_fold(sum);
+    memcpy(p + 16, &ck, 2);
+    pn_tx_end(s, frame, l4);
+    s->st.TcpOutSegs++;
+    if (a->flags & PN_TH_ACK) {   /* every segment carries the ACK: nothing left to delay */
+        c->last_ack_sent = c->rcv_nxt;
+        c->delack_bytes = 0;
+        pn_timer_del(s, &c->t_delack);
+    }
+    return 0;
+}
+
+int pn_tcp_send_syn(pn_stack *s, pn_conn *c)
+{
+    tx_args a = {c->iss, PN_TH_SYN, NULL, 0};
+    if (c->state == PN_TCP_SYN_RECEIVED)
+        a.flags |= PN_TH_ACK;
+    if (c->retries == 0) {   /* Karn: only an unretransmitted SYN is timed */
+        c->rtt_timing = 1;
+        c->rtt_seq = c->iss + 1;
+        c->rtt_ts = s->now;
+    } else {
+        c->rtt_timing = 0;
+    }
+    int r = emit(s, c, &a);
+    c->snd_nxt = c->iss + 1;
+    if (seq_gt(c->snd_nxt, c->snd_max))
+        c->snd_max = c->snd_nxt;
+    return r;
+}
+
+int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags)
+{
+    tx_args a = {c->snd_nxt, flags, NULL, 0};
+    return emit(s, c, &a);
+}
+
+void pn_tcp_send_ack(pn_stack *s, pn_conn *c)
+{
+    tx_args a = {c->snd_nxt, PN_TH_ACK, NULL, 0};
+    emit(s, c, &a);
+}
+
+static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
+{
+    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
+}
+
+static inline const uint8_t *seg_data(const pn_stack *s, const pn_conn *c, const pn_sseg *g)
+{
+    return c->sbuf + (size_t)(g - c->segs) * s->sbuf_size;
+}
+
+/* Send n bytes starting at seq (inside buffer k), with FIN when it ends the stream. */
+static int send_range(pn_stack *s, pn_conn *c, uint32_t k, uint32_t seq, uint32_t n, bool fin)
+{
+    const pn_sseg *g = seg_at(s, c, k);
+    uint32_t off = seq - g->seq;
+    tx_args a = {seq, PN_TH_ACK, seg_data(s, c, g) + off, n};
+    if (off + n == g->len && k == c->sb_cnt - 1)
+        a.flags |= PN_TH_PSH;
+    if (fin)
+        a.flags |= PN_TH_FIN;
+    if (seq_lt(seq, c->snd_max)) {
+        s->st.TcpRetransSegs++;
+        c->retransmits++;
+        if (c->rtt_timing && seq_lt(seq, c->rtt_seq))
+            c->rtt_timing = 0;   /* Karn's rule (RFC 6298 3) */
+    } else if (!c->rtt_timing && !c->ts_ok) {
+        c->rtt_timing = 1;
+        c->rtt_seq = seq + n;
+        c->rtt_ts = s->now;
+    }
+    return emit(s, c, &a);
+}
+
+static bool sending_state(const pn_conn *c)
+{
+    switch (c->state) {
+    case PN_TCP_ESTABLISHED: case PN_TCP_CLOSE_WAIT: case PN_TCP_FIN_WAIT_1:
+    case PN_TCP_CLOSING: case PN_TCP_LAST_ACK:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void output(pn_stack *s, pn_conn *c, bool force)
+{
+    if (!sending_state(c))
+        return;
+    uint32_t wnd = c->snd_wnd;
+    if (s->cfg.congestion_control != PN_CC_NONE && c->cwnd < wnd)
+        wnd = c->cwnd;
+    bool window_blocked = false;
+    uint32_t k = c->sb_nxt_off;
+    for (;;) {
+        uint32_t limit = c->snd_una + wnd;
+        if (seq_lt(c->snd_nxt, c->data_end)) {
+            while (k < c->sb_cnt) {
+                const pn_sseg *g = seg_at(s, c, k);
+                if (seq_gt(g->seq + g->len, c->snd_nxt))
+                    break;
+                k++;
+            }
+            if (k >= c->sb_cnt)
+                break;
+            const pn_sseg *g = seg_at(s, c, k);
+            if (seq_lt(c->snd_nxt, g->seq)) {
+                k = 0;   /* hint overshot after a go-back: rescan */
+                continue;
+            }
+            uint32_t avail = g->seq + g->len - c->snd_nxt;
+            bool last = k == c->sb_cnt - 1;
+            if (last && c->more_hold && g->len < c->mss && seq_ge(g->seq, c->snd_max))
+                break;   /* `more`: hold the trailing partial segment */
+            uint32_t usable = seq_gt(limit, c->snd_nxt) ? limit - c->snd_nxt : 0;
+            uint32_t n = avail < usable ? avail : usable;
+            if (n == 0 || (n < avail && !force && n < c->max_snd_wnd / 2)) {
+                window_blocked = true;   /* RFC 1122 4.2.3.4: no tiny window-limited segments */
+                break;
+            }
+            force = false;
+            bool fin = c->fin_queued && c->snd_nxt + n == c->data_end;
+            if (send_range(s, c, k, c->snd_nxt, n, fin) < 0)
+                break;
+            c->snd_nxt += n + (fin ? 1 : 0);
+            if (seq_gt(c->snd_nxt, c->snd_max))
+                c->snd_max = c->snd_nxt;
+        } else if (c->fin_queued && c->snd_nxt == c->data_end) {
+            /* FIN takes a sequence number but no window */
+            tx_args a = {c->data_end, PN_TH_ACK | PN_TH_FIN, NULL, 0};
+            if (seq_lt(c->data_end, c->snd_max)) {
+                s->st.TcpRetransSegs++;
+                c->retransmits++;
+            }
+            if (emit(s, c, &a) < 0)
+                break;
+            c->snd_nxt = c->data_end + 1;
+            if (seq_gt(c->snd_nxt, c->snd_max))
+                c->snd_max = c->snd_nxt;
+            break;
+        } else {
+            break;
+        }
+    }
+    c->sb_nxt_off = k < c->sb_cnt ? k : c->sb_cnt;
+    if (c->snd_una != c->snd_max) {
+        if (c->persist) {
+            c->persist = 0;
+            pn_timer_del(s, &c->t_rtx);
+        }
+        if (c->t_rtx.heap_idx == PN_NONE32)
+            pn_rtx_arm(s, c);
+    } else if (window_blocked && c->t_rtx.heap_idx == PN_NONE32) {
+        /* RFC 9293 3.8.6.1: nothing in flight and the window is closed: probe it */
+        c->persist = 1;
+        pn_rtx_arm(s, c);
+    }
+}
+
+void pn_tcp_output(pn_stack *s, pn_conn *c) { output(s, c, false); }
+void pn_tcp_output_force(pn_stack *s, pn_conn *c) { output(s, c, true); }
+
+/* RFC 9293 3.8.6.1: a zero-window probe carries one new byte; snd_nxt does not move
+ * (an ACK covering it is accepted in tcp_in.c). */
+int pn_tcp_send_probe(pn_stack *s, pn_conn *c)
+{
+    if (!seq_lt(c->snd_nxt, c->data_end)) {
+        pn_tcp_send_ack(s, c);
+        return 0;
+    }
+    for (uint32_t k = 0; k < c->sb_cnt; k++) {
+        const pn_sseg *g = seg_at(s, c, k);
+        if (seq_le(g->seq, c->snd_nxt) && seq_gt(g->seq + g->len, c->snd_nxt)) {
+            tx_args a = {c->snd_nxt, PN_TH_ACK, seg_data(s, c, g) + (c->snd_nxt - g->seq), 1};
+            return emit(s, c, &a);
+        }
+    }
+    return -1;
+}
+
+/* Resend the first unacknowledged segment (fast retransmit, RFC 5681 3.2; a partial ACK,
+ * RFC 6582 3.2; the RTO, RFC 6298 5.4), window or not. advance: after an RTO, snd_nxt
+ * restarts from snd_una (go-back-N) and moves past what was resent. */
+int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance)
+{
+    if (c->snd_una == c->snd_max)
+        return 0;
+    int r = 0;
+    uint32_t end = c->snd_una;
+    if (seq_lt(c->snd_una, c->data_end) && c->sb_cnt) {
+        const pn_sseg *g = seg_at(s, c, 0);
+        uint32_t off = c->snd_una - g->seq;
+        if (off >= g->len)
+            return 0;
+        uint32_t n = g->len - off;
+        bool fin = c->fin_queued && c->snd_una + n == c->data_end && seq_gt(c->snd_max, c->data_end);
+        r = send_range(s, c, 0, c->snd_una, n, fin);
+        end = c->snd_una + n + (fin ? 1 : 0);
+    } else if (c->fin_queued && c->snd_una == c->data_end) {
+        tx_args a = {c->data_end, PN_TH_ACK | PN_TH_FIN, NULL, 0};
+        s->st.TcpRetransSegs++;
+        c->retransmits++;
+        r = emit(s, c, &a);
+        end = c->data_end + 1;
+    }
+    if (advance && r == 0) {
+        c->snd_nxt = end;
+        c->sb_nxt_off = 0;
+    }
+    return r;
+}
+
+void pn_tcp_send_raw(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip, uint16_t lport,
+                     uint16_t rport, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t wnd,
+                     int ts, uint32_t tsval, uint32_t tsecr)
+{
+    pn_tcp_out o;
+    memset(&o, 0, sizeof o);
+    o.sport = lport;
+    o.dport = rport;
+    o.seq = seq;
+    o.ack = ack;
+    o.flags = flags;
+    o.wnd = wnd;
+    o.ts_on = ts ? 1 : 0;
+    o.tsval = tsval;
+    o.tsecr = tsecr;
+    uint32_t l4 = pn_tcp_hdr_len(&o);
+    uint8_t *frame;
+    uint8_t *p = pn_tx_begin(s, dst_mac, dst_ip, PN_IPPROTO_TCP, l4, &frame);
+    if (!p)
+        return;
+    pn_tcp_emit(p, &o);
+    uint32_t sum = pn_csum_pseudo(s->cfg.local_ip, dst_ip, PN_IPPROTO_TCP, (uint16_t)l4);
+    uint16_t ck = pn_csum_fold(pn_csum_partial(p, l4, sum));
+    memcpy(p + 16, &ck, 2);
+    pn_tx_end(s, frame, l4);
+    s->st.TcpOutSegs++;
+    if (flags & PN_TH_RST)
+        s->st.TcpOutRsts++;
+}
+
+void pn_tcp_send_rst_reply(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip, uint16_t dport,
+                           uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+    pn_tcp_send_raw(s, dst_mac, dst_ip, sport, dport, seq, ack, flags, 0, 0, 0, 0);
+}

@@ -1,0 +1,126 @@
+/* tcp_timer.c -- RTT estimation and the retransmission timer (RFC 6298), SYN retries,
+ * the persist timer (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), delayed ACK, user timers. */
+#include "pn_internal.h"
+
+static uint64_t min_rto(const pn_stack *s) { return (uint64_t)s->cfg.min_rto_ms * 1000u; }
+static uint64_t max_rto(const pn_stack *s) { return (uint64_t)s->cfg.max_rto_ms * 1000u; }
+
+void pn_rtx_arm(pn_stack *s, pn_conn *c)
+{
+    uint64_t us = c->rto_us;
+    if (c->persist) {
+        us <<= c->pshift;
+        if (us > max_rto(s))
+            us = max_rto(s);
+    }
+    pn_timer_set(s, &c->t_rtx, s->now + us * 1000u);
+}
+
+/* RFC 6298 2.2 / 2.3 (alpha 1/8, beta 1/4, K 4, G 1 ms), clamped to [min_rto, max_rto]. */
+void pn_rtt_sample(pn_stack *s, pn_conn *c, uint64_t r)
+{
+    if (r > 600000000u)
+        return;
+    uint32_t rr = (uint32_t)r;
+    if (!c->rtt_valid) {
+        c->srtt_us = rr;
+        c->rttvar_us = rr / 2;
+        c->rtt_valid = 1;
+    } else {
+        uint32_t d = c->srtt_us > rr ? c->srtt_us - rr : rr - c->srtt_us;
+        c->rttvar_us = (3 * c->rttvar_us + d) / 4;
+        c->srtt_us = (7 * (uint64_t)c->srtt_us + rr) / 8 > UINT32_MAX ? UINT32_MAX
+                   : (uint32_t)((7 * (uint64_t)c->srtt_us + rr) / 8);
+    }
+    uint64_t k = 4 * (uint64_t)c->rttvar_us;
+    uint64_t rto = c->srtt_us + (k > 1000 ? k : 1000);
+    if (rto < min_rto(s))
+        rto = min_rto(s);
+    if (rto > max_rto(s))
+        rto = max_rto(s);
+    c->rto_us = (uint32_t)rto;
+}
+
+static void backoff(pn_stack *s, pn_conn *c)
+{
+    uint64_t r = (uint64_t)c->rto_us * 2;   /* RFC 6298 5.5 */
+    if (r > max_rto(s))
+        r = max_rto(s);
+    c->rto_us = (uint32_t)r;
+}
+
+static void rtx_timeout(pn_stack *s, pn_conn *c)
+{
+    switch (c->state) {
+    case PN_TCP_SYN_SENT:
+    case PN_TCP_SYN_RECEIVED:
+        if (++c->retries > s->cfg.syn_retries) {
+            s->st.TcpAttemptFails++;
+            /* a passive half-open connection was never seen by the application */
+            pn_conn_free(s, c, (c->active || c->state == PN_TCP_SYN_SENT) ? PN_EV_CONNECTION_TIMEOUT : 0);
+            return;
+        }
+        backoff(s, c);
+        pn_tcp_send_syn(s, c);
+        pn_rtx_arm(s, c);
+        return;
+    default:
+        break;
+    }
+    if (c->persist) {
+        if (++c->retries > s->cfg.tcp_retries) {
+            s->st.TcpExtTCPTimeouts++;
+            pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+            return;
+        }
+        if (c->pshift < 15)
+            c->pshift++;
+        if (c->snd_wnd == 0) {
+            pn_tcp_send_probe(s, c);
+        } else {
+            /* RFC 1122 4.2.3.4: the override timeout sends what the window allows */
+            pn_timer_del(s, &c->t_rtx);
+            pn_tcp_output_force(s, c);
+        }
+        if (c->persist)
+            pn_rtx_arm(s, c);
+        return;
+    }
+    if (c->snd_una == c->snd_max)
+        return;
+    if (++c->retries > s->cfg.tcp_retries) {
+        s->st.TcpExtTCPTimeouts++;
+        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        return;
+    }
+    s->st.TcpExtTCPTimeouts++;
+    pn_cc_on_rto(s, c);
+    backoff(s, c);
+    c->rtt_timing = 0;            /* Karn's rule */
+    pn_tcp_retransmit_head(s, c, true);   /* RFC 6298 5.4, then go-back-N within cwnd */
+    pn_tcp_output(s, c);
+    pn_rtx_arm(s, c);             /* RFC 6298 5.6 */
+}
+
+void pn_tcp_timer(pn_stack *s, pn_conn *c, pn_timer *t)
+{
+    if (c->in_use != 1)
+        return;
+    switch (t->kind) {
+    case PN_T_RTX:
+        rtx_timeout(s, c);
+        break;
+    case PN_T_DELACK:
+        if (c->delack_bytes)
+            pn_tcp_send_ack(s, c);
+        break;
+    case PN_T_USER: {
+        int i = pn_ev_push(s, c, PN_EV_USER_TIMEOUT);
+        if (i >= 0)
+            s->evq[i].timer_id = t->sub;
+        break;
+    }
+    default:
+        break;
+    }
+}

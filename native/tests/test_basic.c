@@ -1,0 +1,298 @@
+/* test_basic.c -- open/close basics on the sim link: handshake, transfer, refused, SYN
+ * timeout, ARP resolution and failure, the accept callback, user timers, ICMP echo. */
+#include "util.h"
+
+static uint32_t SIP, CIP;
+
+static void two_nodes(world *w, node **cl, node **sv, const pn_config *ccfg, const pn_config *scfg,
+                      const pn_sim_params *p)
+{
+    pn_sim_params d;
+    pn_sim_params_default(&d);
+    world_init(w, p ? p : &d);
+    pn_config c;
+    cfg_for(&c, CIP);
+    *cl = world_add(w, ccfg ? ccfg : &c, CIP, 1);
+    cfg_for(&c, SIP);
+    *sv = world_add(w, scfg ? scfg : &c, SIP, 2);
+}
+
+static stream *client_connect(node *cl, uint16_t port, uint64_t tx, uint64_t rx)
+{
+    uint32_t id = 0;
+    int r = pn_connect(cl->s, SIP, port, 0, &id);
+    CHECK_EQ(r, 0);
+    if (r < 0)
+        return NULL;
+    stream *st = node_stream(cl, id);
+    memset(st, 0, sizeof *st);
+    st->used = 1;
+    st->conn = id;
+    st->tx_total = tx;
+    st->rx_expect = rx;
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, id, &ci);
+    st->tx_seed = ((uint64_t)CIP << 16 | ci.local_port) * 2;
+    st->rx_seed = ((uint64_t)CIP << 16 | ci.local_port) * 2 + 1;
+    return st;
+}
+
+static bool established_both(world *w, void *ctx)
+{
+    (void)ctx;
+    return w->nodes[0].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1 &&
+           w->nodes[1].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1;
+}
+
+static void test_handshake(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    CHECK_EQ(pn_listen(sv->s, 80), 0);
+    CHECK_EQ(pn_listen(sv->s, 80), PN_EPORT);
+    stream *st = client_connect(cl, 80, 0, 0);
+    CHECK(world_run(&w, 5000000000ull, established_both, NULL));
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, st->conn, &ci), 0);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    CHECK_EQ(ci.mss, 960);
+    CHECK_EQ(ci.remote_port, 80);
+    pn_stats s1;
+    pn_stack_stats(cl->s, &s1);
+    CHECK_EQ(s1.ArpRequestsOut, 1);
+    CHECK_EQ(s1.TcpActiveOpens, 1);
+    pn_stack_stats(sv->s, &s1);
+    CHECK_EQ(s1.TcpPassiveOpens, 1);
+    CHECK_EQ(s1.ArpRepliesOut, 1);
+    world_free(&w);
+}
+
+static void test_transfer_small(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    sv->default_tx = 100000;
+    sv->default_rx = 300000;
+    pn_listen(sv->s, 80);
+    stream *st = client_connect(cl, 80, 300000, 100000);
+    CHECK(world_run(&w, 60000000000ull, all_streams_done, NULL));
+    CHECK_EQ(st->rx_seen, 100000);
+    CHECK_EQ(st->rx_bad, 0);
+    stream *ss = NULL;
+    for (uint32_t i = 0; i < sv->nstreams; i++)
+        if (sv->streams[i].used)
+            ss = &sv->streams[i];
+    CHECK(ss != NULL);
+    if (ss) {
+        CHECK_EQ(ss->rx_seen, 300000);
+        CHECK_EQ(ss->rx_bad, 0);
+    }
+    world_free(&w);
+}
+
+static void test_refused(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    stream *st = client_connect(cl, 81, 0, 0);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK(st->refused);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_REFUSED], 1);
+    CHECK_EQ(pn_send(cl->s, st->conn, "x", 1, 0), PN_EBADCONN);
+    world_free(&w);
+}
+
+static void test_syn_timeout(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    uint8_t ghost[6] = {0x02, 0, 0, 0, 0, 0x77};
+    pn_stack_add_neighbour(cl->s, IP(10, 0, 0, 9), ghost);
+    uint32_t id;
+    uint64_t t0 = w.now;
+    CHECK_EQ(pn_connect(cl->s, IP(10, 0, 0, 9), 80, 0, &id), 0);
+    world_run(&w, 60000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_TIMEOUT], 1);
+    /* 3 retries at 1, 2, 4 s then the 8 s wait: 15 s (RFC 6298 5.5 backoff) */
+    CHECK(w.now - t0 >= 15000000000ull && w.now - t0 < 16000000000ull);
+    pn_stats st;
+    pn_stack_stats(cl->s, &st);
+    CHECK_EQ(st.TcpOutSegs, 4);
+    world_free(&w);
+}
+
+static void test_arp_failed(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, IP(10, 0, 0, 99), 80, 0, &id), 0);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, id, &ci);
+    CHECK_EQ(ci.state, PN_TCP_ARP_WAIT);
+    world_run(&w, 10000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_ARP_FAILED], 1);
+    pn_stats st;
+    pn_stack_stats(cl->s, &st);
+    CHECK_EQ(st.ArpRequestsOut, 4);   /* one try and arp_retries = 3 more */
+    CHECK_EQ(pn_connect(cl->s, IP(192, 168, 1, 1), 80, 0, &id), PN_ENOROUTE);
+    world_free(&w);
+}
+
+static int reject_odd(void *ctx, uint32_t ip, uint16_t port)
+{
+    (void)ip;
+    (*(int *)ctx)++;
+    return port % 2 == 0;
+}
+
+static void test_accept_reject(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    int calls = 0;
+    pn_stack_set_accept(sv->s, reject_odd, &calls);
+    pn_listen(sv->s, 80);
+    uint32_t a, b;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 40001, &a), 0);
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 40002, &b), 0);
+    node_stream(cl, a)->used = 1;
+    node_stream(cl, b)->used = 1;
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(calls, 2);
+    CHECK(node_stream(cl, a)->refused);
+    CHECK(node_stream(cl, b)->established);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_ESTABLISHED], 1);
+    world_free(&w);
+}
+
+static void test_user_timers(void)
+{
+    world w;
+    node *cl, *sv;
+    pn_config c;
+    cfg_for(&c, CIP);
+    c.user_timer_cnt = 3;
+    two_nodes(&w, &cl, &sv, &c, NULL, NULL);
+    pn_listen(sv->s, 80);
+    stream *st = client_connect(cl, 80, 0, 0);
+    world_run(&w, 5000000000ull, established_both, NULL);
+    uint64_t t0 = w.now;
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 0, 100), 0);
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 1, 65000), 0);
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 2, 300), 0);
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 2, 0), 0);   /* deleted */
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 3, 10), PN_ETIMER);
+    CHECK_EQ(pn_set_user_timer(cl->s, st->conn, 0, 65001), PN_ETIMER);
+    CHECK_EQ(pn_set_user_timer(cl->s, 150, 0, 10), PN_EBADCONN);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(st->user_timeouts, 1);
+    world_run(&w, 70000000000ull, NULL, NULL);
+    CHECK_EQ(st->user_timeouts, 2);
+    CHECK(w.now - t0 >= 65000000000ull);
+    world_free(&w);
+}
+
+/* A raw endpoint on the wire that sends a ping and reads the reply. */
+static void test_icmp_echo(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x33};
+    char err[100];
+    pn_link *raw = pn_sim_link_create(w.wire, mac, err, sizeof err);
+    uint8_t f[14 + 20 + 16] = {0};
+    memcpy(f, sv->mac, 6);
+    memcpy(f + 6, mac, 6);
+    f[12] = 0x08;
+    uint8_t *ip = f + 14;
+    ip[0] = 0x45; ip[3] = 36; ip[8] = 64; ip[9] = 1;
+    ip[12] = 10; ip[13] = 0; ip[14] = 0; ip[15] = 3;
+    ip[16] = SIP >> 24; ip[17] = (SIP >> 16) & 255; ip[18] = (SIP >> 8) & 255; ip[19] = SIP & 255;
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip[10] = (uint8_t)(~sum >> 8); ip[11] = (uint8_t)~sum;
+    uint8_t *ic = ip + 20;
+    ic[0] = 8; ic[4] = 0x12; ic[5] = 0x34; ic[7] = 1; memcpy(ic + 8, "pingpong", 8);
+    sum = 0;
+    for (int i = 0; i < 16; i += 2) sum += (uint32_t)(ic[i] << 8 | ic[i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ic[2] = (uint8_t)(~sum >> 8); ic[3] = (uint8_t)~sum;
+    pn_rx_frame fr[4];
+    raw->ops->rx_burst(raw, w.now, fr, 0);
+    uint32_t cap;
+    uint8_t *tb = raw->ops->tx_buf(raw, &cap);
+    memcpy(tb, f, sizeof f);
+    raw->ops->tx_send(raw, tb, sizeof f);
+    for (int i = 1; i <= 3; i++)   /* the raw endpoint is not a node: poll by hand */
+        pn_poll(sv->s, w.now + (uint64_t)i * 1000000u, sv->ev, EV_MAX);
+    int n = raw->ops->rx_burst(raw, w.now + 10000000u, fr, 4);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_EQ(fr[0].len, sizeof f);
+        CHECK_EQ(fr[0].data[14 + 20], 0);   /* echo reply */
+        CHECK(memcmp(fr[0].data + 14 + 20 + 8, "pingpong", 8) == 0);
+        raw->ops->rx_release(raw, fr, n);
+    }
+    pn_stats st;
+    pn_stack_stats(sv->s, &st);
+    CHECK_EQ(st.IcmpEchoReplies, 1);
+    pn_link_destroy(raw);
+    world_free(&w);
+}
+
+static void test_footprint(void)
+{
+    pn_config c;
+    cfg_for(&c, CIP);
+    c.max_conn_cnt = 1;
+    size_t client = pn_stack_footprint(&c);
+    cfg_for(&c, SIP);
+    size_t server = pn_stack_footprint(&c);
+    printf("footprint: default client (1 conn) %zu bytes (%.2f MiB); default server (200 conns) %zu bytes (%.2f MiB)\n",
+           client, client / 1048576.0, server, server / 1048576.0);
+    CHECK(client > 512 * 1024 && client < 2 * 1024 * 1024);
+    CHECK(server > 200 * 512 * 1024);
+    c.conn_send_buf_cnt = 1;
+    CHECK_EQ(pn_stack_footprint(&c), 0);
+    pn_stack *s;
+    char err[200];
+    err[0] = 0;
+    CHECK_EQ(pn_stack_create(&s, &c, NULL, err, sizeof err), PN_EINVAL);
+    pn_sim_wire *w = pn_sim_wire_create(NULL, err, sizeof err);
+    uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
+    pn_link *l = pn_sim_link_create(w, mac, err, sizeof err);
+    CHECK_EQ(pn_stack_create(&s, &c, l, err, sizeof err), PN_EINVAL);
+    CHECK(strstr(err, "conn_send_buf_cnt") != NULL);
+    cfg_for(&c, SIP);
+    CHECK_EQ(pn_stack_create(&s, &c, l, err, sizeof err), 0);
+    CHECK_EQ(pn_stack_memory(s), pn_stack_footprint(&c));
+    pn_stack_destroy(s);
+    pn_link_destroy(l);
+    pn_sim_wire_destroy(w);
+}
+
+int main(void)
+{
+    SIP = IP(10, 0, 0, 2);
+    CIP = IP(10, 0, 0, 1);
+    if (getenv("ONLY")) { if (!strcmp(getenv("ONLY"), "transfer")) RUN(test_transfer_small); HARNESS_DONE(); }
+    RUN(test_footprint);
+    RUN(test_handshake);
+    RUN(test_transfer_small);
+    RUN(test_refused);
+    RUN(test_syn_timeout);
+    RUN(test_arp_failed);
+    RUN(test_accept_reject);
+    RUN(test_user_timers);
+    RUN(test_icmp_echo);
+    HARNESS_DONE();
+}

@@ -1,0 +1,263 @@
+/* util.c -- the simulated world used by every C test. */
+#include "util.h"
+
+#include <time.h>
+
+int h_pass, h_fail;
+
+double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void cfg_for(pn_config *c, uint32_t ip)
+{
+    pn_config_default(c);
+    c->local_ip = ip;
+    c->netmask = 0xffffff00u;
+    c->isn_secret[0] = ip;
+    c->isn_secret[1] = 42;
+}
+
+void world_init(world *w, const pn_sim_params *p)
+{
+    memset(w, 0, sizeof *w);
+    char err[200];
+    w->wire = pn_sim_wire_create(p, err, sizeof err);
+    if (!w->wire) {
+        fprintf(stderr, "wire: %s\n", err);
+        exit(2);
+    }
+    w->now = 1000000000ull;   /* virtual time starts at 1 s */
+    const char *pc = getenv("PN_PCAP");
+    if (pc && pn_sim_wire_pcap(w->wire, pc, err, sizeof err) < 0)
+        fprintf(stderr, "pcap: %s\n", err);
+}
+
+node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte)
+{
+    node *n = &w->nodes[w->nn++];
+    memset(n, 0, sizeof *n);
+    n->w = w;
+    n->ip = ip;
+    uint8_t mac[6] = {0x02, 0, 0, 0, 0, macbyte};
+    memcpy(n->mac, mac, 6);
+    char err[200];
+    n->l = pn_sim_link_create(w->wire, mac, err, sizeof err);
+    if (!n->l) {
+        fprintf(stderr, "link: %s\n", err);
+        exit(2);
+    }
+    n->cfg = *cfg;
+    n->cfg.local_ip = ip;
+    int r = pn_stack_create(&n->s, &n->cfg, n->l, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "stack: %s\n", err);
+        exit(2);
+    }
+    pn_poll(n->s, w->now, n->ev, EV_MAX);   /* the stack's clock starts at the world's */
+    n->nstreams = cfg->max_conn_cnt;
+    n->streams = calloc(n->nstreams, sizeof(stream));
+    return n;
+}
+
+void world_free(world *w)
+{
+    for (int i = 0; i < w->nn; i++) {
+        pn_stack_destroy(w->nodes[i].s);
+        pn_link_destroy(w->nodes[i].l);
+        free(w->nodes[i].streams);
+    }
+    pn_sim_wire_destroy(w->wire);
+    w->nn = 0;
+}
+
+/* The byte at stream offset `off`: splitmix64 of (seed, off/8). */
+void gen_bytes(uint64_t seed, uint64_t off, uint8_t *dst, uint32_t n)
+{
+    uint32_t i = 0;
+    while (i < n) {
+        uint64_t blk = (off + i) / 8, z = seed * 0x9e3779b97f4a7c15ull + blk * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        for (uint32_t b = (uint32_t)((off + i) % 8); b < 8 && i < n; b++, i++)
+            dst[i] = (uint8_t)(z >> (8 * b));
+    }
+}
+
+stream *node_stream(node *n, uint32_t conn)
+{
+    if (conn >= n->nstreams)
+        return NULL;
+    return &n->streams[conn];
+}
+
+void stream_pump(node *n, stream *st)
+{
+    static uint8_t buf[65536];
+    while (st->tx_sent < st->tx_total) {
+        uint64_t left = st->tx_total - st->tx_sent;
+        uint32_t chunk = left > sizeof buf ? (uint32_t)sizeof buf : (uint32_t)left;
+        gen_bytes(st->tx_seed, st->tx_sent, buf, chunk);
+        int32_t r = pn_send(n->s, st->conn, buf, chunk, 0);
+        if (r <= 0)
+            break;
+        st->tx_sent += (uint64_t)r;
+        if ((uint32_t)r < chunk)
+            break;
+    }
+    if (st->send_fin_when_done && !st->fin_sent && st->tx_sent == st->tx_total) {
+        if (pn_send_fin(n->s, st->conn) == 0)
+            st->fin_sent = 1;
+    }
+}
+
+static void on_data(node *n, stream *st, pn_event *e)
+{
+    /* e->data holds stream bytes [rx_consumed, rx_consumed + len); verify the new ones */
+    static uint8_t exp[1 << 16];
+    uint64_t from = st->rx_seen - st->rx_consumed;
+    uint64_t off = st->rx_seen;
+    for (uint64_t i = from; i < e->len;) {
+        uint32_t k = e->len - i > sizeof exp ? (uint32_t)sizeof exp : (uint32_t)(e->len - i);
+        gen_bytes(st->rx_seed, off, exp, k);
+        if (memcmp(exp, e->data + i, k) != 0)
+            st->rx_bad++;
+        i += k;
+        off += k;
+    }
+    st->rx_seen = st->rx_consumed + e->len;
+    uint32_t rem = 0;
+    if (st->partial && e->type == PN_EV_DATA)
+        rem = (uint32_t)((st->rx_seen * 2654435761u) % 97u) % (e->len + 1);
+    e->remaining = rem;
+    st->rx_consumed += e->len - rem;
+    (void)n;
+}
+
+static void handle(node *n, pn_event *e)
+{
+    if (e->type < 16)
+        n->counts[e->type]++;
+    stream *st = node_stream(n, e->conn_id);
+    switch (e->type) {
+    case PN_EV_CONNECTION_ESTABLISHED:
+        if (st) {
+            if (!st->used) {   /* accepted: the server side's stream */
+                memset(st, 0, sizeof *st);
+                st->used = 1;
+                st->conn = e->conn_id;
+                st->tx_total = n->default_tx;
+                st->tx_seed = ((uint64_t)e->remote_ip << 16 | e->remote_port) * 2 + 1;
+                st->rx_seed = ((uint64_t)e->remote_ip << 16 | e->remote_port) * 2;
+                st->rx_expect = n->default_rx ? n->default_rx : UINT64_MAX;
+                st->partial = n->partial;
+                st->send_fin_when_done = n->auto_fin;
+            }
+            st->established = 1;
+        }
+        break;
+    case PN_EV_DATA:
+    case PN_EV_FIN:
+        if (st) {
+            on_data(n, st, e);
+            if (e->type == PN_EV_FIN) {
+                st->fin_seen = 1;
+                st->rx_consumed = st->rx_seen;
+            }
+        }
+        break;
+    case PN_EV_MORE_SENDABLE:
+        if (st)
+            st->more_sendable++;
+        break;
+    case PN_EV_CONNECTION_CLOSED:
+        if (st) st->closed = 1;
+        break;
+    case PN_EV_CONNECTION_RESET:
+        if (st) st->reset = 1;
+        break;
+    case PN_EV_CONNECTION_TIMEOUT:
+        if (st) st->timeout = 1;
+        break;
+    case PN_EV_CONNECTION_REFUSED:
+        if (st) st->refused = 1;
+        break;
+    case PN_EV_USER_TIMEOUT:
+        if (st) st->user_timeouts++;
+        break;
+    default:
+        break;
+    }
+    if (n->hook)
+        n->hook(n, e);
+    /* after the handler: keep streams going */
+    if (st && st->used && st->established && !st->closed && !st->reset &&
+        (e->type == PN_EV_CONNECTION_ESTABLISHED || e->type == PN_EV_MORE_SENDABLE ||
+         e->type == PN_EV_FIN))
+        stream_pump(n, st);
+    if (st && (e->type == PN_EV_CONNECTION_CLOSED || e->type == PN_EV_CONNECTION_RESET ||
+               e->type == PN_EV_CONNECTION_TIMEOUT || e->type == PN_EV_CONNECTION_REFUSED))
+        st->used = st->used ? 2 : 0;   /* finished; its slot may be reused next poll */
+}
+
+bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), void *ctx)
+{
+    uint64_t end = w->now + limit_ns;
+    for (;;) {
+        bool more = false;
+        for (int i = 0; i < w->nn; i++) {
+            node *n = &w->nodes[i];
+            int k = pn_poll(n->s, w->now, n->ev, EV_MAX);
+            w->polls++;
+            if (k < 0) {
+                fprintf(stderr, "pn_poll: %d\n", k);
+                return false;
+            }
+            for (int j = 0; j < k; j++)
+                handle(n, &n->ev[j]);
+            if (k == EV_MAX)
+                more = true;
+        }
+        if (done && done(w, ctx))
+            return true;
+        if (more)
+            continue;
+        uint64_t next = pn_sim_wire_next_arrival(w->wire);
+        for (int i = 0; i < w->nn; i++) {
+            uint64_t t = pn_stack_next_timer(w->nodes[i].s);
+            if (t < next)
+                next = t;
+        }
+        if (next == UINT64_MAX) {
+            /* idle: one more round so `remaining` is applied, then report */
+            return done ? done(w, ctx) : true;
+        }
+        if (next > w->now) {
+            if (next > end)
+                return done ? done(w, ctx) : false;
+            w->now = next;
+        }
+    }
+}
+
+bool all_streams_done(world *w, void *ctx)
+{
+    (void)ctx;
+    for (int i = 0; i < w->nn; i++) {
+        node *n = &w->nodes[i];
+        for (uint32_t j = 0; j < n->nstreams; j++) {
+            stream *st = &n->streams[j];
+            if (st->used != 1)
+                continue;
+            if (st->tx_sent < st->tx_total)
+                return false;
+            if (st->rx_expect != UINT64_MAX && st->rx_seen < st->rx_expect)
+                return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,70 @@
+/* util.h -- a simulated world for the C tests: stacks on one sim wire, a virtual clock
+ * that jumps to the next frame arrival or timer, and a byte-exact stream application. */
+#ifndef PN_TEST_UTIL_H
+#define PN_TEST_UTIL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "pncore.h"
+
+#define MAX_NODES 8
+#define EV_MAX 64
+#define IP(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
+
+typedef struct stream {   /* one connection's application state */
+    uint8_t used, established, fin_seen, closed, reset, timeout, refused;
+    uint32_t conn;
+    uint64_t tx_seed, rx_seed;
+    uint64_t tx_total, tx_sent;
+    uint64_t rx_expect, rx_consumed, rx_seen, rx_bad;
+    uint32_t more_sendable, user_timeouts;
+    uint8_t partial;       /* leave some bytes unconsumed now and then */
+    uint8_t send_fin_when_done;
+    uint8_t fin_sent;
+} stream;
+
+struct world;
+typedef struct node {
+    struct world *w;
+    pn_stack *s;
+    pn_link *l;
+    pn_config cfg;
+    uint8_t mac[6];
+    uint32_t ip;
+    pn_event ev[EV_MAX];
+    uint32_t counts[16];
+    stream *streams;       /* indexed by conn_id */
+    uint32_t nstreams;
+    uint64_t default_tx;   /* bytes each accepted connection sends */
+    uint64_t default_rx;   /* bytes each accepted connection expects (0 = unknown) */
+    uint8_t partial;
+    uint8_t auto_fin;
+    void (*hook)(struct node *n, pn_event *e);
+} node;
+
+typedef struct world {
+    pn_sim_wire *wire;
+    node nodes[MAX_NODES];
+    int nn;
+    uint64_t now;
+    uint64_t polls;
+} world;
+
+extern int h_pass, h_fail;
+
+void world_init(world *w, const pn_sim_params *p);
+node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte);
+void world_free(world *w);
+/* Run until done(w) or the virtual clock passes `limit_ns` from now. Returns done(). */
+bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), void *ctx);
+void gen_bytes(uint64_t seed, uint64_t off, uint8_t *dst, uint32_t n);
+void stream_pump(node *n, stream *st);
+stream *node_stream(node *n, uint32_t conn);
+void cfg_for(pn_config *c, uint32_t ip);
+bool all_streams_done(world *w, void *ctx);
+double wall_s(void);
+#endif
