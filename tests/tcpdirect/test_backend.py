@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pollnet
 from pollnet.api import PollConnection
@@ -396,3 +398,47 @@ def test_an_interface_name_too_long_for_the_library_names_the_field(shim_library
     cfg = tcpdirect_config(shim_library, server={"interface": "x" * 80})
     with pytest.raises(ConfigError, match=r"^server\.interface = 'x+': invalid value"):
         pollnet.create_server(cfg)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    buf_size=st.integers(min_value=16, max_value=3000),
+    chunks=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=8),
+    keep=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=8),
+)
+def test_remaining_bytes_contract_holds_for_any_split(
+    shim_library: Path, buf_size: int, chunks: list[int], keep: list[float]
+) -> None:
+    """Whatever the packet boundaries and however much the handler leaves, every view
+    starts with the bytes left last time, fits recv_buf_size, and the consumed bytes are
+    exactly the stream."""
+    stream = bytes(i * 7 % 251 for i in range(sum(chunks)))
+    calls = [0]
+    kept = [b""]
+    drain = [False]
+
+    def remaining(conn: PollConnection, data: memoryview) -> int:
+        view = bytes(data)
+        assert view.startswith(kept[0]) and len(view) <= buf_size
+        calls[0] += 1
+        left = 0 if drain[0] else min(int(keep[calls[0] % len(keep)] * len(view)), buf_size // 2)
+        kept[0] = view[len(view) - left :]
+        return left
+
+    handler = RecordingHandler(remaining=remaining)
+    pair = Pair(tcpdirect_config(shim_library, server={"recv_buf_size": buf_size}), handler)
+    pos = 0
+    for size in chunks:
+        assert pair.client.write(stream[pos : pos + size])
+        pos += size
+    assert poll_until(lambda: len(handler.received) + len(kept[0]) >= len(stream), pair)
+    drain[0] = True
+    pair.client.write(b"!")  # one more byte presents what is kept, now consumed whole
+    assert poll_until(lambda: len(handler.received) == len(stream) + 1, pair)
+    assert bytes(handler.received) == stream + b"!"
+    assert handler.disconnected == []
+    pair.close()
