@@ -24,6 +24,7 @@ typedef struct sim_ep {
     sim_frame **heap;
     uint32_t n, cap;
     uint64_t last_now, busy_until;
+    uint64_t last_arrive;       /* a wire is FIFO: jitter delays, it does not reorder */
     uint8_t txbuf[SIM_FRAME_MAX];
 } sim_ep;
 
@@ -173,8 +174,12 @@ static void deliver(pn_sim_wire *w, sim_ep *to, const uint8_t *d, uint32_t len, 
         if (w->p.jitter_ns)
             t += rng_next(w) % (w->p.jitter_ns + 1);
         if (chance(w, w->p.reorder)) {
-            t += w->p.reorder_delay_ns;
+            t += w->p.reorder_delay_ns;   /* held back: later frames overtake it */
             w->st.reordered++;
+        } else {
+            if (t < to->last_arrive)
+                t = to->last_arrive;
+            to->last_arrive = t;
         }
         sim_frame *f = malloc(sizeof *f + len);
         if (!f)

@@ -78,6 +78,7 @@ typedef struct pn_conn {
     uint32_t fin_ooo_seq;
     uint32_t ts_recent, last_ack_sent, ts_offset;
     uint64_t ts_recent_ns;
+    uint64_t oow_ack_ns;     /* last ACK sent for an out-of-window bare ACK */
     uint32_t delack_bytes;   /* in-order bytes not yet ACKed */
     uint8_t ack_pending;     /* queued on the end-of-burst ACK list */
 
@@ -87,6 +88,7 @@ typedef struct pn_conn {
     uint32_t rtt_seq;
     uint64_t rtt_ts;
     uint32_t retries;
+    uint8_t backoff;         /* RTO doublings since the last new ACK (RFC 6298 5.5) */
 
     /* congestion control (tcp_cc.c) */
     uint32_t cwnd, ssthresh, recover, dupacks, ca_acc;

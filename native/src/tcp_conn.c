@@ -404,7 +404,10 @@ int pn_conn_info_get(const pn_stack *s, uint32_t id, pn_conn_info *o)
     o->ssthresh = c->ssthresh;
     o->srtt_us = c->srtt_us;
     o->rttvar_us = c->rttvar_us;
-    o->rto_ms = c->rto_us / 1000;
+    uint64_t rto = (uint64_t)c->rto_us << c->backoff;
+    if (rto > (uint64_t)s->cfg.max_rto_ms * 1000)
+        rto = (uint64_t)s->cfg.max_rto_ms * 1000;
+    o->rto_ms = (uint32_t)(rto / 1000);
     o->mss = c->mss;
     o->retransmits = c->retransmits;
     return PN_OK;

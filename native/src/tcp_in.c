@@ -62,6 +62,7 @@ static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         c->rtt_timing = 0;
     }
     c->retries = 0;
+    c->backoff = 0;
     pn_timer_del(s, &c->t_rtx);
     pn_cc_init(s, c);
     pn_ev_push(s, c, PN_EV_CONNECTION_ESTABLISHED);
@@ -174,6 +175,7 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     if (seq_lt(c->snd_nxt, ack))
         c->snd_nxt = ack;
     c->retries = 0;
+    c->backoff = 0;
     if (c->in_recovery) {
         if (seq_ge(ack, c->recover)) {
             pn_cc_on_recovery_exit(s, c);     /* RFC 6582 3.2 step 3: full ACK */
@@ -391,8 +393,14 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     if (!acceptable(s, c, t, &wnd)) {
         /* RFC 9293: with a zero window an ACK at rcv_nxt is still processed */
         if (!(wnd == 0 && t->seq == c->rcv_nxt && (fl & PN_TH_ACK) && !(fl & (PN_TH_RST | PN_TH_SYN)))) {
-            if (!(fl & PN_TH_RST))
+            /* answer with an ACK; for bare ACKs at most every 500 ms (as Linux's
+             * tcp_invalid_ratelimit), so two confused peers cannot storm */
+            bool bare = t->plen == 0 && !(fl & (PN_TH_SYN | PN_TH_FIN));
+            if (!(fl & PN_TH_RST) && (!bare || s->now - c->oow_ack_ns >= 500000000ull)) {
+                if (bare)
+                    c->oow_ack_ns = s->now;
                 pn_tcp_send_ack(s, c);
+            }
             return;
         }
         seg.plen = 0;

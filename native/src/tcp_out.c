@@ -119,15 +119,18 @@ int pn_tcp_send_syn(pn_stack *s, pn_conn *c)
     return r;
 }
 
+/* Control segments carry the highest sequence sent (RFC 9293's SND.NXT): our snd_nxt
+ * is only the transmit pointer and goes back after a timeout, and an ACK with an old
+ * sequence number would be unacceptable to the peer. */
 int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags)
 {
-    tx_args a = {c->snd_nxt, flags, NULL, 0};
+    tx_args a = {c->snd_max, flags, NULL, 0};
     return emit(s, c, &a);
 }
 
 void pn_tcp_send_ack(pn_stack *s, pn_conn *c)
 {
-    tx_args a = {c->snd_nxt, PN_TH_ACK, NULL, 0};
+    tx_args a = {c->snd_max, PN_TH_ACK, NULL, 0};
     emit(s, c, &a);
 }
 
@@ -161,7 +164,11 @@ static int send_range(pn_stack *s, pn_conn *c, uint32_t k, uint32_t seq, uint32_
         c->rtt_seq = seq + n;
         c->rtt_ts = s->now;
     }
-    return emit(s, c, &a);
+    int r = emit(s, c, &a);
+    uint32_t end = seq + n + (fin ? 1 : 0);
+    if (r == 0 && seq_gt(end, c->snd_max))
+        c->snd_max = end;   /* a resend of a segment first sent in part goes further */
+    return r;
 }
 
 static bool sending_state(const pn_conn *c)
@@ -298,6 +305,8 @@ int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance)
     if (advance && r == 0) {
         c->snd_nxt = end;
         c->sb_nxt_off = 0;
+    } else if (r == 0 && seq_gt(end, c->snd_nxt)) {
+        c->snd_nxt = end;
     }
     return r;
 }

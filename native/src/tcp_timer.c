@@ -7,12 +7,9 @@ static uint64_t max_rto(const pn_stack *s) { return (uint64_t)s->cfg.max_rto_ms 
 
 void pn_rtx_arm(pn_stack *s, pn_conn *c)
 {
-    uint64_t us = c->rto_us;
-    if (c->persist) {
-        us <<= c->pshift;
-        if (us > max_rto(s))
-            us = max_rto(s);
-    }
+    uint64_t us = (uint64_t)c->rto_us << (c->persist ? c->pshift : c->backoff);
+    if (us > max_rto(s))
+        us = max_rto(s);
     pn_timer_set(s, &c->t_rtx, s->now + us * 1000u);
 }
 
@@ -41,12 +38,13 @@ void pn_rtt_sample(pn_stack *s, pn_conn *c, uint64_t r)
     c->rto_us = (uint32_t)rto;
 }
 
+/* RFC 6298 5.5: double the RTO (kept as a shift of the estimate, undone by the next ACK
+ * of new data as 4.4BSD's t_rxtshift, so one bad episode does not outlive the loss). */
 static void backoff(pn_stack *s, pn_conn *c)
 {
-    uint64_t r = (uint64_t)c->rto_us * 2;   /* RFC 6298 5.5 */
-    if (r > max_rto(s))
-        r = max_rto(s);
-    c->rto_us = (uint32_t)r;
+    (void)s;
+    if (c->backoff < 16)
+        c->backoff++;
 }
 
 static void rtx_timeout(pn_stack *s, pn_conn *c)

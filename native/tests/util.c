@@ -101,6 +101,9 @@ void stream_pump(node *n, stream *st)
     while (st->tx_sent < st->tx_total) {
         uint64_t left = st->tx_total - st->tx_sent;
         uint32_t chunk = left > sizeof buf ? (uint32_t)sizeof buf : (uint32_t)left;
+        int32_t room = pn_sendable(n->s, st->conn);
+        if (room >= 0 && (uint32_t)room < chunk)   /* generate only what fits (+1 to ask */
+            chunk = (uint32_t)room + 1;            /* for MORE_SENDABLE) */
         gen_bytes(st->tx_seed, st->tx_sent, buf, chunk);
         int32_t r = pn_send(n->s, st->conn, buf, chunk, 0);
         if (r <= 0)
