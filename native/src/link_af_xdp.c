@@ -731,7 +731,7 @@ static void ax_refresh_stats(pn_real_link *rl)
     struct xdp_statistics xs;
     socklen_t len = sizeof xs;
     if (getsockopt(x->xsk_fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0)
-        rl->stats.rx_kernel_drops = xs.rx_dropped + xs.rx_ring_full + xs.rx_fill_ring_empty_descs;
+        rl->stats.rx_kernel_drops = xs.rx_dropped + xs.rx_ring_full;  /* disjoint counts */
     rl->stats.ports_reserved = x->ports.count;
 }
 

@@ -181,25 +181,50 @@ def test_af_xdp_with_kernel_offloads_on(netns_pair: Pair) -> None:
     assert ours["sha256_sent"] == theirs["sha256"] == ours["sha256_received"]
 
 
+IMPAIRMENTS = {
+    "loss2": {"loss": 0.02},
+    "reorder5": {"reorder": 0.05, "reorder_ms": 3.0},
+    "dup5": {"duplicate": 0.05},
+    "mixed": {"loss": 0.01, "reorder": 0.02, "reorder_ms": 2.0, "duplicate": 0.02,
+              "delay_ms": 0.5, "jitter_ms": 0.5},
+}
+
+
+@pytest.mark.parametrize("impair", list(IMPAIRMENTS))
 @pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
-def test_through_a_lossy_bridge(netns_bridged: Callable[..., Bridged], link: str) -> None:
-    """2% loss each way, seeded: our retransmissions and the kernel's meet in the middle."""
-    t = netns_bridged(loss=0.02, seed=2026)
-    # Our address is not in b's static ARP: let b resolve it through the bridge.
+def test_through_an_impaired_bridge(netns_bridged: Callable[..., Bridged], link: str,
+                                    impair: str) -> None:
+    """Seeded loss, reordering, duplication and delay each way: our retransmission and
+    reassembly against the kernel's. Our address is not in b's static ARP, so b resolves
+    it through the bridge too."""
+    t = netns_bridged(seed=2026, **IMPAIRMENTS[impair])
     n = 1 * MB
     ours, theirs = run_client(t, t.free_ip(), link, "auto", True, n, timeout=120)
     assert ours["sha256_sent"] == theirs["sha256"] == ours["sha256_received"]
     st = t.stats(final=True)
-    assert st["a>b"]["lost"] > 0 and st["b>a"]["lost"] > 0
+    for key in ("lost", "reordered", "duplicated"):
+        if IMPAIRMENTS[impair].get({"lost": "loss", "reordered": "reorder",
+                                    "duplicated": "duplicate"}[key]):
+            assert st["a>b"][key] > 0 and st["b>a"][key] > 0, st
 
 
-def test_pcap_decodes_cleanly_with_tshark(netns_pair_plain: Pair, tmp_path: Path) -> None:
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+def test_kernel_client_through_a_lossy_bridge(netns_bridged: Callable[..., Bridged],
+                                              link: str) -> None:
+    t = netns_bridged(loss=0.02, seed=7)
+    ours, theirs = run_server(t, t.free_ip(), link, "auto", True, 1 * MB, timeout=120)
+    assert ours["sha256_received"] == theirs["sha256_sent"] == theirs["sha256"]
+
+
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+def test_pcap_decodes_cleanly_with_tshark(netns_pair_plain: Pair, tmp_path: Path,
+                                          link: str) -> None:
     if shutil.which("tshark") is None:
         pytest.skip("no tshark (apt-get install tshark)")
     require_netns()
     t = netns_pair_plain
     pcap = tmp_path / "interop.pcap"
-    ours, _ = run_client(t, t.free_ip(), "af_xdp", "native", True, 256 * 1024, pcap=pcap)
+    ours, _ = run_client(t, t.free_ip(), link, "auto", True, 256 * 1024, pcap=pcap)
     common = ["tshark", "-r", str(pcap), "-o", "ip.check_checksum:TRUE",
               "-o", "tcp.check_checksum:TRUE"]
     r = subprocess.run([*common, "-T", "fields", "-e", "frame.protocols"],
