@@ -8,16 +8,17 @@ run it in a third namespace that holds one end of each of two veth pairs,
         --loss 0.05 --duplicate 0.01 --reorder 0.02 --delay-ms 1 --seed 7 --duration 60
 
 and every frame that arrives on one interface leaves on the other, unless it is lost;
-it may be duplicated, delayed (delay + uniform jitter), or held back by --reorder-ms so
-later frames overtake it. Each direction draws its faults from its own random stream
-(seed, direction), so the same frames in the same order meet the same fate in every run,
-whatever the other direction does.
+it may be duplicated, delayed (delay + uniform jitter), held back by --reorder-ms so
+later frames overtake it, or corrupted (one random bit flipped past the Ethernet header,
+so the receiver's IP/TCP checksums must catch it). Each direction draws its faults from
+its own random stream (seed, direction), so the same frames in the same order meet the
+same fate in every run, whatever the other direction does.
 
 Bounded: it exits after --duration seconds (default 60, at most 3600) or --max-frames
 frames, or on SIGTERM/SIGINT. Its counters go to --stats (JSON, rewritten every 100 ms
 and at exit) and to stdout at exit:
     {"a>b": {"received", "forwarded", "lost", "duplicated", "reordered", "delayed",
-             "too_big", "send_errors"}, "b>a": {...}, "running": bool}
+             "corrupted", "too_big", "send_errors"}, "b>a": {...}, "running": bool}
 ("a" is the first --if, "b" the second; forwarded counts frames sent, duplicates included.)
 
 The ends should send complete, MTU-sized frames: turn off TSO/GSO and TX checksum offload
@@ -59,7 +60,7 @@ class Direction:
         self.rng = random.Random(f"{seed}/{name}")
         self.c = dict.fromkeys(
             ("received", "forwarded", "lost", "duplicated", "reordered", "delayed",
-             "too_big", "send_errors"), 0)
+             "corrupted", "too_big", "send_errors"), 0)
 
 
 def open_if(ifname: str) -> socket.socket:
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reorder", type=float, default=0.0,
                     help="probability a frame is held back by --reorder-ms")
     ap.add_argument("--reorder-ms", type=float, default=5.0)
+    ap.add_argument("--corrupt", type=float, default=0.0,
+                    help="probability one bit past the Ethernet header is flipped")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay")
     ap.add_argument("--jitter-ms", type=float, default=0.0,
                     help="uniform extra delay in [0, jitter]")
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if len(a.ifs) != 2:
         ap.error("give exactly two --if")
-    for name in ("loss", "duplicate", "reorder"):
+    for name in ("loss", "duplicate", "reorder", "corrupt"):
         v = getattr(a, name)
         if not 0.0 <= v <= 1.0:
             ap.error(f"--{name} {v}: must be a probability in [0, 1]")
@@ -179,9 +182,17 @@ def main(argv: list[str] | None = None) -> int:
                 dup = r.random() < a.duplicate
                 reord = r.random() < a.reorder
                 extra = r.random() * jitter
+                bad = r.random() < a.corrupt
+                where = r.random()
                 if lost:
                     d.c["lost"] += 1
                     continue
+                if bad and len(frame) > 14:
+                    bit = 14 * 8 + int(where * (len(frame) - 14) * 8)
+                    buf = bytearray(frame)
+                    buf[bit // 8] ^= 1 << (bit % 8)
+                    frame = bytes(buf)
+                    d.c["corrupted"] += 1
                 wait = delay + extra + (hold if reord else 0.0)
                 if reord:
                     d.c["reordered"] += 1

@@ -259,6 +259,7 @@ class Bridged(Topology):
         delay_ms: float = 0.0,
         jitter_ms: float = 0.0,
         reorder_ms: float = 5.0,
+        corrupt: float = 0.0,
         seed: int = 1,
         duration: float = 120.0,
         static_arp: bool = True,
@@ -280,7 +281,8 @@ class Bridged(Topology):
                 [sys.executable, str(BRIDGE), "--if", "pa", "--if", "pb",
                  "--loss", str(loss), "--duplicate", str(duplicate), "--reorder", str(reorder),
                  "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms),
-                 "--reorder-ms", str(reorder_ms), "--seed", str(seed),
+                 "--reorder-ms", str(reorder_ms), "--corrupt", str(corrupt),
+                 "--seed", str(seed),
                  "--duration", str(duration), "--stats", str(self.bridge_stats)],
                 stdout=subprocess.DEVNULL,
             )

@@ -110,6 +110,17 @@ def test_delay_holds_every_frame(netns_bridged: Callable[..., Bridged]) -> None:
     assert t.stats(final=True)["a>b"]["delayed"] == 1
 
 
+def test_corruption_flips_one_bit(netns_bridged: Callable[..., Bridged]) -> None:
+    """Corrupted datagrams fail the receiver's checksums: the kernel drops exactly them."""
+    t = netns_bridged(corrupt=0.1, seed=9)
+    got = transfer(t, 500)
+    st = t.stats(final=True)["a>b"]
+    assert st["corrupted"] > 0
+    # A flip in the UDP checksum's coverage is always caught; one in the IP header too (a
+    # flip elsewhere in it, e.g. TTL, would still be caught by the header checksum).
+    assert len(got) == 500 - st["corrupted"]
+
+
 def test_bridge_stops_by_itself_after_its_duration(
     netns_bridged: Callable[..., Bridged],
 ) -> None:

@@ -185,6 +185,7 @@ IMPAIRMENTS = {
     "loss2": {"loss": 0.02},
     "reorder5": {"reorder": 0.05, "reorder_ms": 3.0},
     "dup5": {"duplicate": 0.05},
+    "corrupt2": {"corrupt": 0.02},
     "mixed": {"loss": 0.01, "reorder": 0.02, "reorder_ms": 2.0, "duplicate": 0.02,
               "delay_ms": 0.5, "jitter_ms": 0.5},
 }
@@ -202,9 +203,9 @@ def test_through_an_impaired_bridge(netns_bridged: Callable[..., Bridged], link:
     ours, theirs = run_client(t, t.free_ip(), link, "auto", True, n, timeout=120)
     assert ours["sha256_sent"] == theirs["sha256"] == ours["sha256_received"]
     st = t.stats(final=True)
-    for key in ("lost", "reordered", "duplicated"):
-        if IMPAIRMENTS[impair].get({"lost": "loss", "reordered": "reorder",
-                                    "duplicated": "duplicate"}[key]):
+    for key, knob in (("lost", "loss"), ("reordered", "reorder"),
+                      ("duplicated", "duplicate"), ("corrupted", "corrupt")):
+        if IMPAIRMENTS[impair].get(knob):
             assert st["a>b"][key] > 0 and st["b>a"][key] > 0, st
 
 
