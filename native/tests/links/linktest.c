@@ -837,8 +837,10 @@ static int t_overflow(const linkspec *ls)
         l->ops->rx_release(l, &fr[i], 1);
     pn_real_link_stats st;
     pn_real_link_stats_get(l, &st);
-    /* Every datagram is either in the ring or counted as dropped. */
-    if (n <= 0 || n > 64 || (uint64_t)n + st.rx_kernel_drops != 300) {
+    /* Every datagram is either in the ring or counted as dropped (a stray ARP frame of
+     * B's may add one). */
+    if (n <= 0 || n > 64 || (uint64_t)n + st.rx_kernel_drops < 300 ||
+        (uint64_t)n + st.rx_kernel_drops > 302) {
         snprintf(why, sizeof why, "burst of %d frames, %llu kernel drops", n,
                  (unsigned long long)st.rx_kernel_drops);
         goto out;
