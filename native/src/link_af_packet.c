@@ -162,6 +162,8 @@ static void ap_rx_release(pn_link *l, const pn_rx_frame *frames, int n)
     }
 }
 
+static void ap_tx_flush(pn_link *l);
+
 static uint8_t *ap_tx_buf(pn_link *l, uint32_t *cap)
 {
     af_packet_link *a = (af_packet_link *)l;
@@ -172,6 +174,11 @@ static uint8_t *ap_tx_buf(pn_link *l, uint32_t *cap)
         a->rl.stats.tx_errors++;
         status_store(h, TP_STATUS_AVAILABLE);
         status = TP_STATUS_AVAILABLE;
+    }
+    if (status != TP_STATUS_AVAILABLE && a->tx_queued > 0) {
+        /* The ring wrapped onto frames not yet kicked: send them, then look again. */
+        ap_tx_flush(l);
+        status = status_load(h);
     }
     if (status != TP_STATUS_AVAILABLE) {
         a->rl.stats.tx_ring_full++;

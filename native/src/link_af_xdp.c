@@ -579,12 +579,18 @@ static void reclaim_completions(af_xdp_link *x)
         xsk_ring_cons__release(&x->comp, n);
 }
 
+static void ax_tx_flush(pn_link *l);
+
 static uint8_t *ax_tx_buf(pn_link *l, uint32_t *cap)
 {
     af_xdp_link *x = (af_xdp_link *)l;
     if (!x->tx_has_pending) {
         if (x->tx_free_n == 0)
             reclaim_completions(x);
+        if (x->tx_free_n == 0 && x->tx_dirty) {
+            /* Every TX frame is queued: kick them out, then take back what completed. */
+            ax_tx_flush(l);
+        }
         if (x->tx_free_n == 0) {
             x->rl.stats.tx_ring_full++;
             return NULL;

@@ -638,6 +638,61 @@ static int t_tx_burst(const linkspec *ls)
     return 0;
 }
 
+/* More frames than the TX ring holds, never calling tx_flush: tx_buf kicks the ring
+ * itself when it wraps, so nothing stalls and every frame arrives. */
+static int t_tx_no_flush(const linkspec *ls)
+{
+    char err[256];
+    pn_real_link_params p;
+    memset(&p, 0, sizeof p);
+    p.ifname = ifname;
+    p.mode = ls->mode;
+    p.own_ip = 1;
+    p.local_ip = own;
+    p.ring_frames = 64;
+    pn_link *l = strcmp(ls->kind, "af_packet") == 0 ? pn_af_packet_link_create(&p, err, sizeof err)
+                                                    : pn_af_xdp_link_create(&p, err, sizeof err);
+    CHECK(l, "create: %s", err);
+    uint8_t mac[6];
+    if (arp_resolve(l, own, ip_b, mac) < 0) {
+        link_close(l);
+        FAILF("no ARP reply");
+    }
+    int fd = socket_in_b(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    struct sockaddr_in sa = sin_of(ip_b, 9997);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    uint32_t sent = 0, nulls = 0;
+    uint8_t buf[2048];
+    uint64_t deadline = now_ns() + 2000000000u;
+    while (sent < 1000 && now_ns() < deadline) {
+        uint32_t cap = 0;
+        uint8_t *b = l->ops->tx_buf(l, &cap);
+        if (b == NULL) {  /* the kernel has not finished with them yet: try again */
+            nulls++;
+            continue;
+        }
+        uint32_t len = build_udp(b, l->mac, mac, own, ip_b, 9996, 9997, 200, sent);
+        l->ops->tx_send(l, b, len);
+        sent++;
+    }
+    l->ops->tx_flush(l);
+    uint32_t got = 0;
+    deadline = now_ns() + 1000000000u;
+    while (got < sent && now_ns() < deadline) {
+        if (recv(fd, buf, sizeof buf, 0) > 0)
+            got++;
+        else
+            usleep(100);
+    }
+    close(fd);
+    link_close(l);
+    CHECK(sent == 1000, "only %u frames could be queued in 2 s (%u NULLs)", sent, nulls);
+    CHECK(got == 1000, "%u of 1000 arrived", got);
+    return 0;
+}
+
 /* The kernel in B sends UDP to OWN: each datagram comes out of the link whole, with
  * PN_RX_CSUM_PARTIAL when the kernel left the checksum to offload (af_packet). */
 static int t_rx_udp(const linkspec *ls)
@@ -963,6 +1018,7 @@ static const struct test tests[] = {
     {"af_packet_rx_udp", t_rx_udp, &L_PACKET},
     {"af_packet_tx_burst", t_tx_burst, &L_PACKET},
     {"af_packet_ring_overflow", t_overflow, &L_PACKET},
+    {"af_packet_tx_without_flush", t_tx_no_flush, &L_PACKET},
     {"af_packet_shared_steer", t_steer, &L_PACKET},
     {"af_packet_shared_steer_classic_tc", t_steer_classic, &L_PACKET},
     {"af_xdp_errors", t_errors, &L_XDP_NATIVE},
@@ -978,6 +1034,8 @@ static const struct test tests[] = {
     {"af_xdp_native_tx_burst", t_tx_burst, &L_XDP_NATIVE},
     {"af_xdp_generic_tx_burst", t_tx_burst, &L_XDP_GENERIC},
     {"af_xdp_native_ring_overflow", t_overflow, &L_XDP_NATIVE},
+    {"af_xdp_native_tx_without_flush", t_tx_no_flush, &L_XDP_NATIVE},
+    {"af_xdp_generic_tx_without_flush", t_tx_no_flush, &L_XDP_GENERIC},
     {"af_xdp_generic_ring_overflow", t_overflow, &L_XDP_GENERIC},
     {"af_packet_rtt", t_rtt, &L_PACKET},
     {"af_xdp_native_rtt", t_rtt, &L_XDP_NATIVE},
