@@ -1,4 +1,9 @@
-"""`pollnet bench`: ping-pong round trips against an echo server process."""
+"""`pollnet bench`: latency (sockperf's ladder), throughput, connection rate, idle poll
+cost and memory per connection, every backend side by side in one run.
+
+With no arguments it picks the best this machine allows: as root a private namespace pair
+on a veth and every row that works there; otherwise loopback and the sim link.
+"""
 
 from __future__ import annotations
 
@@ -7,81 +12,178 @@ import sys
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from pollnet.bench.pingpong import PingPongResult, run_pingpong
+from pollnet.bench import netns
+from pollnet.bench.report import PLOT_MISSING, have_matplotlib, plot, table, write_full_log
+from pollnet.bench.rows import MATRIX, Row, RowSpecError, default_rows, parse_row, parse_rows
+from pollnet.bench.runner import MODES, Bench, BenchError, Params, Report
 
-from .common import clean_errors, config_options, load
+from .common import RuntimeProblem
+
+
+def _parse_rows(ctx: click.Context, param: click.Parameter, value: str | None) -> list[Row] | None:
+    if value is None:
+        return None
+    try:
+        return parse_rows(value)
+    except RowSpecError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+class _Bars:
+    """One progress bar per row on stderr."""
+
+    def __init__(self, bar: Progress, mode: str) -> None:
+        self.bar = bar
+        self.mode = mode
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(f"{self.mode} {label}", total=total)
+        self.bar.update(self.tasks[label], completed=done, total=total)
 
 
 @click.command("bench")
-@config_options
-@click.option("-n", "--count", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Messages measured.")
-@click.option("-s", "--size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Bytes per message.")
+@click.option("--backends", "rows", callback=_parse_rows, default=None, metavar="ROWS",
+              help="Rows side by side, comma separated: socket, efvi:<link> (sim, af_packet, "
+                   "af_xdp, efvi), native:<link> (the C loop), tcpdirect, sockperf.")
+@click.option("--backend", type=click.Choice(["socket", "efvi", "tcpdirect"]), default=None,
+              help="One backend (efvi means efvi:sim); same as --backends NAME.")
+@click.option("--matrix", is_flag=True,
+              help="Every row there is; the ones that cannot run here show why.")
+@click.option("--mode", type=click.Choice([*MODES, "all"]), default="latency",
+              show_default=True, help="What to measure.")
+@click.option("-n", "--count", type=click.IntRange(min=1, max=100_000_000), default=100_000,
+              show_default=True, help="Round trips measured per row (latency).")
+@click.option("-s", "--size", type=click.IntRange(min=1, max=65536), default=64,
+              show_default=True, help="Bytes per message.")
 @click.option("--warmup", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Messages sent first and not measured.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+              help="Round trips first, not measured (the first one is reported as 'cold').")
+@click.option("--warmup-sec", type=click.FloatRange(min=0, max=3600), default=0.0,
+              help="Also warm up for at least this many seconds.")
+@click.option("-t", "--duration", type=click.FloatRange(min=0, max=3600), default=0.0,
+              help="Stop each row after this many seconds (latency: or at --count).")
+@click.option("--mps", type=click.IntRange(min=0, max=10_000_000), default=0,
+              help="Messages per second (0: back to back).")
+@click.option("--full-rtt", is_flag=True,
+              help="Report the full round trip (default: half, as sockperf).")
+@click.option("--streams", type=click.IntRange(min=1, max=1000), default=1, show_default=True,
+              help="Connections for throughput (and memory) modes.")
+@click.option("--peer", type=click.Choice(["pollnet", "sockperf"]), default="pollnet",
+              show_default=True, help="Echo server: ours, or `sockperf server --tcp`.")
+@click.option("--net", type=click.Choice(["auto", "netns", "loopback"]), default="auto",
+              show_default=True,
+              help="auto: a private veth namespace pair as root, else loopback.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print everything as JSON on stdout (with histograms).")
+@click.option("--full-log", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write one CSV row per sample to FILE.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Latency-by-percentile plot to FILE.png (needs matplotlib).")
+@click.option("--tcpdirect-library", default="libonload_zf.so", show_default=True,
+              metavar="PATH", help="The TCPDirect library for the tcpdirect row (e.g. the "
+              "look-alike libzf_shim.so of native/tcpdirect_shim).")
 @click.option("--no-pin", is_flag=True, help="Do not pin client and server to separate CPUs.")
+@click.option("--timeout", type=click.FloatRange(min=1, max=86400), default=300.0,
+              show_default=True, help="Give up on a row after this many seconds.")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+              help="Progress on stderr (default: when stderr is a terminal).")
 def bench(
-    config_path: str | None,
+    rows: list[Row] | None,
     backend: str | None,
+    matrix: bool,
+    mode: str,
     count: int,
     size: int,
     warmup: int,
+    warmup_sec: float,
+    duration: float,
+    mps: int,
+    full_rtt: bool,
+    streams: int,
+    peer: str,
+    net: str,
     as_json: bool,
+    full_log: str | None,
+    plot_path: str | None,
+    tcpdirect_library: str,
     no_pin: bool,
+    timeout: float,
     progress: bool | None,
 ) -> None:
-    """Round-trip latency: N messages of M bytes, one at a time, through an echo server
-    this command starts in a second process (socket backend on loopback by default)."""
-    with clean_errors():
-        # Without a config file the benchmark stays on loopback.
-        listen_ip = None if config_path else "127.0.0.1"
-        cfg = load(config_path, backend, server={"listen_ip": listen_ip})
-        show = sys.stderr.isatty() if progress is None else progress
-        stderr = Console(stderr=True)
-        with Progress(
-            TextColumn(f"ping-pong {size} B"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-            disable=not show,
-        ) as bar:
-            task = bar.add_task("bench", total=warmup + count)
+    """Measure every backend side by side; each row's ratio is to the kernel socket row
+    measured in the same run. Latency is reported as sockperf does (half round trip, µs)."""
+    chosen = (rows is not None) + (backend is not None) + matrix
+    if chosen > 1:
+        raise click.UsageError("give one of --backends, --backend and --matrix")
+    if plot_path is not None and not have_matplotlib():
+        raise click.UsageError(PLOT_MISSING)
+    if (full_log or plot_path) and mode != "latency":
+        raise click.UsageError("--full-log and --plot need --mode latency")
+    if peer == "sockperf" and size < 14:
+        raise click.BadParameter("sockperf messages are at least 14 bytes (its header)",
+                                 param_hint="--size")
+    if mps and mode != "latency":
+        raise click.UsageError("--mps paces ping-pong: it needs --mode latency")
 
-            def on_progress(done: int, total: int) -> None:
-                bar.update(task, completed=done)
-
-            result = run_pingpong(cfg, count, size, warmup, pin=not no_pin, progress=on_progress)
-    if as_json:
-        click.echo(json.dumps(result.as_dict()))
+    if matrix:
+        selected = [parse_row(n) for n in MATRIX]
+    elif backend is not None:
+        selected = [parse_row("efvi:sim" if backend == "efvi" else backend)]
+    elif rows is not None:
+        selected = rows
     else:
-        Console().print(result_table(result))
+        ok = net != "loopback" and netns.available()[0]
+        selected = default_rows(ok)
 
+    modes = list(MODES) if mode == "all" else [mode]
+    reports: list[Report] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    err = Console(stderr=True)
+    try:
+        for m in modes:
+            params = Params(mode=m, size=size, count=count, warmup=warmup,
+                            warmup_sec=warmup_sec, duration=duration, mps=mps,
+                            full_rtt=full_rtt, streams=streams, peer=peer, pin=not no_pin,
+                            net=net, timeout=timeout, tcpdirect_library=tcpdirect_library)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, transient=True,
+                          disable=not show) as bar:
+                reports.append(Bench(params, _Bars(bar, m)).run(selected))
+    except BenchError as exc:
+        raise RuntimeProblem(str(exc)) from None
+    except netns.NetnsError as exc:
+        raise RuntimeProblem(f"network namespaces: {exc}") from None
+    except KeyboardInterrupt:
+        netns.cleanup_all()
+        err.print("interrupted: namespaces removed")
+        sys.exit(130)
 
-def result_table(result: PingPongResult) -> Table:
-    s = result.summary
-    pin = (
-        f"client CPU {result.client_cpu}, server CPU {result.server_cpu}"
-        if result.client_cpu is not None
-        else "unpinned"
-    )
-    table = Table(
-        title=f"pollnet ping-pong RTT, {result.backend} backend, {result.size} B messages",
-        caption=f"{s.count} measured after {result.warmup} warm-up; {pin}",
-    )
-    table.add_column("count", justify="right")
-    for label, _ in s.ladder():
-        table.add_column(f"{label} µs", justify="right")
-    table.add_column("msgs/s", justify="right")
-    table.add_row(
-        str(s.count), *(f"{v:.2f}" for _, v in s.ladder()), f"{s.msgs_per_sec:,.0f}"
-    )
-    return table
+    if not matrix and rows is None and backend is None:
+        # The default shows what works here; --matrix shows the rest with reasons.
+        for rep in reports:
+            rep.rows = [r for r in rep.rows if r.status != "unavailable"]
+    if full_log:
+        with open(full_log, "w", newline="") as f:
+            write_full_log(reports[0], f)
+    if plot_path:
+        plot(reports[0], plot_path)
+    if as_json:
+        data = [r.as_dict() for r in reports]
+        click.echo(json.dumps(data[0] if len(data) == 1 else {"reports": data}))
+    else:
+        out = Console(width=None if sys.stdout.isatty() else 230)
+        for rep in reports:
+            out.print(table(rep))
+    if all(r.status != "ok" for rep in reports for r in rep.rows):
+        raise RuntimeProblem("no row could run: " + "; ".join(
+            f"{r.row.name}: {r.reason}" for rep in reports for r in rep.rows))

@@ -1,4 +1,5 @@
-"""The echo server loop the benchmark talks to (also `pollnet echo-server`)."""
+"""`pollnet echo-server`'s loop: echoes every byte, and answers sockperf clients
+(`sockperf ping-pong --tcp`) the sockperf way (see pollnet.bench.sockperf)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,8 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from pollnet.api import PollConnection, PollTcpServer
-
-
-class Echo:
-    """Writes every byte back at once; keeps nothing."""
-
-    __slots__ = ("conns",)
-
-    def __init__(self) -> None:
-        self.conns = 0
-
-    def on_tcp_connected(self, conn: PollConnection) -> None:
-        self.conns += 1
-
-    def on_tcp_data(self, conn: PollConnection, data: memoryview) -> int:
-        conn.write(data)
-        return 0
+from pollnet.api import PollTcpServer
+from pollnet.bench.handlers import Echo
 
 
 def serve_forever(server: PollTcpServer, should_stop: Callable[[], bool] | None = None) -> Echo:

@@ -1,0 +1,134 @@
+"""What a bench row is (`socket`, `efvi:af_xdp`, `native:sim`, `tcpdirect`, `sockperf`)
+and whether it can run here; when it cannot, the reason replaces its numbers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pollnet.bench import sockperf
+
+KINDS = ("socket", "efvi", "native", "tcpdirect", "sockperf")
+LINKS = ("sim", "af_packet", "af_xdp", "efvi")
+REAL_LINKS = ("af_packet", "af_xdp")
+# Everything --matrix tries, in table order (the socket baseline first).
+MATRIX = (
+    "socket",
+    "efvi:af_xdp",
+    "efvi:af_packet",
+    "efvi:sim",
+    "efvi:efvi",
+    "tcpdirect",
+    "native:af_xdp",
+    "native:af_packet",
+    "native:sim",
+    "sockperf",
+)
+
+
+class RowSpecError(ValueError):
+    """A --backends entry that names nothing we know."""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # as the user wrote it, normalised
+    kind: str
+    link: str | None = None
+
+    @property
+    def needs_netns(self) -> bool:
+        return self.link in REAL_LINKS or self.link == "efvi"
+
+    @property
+    def in_process(self) -> bool:
+        """Client and server share one process (the sim wire)."""
+        return self.link == "sim"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "native":
+            return f"native loop:{self.link}"
+        if self.kind == "sockperf":
+            return "sockperf (kernel)"
+        return self.name
+
+
+def parse_rows(text: str) -> list[Row]:
+    rows: list[Row] = []
+    for raw in text.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        rows.append(parse_row(item))
+    if not rows:
+        raise RowSpecError("no rows given: e.g. --backends socket,efvi:sim")
+    names = [r.name for r in rows]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise RowSpecError(f"row {sorted(dup)[0]!r} given twice")
+    return rows
+
+
+def parse_row(item: str) -> Row:
+    kind, _, link = item.partition(":")
+    if kind not in KINDS:
+        raise RowSpecError(
+            f"unknown row {item!r}: rows are socket, efvi:<link>, native:<link>, tcpdirect, "
+            f"sockperf (links: {', '.join(LINKS)})")
+    if kind in ("efvi", "native"):
+        link = link or "sim"
+        if link not in LINKS:
+            raise RowSpecError(f"unknown link {link!r} in {item!r}; links: {', '.join(LINKS)}")
+        return Row(f"{kind}:{link}", kind, link)
+    if link:
+        raise RowSpecError(f"{kind!r} takes no link (got {item!r})")
+    return Row(kind, kind)
+
+
+def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
+                       tcpdirect_library: str = "libonload_zf.so") -> str:
+    """Why `row` cannot run here ("" when it can)."""
+    if row.kind == "socket":
+        return ""
+    if row.kind == "sockperf":
+        if sockperf.which() is None:
+            return "sockperf is not installed (apt-get install sockperf)"
+        return ""
+    if row.kind == "tcpdirect":
+        from pollnet.probe import probe_all
+
+        probe = next(p for p in probe_all(tcpdirect_library) if p.name == "tcpdirect")
+        return "" if probe.available else probe.detail
+    # efvi / native: the compiled core first.
+    from pollnet.backends.efvi import _core
+
+    if not _core.available():
+        return f"the native core is not built ({_core.LOAD_ERROR}); pip install -e ."
+    if row.kind == "native" and not _core.has("pn_bench_pingpong"):
+        return "this build of the core has no bench loop (native/src/bench_loop.c)"
+    if row.link == "efvi":
+        from pollnet.probe import solarflare_interfaces
+
+        nics = solarflare_interfaces()
+        return ("the efvi link is not implemented in this build" if nics
+                else "no Solarflare NIC here (the efvi link needs ef_vi hardware)")
+    if row.link in REAL_LINKS:
+        fn = {"af_packet": "pn_af_packet_link_create", "af_xdp": "pn_af_xdp_link_create"}
+        if not _core.has(fn[row.link]):
+            return f"the core was built without the {row.link} link (native/build_links.py)"
+        if not netns:
+            return netns_why or "needs a private veth between network namespaces (run as root)"
+    return ""
+
+
+def default_rows(netns: bool) -> list[Row]:
+    """`pollnet bench` with no arguments: every row that makes sense on this net."""
+    if netns:
+        names = ["socket", "efvi:af_xdp", "efvi:af_packet", "efvi:sim", "native:af_xdp",
+                 "sockperf"]
+    else:
+        names = ["socket", "efvi:sim", "native:sim"]
+    if os.environ.get("POLLNET_BENCH_ROWS"):
+        return parse_rows(os.environ["POLLNET_BENCH_ROWS"])
+    return [parse_row(n) for n in names]

@@ -1,0 +1,428 @@
+"""Runs bench rows side by side: for each row an echo server process and a client process
+(both `pollnet.bench.worker`), pinned to different CPUs, in a private namespace pair when
+the machine allows, else on loopback. The sim rows run in one process (the wire is
+in-process). This process only waits on pipes: it never spins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pollnet.bench import netns, sockperf
+from pollnet.bench.rows import Row, unavailable_reason
+from pollnet.bench.stats import LatencyStats, latency_stats
+from pollnet.errors import PollnetError
+
+MODES = ("latency", "throughput", "connect", "idle", "memory")
+SCHEMA = "pollnet-bench/1"
+Progress = Callable[[str, int, int], None]
+
+
+class BenchError(PollnetError):
+    """The bench itself could not run (not a row failing: that is reported in the row)."""
+
+
+@dataclass
+class Params:
+    mode: str = "latency"
+    size: int = 64
+    count: int = 100_000
+    warmup: int = 1000
+    warmup_sec: float = 0.0
+    duration: float = 0.0
+    mps: int = 0
+    full_rtt: bool = False
+    streams: int = 1
+    peer: str = "pollnet"
+    pin: bool = True
+    net: str = "auto"  # auto | netns | loopback
+    tcpdirect_library: str = "libonload_zf.so"
+    timeout: float = 120.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RowResult:
+    row: Row
+    status: str = "ok"  # ok | unavailable | failed
+    reason: str = ""
+    latency: LatencyStats | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+    samples: array[int] | None = None
+    ratio: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "row": self.row.name,
+            "label": self.row.label,
+            "kind": self.row.kind,
+            "link": self.row.link,
+            "status": self.status,
+        }
+        if self.reason:
+            d["reason"] = self.reason
+        if self.latency is not None:
+            d["latency"] = self.latency.as_dict()
+        if self.figures:
+            d["figures"] = self.figures
+        if self.ratio:
+            d["ratio_to_socket"] = self.ratio
+        return d
+
+
+@dataclass
+class Report:
+    params: Params
+    network: dict[str, Any]
+    rows: list[RowResult]
+    started: str
+    machine: dict[str, Any]
+
+    def date_line(self) -> str:
+        m = self.machine
+        return f"{self.started}, {m.get('cpus')} CPUs, kernel {m.get('kernel')}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "date": self.started,
+            "machine": self.machine,
+            "network": self.network,
+            "params": self.params.as_dict(),
+            "rows": [r.as_dict() for r in self.rows],
+        }
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        cpus = os.cpu_count() or 0
+    return {"host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cpus": cpus,
+            "python": platform.python_version()}
+
+
+def pick_cpus(pin: bool) -> tuple[int | None, int | None]:
+    if not pin:
+        return None, None
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except OSError:
+        return None, None
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
+def child_env() -> dict[str, str]:
+    keep = ("POLLNET_CORE_MODULE",)
+    return {k: v for k, v in os.environ.items() if not k.startswith("POLLNET_") or k in keep}
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Child:
+    """A worker (or sockperf) process whose stdout/stderr lines we read without spinning."""
+
+    def __init__(self, cmd: list[str], what: str) -> None:
+        self.what = what
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=child_env(), start_new_session=True)
+        self.err_lines: list[str] = []
+        self.out_lines: list[str] = []
+
+    def lines(self, timeout: float) -> Iterator[tuple[str, str]]:
+        """("out"|"err", line) until both pipes close or `timeout` seconds pass."""
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ, "out")
+            sel.register(self.proc.stderr, selectors.EVENT_READ, "err")
+            open_ = 2
+            while open_:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"{self.what} did not finish within {timeout:.0f} s")
+                for key, _ in sel.select(timeout=min(left, 0.5)):
+                    line = key.fileobj.readline()  # type: ignore[union-attr]
+                    if not line:
+                        sel.unregister(key.fileobj)
+                        open_ -= 1
+                        continue
+                    (self.out_lines if key.data == "out" else self.err_lines).append(line)
+                    yield key.data, line.rstrip("\n")
+
+    def stop(self) -> None:
+        p = self.proc
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait()
+        for s in (p.stdout, p.stderr):
+            if s is not None:
+                s.close()
+
+    def tail(self) -> str:
+        text = "".join(self.err_lines[-5:] + self.out_lines[-3:]).strip()
+        return text[-400:]
+
+
+def worker_cmd(spec: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-m", "pollnet.bench.worker", json.dumps(spec)]
+
+
+# ------------------------------------------------------------------ the run
+
+
+class Bench:
+    def __init__(self, params: Params, progress: Progress | None = None) -> None:
+        self.p = params
+        self.progress = progress
+        self.pair: netns.VethPair | None = None
+        self.netns_why = ""
+        self.children: list[Child] = []
+        self.client_cpu, self.server_cpu = pick_cpus(params.pin)
+
+    # network ---------------------------------------------------------
+
+    def open_network(self) -> dict[str, Any]:
+        want = self.p.net
+        if want in ("auto", "netns"):
+            ok, why = netns.available()
+            if ok:
+                self.pair = netns.VethPair.create()
+                return {"kind": "netns", "rtt": "veth between two private namespaces",
+                        **self.pair.describe()}
+            if want == "netns":
+                raise BenchError(f"--net netns: {why}")
+            self.netns_why = f"needs a veth between private namespaces: {why}"
+        return {"kind": "loopback", "rtt": "127.0.0.1 in this namespace"}
+
+    def close(self) -> None:
+        for c in self.children:
+            c.stop()
+        self.children.clear()
+        if self.pair is not None:
+            self.pair.close()
+            self.pair = None
+
+    # rows ------------------------------------------------------------
+
+    def run(self, rows: list[Row]) -> Report:
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            network = self.open_network()
+            results = [self.run_row(r) for r in rows]
+        finally:
+            self.close()
+        add_ratios(results, self.p.mode)
+        return Report(self.p, network, results, started, machine())
+
+    def run_row(self, row: Row) -> RowResult:
+        why = unavailable_reason(row, self.pair is not None, self.netns_why,
+                                 self.p.tcpdirect_library)
+        if not why and self.p.mode != "latency" and row.kind == "sockperf":
+            why = "sockperf rows measure latency only"
+        if not why and self.p.peer == "sockperf" and row.kind not in ("socket", "efvi",
+                                                                     "sockperf", "tcpdirect"):
+            why = "--peer sockperf: this row has its own peer"
+        if not why and self.p.peer == "sockperf" and row.in_process:
+            why = "--peer sockperf: the sim wire has no kernel peer"
+        if why:
+            return RowResult(row, "unavailable", why)
+        try:
+            if row.kind == "sockperf":
+                return self.run_sockperf(row)
+            return self.run_worker_row(row)
+        except BenchError as exc:
+            return RowResult(row, "failed", str(exc))
+        finally:
+            for c in self.children:
+                c.stop()
+            self.children.clear()
+
+    def _ips(self, row: Row) -> tuple[str, str]:
+        """(client ip, server ip) for this row."""
+        if self.pair is None:
+            return "127.0.0.1", "127.0.0.1"
+        if row.kind in ("efvi", "native") and row.link != "sim":
+            # A user-space stack takes an address the kernel does not hold; a kernel peer
+            # (sockperf) keeps the kernel's.
+            server = self.pair.b_ip if self.p.peer == "sockperf" else self.pair.own_ip("b")
+            return self.pair.own_ip("a"), server
+        return self.pair.a_ip, self.pair.b_ip
+
+    def _ifname(self, side: str) -> str:
+        return "lo" if self.pair is None else self.pair.ifname(side)
+
+    def _cmd(self, side: str, cmd: list[str]) -> list[str]:
+        return netns.in_ns(self.pair, side, cmd)
+
+    def start_server(self, row: Row, base: dict[str, Any]) -> tuple[str, int]:
+        if self.p.peer == "sockperf":
+            port = 11111
+            ip = base["server_ip"]
+            cmd = sockperf.server_cmd(ip, port, self.server_cpu)
+            child = Child(self._cmd("b", cmd), "sockperf server")
+            self.children.append(child)
+            time.sleep(0.5)  # sockperf prints nothing reliable when ready
+            if child.proc.poll() is not None:
+                err = child.proc.stderr.read() if child.proc.stderr else ""
+                raise BenchError(f"sockperf server did not start: {err.strip()[-300:]}")
+            return ip, port
+        spec = {**base, "role": "server", "cpu": self.server_cpu}
+        child = Child(self._cmd("b", worker_cmd(spec)), f"{row.name} echo server")
+        self.children.append(child)
+        for tag, line in child.lines(timeout=30):
+            if tag == "out" and line.startswith("READY "):
+                got_ip, got_port = line.split()[1:3]
+                return got_ip, int(got_port)
+            if tag == "out" and line.startswith("ERROR "):
+                raise BenchError(f"echo server: {line[6:]}")
+        raise BenchError(f"echo server did not start: {child.tail() or 'no output'}")
+
+    def run_worker_row(self, row: Row) -> RowResult:
+        p = self.p
+        client_ip, server_ip = self._ips(row)
+        base: dict[str, Any] = {
+            "kind": row.kind, "link": row.link, "size": p.size,
+            "client_ip": client_ip, "server_ip": server_ip,
+            "ifname": None if self.pair is None else self.pair.a_if,
+            "peer": p.peer, "streams": p.streams,
+            "max_conns": max(64, p.streams + 8),
+        }
+        if row.kind == "tcpdirect":
+            base["config"] = {"tcpdirect": {"library": p.tcpdirect_library}}
+        with tempfile.TemporaryDirectory(prefix="pollnet-bench-") as tmp:
+            samples_path = str(Path(tmp) / "samples.bin")
+            if not row.in_process:
+                server_base = {**base, "ifname": None if self.pair is None else self.pair.b_if}
+                if row.kind == "tcpdirect":
+                    server_base["config"] = {**base["config"],
+                                             "server": {"interface": self._ifname("b")}}
+                    base["config"] = {**base["config"],
+                                      "client": {"interface": self._ifname("a")}}
+                _, port = self.start_server(row, server_base)
+            else:
+                port = 0
+            spec = {
+                **base, "role": "client", "mode": p.mode, "port": port,
+                "cpu": self.client_cpu, "count": p.count, "warmup": p.warmup,
+                "warmup_ns": int(p.warmup_sec * 1e9), "duration_ns": int(p.duration * 1e9),
+                "interval_ns": int(1e9 / p.mps) if p.mps else 0,
+                "samples_path": samples_path,
+            }
+            if p.mode in ("throughput", "connect") and not p.duration:
+                spec["duration_ns"] = 2_000_000_000 if p.mode == "throughput" else 1_000_000_000
+            if p.mode == "memory":
+                spec["streams"] = max(p.streams, 50)
+            result = self._run_client(row, spec)
+            if p.mode != "latency":
+                return RowResult(row, figures={k: v for k, v in result.items()
+                                               if isinstance(v, int | float)})
+            samples = array("q")
+            with open(samples_path, "rb") as f:
+                samples.frombytes(f.read())
+        if not samples:
+            return RowResult(row, "failed", "no samples")
+        stats = latency_stats(samples, int(result["elapsed_ns"]), cold_ns=int(result["cold_ns"]),
+                              full_rtt=p.full_rtt)
+        return RowResult(row, latency=stats, samples=samples)
+
+    def _run_client(self, row: Row, spec: dict[str, Any]) -> dict[str, Any]:
+        child = Child(self._cmd("a", worker_cmd(spec)), f"{row.name} client")
+        self.children.append(child)
+        result: dict[str, Any] | None = None
+        for tag, line in child.lines(timeout=self.p.timeout):
+            if tag == "err" and line.startswith("PROGRESS ") and self.progress is not None:
+                done, total = (int(x) for x in line.split()[1:3])
+                self.progress(row.label, done, total)
+            elif tag == "out" and line.startswith("RESULT "):
+                result = json.loads(line[7:])
+            elif tag == "out" and line.startswith("ERROR "):
+                raise BenchError(line[6:])
+        child.proc.wait()
+        if result is None:
+            raise BenchError(f"the client ended without a result: {child.tail() or 'no output'}")
+        return result
+
+    def run_sockperf(self, row: Row) -> RowResult:
+        """sockperf ping-pong against sockperf server, kernel to kernel (--nonblocked)."""
+        p = self.p
+        server_ip = self._ips(row)[1]
+        port = 11111
+        srv = Child(self._cmd("b", sockperf.server_cmd(server_ip, port, self.server_cpu)),
+                    "sockperf server")
+        self.children.append(srv)
+        time.sleep(0.5)
+        seconds = p.duration or max(1.0, min(10.0, p.count / 50_000))
+        cmd = sockperf.client_cmd(server_ip, port, p.size, seconds, self.client_cpu, p.mps)
+        if self.progress is not None:
+            self.progress(row.label, 0, 1)
+        try:
+            text = sockperf.run(self._cmd("a", cmd), timeout=seconds + 30)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            raise BenchError(str(exc)) from None
+        rep = sockperf.parse_report(text)
+        if self.progress is not None:
+            self.progress(row.label, 1, 1)
+        ladder = dict(rep["ladder"])  # type: ignore[call-overload]
+        scale = 2.0 if p.full_rtt else 1.0  # sockperf reports half round trips
+        stats = LatencyStats(
+            count=int(rep["count"]),  # type: ignore[call-overload]
+            rtt="full" if p.full_rtt else "half",
+            mean=float(rep["mean"]) * scale,  # type: ignore[arg-type]
+            stddev=float(rep["stddev"]) * scale,  # type: ignore[arg-type]
+            ladder={k: float(v) * scale for k, v in ladder.items()},
+            cold=None,
+            msgs_per_sec=int(rep["count"]) / float(rep["elapsed_s"])  # type: ignore[call-overload, arg-type]
+            if rep["elapsed_s"] else 0.0,
+            elapsed_s=float(rep["elapsed_s"]),  # type: ignore[arg-type]
+        )
+        return RowResult(row, latency=stats)
+
+
+def add_ratios(results: list[RowResult], mode: str) -> None:
+    """Each row against the socket row of the same run."""
+    base = next((r for r in results if r.row.kind == "socket" and r.status == "ok"), None)
+    if base is None:
+        return
+    for r in results:
+        if r.status != "ok":
+            continue
+        if mode == "latency" and r.latency is not None and base.latency is not None:
+            r.ratio = {
+                "p50": r.latency.p50 / base.latency.p50 if base.latency.p50 else 0.0,
+                "p99": r.latency.p99 / base.latency.p99 if base.latency.p99 else 0.0,
+            }
+        else:
+            key = {"throughput": "mb_per_s", "connect": "conn_per_s", "idle": "ns_per_poll",
+                   "memory": "python_bytes_per_conn"}.get(mode)
+            if key and key in r.figures and base.figures.get(key):
+                r.ratio = {key: r.figures[key] / base.figures[key]}

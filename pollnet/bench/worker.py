@@ -1,0 +1,474 @@
+"""One side of one benchmark row, in its own process (and namespace):
+
+    python -m pollnet.bench.worker '{"role": "server", "kind": "socket", ...}'
+
+The server prints `READY <ip> <port>` once listening and echoes until SIGTERM/SIGINT (the
+native echo returns to Python at least once a second to see them). The client connects,
+measures, writes raw samples to `samples_path` (int64 round-trip ns) and prints one JSON
+line `RESULT {...}`; progress goes to stderr as `PROGRESS <done> <total>`. Errors print
+`ERROR <why>` and exit 3. Each process pins itself to `cpu` first.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import sys
+import time
+import tracemalloc
+from array import array
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from pollnet.bench import loops, sockperf
+from pollnet.bench.handlers import Counter, Echo, FastEcho
+
+Spec = dict[str, Any]
+EFVI_PORT = 7001
+_stop = [False]
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _stop[0] = True
+
+
+def emit(tag: str, payload: object = "") -> None:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    sys.stdout.write(f"{tag} {text}\n")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+def efvi_options(spec: Spec, side: str, max_conns: int = 64) -> Any:
+    from pollnet.config import EfviOptions
+
+    link = spec["link"]
+    kw: dict[str, Any] = {"link": link, "max_conn_cnt": max_conns,
+                          "max_time_wait_conn_cnt": 1024}
+    if link != "sim":
+        kw["interface"] = spec["ifname"]
+        kw["local_ip"] = spec[f"{side}_ip"]
+    kw.update(spec.get("efvi", {}))
+    return EfviOptions(**kw)
+
+
+def pollnet_config(spec: Spec, **sections: Any) -> Any:
+    from pollnet.config import config_from_dict
+
+    merged: dict[str, Any] = {"backend": spec["kind"]}
+    for name, values in [*sections.items(), *spec.get("config", {}).items()]:
+        merged[name] = {**merged.get(name, {}), **values}
+    return config_from_dict(merged)
+
+
+def make_server(spec: Spec) -> tuple[Any, str, int]:
+    """(server, ip, port) for kind socket/tcpdirect (pollnet API) or efvi/native."""
+    kind = spec["kind"]
+    if kind in ("efvi", "native"):
+        from pollnet.backends.efvi import TcpServer
+
+        srv = TcpServer(efvi_options(spec, "server", spec.get("max_conns", 64)), port=EFVI_PORT)
+        return srv, srv.local_ip, EFVI_PORT
+    from pollnet.factory import create_server
+
+    cfg = pollnet_config(spec, server={"listen_ip": spec["server_ip"], "port": 0,
+                                       "max_conns": spec.get("max_conns", 256)})
+    server = create_server(cfg)
+    ip, port = server.address
+    return server, ip, port
+
+
+class ClientSide:
+    """A connected client of any kind: `send(msg)`, `poll(handler)`, `close()`."""
+
+    def __init__(self, spec: Spec, handler: Counter, streams: int = 1,
+                 wire_peer: Any = None) -> None:
+        self.spec = spec
+        self.kind = spec["kind"]
+        self.handler = handler
+        self.clients: list[Any] = []
+        self.conns: list[Any] = []
+        self.poll2: Callable[[Any], Any] | None = None
+        self.handler2: Any = None
+        self.stack: Any = None
+        deadline = time.monotonic() + float(spec.get("connect_timeout", 10.0))
+        if self.kind in ("efvi", "native"):
+            from pollnet.backends.efvi import TcpClient
+
+            opts = efvi_options(spec, "client", max_conns=max(1, streams) + 2)
+            wire = wire_peer.wire if wire_peer is not None else None
+            client = TcpClient(opts, wire=wire, max_conns=max(1, streams) + 2)
+            self.clients.append(client)
+            self.stack = client._stack
+            if wire_peer is not None:
+                self.poll2 = wire_peer.poll
+                self.handler2 = FastEcho()
+            ip = wire_peer.local_ip if wire_peer is not None else spec["server_ip"]
+            for _ in range(streams):
+                conn = client.connect(ip, spec["port"])
+                before = handler.established
+                while handler.established == before:
+                    self._poll_all()
+                    self._check(deadline)
+                self.conns.append(conn)
+            self.poll = client.poll
+            self.send = self.conns[0].send
+        else:
+            from pollnet.factory import create_client
+
+            cfg = pollnet_config(spec, client={"server_ip": spec["server_ip"],
+                                               "server_port": spec["port"],
+                                               "conn_retry_sec": 0.01})
+            for _ in range(streams):
+                c = create_client(cfg)
+                self.clients.append(c)
+                while c.conn is None:
+                    c.poll(handler)
+                    self._check(deadline)
+                self.conns.append(c.conn)
+            self.poll = self.clients[0].poll
+            self.send = self.conns[0].write
+
+    def _poll_all(self) -> None:
+        if self.poll2 is not None:
+            self.poll2(self.handler2)
+        for c in self.clients:
+            c.poll(self.handler)
+
+    def _check(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise loops.LoopError(
+                f"could not connect to {self.spec.get('server_ip')}:{self.spec.get('port')}"
+                f" ({self.handler.lost or 'no answer'})")
+        if self.handler.lost and self.kind in ("efvi", "native"):
+            raise loops.LoopError(f"connect failed: {self.handler.lost}")
+
+    def close(self) -> None:
+        h = self.handler
+        h.got = 0
+        for conn in self.conns:
+            try:
+                if self.kind in ("efvi", "native"):
+                    conn.send_fin()
+                else:
+                    conn.close("bench done")
+            except Exception:  # already gone: nothing to close
+                pass
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end and (self.kind not in ("efvi", "native") or h.conns):
+            self._poll_all()
+            if self.kind not in ("efvi", "native"):
+                break
+        for c in self.clients:
+            closer = getattr(c, "close", None)
+            if self.kind in ("efvi", "native") and closer is not None:
+                closer()
+
+
+def make_sim_server(spec: Spec) -> Any:
+    from pollnet.backends.efvi import SimWire, TcpServer
+
+    wire = SimWire(static_arp=True)
+    return TcpServer(efvi_options(spec, "server", spec.get("max_conns", 64)), port=EFVI_PORT,
+                     wire=wire)
+
+
+# ------------------------------------------------------------------ server role
+
+
+def serve(spec: Spec) -> None:
+    server, ip, port = make_server(spec)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    emit("READY", f"{ip} {port}")
+    if spec["kind"] == "native":
+        from pollnet.backends.efvi import _core
+
+        ffi, lib = _core.require()
+        res = ffi.new("pn_bench_echo_result *")
+        stack = server._stack
+        while not _stop[0]:
+            rc = lib.pn_bench_echo(stack, 1_000_000_000, res)
+            if rc < 0 and rc != lib.PN_EAGAIN:
+                raise loops.LoopError(f"native echo: {_core.c_string(lib.pn_strerror(rc))}")
+        return
+    handler = Echo() if spec.get("sockperf_aware") else FastEcho()
+    poll = server.poll
+    gc.disable()
+    while not _stop[0]:
+        poll(handler)
+
+
+# ------------------------------------------------------------------ client role
+
+
+def _message(spec: Spec) -> bytes | bytearray:
+    size = int(spec["size"])
+    if spec.get("peer") == "sockperf":
+        return sockperf.message(size)
+    return bytes(size)
+
+
+def _progress() -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        sys.stderr.write(f"PROGRESS {done} {total}\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def latency(spec: Spec) -> dict[str, Any]:
+    handler = Counter()
+    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    if sim_server is not None:
+        spec = {**spec, "port": EFVI_PORT}
+    side = ClientSide(spec, handler, wire_peer=sim_server)
+    count = int(spec["count"])
+    samples = array("q", bytes(8 * count))
+    msg = _message(spec)
+    if spec["kind"] == "native":
+        res = _native_pingpong(spec, side, sim_server, samples, msg)
+    else:
+        gc.disable()
+        res = loops.pingpong(
+            side.send, side.poll, handler, msg, samples,
+            warmup=int(spec.get("warmup", 0)), warmup_ns=int(spec.get("warmup_ns", 0)),
+            duration_ns=int(spec.get("duration_ns", 0)),
+            interval_ns=int(spec.get("interval_ns", 0)),
+            poll2=side.poll2, handler2=side.handler2, progress=_progress())
+        gc.enable()
+    side.close()
+    with open(spec["samples_path"], "wb") as f:
+        samples[: res.done].tofile(f)
+    return {"done": res.done, "cold_ns": res.cold_ns, "elapsed_ns": res.end_ns - res.start_ns,
+            "warmup_done": res.warmup_done}
+
+
+def _native_pingpong(spec: Spec, side: ClientSide, sim_server: Any, samples: array[int],
+                     msg: bytes | bytearray) -> loops.LoopResult:
+    from pollnet.backends.efvi import _core
+
+    ffi, lib = _core.require()
+    p = ffi.new("pn_bench_params *")
+    p.conn_id = side.conns[0].conn_id
+    p.size = len(msg)
+    p.warmup = int(spec.get("warmup", 0))
+    p.count = len(samples)
+    p.duration_ns = int(spec.get("duration_ns", 0))
+    p.interval_ns = int(spec.get("interval_ns", 0))
+    p.timeout_ns = 5_000_000_000
+    if sim_server is not None:
+        p.echo_peer = sim_server._stack
+    keep = ffi.from_buffer(msg)
+    p.payload = keep
+    res = ffi.new("pn_bench_result *")
+    out = ffi.from_buffer("int64_t[]", samples)
+    rc = lib.pn_bench_pingpong(side.stack, p, out, res)
+    if rc < 0:
+        raise loops.LoopError(f"native loop stopped after {res.done} samples: "
+                              f"{_core.c_string(lib.pn_strerror(rc))}")
+    _progress()(int(res.done), len(samples))
+    return loops.LoopResult(int(res.done), int(res.cold_ns), int(res.start_ns),
+                            int(res.end_ns), int(p.warmup))
+
+
+def idle(spec: Spec) -> dict[str, Any]:
+    """ns per poll() with a connected, silent connection (and, for efvi, per pn_poll)."""
+    handler = Counter()
+    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    if sim_server is not None:
+        spec = {**spec, "port": EFVI_PORT}
+    side = ClientSide(spec, handler, wire_peer=sim_server)
+    polls = int(spec.get("polls", 200_000))
+    poll = side.poll
+    gc.disable()
+    best = None
+    for _ in range(3):
+        t0 = time.perf_counter_ns()
+        for _ in range(polls):
+            poll(handler)
+        dt = time.perf_counter_ns() - t0
+        best = dt if best is None else min(best, dt)
+    gc.enable()
+    out: dict[str, Any] = {"ns_per_poll": (best or 0) / polls, "polls": polls}
+    if side.stack is not None:
+        from pollnet.backends.efvi import _core
+
+        _, lib = _core.require()
+        c_best = min(int(lib.pn_bench_idle_poll(side.stack, polls, 0)) for _ in range(3))
+        out["native_ns_per_poll"] = c_best / polls
+    side.close()
+    return out
+
+
+def throughput(spec: Spec) -> dict[str, Any]:
+    """Echo throughput: keep `window` bytes in flight on each stream for duration_ns."""
+    handler = Counter()
+    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    if sim_server is not None:
+        spec = {**spec, "port": EFVI_PORT}
+    streams = int(spec.get("streams", 1))
+    side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
+    size = int(spec["size"])
+    window = max(size, int(spec.get("window", 256 * 1024)))
+    msg = bytes(size)
+    efvi = spec["kind"] in ("efvi", "native")
+    sends = [c.send if efvi else c.write_some for c in side.conns]
+    polls = [c.poll for c in side.clients] if not efvi else [side.clients[0].poll]
+    poll2, h2 = side.poll2, side.handler2
+    sent = [0] * streams
+    duration = int(spec.get("duration_ns", 2_000_000_000))
+    clock = time.perf_counter_ns
+    gc.disable()
+    t0 = clock()
+    stop = t0 + duration
+    now = t0
+    total_sent = 0
+    while now < stop:
+        # The echo counter is shared: in-flight is what was sent minus what came back.
+        inflight = total_sent - handler.got
+        for k in range(streams):
+            if inflight < window * streams:
+                n = sends[k](msg)
+                if n and n > 0:
+                    sent[k] += n
+                    total_sent += n
+                    inflight += n
+        if poll2 is not None:
+            poll2(h2)
+        for p in polls:
+            p(handler)
+        if handler.lost:
+            raise loops.LoopError(f"lost the peer: {handler.lost}")
+        now = clock()
+    elapsed = clock() - t0
+    gc.enable()
+    got = handler.got
+    side.close()
+    return {"bytes": got, "elapsed_ns": elapsed, "streams": streams, "size": size,
+            "mb_per_s": got / elapsed * 1e3, "msgs_per_s": got / size / elapsed * 1e9}
+
+
+def connect_rate(spec: Spec) -> dict[str, Any]:
+    """Connections opened (handshake done) and closed per second, one at a time."""
+    handler = Counter()
+    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    if sim_server is not None:
+        spec = {**spec, "port": EFVI_PORT}
+    side = ClientSide(spec, handler, wire_peer=sim_server)
+    duration = int(spec.get("duration_ns", 1_000_000_000))
+    clock = time.perf_counter_ns
+    n = 0
+    t0 = clock()
+    stop = t0 + duration
+    efvi = spec["kind"] in ("efvi", "native")
+    client = side.clients[0]
+    deadline_s = 5.0
+    while clock() < stop:
+        if efvi:
+            side.conns[0].close()  # RST: the slot frees at once on both ends
+            handler.conns.clear()
+            before = handler.established
+            client.connect(sim_server.local_ip if sim_server else spec["server_ip"],
+                           spec["port"])
+            until = time.monotonic() + deadline_s
+            while handler.established == before:
+                side._poll_all()
+                if time.monotonic() > until:
+                    raise loops.LoopError("connect timed out")
+            side.conns[0] = handler.conns[-1]
+        else:
+            client.close("reconnect")
+            client.poll(handler)
+            client.allow_reconnect()
+            until = time.monotonic() + deadline_s
+            while client.conn is None:
+                client.poll(handler)
+                client.allow_reconnect() if handler.lost else None
+                if time.monotonic() > until:
+                    raise loops.LoopError(f"reconnect timed out: {handler.lost}")
+            handler.lost = ""
+            handler.got = 0
+            side.conns[0] = client.conn
+        n += 1
+    elapsed = clock() - t0
+    side.close()
+    return {"connections": n, "elapsed_ns": elapsed, "conn_per_s": n / elapsed * 1e9}
+
+
+def memory(spec: Spec) -> dict[str, Any]:
+    """Bytes per connection: the client's Python heap (tracemalloc) and, for efvi, the
+    stack arena's growth per connection slot; for socket, the kernel's TCP memory."""
+    streams = int(spec.get("streams", 50))
+    handler = Counter()
+    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    if sim_server is not None:
+        spec = {**spec, "port": EFVI_PORT}
+    kernel_before = _tcp_mem_pages()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
+    heap = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    out: dict[str, Any] = {"streams": streams, "python_bytes_per_conn": heap / streams}
+    if spec["kind"] in ("efvi", "native"):
+        from pollnet.backends.efvi import footprint
+
+        opts = efvi_options(spec, "client")
+        one = footprint(opts, max_conn_cnt=1)
+        many = footprint(opts, max_conn_cnt=101)
+        out["native_bytes_per_conn"] = (many - one) / 100
+        out["arena_bytes_1_conn"] = one
+    else:
+        out["kernel_bytes_per_conn"] = (_tcp_mem_pages() - kernel_before) * 4096 / streams
+    side.close()
+    return out
+
+
+def _tcp_mem_pages() -> int:
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    parts = line.split()
+                    return int(parts[parts.index("mem") + 1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+MODES: dict[str, Callable[[Spec], dict[str, Any]]] = {
+    "latency": latency,
+    "idle": idle,
+    "throughput": throughput,
+    "connect": connect_rate,
+    "memory": memory,
+}
+
+
+def main(argv: list[str]) -> int:
+    spec: Spec = json.loads(argv[1])
+    cpu = spec.get("cpu")
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {int(cpu)})
+        if spec["role"] == "server":
+            serve(spec)
+        else:
+            emit("RESULT", MODES[spec["mode"]](spec))
+    except KeyboardInterrupt:
+        emit("ERROR", "interrupted")
+        return 3
+    except Exception as exc:
+        emit("ERROR", f"{type(exc).__name__}: {exc}".replace("\n", " "))
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

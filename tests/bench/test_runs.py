@@ -1,0 +1,88 @@
+"""A short bench run per available row producing valid JSON, every mode once, and the
+outputs (--full-log CSV). No test asserts a time: only shapes and counts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pollnet.bench.rows import parse_row, unavailable_reason
+from pollnet.cli.main import cli
+
+SHORT = ["-n", "300", "--warmup", "20", "--net", "loopback", "--timeout", "60"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def _bench(runner: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(cli, ["bench", "--json", *args])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["schema"] == "pollnet-bench/1"
+    return data  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", ["socket", "efvi:sim", "native:sim", "tcpdirect", "sockperf"])
+def test_short_latency_run_per_row(runner: CliRunner, name: str) -> None:
+    why = unavailable_reason(parse_row(name), netns=False)
+    if why:
+        pytest.skip(f"{name}: {why}")
+    data = _bench(runner, "--backends", name, *SHORT)
+    (row,) = data["rows"]
+    assert row["status"] == "ok", row
+    lat = row["latency"]
+    ladder = list(lat["ladder"].values())
+    assert ladder == sorted(ladder, reverse=True)  # MAX down to MIN
+    if name != "sockperf":
+        assert lat["count"] == 300
+        assert sum(b["count"] for b in lat["histogram"]["buckets"]) == 300
+        assert lat["cold"] > 0
+
+
+def test_unavailable_rows_carry_their_reason(runner: CliRunner) -> None:
+    data = _bench(runner, "--backends", "socket,efvi:af_xdp", *SHORT)
+    sock, xdp = data["rows"]
+    assert sock["status"] == "ok" and sock["ratio_to_socket"]["p50"] == 1.0
+    assert xdp["status"] == "unavailable" and xdp["reason"]
+    assert "latency" not in xdp
+
+
+@pytest.mark.parametrize("mode", ["throughput", "connect", "idle", "memory"])
+def test_each_mode_on_socket(runner: CliRunner, mode: str) -> None:
+    data = _bench(runner, "--backends", "socket", "--mode", mode, "-t", "0.2", *SHORT)
+    (row,) = data["rows"]
+    assert row["status"] == "ok", row
+    assert row["figures"]
+    assert data["params"]["mode"] == mode
+
+
+@pytest.mark.parametrize("mode", ["throughput", "idle", "memory"])
+def test_each_mode_on_sim(runner: CliRunner, mode: str) -> None:
+    if unavailable_reason(parse_row("efvi:sim"), netns=False):
+        pytest.skip("the native core is not built")
+    data = _bench(runner, "--backends", "efvi:sim", "--mode", mode, "-t", "0.2", *SHORT)
+    assert data["rows"][0]["status"] == "ok", data["rows"][0]
+
+
+def test_full_log_has_one_row_per_sample(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    _bench(runner, "--backends", "socket", "--full-log", str(path), "--full-rtt", *SHORT)
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 300
+    assert rows[0]["row"] == "socket" and rows[0]["rtt"] == "full"
+    assert float(rows[0]["latency_us"]) == pytest.approx(int(rows[0]["rtt_ns"]) / 1000,
+                                                         abs=1e-3)
+
+
+def test_mps_and_duration_and_warmup_seconds(runner: CliRunner) -> None:
+    data = _bench(runner, "--backends", "socket", "--mps", "20000", "--warmup-sec", "0.05",
+                  "-t", "0.05", *SHORT)
+    lat = data["rows"][0]["latency"]
+    assert 0 < lat["count"] <= 300
