@@ -821,7 +821,48 @@ static int t_errors(const linkspec *ls)
                                                     : pn_af_xdp_link_create(&p, err, sizeof err);
     CHECK(l == NULL, "a link on a missing interface");
     CHECK(strstr(err, "pn-no-such-if") && strstr(err, "ip link"), "message: %s", err);
-    if (strcmp(ls->kind, "af_xdp") == 0) {
+    int is_xdp = strcmp(ls->kind, "af_xdp") == 0;
+#define OPEN_P() (is_xdp ? pn_af_xdp_link_create(&p, err, sizeof err) \
+                         : pn_af_packet_link_create(&p, err, sizeof err))
+    char cmd[160];
+    /* A down interface. */
+    p.ifname = ifname;
+    snprintf(cmd, sizeof cmd, "ip link set dev %s down", ifname);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    l = OPEN_P();
+    snprintf(cmd, sizeof cmd, "ip link set dev %s up", ifname);
+    (void)!system(cmd);
+    if (l)
+        link_close(l);
+    CHECK(l == NULL && strstr(err, "is down") && strstr(err, "up)"), "down: %s", err);
+    /* An MTU larger than a frame holds: the message says which frame size would do. */
+    snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 3000", ifname);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    l = OPEN_P();
+    snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 1500", ifname);
+    (void)!system(cmd);
+    if (l)
+        link_close(l);
+    CHECK(l == NULL && strstr(err, "MTU 3000"), "jumbo MTU: %s", err);
+    /* A bad frame size. */
+    p.frame_size = 3000;
+    l = OPEN_P();
+    p.frame_size = 0;
+    if (l)
+        link_close(l);
+    CHECK(l == NULL && strstr(err, "frame_size 3000"), "frame_size: %s", err);
+#undef OPEN_P
+    /* Let the kernel settle the veth after the MTU change and the down/up. */
+    usleep(300000);
+    if (is_xdp) {
+        /* A queue the interface does not have. */
+        p.queue = 7;
+        l = pn_af_xdp_link_create(&p, err, sizeof err);
+        p.queue = 0;
+        if (l)
+            link_close(l);
+        CHECK(l == NULL && strstr(err, "queue 7") && strstr(err, "ethtool -l"), "queue: %s",
+              err);
         p.ifname = ifname;
         p.mode = PN_XDP_MODE_ZEROCOPY;
         l = pn_af_xdp_link_create(&p, err, sizeof err);
