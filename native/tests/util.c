@@ -63,8 +63,38 @@ node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte)
     return n;
 }
 
+pn_link *world_add_raw(world *w, uint8_t macbyte)
+{
+    uint8_t mac[6] = {0x02, 0, 0, 0, 0, macbyte};
+    char err[100];
+    pn_link *l = pn_sim_link_create(w->wire, mac, err, sizeof err);
+    w->raw[w->nraw++] = l;
+    pn_rx_frame f[1];
+    l->ops->rx_burst(l, w->now, f, 0);   /* its clock */
+    return l;
+}
+
+static void drain_raw(world *w)
+{
+    pn_rx_frame f[32];
+    for (int i = 0; i < w->nraw; i++) {
+        int n;
+        while ((n = w->raw[i]->ops->rx_burst(w->raw[i], w->now, f, 32)) > 0) {
+            for (int j = 0; j < n; j++) {
+                w->raw_rx++;
+                if (w->raw_hook)
+                    w->raw_hook(w, f[j].data, f[j].len);
+            }
+            w->raw[i]->ops->rx_release(w->raw[i], f, n);
+        }
+    }
+}
+
 void world_free(world *w)
 {
+    for (int i = 0; i < w->nraw; i++)
+        pn_link_destroy(w->raw[i]);
+    w->nraw = 0;
     for (int i = 0; i < w->nn; i++) {
         pn_stack_destroy(w->nodes[i].s);
         pn_link_destroy(w->nodes[i].l);
@@ -136,6 +166,8 @@ static void on_data(node *n, stream *st, pn_event *e)
     uint32_t rem = 0;
     if (st->partial && e->type == PN_EV_DATA)
         rem = (uint32_t)((st->rx_seen * 2654435761u) % 97u) % (e->len + 1);
+    if (st->keep_all && e->type == PN_EV_DATA)
+        rem = e->len;
     e->remaining = rem;
     st->rx_consumed += e->len - rem;
     (void)n;
@@ -225,6 +257,7 @@ bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), v
             if (k == EV_MAX)
                 more = true;
         }
+        drain_raw(w);
         if (done && done(w, ctx))
             return true;
         if (more)
@@ -240,8 +273,10 @@ bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), v
             return done ? done(w, ctx) : true;
         }
         if (next > w->now) {
-            if (next > end)
+            if (next > end) {
+                w->now = end;   /* the time still passes */
                 return done ? done(w, ctx) : false;
+            }
             w->now = next;
         }
     }
@@ -263,4 +298,102 @@ bool all_streams_done(world *w, void *ctx)
         }
     }
     return true;
+}
+
+static uint16_t fold16(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static uint32_t sum16(const uint8_t *p, uint32_t n, uint32_t sum)
+{
+    for (uint32_t i = 0; i + 1 < n; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (n & 1)
+        sum += (uint32_t)p[n - 1] << 8;
+    return sum;
+}
+
+uint32_t build_tcp_frame(uint8_t *f, const raw_seg *r)
+{
+    uint32_t thl = 20 + r->optlen, l4 = thl + r->plen, tot = 20 + l4;
+    memcpy(f, r->dst_mac, 6);
+    memcpy(f + 6, r->src_mac, 6);
+    f[12] = 0x08;
+    f[13] = 0;
+    uint8_t *ip = f + 14;
+    memset(ip, 0, 20);
+    ip[0] = 0x45;
+    ip[2] = (uint8_t)(tot >> 8);
+    ip[3] = (uint8_t)tot;
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    for (int i = 0; i < 4; i++) {
+        ip[12 + i] = (uint8_t)(r->src_ip >> (24 - 8 * i));
+        ip[16 + i] = (uint8_t)(r->dst_ip >> (24 - 8 * i));
+    }
+    uint16_t ck = fold16(sum16(ip, 20, 0));
+    ip[10] = (uint8_t)(ck >> 8);
+    ip[11] = (uint8_t)ck;
+    uint8_t *t = ip + 20;
+    t[0] = (uint8_t)(r->sport >> 8); t[1] = (uint8_t)r->sport;
+    t[2] = (uint8_t)(r->dport >> 8); t[3] = (uint8_t)r->dport;
+    for (int i = 0; i < 4; i++) {
+        t[4 + i] = (uint8_t)(r->seq >> (24 - 8 * i));
+        t[8 + i] = (uint8_t)(r->ack >> (24 - 8 * i));
+    }
+    t[12] = (uint8_t)((thl / 4) << 4);
+    t[13] = r->flags;
+    t[14] = (uint8_t)(r->wnd >> 8);
+    t[15] = (uint8_t)r->wnd;
+    t[16] = t[17] = t[18] = t[19] = 0;
+    if (r->optlen)
+        memcpy(t + 20, r->opts, r->optlen);
+    if (r->plen)
+        memcpy(t + thl, r->payload, r->plen);
+    uint8_t ph[12];
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    ph[10] = (uint8_t)(l4 >> 8);
+    ph[11] = (uint8_t)l4;
+    ck = fold16(sum16(t, l4, sum16(ph, 12, 0)));
+    t[16] = (uint8_t)(ck >> 8);
+    t[17] = (uint8_t)ck;
+    return 14 + tot;
+}
+
+void raw_send(pn_link *raw, const uint8_t *f, uint32_t len)
+{
+    uint32_t cap;
+    uint8_t *b = raw->ops->tx_buf(raw, &cap);
+    if (len > cap)
+        len = cap;
+    memcpy(b, f, len);
+    raw->ops->tx_send(raw, b, len);
+}
+
+stream *client_open(node *cl, uint32_t sip, uint16_t port, uint64_t tx, uint64_t rx)
+{
+    uint32_t id = 0;
+    int r = pn_connect(cl->s, sip, port, 0, &id);
+    CHECK_EQ(r, 0);
+    if (r < 0)
+        return NULL;
+    stream *st = node_stream(cl, id);
+    if (!st)
+        return NULL;
+    memset(st, 0, sizeof *st);
+    st->used = 1;
+    st->conn = id;
+    st->tx_total = tx;
+    st->rx_expect = rx;
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, id, &ci);
+    st->tx_seed = ((uint64_t)cl->ip << 16 | ci.local_port) * 2;
+    st->rx_seed = ((uint64_t)cl->ip << 16 | ci.local_port) * 2 + 1;
+    return st;
 }

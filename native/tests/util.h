@@ -23,6 +23,7 @@ typedef struct stream {   /* one connection's application state */
     uint64_t rx_expect, rx_consumed, rx_seen, rx_bad;
     uint32_t more_sendable, user_timeouts;
     uint8_t partial;       /* leave some bytes unconsumed now and then */
+    uint8_t keep_all;      /* consume nothing */
     uint8_t send_fin_when_done;
     uint8_t fin_sent;
 } stream;
@@ -52,6 +53,11 @@ typedef struct world {
     int nn;
     uint64_t now;
     uint64_t polls;
+    pn_link *raw[4];       /* raw endpoints: frames to them are drained and counted */
+    int nraw;
+    uint64_t raw_rx;
+    void (*raw_hook)(struct world *w, const uint8_t *f, uint32_t len);
+    void *ctx;
 } world;
 
 extern int h_pass, h_fail;
@@ -59,6 +65,7 @@ extern int h_pass, h_fail;
 void world_init(world *w, const pn_sim_params *p);
 node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte);
 void world_free(world *w);
+pn_link *world_add_raw(world *w, uint8_t macbyte);
 /* Run until done(w) or the virtual clock passes `limit_ns` from now. Returns done(). */
 bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), void *ctx);
 void gen_bytes(uint64_t seed, uint64_t off, uint8_t *dst, uint32_t n);
@@ -68,3 +75,21 @@ void cfg_for(pn_config *c, uint32_t ip);
 bool all_streams_done(world *w, void *ctx);
 double wall_s(void);
 #endif
+
+/* A raw TCP/IPv4 frame with correct checksums (for injecting segments). */
+typedef struct raw_seg {
+    const uint8_t *src_mac, *dst_mac;
+    uint32_t src_ip, dst_ip;
+    uint16_t sport, dport;
+    uint32_t seq, ack;
+    uint8_t flags;
+    uint16_t wnd;
+    const uint8_t *opts;
+    uint32_t optlen;       /* a multiple of 4 */
+    const uint8_t *payload;
+    uint32_t plen;
+} raw_seg;
+uint32_t build_tcp_frame(uint8_t *f, const raw_seg *r);
+/* Put a frame on the wire from a raw endpoint. */
+void raw_send(pn_link *raw, const uint8_t *f, uint32_t len);
+stream *client_open(node *cl, uint32_t sip, uint16_t port, uint64_t tx, uint64_t rx);

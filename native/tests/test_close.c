@@ -1,0 +1,323 @@
+/* test_close.c -- closing: half close with FIN carrying the unconsumed bytes, the
+ * four-way close into TIME_WAIT on both sides, simultaneous close, RST both ways,
+ * RFC 5961 RST/SYN checks, the TIME_WAIT pool when full, FIN retransmission in TIME_WAIT. */
+#include "pn_internal.h"
+#include "util.h"
+
+static uint32_t SIP, CIP;
+
+static void setup(world *w, node **cl, node **sv, uint32_t tw)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world_init(w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    c.max_time_wait_conn_cnt = tw;
+    *cl = world_add(w, &c, CIP, 1);
+    cfg_for(&c, SIP);
+    c.max_time_wait_conn_cnt = tw;
+    *sv = world_add(w, &c, SIP, 2);
+    pn_listen((*sv)->s, 80);
+}
+
+static bool est2(world *w, void *ctx)
+{
+    (void)ctx;
+    return w->nodes[0].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1 &&
+           w->nodes[1].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1;
+}
+
+static stream *server_stream(node *sv)
+{
+    for (uint32_t i = 0; i < sv->nstreams; i++)
+        if (sv->streams[i].used)
+            return &sv->streams[i];
+    return NULL;
+}
+
+/* server: keep every byte unconsumed; at FIN, reply with 3000 bytes and our FIN */
+static uint32_t fin_len;
+static void keep_all_then_reply(node *n, pn_event *e)
+{
+    if (e->type == PN_EV_CONNECTION_ESTABLISHED)
+        node_stream(n, e->conn_id)->keep_all = 1;
+    if (e->type == PN_EV_FIN) {
+        fin_len = e->len;
+        stream *st = node_stream(n, e->conn_id);
+        st->tx_total = 3000;
+        stream_pump(n, st);
+        CHECK_EQ(pn_send_fin(n->s, e->conn_id), 0);
+        CHECK_EQ(pn_send(n->s, e->conn_id, "x", 1, 0), PN_ESTATE);
+    }
+}
+
+static void test_half_close(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = keep_all_then_reply;
+    stream *st = client_open(cl, SIP, 80, 5000, 3000);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream_pump(cl, st);
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), 0);
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), PN_ESTATE);
+    CHECK_EQ(pn_send(cl->s, st->conn, "x", 1, 0), PN_ESTATE);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    CHECK_EQ(ci.state, PN_TCP_FIN_WAIT_1);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(fin_len, 5000);               /* FIN presents every unconsumed byte */
+    stream *ss = server_stream(sv);
+    CHECK(ss != NULL);
+    if (ss) {
+        CHECK_EQ(ss->rx_seen, 5000);
+        CHECK_EQ(ss->rx_bad, 0);
+        CHECK(ss->fin_seen);
+        CHECK(ss->closed);
+    }
+    CHECK_EQ(st->rx_seen, 3000);            /* data after our FIN still arrives */
+    CHECK_EQ(st->rx_bad, 0);
+    CHECK(st->fin_seen);
+    CHECK(st->closed);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 1);
+    pn_stats a, b;
+    pn_stack_stats(cl->s, &a);
+    pn_stack_stats(sv->s, &b);
+    CHECK_EQ(a.TcpExtTW, 1);
+    CHECK_EQ(b.TcpExtTW, 1);               /* the passive closer enters TIME_WAIT too */
+    CHECK_EQ(pn_conn_info_get(cl->s, st->conn, &ci), PN_EBADCONN);
+    /* TIME_WAIT lasts 2*MSL, then nothing is left */
+    CHECK(pn_stack_next_timer(cl->s) != UINT64_MAX);
+    world_run(&w, 70000000000ull, NULL, NULL);
+    CHECK_EQ(cl->s->tw_used, 0);
+    CHECK_EQ(pn_stack_next_timer(cl->s), UINT64_MAX);
+    world_free(&w);
+}
+
+static void test_simultaneous_close(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), 0);
+    CHECK_EQ(pn_send_fin(sv->s, ss->conn), 0);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_FIN], 1);
+    CHECK_EQ(sv->counts[PN_EV_FIN], 1);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 1);
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    CHECK_EQ(a.TcpExtTW, 1);
+    CHECK_EQ(a.TcpRetransSegs, 0);
+    world_free(&w);
+}
+
+static void test_rst_both_ways(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    CHECK_EQ(pn_close(cl->s, st->conn), 0);
+    CHECK_EQ(pn_close(cl->s, st->conn), PN_EBADCONN);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_RESET], 1);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_RESET], 0);
+    /* the other way */
+    memset(cl->counts, 0, sizeof cl->counts);
+    memset(sv->counts, 0, sizeof sv->counts);
+    memset(sv->streams, 0, sv->nstreams * sizeof(stream));
+    st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    CHECK(ss != NULL);
+    CHECK_EQ(pn_close(sv->s, ss->conn), 0);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_RESET], 1);
+    CHECK(st->reset);
+    pn_stats a;
+    pn_stack_stats(sv->s, &a);
+    CHECK_EQ(a.TcpOutRsts, 1);
+    world_free(&w);
+}
+
+/* the server answers a FIN with its own FIN */
+static void fin_back(node *n, pn_event *e)
+{
+    if (e->type == PN_EV_FIN)
+        pn_send_fin(n->s, e->conn_id);
+}
+
+static void test_time_wait_pool_full(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 2);
+    sv->hook = fin_back;
+    stream *st[5];
+    for (int i = 0; i < 5; i++)
+        st[i] = client_open(cl, SIP, 80, 100, 0);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 5);
+    for (int i = 0; i < 5; i++) {
+        stream_pump(cl, st[i]);
+        CHECK_EQ(pn_send_fin(cl->s, st[i]->conn), 0);
+        world_run(&w, 1000000000ull, NULL, NULL);   /* close them one after another */
+    }
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 5);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 5);
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    CHECK_EQ(a.TcpExtTW, 5);
+    CHECK_EQ(cl->s->tw_used, 2);            /* the oldest three were recycled */
+    CHECK_EQ(sv->s->tw_used, 2);
+    /* the newest two are the last closed: their ports */
+    pn_tw *t = &cl->s->tw[cl->s->tw_new];
+    pn_conn_info ci;
+    (void)ci;
+    CHECK(t->in_use);
+    world_free(&w);
+}
+
+/* The client's last ACK is lost: the server's FIN comes again and TIME_WAIT re-ACKs it. */
+static void test_time_wait_reack(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = fin_back;
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    /* drop the client's 2nd bare ACK from now: the handshake's was the 1st, so the next
+     * two bare ACKs are the FIN's ack (none: FIN|ACK differs) and the final ACK */
+    uint8_t m[42] = {0}, k[42] = {0};
+    memcpy(m, cl->mac, 6);
+    memset(k, 0xff, 6);
+    m[41] = 0x10;
+    k[41] = 0xff;
+    CHECK(pn_sim_wire_drop_nth(w.wire, 1, 6, m, k, 42) >= 0);
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), 0);
+    world_run(&w, 10000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 1);
+    pn_stats b;
+    pn_stack_stats(sv->s, &b);
+    CHECK(b.TcpRetransSegs >= 1);
+    pn_sim_stats ws;
+    pn_sim_wire_stats(w.wire, &ws);
+    CHECK_EQ(ws.dropped, 1);
+    world_free(&w);
+}
+
+/* RFC 5961: an in-window RST that is not at rcv_nxt, and a SYN, get a challenge ACK;
+ * a RST exactly at rcv_nxt resets. */
+static uint32_t raw_acks;
+static void count_acks(world *w, const uint8_t *f, uint32_t len)
+{
+    (void)w;
+    if (len >= 54 && f[12] == 8 && f[23] == 6 && f[47] == 0x10)
+        raw_acks++;
+}
+
+static void test_rfc5961(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    pn_conn_info ci;
+    pn_conn_info_get(sv->s, ss->conn, &ci);
+    /* a raw endpoint forges the client's frames (the wire delivers by destination MAC;
+     * the server's replies go to the real client) */
+    pn_link *raw = world_add_raw(&w, 9);
+    w.raw_hook = count_acks;
+    pn_conn_info cci;
+    pn_conn_info_get(cl->s, st->conn, &cci);
+    uint8_t f[200];
+    raw_seg r = {cl->mac, sv->mac, CIP, SIP, cci.local_port, 80, ci.rcv_nxt + 100, 0,
+                 0x04, 0, NULL, 0, NULL, 0};
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    r.seq = ci.rcv_nxt;
+    r.flags = 0x02;   /* SYN */
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    r.seq = ci.rcv_nxt + 1000000;   /* out of window RST: silently dropped */
+    r.flags = 0x04;
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    r.seq = ci.rcv_nxt;             /* old ACK far below snd_una: challenge ACK */
+    r.flags = 0x10;
+    r.ack = ci.snd_una - 200000;
+    r.wnd = 1000;
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_stats b;
+    pn_stack_stats(sv->s, &b);
+    CHECK_EQ(b.TcpExtTCPChallengeACK, 3);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_RESET], 0);
+    CHECK_EQ(pn_conn_info_get(sv->s, ss->conn, &ci), 0);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    /* rate limit: 2000 in-window RSTs in one virtual second -> at most 1000 ACKs */
+    for (int i = 0; i < 2000; i++) {
+        r.seq = ci.rcv_nxt + 1 + (uint32_t)i;
+        r.flags = 0x04;
+        raw_send(raw, f, build_tcp_frame(f, &r));
+        if (i % 50 == 0)
+            world_run(&w, 1000, NULL, NULL);
+    }
+    world_run(&w, 10000000ull, NULL, NULL);
+    pn_stack_stats(sv->s, &b);
+    CHECK(b.TcpExtTCPChallengeACK <= 1000);
+    CHECK(b.TcpExtTCPChallengeACK >= 900);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_RESET], 0);
+    /* exactly at rcv_nxt: reset */
+    r.seq = ci.rcv_nxt;
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_RESET], 1);
+    pn_stack_stats(sv->s, &b);
+    CHECK_EQ(b.TcpEstabResets, 1);
+    world_free(&w);
+}
+
+/* a segment for no connection gets a RST (RFC 9293 3.10.7.1) */
+static void test_closed_port_rst(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    pn_stack_add_neighbour(sv->s, CIP, cl->mac);
+    pn_link *raw = world_add_raw(&w, 9);
+    uint8_t f[200];
+    raw_seg r = {cl->mac, sv->mac, CIP, SIP, 5555, 81, 1000, 77, 0x10, 100, NULL, 0, NULL, 0};
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    r.flags = 0x04;   /* a RST is never answered */
+    raw_send(raw, f, build_tcp_frame(f, &r));
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_stats b;
+    pn_stack_stats(sv->s, &b);
+    CHECK_EQ(b.TcpOutRsts, 1);
+    world_free(&w);
+}
+
+int main(void)
+{
+    SIP = IP(10, 0, 0, 2);
+    CIP = IP(10, 0, 0, 1);
+    RUN(test_half_close);
+    RUN(test_simultaneous_close);
+    RUN(test_rst_both_ways);
+    RUN(test_time_wait_pool_full);
+    RUN(test_time_wait_reack);
+    RUN(test_rfc5961);
+    RUN(test_closed_port_rst);
+    HARNESS_DONE();
+}

@@ -1,0 +1,372 @@
+/* test_send.c -- the send and receive contracts: `more`, sendv, sendable and
+ * immediately_sendable, MORE_SENDABLE, `remaining`, zero window and persist probes,
+ * option negotiation (window scale, timestamps, MSS by buffer size), congestion control. */
+#include "pn_internal.h"
+#include "util.h"
+
+static uint32_t SIP, CIP;
+
+static void setup_cfg(world *w, node **cl, node **sv, const pn_config *cc, const pn_config *sc)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world_init(w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    *cl = world_add(w, cc ? cc : &c, CIP, 1);
+    cfg_for(&c, SIP);
+    *sv = world_add(w, sc ? sc : &c, SIP, 2);
+    pn_listen((*sv)->s, 80);
+}
+
+static bool est2(world *w, void *ctx)
+{
+    (void)ctx;
+    return w->nodes[0].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1 &&
+           w->nodes[1].counts[PN_EV_CONNECTION_ESTABLISHED] >= 1;
+}
+
+static stream *server_stream(node *sv)
+{
+    for (uint32_t i = 0; i < sv->nstreams; i++)
+        if (sv->streams[i].used)
+            return &sv->streams[i];
+    return NULL;
+}
+
+static void test_more(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    uint8_t buf[4000];
+    gen_bytes(st->tx_seed, 0, buf, sizeof buf);
+    pn_stats a0, a1;
+    pn_stack_stats(cl->s, &a0);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf, 100, 1), 100);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_stack_stats(cl->s, &a1);
+    CHECK_EQ(a1.TcpOutSegs, a0.TcpOutSegs);     /* held back */
+    CHECK_EQ(ss->rx_seen, 0);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf + 100, 2000, 1), 2000);   /* 2100: 2 full + 180 held */
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(ss->rx_seen, 1920);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf + 2100, 10, 0), 10);      /* flush */
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(ss->rx_seen, 2110);
+    CHECK_EQ(ss->rx_bad, 0);
+    pn_stack_stats(cl->s, &a1);
+    CHECK_EQ(a1.TcpOutSegs - a0.TcpOutSegs, 3);  /* 960, 960, 190: no tiny segments */
+    world_free(&w);
+}
+
+static void test_sendv(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    uint8_t buf[3000];
+    gen_bytes(st->tx_seed, 0, buf, sizeof buf);
+    pn_iovec v[4] = {{buf, 1}, {buf + 1, 0}, {buf + 1, 1500}, {buf + 1501, 1499}};
+    CHECK_EQ(pn_sendv(cl->s, st->conn, v, 4, 0), 3000);
+    CHECK_EQ(pn_sendv(cl->s, st->conn, v, -1, 0), PN_EINVAL);
+    pn_iovec bad = {NULL, 5};
+    CHECK_EQ(pn_sendv(cl->s, st->conn, &bad, 1, 0), PN_EINVAL);
+    CHECK_EQ(pn_sendv(cl->s, 199, v, 1, 0), PN_EBADCONN);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(ss->rx_seen, 3000);
+    CHECK_EQ(ss->rx_bad, 0);
+    world_free(&w);
+}
+
+static void test_sendable(void)
+{
+    world w;
+    node *cl, *sv;
+    pn_config c;
+    cfg_for(&c, CIP);
+    c.conn_send_buf_cnt = 64;
+    setup_cfg(&w, &cl, &sv, &c, NULL);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    CHECK_EQ(pn_sendable(cl->s, st->conn), 64 * 960);
+    CHECK_EQ(pn_immediately_sendable(cl->s, st->conn), 40960);
+    uint8_t buf[70000];
+    gen_bytes(st->tx_seed, 0, buf, sizeof buf);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf, 1000, 1), 1000);   /* 960 out, 40 held */
+    CHECK_EQ(pn_sendable(cl->s, st->conn), 64 * 960 - 1000);
+    CHECK_EQ(pn_immediately_sendable(cl->s, st->conn), 40960 - 1000);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf + 1000, 920, 0), 920);   /* fills the held one */
+    CHECK_EQ(pn_sendable(cl->s, st->conn), 62 * 960);
+    /* more than the buffers hold: a short write, then MORE_SENDABLE once acked */
+    int32_t r = pn_send(cl->s, st->conn, buf + 1920, 64 * 960, 0);
+    CHECK_EQ(r, 62 * 960);
+    st->tx_sent = 1920 + (uint64_t)r;
+    CHECK_EQ(pn_sendable(cl->s, st->conn), 0);
+    CHECK_EQ(pn_immediately_sendable(cl->s, st->conn), 0);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf, 10, 0), 0);
+    st->tx_total = 1920 + 64 * 960 + 20000;   /* the stream pumps the rest on MORE_SENDABLE */
+    world_run(&w, 10000000000ull, NULL, NULL);
+    CHECK(st->more_sendable >= 1);
+    stream *ss = server_stream(sv);
+    CHECK_EQ(ss->rx_seen, st->tx_total);
+    CHECK_EQ(ss->rx_bad, 0);
+    CHECK_EQ(pn_sendable(cl->s, st->conn), 64 * 960);
+    world_free(&w);
+}
+
+/* A raw peer that advertises a zero window: the sender must probe (RFC 9293 3.8.6.1),
+ * with backoff, without timing out while the probes are answered, and send once the
+ * window opens. */
+static struct {
+    node *cl;
+    pn_link *raw;
+    uint8_t mac[6];
+    uint32_t ip, rcv_nxt, iss;
+    uint16_t wnd;
+    uint32_t probes, data_bytes;
+} zp;
+
+static void zw_peer(world *w, const uint8_t *f, uint32_t len)
+{
+    (void)w;
+    if (len < 54 || f[12] != 8 || f[23] != 6)
+        return;
+    const uint8_t *t = f + 34;
+    uint32_t thl = (uint32_t)(t[12] >> 4) * 4, plen = len - 34 - thl;
+    uint32_t seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
+    uint16_t sport = (uint16_t)(t[0] << 8 | t[1]);
+    uint8_t fl = t[13];
+    uint8_t out[200];
+    raw_seg r = {zp.mac, zp.cl->mac, zp.ip, CIP, 80, sport, zp.iss + 1, 0, 0x10, zp.wnd,
+                 NULL, 0, NULL, 0};
+    if (fl & 0x02) {
+        zp.rcv_nxt = seq + 1;
+        r.seq = zp.iss;
+        r.ack = zp.rcv_nxt;
+        r.flags = 0x12;
+        uint8_t mss[4] = {2, 4, 0x05, 0xb4};
+        r.opts = mss;
+        r.optlen = 4;
+        raw_send(zp.raw, out, build_tcp_frame(out, &r));
+        return;
+    }
+    if (!plen)
+        return;
+    if (zp.wnd == 0) {
+        zp.probes++;
+    } else if (seq == zp.rcv_nxt) {
+        zp.rcv_nxt += plen;
+        zp.data_bytes += plen;
+    }
+    r.ack = zp.rcv_nxt;
+    raw_send(zp.raw, out, build_tcp_frame(out, &r));
+}
+
+static void test_zero_window_persist(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    memset(&zp, 0, sizeof zp);
+    zp.cl = cl;
+    zp.raw = world_add_raw(&w, 9);
+    memcpy(zp.mac, zp.raw->mac, 6);
+    zp.ip = IP(10, 0, 0, 9);
+    zp.iss = 5000;
+    zp.wnd = 0;
+    w.raw_hook = zw_peer;
+    pn_stack_add_neighbour(cl->s, zp.ip, zp.mac);
+    stream *st = client_open(cl, zp.ip, 80, 0, 0);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK(st->established);
+    uint8_t buf[5000];
+    gen_bytes(1, 0, buf, sizeof buf);
+    CHECK_EQ(pn_send(cl->s, st->conn, buf, sizeof buf, 0), 5000);
+    CHECK_EQ(pn_immediately_sendable(cl->s, st->conn), 0);
+    uint64_t t0 = w.now;
+    world_run(&w, 300000000000ull, NULL, NULL);   /* five minutes of a closed window */
+    CHECK(w.now - t0 >= 299000000000ull);
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, st->conn, &ci), 0);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    /* backoff from 1 s doubling to 30 s: about 15 probes in 300 s, not thousands */
+    CHECK(zp.probes >= 8 && zp.probes <= 20);
+    CHECK_EQ(zp.data_bytes, 0);
+    /* the window opens (a window update) and the data flows */
+    zp.wnd = 65535;
+    uint8_t out[200];
+    raw_seg r = {zp.mac, cl->mac, zp.ip, CIP, 80, ci.local_port, zp.iss + 1, zp.rcv_nxt, 0x10,
+                 zp.wnd, NULL, 0, NULL, 0};
+    raw_send(zp.raw, out, build_tcp_frame(out, &r));
+    world_run(&w, 60000000000ull, NULL, NULL);
+    CHECK_EQ(zp.data_bytes, 5000);
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    CHECK_EQ(ci.snd_una, ci.snd_nxt);
+    world_free(&w);
+}
+
+/* `remaining`: the bytes left are presented again first, with the new ones after. */
+static uint8_t kept[64];
+static uint32_t kept_n, checked;
+static void keep_tail(node *n, pn_event *e)
+{
+    (void)n;
+    if (e->type != PN_EV_DATA)
+        return;
+    if (kept_n) {
+        CHECK(e->len >= kept_n);
+        CHECK(memcmp(e->data, kept, kept_n) == 0);
+        checked++;
+    }
+    uint32_t r = e->len > 10 ? 10 : e->len;
+    memcpy(kept, e->data + e->len - r, r);
+    kept_n = r;
+    e->remaining = r;
+}
+
+static void test_remaining(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    sv->hook = keep_tail;
+    kept_n = checked = 0;
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    stream *ss = server_stream(sv);
+    ss->partial = 0;
+    /* the stream's own accounting consumes all; keep_tail overrides remaining = 10, so
+     * fix the stream to match by marking the node partial-free and checking raw bytes */
+    uint8_t buf[500];
+    gen_bytes(st->tx_seed, 0, buf, sizeof buf);
+    for (int i = 0; i < 5; i++) {
+        pn_send(cl->s, st->conn, buf + i * 100, 100, 0);
+        world_run(&w, 100000000ull, NULL, NULL);
+    }
+    CHECK_EQ(checked, 4);
+    world_free(&w);
+}
+
+static pn_conn *conn_of(node *n, uint32_t id) { return &n->s->conns[id]; }
+
+static void negotiate(uint8_t cws, uint8_t cts, uint8_t sws, uint8_t sts, uint8_t c1k)
+{
+    world w;
+    node *cl, *sv;
+    pn_config a, b;
+    cfg_for(&a, CIP);
+    a.window_scale = cws;
+    a.timestamps = cts;
+    a.send_buf_1k = c1k;
+    a.conn_recv_buf_size = 1 << 20;
+    cfg_for(&b, SIP);
+    b.window_scale = sws;
+    b.timestamps = sts;
+    b.conn_recv_buf_size = 1 << 20;
+    setup_cfg(&w, &cl, &sv, &a, &b);
+    sv->default_tx = 3000000;
+    sv->default_rx = 3000000;
+    stream *st = client_open(cl, SIP, 80, 3000000, 3000000);
+    CHECK(world_run(&w, 60000000000ull, all_streams_done, NULL));
+    pn_conn *c = conn_of(cl, st->conn);
+    stream *ss = server_stream(sv);
+    pn_conn *d = conn_of(sv, ss->conn);
+    CHECK_EQ(c->ws_ok, cws && sws);
+    CHECK_EQ(d->ws_ok, cws && sws);
+    CHECK_EQ(c->ts_ok, cts && sts);
+    CHECK_EQ(d->ts_ok, cts && sts);
+    CHECK_EQ(c->rcv_wscale, (cws && sws) ? 5 : 0);   /* 1 MiB >> 5 fits 16 bits */
+    CHECK_EQ(d->snd_wscale, c->rcv_wscale);
+    uint32_t ts = (cts && sts) ? 12 : 0;
+    CHECK_EQ(c->mss, (c1k ? 960u : 1460u) - ts);
+    CHECK_EQ(d->mss, 960u - ts);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    CHECK(ci.rcv_wnd <= ((cws && sws) ? (1u << 20) : 65535u));
+    if (!(cts && sts))
+        CHECK(ci.srtt_us > 0);   /* with timestamps, 1 ms ticks see this wire as 0 */
+    CHECK_EQ(st->rx_bad + ss->rx_bad, 0);
+    world_free(&w);
+}
+
+static void test_options(void)
+{
+    for (int m = 0; m < 32; m++)
+        negotiate(m & 1, (m >> 1) & 1, (m >> 2) & 1, (m >> 3) & 1, (m >> 4) & 1);
+}
+
+/* Congestion control: a lost segment halves the window (newreno/cubic); none keeps none. */
+static void cc_case(uint8_t cc)
+{
+    world w;
+    node *cl, *sv;
+    pn_config a;
+    cfg_for(&a, CIP);
+    a.congestion_control = cc;
+    a.window_scale = 1;
+    a.conn_recv_buf_size = 1 << 20;
+    pn_config b = a;
+    b.local_ip = SIP;
+    setup_cfg(&w, &cl, &sv, &a, &b);
+    sv->default_rx = 20000000;
+    stream *st = client_open(cl, SIP, 80, 20000000, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    if (cc == PN_CC_NONE)
+        CHECK_EQ(ci.cwnd, UINT32_MAX);
+    else
+        CHECK_EQ(ci.cwnd, 4 * 960);   /* RFC 5681 IW for a 960-byte MSS */
+    /* drop the 2000th data frame from the client */
+    uint8_t m[6];
+    memcpy(m, cl->mac, 6);
+    pn_sim_wire_drop_nth(w.wire, 2000, 6, m, NULL, 6);
+    CHECK(world_run(&w, 60000000000ull, all_streams_done, NULL));
+    world_run(&w, 1000000000ull, NULL, NULL);
+    stream *ss = server_stream(sv);
+    CHECK_EQ(ss->rx_seen, 20000000);
+    CHECK_EQ(ss->rx_bad, 0);
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    pn_stats s;
+    pn_stack_stats(cl->s, &s);
+    CHECK_EQ(s.TcpExtTCPFastRetrans, 1);
+    CHECK_EQ(s.TcpExtTCPTimeouts, 0);
+    if (cc == PN_CC_NONE) {
+        CHECK_EQ(ci.cwnd, UINT32_MAX);
+    } else {
+        CHECK(ci.ssthresh != UINT32_MAX);
+        CHECK(ci.ssthresh >= 2 * 960);
+        CHECK(ci.cwnd >= ci.ssthresh);   /* grew again after recovery */
+    }
+    printf("  cc %d: cwnd %u ssthresh %u srtt %u us rto %u ms\n", cc, ci.cwnd, ci.ssthresh,
+           ci.srtt_us, ci.rto_ms);
+    world_free(&w);
+}
+
+static void test_cc(void)
+{
+    cc_case(PN_CC_NONE);
+    cc_case(PN_CC_NEWRENO);
+    cc_case(PN_CC_CUBIC);
+}
+
+int main(void)
+{
+    SIP = IP(10, 0, 0, 2);
+    CIP = IP(10, 0, 0, 1);
+    RUN(test_more);
+    RUN(test_sendv);
+    RUN(test_sendable);
+    RUN(test_zero_window_persist);
+    RUN(test_remaining);
+    RUN(test_options);
+    RUN(test_cc);
+    HARNESS_DONE();
+}
