@@ -29,6 +29,7 @@ BUILD = NATIVE / "build" / "links"
 
 # The files this script owns: build_ffi compiles netlink.c anyway (it is not a link_*).
 SOURCES = ("link_af_packet.c", "link_af_xdp.c", "netlink.c")
+EFVI_SHIM = NATIVE / "efvi_shim"
 
 
 def _say(msg: str) -> None:
@@ -104,8 +105,79 @@ def compile_bpf(build_dir: Path = BUILD) -> Path | None:
     return build_dir
 
 
+def _onload_paths() -> tuple[Path, Path, str] | str:
+    """(include dir, library dir, library name) of an Onload install, or why there is none.
+    ONLOAD_HOME (a built Onload tree) first, then the standard include/library paths."""
+    home = os.environ.get("ONLOAD_HOME", "")
+    incs: list[Path] = []
+    libdirs: list[Path] = []
+    if home:
+        root = Path(home)
+        incs += [root / "src" / "include", root / "include"]
+        libdirs += sorted(root.glob("build/*/lib/ciul")) + [root / "lib", root / "lib64"]
+    incs += [Path("/usr/include"), Path("/usr/local/include")]
+    libdirs += [Path(p) for p in ("/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib",
+                                  "/usr/local/lib", "/usr/local/lib64")]
+    inc = next((d for d in incs if (d / "etherfabric" / "vi.h").exists()), None)
+    if inc is None:
+        where = f"ONLOAD_HOME={home} or " if home else ""
+        return f"no etherfabric/vi.h in {where}the standard include paths"
+    for d in libdirs:
+        for name in ("libciul1.a", "libciul.so", "libciul.so.1"):
+            if (d / name).exists():
+                return inc, d, name
+    return f"Onload headers in {inc} but no libciul (libciul1.a / libciul.so) found"
+
+
+def efvi_build() -> dict[str, list]:
+    """What the efvi link (native/src/link_efvi.c) adds, kept apart from the other links.
+
+    Always compiles link_efvi.c: for real with Onload's headers and libciul (ONLOAD_HOME or
+    the standard paths), against pollnet's ef_vi look-alike (native/efvi_shim) when
+    POLLNET_EFVI_SHIM=1, otherwise as a stub whose create call says why (the reason is a
+    PN_EFVI_SKIP code, told on stderr here too). Onload's library is linked statically when
+    libciul1.a is there (Onload's advice); its directory goes on LIBRARY_PATH."""
+    out: dict[str, list] = {"sources": [str(SRC / "link_efvi.c")], "libraries": [],
+                            "include_dirs": [], "extra_compile_args": [], "define_macros": []}
+    if os.environ.get("POLLNET_EFVI_SHIM", "") not in ("", "0"):
+        out["sources"].append(str(EFVI_SHIM / "efvi_shim.c"))
+        out["include_dirs"] += [str(EFVI_SHIM / "include"), str(EFVI_SHIM)]
+        out["define_macros"] += [("PN_HAVE_EFVI", "1"), ("PN_EFVI_SHIM", "1")]
+        _say("efvi link built against pollnet's ef_vi look-alike (POLLNET_EFVI_SHIM=1): "
+             "frames over AF_PACKET, not Solarflare hardware")
+        return out
+    if os.environ.get("POLLNET_NO_EFVI", "") not in ("", "0"):
+        _say("POLLNET_NO_EFVI is set: efvi link skipped")
+        out["define_macros"].append(("PN_EFVI_SKIP", "3"))
+        return out
+    found = _onload_paths()
+    if isinstance(found, str):
+        _say(f"efvi link skipped: {found} (install AMD Onload and set ONLOAD_HOME)")
+        code = "2" if "no libciul" in found else "1"
+        out["define_macros"].append(("PN_EFVI_SKIP", code))
+        return out
+    inc, libdir, name = found
+    out["include_dirs"].append(str(inc))
+    out["define_macros"].append(("PN_HAVE_EFVI", "1"))
+    out["libraries"].append(":" + name if name.endswith(".a") else "ciul")
+    paths = [p for p in os.environ.get("LIBRARY_PATH", "").split(":") if p]
+    if str(libdir) not in paths:
+        os.environ["LIBRARY_PATH"] = ":".join([str(libdir), *paths])
+    _say(f"efvi link built with Onload: {inc}, {libdir / name}")
+    return out
+
+
 def link_build() -> dict[str, list]:
     """Sources, libraries, include dirs, compile args and macros of the real links."""
+    out = _link_build_af()
+    efvi = efvi_build()
+    for key, values in efvi.items():
+        out[key] = list(out[key]) + [v for v in values if v not in out[key]]
+    return out
+
+
+def _link_build_af() -> dict[str, list]:
+    """af_packet, af_xdp and rtnetlink."""
     sources = [str(SRC / name) for name in SOURCES]
     out: dict[str, list] = {
         "sources": sources,
@@ -144,7 +216,7 @@ def _make_vars() -> str:
         f"LINK_SOURCES := {' '.join(b['sources'])}\n"
         f"LINK_CFLAGS := {' '.join(cflags)}\n"
         f"LINK_LIBS := {' '.join(libs)}\n"
-        f"LINK_HAVE_AF_XDP := {1 if b['define_macros'] else 0}\n"
+        f"LINK_HAVE_AF_XDP := {1 if ('PN_HAVE_AF_XDP', '1') in b['define_macros'] else 0}\n"
     )
 
 

@@ -73,6 +73,20 @@ def _library(name: str) -> tuple[bool, str]:
     return True, f"{name} loads"
 
 
+def efvi_build_info() -> str | None:
+    """What the compiled core's efvi link runs on (pn_efvi_build_info()): Onload's ef_vi,
+    pollnet's look-alike, or "not built: <why>". None without a core that says."""
+    try:
+        mod = importlib.import_module("pollnet._pncore")
+    except ImportError:
+        return None
+    fn = getattr(mod.lib, "pn_efvi_build_info", None)
+    if fn is None:
+        return None
+    text: bytes = mod.ffi.string(fn())
+    return text.decode(errors="replace")
+
+
 def probe_all(tcpdirect_library: str = "libonload_zf.so") -> list[Probe]:
     core = native_core()
     root = is_root()
@@ -93,14 +107,18 @@ def probe_all(tcpdirect_library: str = "libonload_zf.so") -> list[Probe]:
     probes.append(Probe("efvi link=af_packet", core.available and ok, need_core + why))
     ok, why = _raw_socket(AF_XDP, socket.SOCK_RAW, "AF_XDP")
     probes.append(Probe("efvi link=af_xdp", core.available and ok, need_core + why))
-    lib_ok, lib_why = _library("libciul.so.1")
+    _, lib_why = _library("libciul.so.1")  # informative: the link may hold libciul1.a
     nics = solarflare_interfaces()
     nic_why = f"Solarflare NICs: {', '.join(nics)}" if nics else "no Solarflare NIC found"
+    build = efvi_build_info()
+    built = build is not None and not build.startswith("not built")
+    shim = build is not None and build.startswith("efvi_shim")
+    build_why = f"link: {build}; " if build is not None else ""
     probes.append(
         Probe(
             "efvi link=efvi",
-            core.available and lib_ok and bool(nics),
-            f"{need_core}{lib_why}; {nic_why}",
+            core.available and built and (shim or bool(nics)),
+            f"{need_core}{build_why}{lib_why}; {nic_why}",
         )
     )
     ok, why = _library(tcpdirect_library)

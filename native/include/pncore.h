@@ -195,6 +195,29 @@ enum { PN_XDP_MODE_AUTO = 0, PN_XDP_MODE_NATIVE = 1, PN_XDP_MODE_GENERIC = 2,
 /* Each returns NULL and fills err when the link cannot run here (naming why and the fix). */
 pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_t errlen);
 pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen);
+/* AMD/Solarflare ef_vi (native/src/link_efvi.c). Without Onload at build time this fails,
+ * saying why (pn_efvi_build_info()). queue/mode are unused; frame_size must be 0 or 2048;
+ * ring_frames = RX buffers (8..4095, default 504). */
+pn_link *pn_efvi_link_create(const pn_real_link_params *p, char *err, size_t errlen);
+/* What this build's efvi link runs on: "AMD Onload ef_vi (...)", "efvi_shim (...)" or
+ * "not built: <why>". */
+const char *pn_efvi_build_info(void);
+
+enum { PN_EFVI_DISCARD_KINDS = 8 };  /* EF_EVENT_RX_DISCARD_* subtypes counted */
+typedef struct pn_efvi_link_info {
+    uint8_t ctpio;               /* 1: sends use CTPIO (ef_vi_capabilities_get said so) */
+    uint8_t rx_timestamps;       /* 1: EF_VI_RX_TIMESTAMPS: pn_rx_frame.hw_ts_ns is set */
+    uint32_t rx_prefix_len, rx_buffer_len;
+    uint32_t rx_bufs, tx_bufs, rx_ring_capacity, tx_ring_capacity, rx_fill_level;
+    uint32_t filters;            /* flow filters installed now */
+    uint64_t rx_discard[PN_EFVI_DISCARD_KINDS];  /* by EF_EVENT_RX_DISCARD_* subtype */
+    uint64_t tx_ctpio_ok;        /* completions the NIC flagged EF_EVENT_FLAG_CTPIO */
+    uint64_t rx_runts, rx_ts_missing, rx_bad_ids, tx_bad_ids, rx_post_errors, other_events;
+    uint64_t arp_from_kernel;    /* ARP replies built from the kernel's neighbour table */
+    uint64_t arp_probe_errors, arp_lookups_dropped, filter_del_errors;
+} pn_efvi_link_info;
+/* PN_EINVAL when l is not an efvi link. */
+int pn_efvi_link_info_get(pn_link *l, pn_efvi_link_info *out);
 
 /* Counters of a real link (af_packet, af_xdp); PN_EINVAL for any other link. */
 typedef struct pn_real_link_stats {

@@ -8,6 +8,10 @@ Links: af_packet and af_xdp (native and generic XDP) with the stack owning an ad
 kernel does not have (own_ip), and both sharing the kernel's address: ports held by kernel
 sockets, frames steered by the XDP program (af_xdp) or hidden from the kernel by a tc
 ingress filter (af_packet), so the kernel never answers our peers with RSTs.
+efvi: the ef_vi link built against pollnet's ef_vi look-alike (native/efvi_shim, frames
+over AF_PACKET), own_ip only (the look-alike cannot steal frames from the kernel as NIC
+filters do); "ctpio" runs it with the CTPIO path on and 5% of CTPIO sends failing over
+to the DMA fallback (see docs/efvi-link.md).
 """
 
 from __future__ import annotations
@@ -81,19 +85,35 @@ LINK_CASES = [
     ("af_xdp-generic", "af_xdp", "generic", True),
     ("af_xdp-shared", "af_xdp", "auto", False),
     ("af_packet-shared", "af_packet", "auto", False),
+    ("efvi-shim", "efvi", "auto", True),
+    ("efvi-shim-ctpio", "efvi", "ctpio", True),
 ]
+EFVI_SHIM = REPO / "native" / "efvi_shim"
+EFVI_BIN = REPO / "native" / "build" / "efvi_shim" / "interop-efvi"
 
 
-def _build() -> Path:
+def _build(link: str = "") -> Path:
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("no C compiler or make (apt-get install build-essential)")
     if not (REPO / "native" / "src" / "stack.c").exists():
         pytest.skip("the TCP core (native/src/stack.c) is not in this tree yet")
+    if link == "efvi":
+        r = subprocess.run(["make", "-s", "-C", str(EFVI_SHIM)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail("building interop-efvi failed:\n" + r.stdout + r.stderr)
+        return EFVI_BIN
     r = subprocess.run(["make", "-s", "-C", str(LINKS), "interop"], capture_output=True,
                        text=True)
     if r.returncode != 0:
         pytest.fail("building interop failed:\n" + r.stdout + r.stderr)
     return BIN
+
+
+def _env(link: str, mode: str) -> list[str]:
+    """The efvi look-alike's knobs: CTPIO on, with some CTPIO sends failing over."""
+    if link == "efvi" and mode == "ctpio":
+        return ["env", "EFVI_SHIM_CTPIO=1", "EFVI_SHIM_CTPIO_FAIL_PCT=5"]
+    return []
 
 
 def _result(out: str) -> dict[str, str]:
@@ -109,12 +129,12 @@ def _our_ip(t: Pair | Bridged, own: bool) -> str:
 def run_client(t: Topology, a_ip: str, link: str, mode: str, own: bool, nbytes: int,
                pcap: Path | None = None, timeout: int = 60) -> Outcome:
     """Our stack connects from namespace a to a kernel echo server in b."""
-    binary = _build()
+    binary = _build(link)
     assert isinstance(t, Pair | Bridged)
     srv = t.b.python(ECHO_SERVER, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
     assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
-    cmd = [str(binary), "--link", link, "--mode", mode, "--if", t.pa.ifname, "--ip", a_ip,
-           "--connect", t.pb.ip, "--port", str(PORT), "--bytes", str(nbytes),
+    cmd = [*_env(link, mode), str(binary), "--link", link, "--mode", mode, "--if", t.pa.ifname,
+           "--ip", a_ip, "--connect", t.pb.ip, "--port", str(PORT), "--bytes", str(nbytes),
            "--timeout", str(timeout)]
     if own:
         cmd.append("--own")
@@ -130,10 +150,10 @@ def run_client(t: Topology, a_ip: str, link: str, mode: str, own: bool, nbytes: 
 def run_server(t: Topology, a_ip: str, link: str, mode: str, own: bool, nbytes: int,
                timeout: int = 60) -> Outcome:
     """A kernel client in b connects to our stack listening in a."""
-    binary = _build()
+    binary = _build(link)
     assert isinstance(t, Pair | Bridged)
-    cmd = [str(binary), "--link", link, "--mode", mode, "--if", t.pa.ifname, "--ip", a_ip,
-           "--listen", "--port", str(PORT), "--bytes", str(nbytes), "--timeout", str(timeout)]
+    cmd = [*_env(link, mode), str(binary), "--link", link, "--mode", mode, "--if", t.pa.ifname,
+           "--ip", a_ip, "--listen", "--port", str(PORT), "--bytes", str(nbytes), "--timeout", str(timeout)]
     if own:
         cmd.append("--own")
     ours_p = t.a.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,7 +8,7 @@
  * for the test to compare with the kernel side's own digests. Exits 0 when the transfer
  * completed, 1 otherwise (the reason on stderr).
  *
- *   interop --link af_packet|af_xdp [--mode auto|native|generic] --if IF --ip IP
+ *   interop --link af_packet|af_xdp|efvi [--mode auto|native|generic] --if IF --ip IP
  *           [--prefix 24] [--own] (--connect PEER | --listen) --port P --bytes N
  *           [--pcap FILE] [--timeout S] [--pingpong MSG]
  *
@@ -216,6 +216,7 @@ int main(int argc, char **argv)
               : strcmp(mode_s, "generic") == 0 ? PN_XDP_MODE_GENERIC
                                                : PN_XDP_MODE_AUTO;
     pn_link *link = strcmp(kind, "af_xdp") == 0 ? pn_af_xdp_link_create(&lp, err, sizeof err)
+                    : strcmp(kind, "efvi") == 0 ? pn_efvi_link_create(&lp, err, sizeof err)
                                                 : pn_af_packet_link_create(&lp, err, sizeof err);
     if (!link) {
         fprintf(stderr, "interop: %s\n", err);
@@ -379,6 +380,12 @@ int main(int argc, char **argv)
     if (!done)
         fprintf(stderr, "interop: no close within %u s (established=%d sent=%zu received=%zu "
                 "fin_in=%d)\n", timeout_s, established, sent, received, fin_in);
+    pn_efvi_link_info ei;
+    if (pn_efvi_link_info_get(link, &ei) == 0)  /* efvi: what the link did */
+        printf("efvi ctpio=%u rx_timestamps=%u prefix=%u filters=%u tx_ctpio_ok=%llu "
+               "arp_from_kernel=%llu csum_discards=%llu\n", ei.ctpio, ei.rx_timestamps,
+               ei.rx_prefix_len, ei.filters, (unsigned long long)ei.tx_ctpio_ok,
+               (unsigned long long)ei.arp_from_kernel, (unsigned long long)ei.rx_discard[0]);
     pn_stack_destroy(s);
     pn_link_destroy(link);
     free(out);
