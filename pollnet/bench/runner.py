@@ -7,10 +7,12 @@ in-process). This process only waits on pipes: it never spins.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import platform
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -148,7 +150,8 @@ class Child:
     def __init__(self, cmd: list[str], what: str) -> None:
         self.what = what
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=child_env(), start_new_session=True)
+                                     text=True, env=child_env(), start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.err_lines: list[str] = []
         self.out_lines: list[str] = []
 
@@ -191,6 +194,14 @@ class Child:
     def tail(self) -> str:
         text = "".join(self.err_lines[-5:] + self.out_lines[-3:]).strip()
         return text[-400:]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the bench process dies, however it dies
+    (a spinning echo server must never outlive it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def worker_cmd(spec: dict[str, Any]) -> list[str]:
