@@ -157,8 +157,8 @@ class Topology:
             self.namespaces[role] = ns
             ns.sh(
                 "ip link set lo up; "
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; "
-                "sysctl -qw net.ipv6.conf.default.disable_ipv6=1"
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; "
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
             )
         return self.namespaces[role]
 

@@ -38,7 +38,7 @@ ip netns add "$A" 2>/dev/null || skip "cannot create a network namespace"
 ip netns add "$B" || exit 1
 ip link add veth0 netns "$A" type veth peer name veth0 netns "$B" || exit 1
 for ns in "$A" "$B"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6' 
   ip -n "$ns" link set lo up
 done
 ip -n "$A" addr add 10.213.7.1/24 dev veth0
