@@ -341,12 +341,16 @@ static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
     else if (rc == -EPERM)
         pn_rl_errf(err, errlen, WHO, "attaching XDP to '%s' needs CAP_NET_ADMIN (run as root)",
                    x->ifname);
+    else if (rc == -ENOSPC && x->veth)
+        pn_rl_errf(err, errlen, WHO,
+                   "attaching native XDP to '%s': %s (a veth needs as many RX queues as its "
+                   "peer has TX queues: ethtool -L PEER tx N)", x->ifname, strerror(-rc));
     else
         pn_rl_errf(err, errlen, WHO, "attaching %s XDP to '%s': %s%s",
                    mode == PN_XDP_MODE_GENERIC ? "generic" : "native", x->ifname,
                    strerror(-rc),
-                   mode == PN_XDP_MODE_AUTO || mode == PN_XDP_MODE_GENERIC
-                       ? "" : " (the driver may lack native XDP: try mode generic)");
+                   mode == PN_XDP_MODE_NATIVE && (rc == -EOPNOTSUPP || rc == -EINVAL)
+                       ? " (the driver may lack native XDP: try mode generic)" : "");
     return PN_ELINK;
 }
 
@@ -913,6 +917,15 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     if (ifc.mtu + 14 + XDP_HEADROOM > frame_size) {
         pn_rl_errf(err, errlen, WHO, "interface '%s' has MTU %u: frame_size %u is too small "
                    "(use 4096, or a smaller MTU)", p->ifname, ifc.mtu, frame_size);
+        return NULL;
+    }
+    uint32_t nq = 1;
+    if (pn_rl_rx_spread(p->ifname, p->queue, &nq)) {
+        pn_rl_errf(err, errlen, WHO,
+                   "'%s' spreads flows over %u RX queues (RSS); this link reads queue %u only: "
+                   "use one queue (ethtool -L %s combined 1, or rx 1), point RSS at it "
+                   "(ethtool -X), or steer with ntuple filters (ethtool -K %s ntuple on)",
+                   p->ifname, nq, p->queue, p->ifname, p->ifname);
         return NULL;
     }
     uint32_t frames = p->ring_frames ? p->ring_frames : DEFAULT_RING_FRAMES;

@@ -118,6 +118,53 @@ out:
     return rc;
 }
 
+static int ethtool_ioctl(int fd, const char *ifname, void *data)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));
+    ifr.ifr_data = data;
+    return ioctl(fd, SIOCETHTOOL, &ifr);
+}
+
+int pn_rl_rx_spread(const char *ifname, uint32_t queue, uint32_t *nqueues)
+{
+    *nqueues = 1;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int spread = 0;
+    struct ethtool_channels ch;
+    memset(&ch, 0, sizeof ch);
+    ch.cmd = ETHTOOL_GCHANNELS;
+    if (ethtool_ioctl(fd, ifname, &ch) == 0)
+        *nqueues = ch.rx_count + ch.combined_count;
+    if (*nqueues <= 1)
+        goto out;
+    struct ethtool_value ev = {.cmd = ETHTOOL_GFLAGS, .data = 0};
+    if (ethtool_ioctl(fd, ifname, &ev) == 0 && (ev.data & ETH_FLAG_NTUPLE))
+        goto out;  /* the user can steer our flows to the queue */
+    spread = 1;
+    struct ethtool_rxfh_indir q = {.cmd = ETHTOOL_GRXFHINDIR, .size = 0};
+    if (ethtool_ioctl(fd, ifname, &q) == 0 && q.size > 0 && q.size <= 65536) {
+        struct ethtool_rxfh_indir *t = calloc(1, sizeof *t + q.size * sizeof(uint32_t));
+        if (t != NULL) {
+            t->cmd = ETHTOOL_GRXFHINDIR;
+            t->size = q.size;
+            if (ethtool_ioctl(fd, ifname, t) == 0) {
+                spread = 0;
+                for (uint32_t i = 0; i < t->size; i++)
+                    if (t->ring_index[i] != queue)
+                        spread = 1;
+            }
+            free(t);
+        }
+    }
+out:
+    close(fd);
+    return spread;
+}
+
 void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *who,
                        char *err, size_t errlen)
 {

@@ -31,6 +31,10 @@ typedef struct pn_if_facts {
     int veth;         /* the veth driver */
     int merges;       /* GRO or LRO is on: the kernel merges received TCP segments */
 } pn_if_facts;
+/* af_xdp reads one RX queue: 1 (and the queue count) when received flows may be spread
+ * over others (several queues, RSS not pointed at `queue` or unreadable, no ntuple
+ * filters the user could steer with); 0 when they all land on it, or nothing says. */
+int pn_rl_rx_spread(const char *ifname, uint32_t queue, uint32_t *nqueues);
 /* The error for a link that sees frames after GRO/LRO (af_packet, generic XDP). */
 void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *who,
                        char *err, size_t errlen);

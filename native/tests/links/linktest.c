@@ -978,6 +978,45 @@ out:
     return result;
 }
 
+/* A multi-queue interface whose flows RSS could spread past our queue is refused, naming
+ * the fix; with one queue it opens. (A private veth pair inside A, both ends here.) */
+static int t_multiqueue(const linkspec *ls)
+{
+    char err[256];
+    if (system("ip link add pnmq0 numrxqueues 4 numtxqueues 4 type veth peer name pnmq1 "
+               "numrxqueues 4 numtxqueues 4 && ip link set pnmq0 up && ip link set pnmq1 up") != 0)
+        SKIPF("cannot make a multi-queue veth here");
+    pn_real_link_params p;
+    memset(&p, 0, sizeof p);
+    p.ifname = "pnmq0";
+    p.mode = ls->mode;
+    pn_link *l = pn_af_xdp_link_create(&p, err, sizeof err);
+    int result = -1;
+    if (l != NULL) {
+        link_close(l);
+        snprintf(why, sizeof why, "opened on a 4-queue veth");
+        goto out;
+    }
+    if (!strstr(err, "4 RX queues") || !strstr(err, "ethtool -L pnmq0")) {
+        snprintf(why, sizeof why, "message: %s", err);
+        goto out;
+    }
+    if (system("ethtool -L pnmq0 rx 1 tx 1 && ethtool -L pnmq1 rx 1 tx 1") != 0) {
+        result = 0;  /* the refusal was the point; this ethtool cannot shrink veth */
+        goto out;
+    }
+    l = pn_af_xdp_link_create(&p, err, sizeof err);
+    if (l == NULL) {
+        snprintf(why, sizeof why, "with one queue: %s", err);
+        goto out;
+    }
+    link_close(l);
+    result = 0;
+out:
+    (void)!system("ip link del pnmq0");
+    return result;
+}
+
 /* Below GRO (af_packet, generic XDP) merged frames would not fit: creation refuses an
  * interface with GRO on, naming the fix. */
 static int t_gro_refused(const linkspec *ls)
@@ -1063,6 +1102,7 @@ static const struct test tests[] = {
     {"af_packet_shared_steer", t_steer, &L_PACKET},
     {"af_packet_shared_steer_classic_tc", t_steer_classic, &L_PACKET},
     {"af_xdp_errors", t_errors, &L_XDP_NATIVE},
+    {"af_xdp_multiqueue_refused", t_multiqueue, &L_XDP_NATIVE},
     {"af_xdp_native_arp", t_arp, &L_XDP_NATIVE},
     {"af_xdp_generic_arp", t_arp, &L_XDP_GENERIC},
     {"af_xdp_native_icmp", t_icmp, &L_XDP_NATIVE},
