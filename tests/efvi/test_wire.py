@@ -163,6 +163,6 @@ def test_footprint_grows_with_the_knobs() -> None:
 
 def test_real_link_that_is_not_built_or_not_there() -> None:
     with pytest.raises(BackendUnavailable, match="efvi"):
-        TcpClient(EfviOptions(link="efvi", interface="eth0"))
+        TcpClient(EfviOptions(link="efvi", interface="no-such-nic", local_ip="10.9.9.9"))
     with pytest.raises(BackendUnavailable, match=r"no-such-nic|not in this build"):
         TcpClient(EfviOptions(link="af_packet", interface="no-such-nic", local_ip="10.9.9.9"))

@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 _ERRLEN = 256
 _XDP_MODES = {"auto": "PN_XDP_MODE_AUTO", "native": "PN_XDP_MODE_NATIVE",
               "generic": "PN_XDP_MODE_GENERIC", "zerocopy": "PN_XDP_MODE_ZEROCOPY"}
-_REAL = {"af_packet": "pn_af_packet_link_create", "af_xdp": "pn_af_xdp_link_create"}
+_REAL = {"af_packet": "pn_af_packet_link_create", "af_xdp": "pn_af_xdp_link_create",
+         "efvi": "pn_efvi_link_create"}
+_NEEDS = {
+    "af_packet": "a C compiler",
+    "af_xdp": "libxdp-dev libbpf-dev clang (scripts/install.sh installs them)",
+    "efvi": "AMD/Solarflare Onload's ef_vi (libciul)",
+}
 
 
 class Link:
@@ -74,14 +80,8 @@ def open_link(options: EfviOptions, *, wire: SimWire | None, local_ip: str | Non
     """The link the options (or the wire to join) ask for, with pcap applied."""
     if wire is not None:
         link = wire._open_link(local_ip or options.local_ip or None)
-    elif options.link in _REAL:
-        link = _open_real(options, local_ip or options.local_ip)
     else:
-        raise BackendUnavailable(
-            "efvi",
-            f"link = {options.link!r} is not implemented yet; use link = \"af_xdp\" or "
-            "\"af_packet\" (any Linux NIC), or \"sim\"",
-        )
+        link = _open_real(options, local_ip or options.local_ip)
     if options.pcap:
         try:
             link.record(options.pcap)
@@ -98,8 +98,9 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         raise BackendUnavailable(
             "efvi",
             f"link = {options.link!r} is not in this build of pollnet._pncore "
-            "(native/build_links.py found no toolchain for it); install "
-            "libxdp-dev libbpf-dev clang (scripts/install.sh does) and rebuild: pip install -e .",
+            f"(native/build_links.py did not find what it needs); install "
+            f"{_NEEDS[options.link]} and rebuild: pip install -e .; or use link = \"af_xdp\", "
+            "\"af_packet\" (any Linux NIC) or \"sim\"",
         )
     ifname = options.interface
     ip, mask = _interface_address(ifname)
