@@ -13,7 +13,6 @@ typedef struct variant {
     uint64_t bytes;   /* each way */
 } variant;
 
-static bool is_san(void) { return getenv("PN_SAN") != NULL; }
 
 static double run_variant(const variant *v, bool print)
 {
@@ -108,21 +107,21 @@ static double run_variant(const variant *v, bool print)
 static void test_50mb_clean(void)
 {
     variant v = {"50 MB clean (cc none, 1K)", PN_CC_NONE, 0, 0, 1, 0, 10, 0, 0, 0, 0,
-                 is_san() ? 10000000 : 50000000};
+                 50000000};
     run_variant(&v, true);
 }
 
 static void test_50mb_faults(void)
 {
     variant v = {"50 MB, 10% loss/reorder 2% dup 1% corrupt", PN_CC_NONE, 0, 0, 1, 1, 10,
-                 0.10, 0.10, 0.02, 0.01, is_san() ? 10000000 : 50000000};
+                 0.10, 0.10, 0.02, 0.01, 50000000};
     run_variant(&v, true);
 }
 
 static void test_matrix(void)
 {
     static const char *ccn[] = {"none", "newreno", "cubic"};
-    uint64_t bytes = is_san() ? 1000000 : 5000000;
+    uint64_t bytes = 5000000;
     for (uint8_t cc = 0; cc < 3; cc++)
         for (uint8_t opt = 0; opt < 16; opt++) {
             variant v;
@@ -155,7 +154,7 @@ static void test_cc_clean(void)
     for (uint8_t cc = 0; cc < 3; cc++) {
         char name[64];
         snprintf(name, sizeof name, "clean %s 2K ws ts", ccn[cc]);
-        variant v = {name, cc, 1, 1, 0, 0, 10, 0, 0, 0, 0, is_san() ? 2000000 : 10000000};
+        variant v = {name, cc, 1, 1, 0, 0, 10, 0, 0, 0, 0, 10000000};
         run_variant(&v, true);
     }
 }

@@ -357,6 +357,63 @@ static void test_cc(void)
     cc_case(PN_CC_CUBIC);
 }
 
+
+/* Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): one small segment is ACKed after
+ * delayed_ack_ms, two full segments at once; delayed_ack_ms = 0 ACKs at once. */
+static bool got_n(world *w, void *ctx)
+{
+    stream *ss = NULL;
+    node *sv = &w->nodes[1];
+    for (uint32_t i = 0; i < sv->nstreams; i++)
+        if (sv->streams[i].used)
+            ss = &sv->streams[i];
+    return ss && ss->rx_seen >= *(uint64_t *)ctx;
+}
+
+static void delack_case(uint32_t ms)
+{
+    world w;
+    node *cl, *sv;
+    pn_config b;
+    cfg_for(&b, SIP);
+    b.delayed_ack_ms = ms;
+    setup_cfg(&w, &cl, &sv, NULL, &b);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_stats a0, a1;
+    pn_stack_stats(sv->s, &a0);
+    uint8_t buf[2000];
+    gen_bytes(st->tx_seed, 0, buf, sizeof buf);
+    pn_send(cl->s, st->conn, buf, 100, 0);
+    uint64_t want = 100, t0 = w.now;
+    CHECK(world_run(&w, 1000000000ull, got_n, &want));
+    pn_stack_stats(sv->s, &a1);
+    CHECK_EQ(a1.TcpOutSegs - a0.TcpOutSegs, ms ? 0 : 1);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_stack_stats(sv->s, &a1);
+    CHECK_EQ(a1.TcpOutSegs - a0.TcpOutSegs, 1);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    CHECK_EQ(ci.snd_una, ci.snd_nxt);
+    if (ms)
+        CHECK(w.now - t0 >= (uint64_t)ms * 1000000u);
+    /* two full segments: ACKed without waiting */
+    pn_stack_stats(sv->s, &a0);
+    pn_send(cl->s, st->conn, buf + 100, 1920, 0);
+    want = 2020;
+    CHECK(world_run(&w, 1000000000ull, got_n, &want));
+    pn_stack_stats(sv->s, &a1);
+    CHECK_EQ(a1.TcpOutSegs - a0.TcpOutSegs, 1);
+    world_free(&w);
+}
+
+static void test_delayed_ack(void)
+{
+    delack_case(10);
+    delack_case(0);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -368,5 +425,6 @@ int main(void)
     RUN(test_remaining);
     RUN(test_options);
     RUN(test_cc);
+    RUN(test_delayed_ack);
     HARNESS_DONE();
 }
