@@ -315,6 +315,9 @@ typedef struct pn_event {
  * now_ns: monotonic nanoseconds; 0 = read CLOCK_MONOTONIC.
  * The events array and every data pointer in it stay valid until the next pn_poll(); a
  * connection freed in this batch keeps its conn_id until then (ids are reused like fds).
+ * The `remaining` counts are read from the array given to the previous pn_poll(), so that
+ * array must still be alive (reuse one array). Calls made between polls (pn_connect,
+ * pn_send, timers) run at the time of the last pn_poll(): poll once before the first.
  */
 int pn_poll(pn_stack *s, uint64_t now_ns, pn_event *events, int max);
 
