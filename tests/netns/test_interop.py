@@ -212,7 +212,7 @@ IMPAIRMENTS = {
 
 
 @pytest.mark.parametrize("impair", list(IMPAIRMENTS))
-@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp", "efvi"])
 def test_through_an_impaired_bridge(netns_bridged: Callable[..., Bridged], link: str,
                                     impair: str) -> None:
     """Seeded loss, reordering, duplication and delay each way: our retransmission and
@@ -229,7 +229,7 @@ def test_through_an_impaired_bridge(netns_bridged: Callable[..., Bridged], link:
             assert st["a>b"][key] > 0 and st["b>a"][key] > 0, st
 
 
-@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp", "efvi"])
 def test_kernel_client_through_a_lossy_bridge(netns_bridged: Callable[..., Bridged],
                                               link: str) -> None:
     t = netns_bridged(loss=0.02, seed=7)
@@ -237,7 +237,7 @@ def test_kernel_client_through_a_lossy_bridge(netns_bridged: Callable[..., Bridg
     assert ours["sha256_received"] == theirs["sha256_sent"] == theirs["sha256"]
 
 
-@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp", "efvi"])
 def test_pcap_decodes_cleanly_with_tshark(netns_pair_plain: Pair, tmp_path: Path,
                                           link: str) -> None:
     if shutil.which("tshark") is None:
