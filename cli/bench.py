@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
@@ -36,6 +37,29 @@ def _parse_rows(ctx: click.Context, param: click.Parameter, value: str | None) -
         return parse_rows(value)
     except RowSpecError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _efvi_knobs(items: tuple[str, ...]) -> dict[str, Any]:
+    """--efvi KNOB=VALUE pairs, checked against the [efvi] config model."""
+    from pydantic import ValidationError
+
+    from pollnet.config import EfviOptions
+
+    knobs: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KNOB=VALUE", param_hint="--efvi")
+        if key in ("link", "interface", "local_ip"):
+            raise click.BadParameter(f"{key} is chosen per row", param_hint="--efvi")
+        knobs[key.strip()] = value.strip()
+    try:
+        checked = EfviOptions(**knobs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise click.BadParameter(f"{where}: {first['msg']}", param_hint="--efvi") from None
+    return {k: getattr(checked, k) for k in knobs}
 
 
 class _Bars:
@@ -92,6 +116,9 @@ class _Bars:
 @click.option("--tcpdirect-library", default="libonload_zf.so", show_default=True,
               metavar="PATH", help="The TCPDirect library for the tcpdirect row (e.g. the "
               "look-alike libzf_shim.so of native/tcpdirect_shim).")
+@click.option("--efvi", "efvi_knobs", multiple=True, metavar="KNOB=VALUE",
+              help="An efvi knob for efvi/native rows, e.g. --efvi delayed_ack_ms=0 "
+                   "(repeatable; any [efvi] config key).")
 @click.option("--no-pin", is_flag=True, help="Do not pin client and server to separate CPUs.")
 @click.option("--timeout", type=click.FloatRange(min=1, max=86400), default=300.0,
               show_default=True, help="Give up on a row after this many seconds.")
@@ -116,6 +143,7 @@ def bench(
     full_log: str | None,
     plot_path: str | None,
     tcpdirect_library: str,
+    efvi_knobs: tuple[str, ...],
     no_pin: bool,
     timeout: float,
     progress: bool | None,
@@ -145,6 +173,7 @@ def bench(
         ok = net != "loopback" and netns.available()[0]
         selected = default_rows(ok)
 
+    efvi = _efvi_knobs(efvi_knobs)
     modes = list(MODES) if mode == "all" else [mode]
     reports: list[Report] = []
     show = sys.stderr.isatty() if progress is None else progress
@@ -154,7 +183,8 @@ def bench(
             params = Params(mode=m, size=size, count=count, warmup=warmup,
                             warmup_sec=warmup_sec, duration=duration, mps=mps,
                             full_rtt=full_rtt, streams=streams, peer=peer, pin=not no_pin,
-                            net=net, timeout=timeout, tcpdirect_library=tcpdirect_library)
+                            net=net, timeout=timeout, tcpdirect_library=tcpdirect_library,
+                            efvi=efvi)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=err, transient=True,
                           disable=not show) as bar:

@@ -139,3 +139,19 @@ class FastEcho:
     def on_fin(self, conn: Any, data: memoryview) -> int:
         conn.send_fin()
         return 0
+
+
+class Sink:
+    """Throughput's server: takes every byte, answers nothing (FIN with FIN)."""
+
+    __slots__ = ()
+
+    def on_tcp_data(self, conn: Any, data: memoryview) -> int:
+        return 0
+
+    def on_data(self, conn: Any, data: memoryview) -> int:
+        return 0
+
+    def on_fin(self, conn: Any, data: memoryview) -> int:
+        conn.send_fin()
+        return 0

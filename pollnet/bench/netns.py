@@ -174,12 +174,16 @@ class VethPair:
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
-        # The kernel's frames over veth are CHECKSUM_PARTIAL; full checksums keep every
-        # peer (ours included) honest, as a real NIC would.
-        if shutil.which("ethtool"):
-            for side in ("a", "b"):
-                subprocess.run([*self.exec_prefix(side), "ethtool", "-K", self.ifname(side),
-                                "tx", "off"], capture_output=True, timeout=30)
+
+    def set_tx_offload(self, on: bool) -> None:
+        """The kernel's frames over veth are CHECKSUM_PARTIAL (and TSO super-frames) unless
+        TX offload is off: off when a user-space stack talks to a kernel peer, as a real
+        NIC would deliver finished frames; on (the veth default) otherwise."""
+        if shutil.which("ethtool") is None:
+            return
+        for side in ("a", "b"):
+            subprocess.run([*self.exec_prefix(side), "ethtool", "-K", self.ifname(side),
+                            "tx", "on" if on else "off"], capture_output=True, timeout=30)
 
     def close(self) -> None:
         if self.closed:

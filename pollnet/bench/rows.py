@@ -4,11 +4,12 @@ and whether it can run here; when it cannot, the reason replaces its numbers."""
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 from pollnet.bench import sockperf
 
-KINDS = ("socket", "efvi", "native", "tcpdirect", "sockperf")
+KINDS = ("socket", "efvi", "native", "tcpdirect", "sockperf", "iperf3")
 LINKS = ("sim", "af_packet", "af_xdp", "efvi")
 REAL_LINKS = ("af_packet", "af_xdp")
 # Everything --matrix tries, in table order (the socket baseline first).
@@ -23,6 +24,7 @@ MATRIX = (
     "native:af_packet",
     "native:sim",
     "sockperf",
+    "iperf3",
 )
 
 
@@ -75,7 +77,7 @@ def parse_row(item: str) -> Row:
     if kind not in KINDS:
         raise RowSpecError(
             f"unknown row {item!r}: rows are socket, efvi:<link>, native:<link>, tcpdirect, "
-            f"sockperf (links: {', '.join(LINKS)})")
+            f"sockperf, iperf3 (links: {', '.join(LINKS)})")
     if kind in ("efvi", "native"):
         link = link or "sim"
         if link not in LINKS:
@@ -95,6 +97,8 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
         if sockperf.which() is None:
             return "sockperf is not installed (apt-get install sockperf)"
         return ""
+    if row.kind == "iperf3":
+        return "" if shutil.which("iperf3") else "iperf3 is not installed (apt-get install iperf3)"
     if row.kind == "tcpdirect":
         from pollnet.probe import probe_all
 

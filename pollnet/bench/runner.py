@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pollnet.bench import netns, sockperf
-from pollnet.bench.rows import Row, unavailable_reason
+from pollnet.bench.rows import Row, parse_row, unavailable_reason
 from pollnet.bench.stats import LatencyStats, latency_stats
 from pollnet.errors import PollnetError
 
-MODES = ("latency", "throughput", "connect", "idle", "memory")
+MODES = ("latency", "throughput", "connect", "idle", "overhead", "memory")
 SCHEMA = "pollnet-bench/1"
 Progress = Callable[[str, int, int], None]
 
@@ -53,6 +53,7 @@ class Params:
     pin: bool = True
     net: str = "auto"  # auto | netns | loopback
     tcpdirect_library: str = "libonload_zf.so"
+    efvi: dict[str, Any] = field(default_factory=dict)  # efvi knobs for efvi/native rows
     timeout: float = 120.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -249,17 +250,57 @@ class Bench:
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
             network = self.open_network()
-            results = [self.run_row(r) for r in rows]
+            if self.p.mode == "overhead":
+                results = self.run_overhead(rows)
+            else:
+                results = [self.run_row(r) for r in rows]
         finally:
             self.close()
         add_ratios(results, self.p.mode)
         return Report(self.p, network, results, started, machine())
+
+    def run_overhead(self, rows: list[Row]) -> list[RowResult]:
+        """Per-message cost of the Python API: each row's p50 round trip against a C
+        program on the same transport in the same run (efvi:<link> against the native
+        loop on that link; socket and tcpdirect against sockperf, kernel to kernel),
+        halved: a round trip is one message handled on each side (receive + send)."""
+        mode = self.p.mode
+        self.p.mode = "latency"
+        try:
+            refs: dict[str, RowResult] = {}
+            out = []
+            for row in rows:
+                if row.kind in ("native", "sockperf"):
+                    continue
+                ref_row = (parse_row(f"native:{row.link}") if row.kind == "efvi"
+                           else parse_row("sockperf"))
+                if ref_row.name not in refs:
+                    refs[ref_row.name] = self.run_row(ref_row)
+                mine = self.run_row(row)
+                ref = refs[ref_row.name]
+                if mine.status != "ok" or mine.latency is None:
+                    out.append(mine)
+                    continue
+                if ref.status != "ok" or ref.latency is None:
+                    out.append(RowResult(row, "unavailable",
+                                         f"no C reference ({ref_row.label}): {ref.reason}"))
+                    continue
+                half = 2.0 if self.p.full_rtt else 1.0  # p50 as a half round trip, µs
+                api, c = mine.latency.p50 / half, ref.latency.p50 / half
+                out.append(RowResult(row, figures={
+                    "api_p50_half_us": api, "c_p50_half_us": c,
+                    "overhead_ns_per_msg": (api - c) * 1000.0}))
+            return out
+        finally:
+            self.p.mode = mode
 
     def run_row(self, row: Row) -> RowResult:
         why = unavailable_reason(row, self.pair is not None, self.netns_why,
                                  self.p.tcpdirect_library)
         if not why and self.p.mode != "latency" and row.kind == "sockperf":
             why = "sockperf rows measure latency only"
+        if not why and self.p.mode != "throughput" and row.kind == "iperf3":
+            why = "iperf3 rows measure throughput only"
         if not why and self.p.peer == "sockperf" and row.kind not in ("socket", "efvi",
                                                                      "sockperf", "tcpdirect"):
             why = "--peer sockperf: this row has its own peer"
@@ -267,9 +308,14 @@ class Bench:
             why = "--peer sockperf: the sim wire has no kernel peer"
         if why:
             return RowResult(row, "unavailable", why)
+        if self.pair is not None:
+            mixed = row.kind in ("efvi", "native") and self.p.peer == "sockperf"
+            self.pair.set_tx_offload(not mixed)
         try:
             if row.kind == "sockperf":
                 return self.run_sockperf(row)
+            if row.kind == "iperf3":
+                return self.run_iperf3(row)
             return self.run_worker_row(row)
         except BenchError as exc:
             return RowResult(row, "failed", str(exc))
@@ -330,6 +376,8 @@ class Bench:
         }
         if row.kind == "tcpdirect":
             base["config"] = {"tcpdirect": {"library": p.tcpdirect_library}}
+        if row.kind in ("efvi", "native"):
+            base["efvi"] = p.efvi
         with tempfile.TemporaryDirectory(prefix="pollnet-bench-") as tmp:
             samples_path = str(Path(tmp) / "samples.bin")
             if not row.in_process:
@@ -383,6 +431,29 @@ class Bench:
             raise BenchError(f"the client ended without a result: {child.tail() or 'no output'}")
         return result
 
+    def run_iperf3(self, row: Row) -> RowResult:
+        """iperf3, kernel TCP one stream (or --streams), the throughput reference."""
+        p = self.p
+        server_ip = self._ips(row)[1]
+        port = "5201"
+        pin_s = ["-A", str(self.server_cpu)] if self.server_cpu is not None else []
+        pin_c = ["-A", str(self.client_cpu)] if self.client_cpu is not None else []
+        srv = Child(self._cmd("b", ["iperf3", "-s", "-1", "-B", server_ip, "-p", port,
+                                    *pin_s]), "iperf3 server")
+        self.children.append(srv)
+        time.sleep(0.5)
+        seconds = max(1, round(p.duration or 2))
+        cmd = ["iperf3", "-c", server_ip, "-p", port, "-t", str(seconds), "-J",
+               "-P", str(p.streams), *pin_c]
+        r = subprocess.run(self._cmd("a", cmd), capture_output=True, text=True,
+                           timeout=seconds + 30)
+        if r.returncode != 0:
+            raise BenchError(f"iperf3 failed: {(r.stderr or r.stdout).strip()[-300:]}")
+        end = json.loads(r.stdout)["end"]["sum_received"]
+        mb = float(end["bytes"]) / float(end["seconds"]) / 1e6
+        return RowResult(row, figures={"mb_per_s": mb, "msgs_per_s": mb * 1e6 / p.size,
+                                       "streams": float(p.streams)})
+
     def run_sockperf(self, row: Row) -> RowResult:
         """sockperf ping-pong against sockperf server, kernel to kernel (--nonblocked)."""
         p = self.p
@@ -434,6 +505,7 @@ def add_ratios(results: list[RowResult], mode: str) -> None:
             }
         else:
             key = {"throughput": "mb_per_s", "connect": "conn_per_s", "idle": "ns_per_poll",
-                   "memory": "python_bytes_per_conn"}.get(mode)
+                   "memory": "python_bytes_per_conn",
+                   "overhead": "overhead_ns_per_msg"}.get(mode)
             if key and key in r.figures and base.figures.get(key):
                 r.ratio = {key: r.figures[key] / base.figures[key]}

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from pollnet.bench import loops, sockperf
-from pollnet.bench.handlers import Counter, Echo, FastEcho
+from pollnet.bench.handlers import Counter, Echo, FastEcho, Sink
 
 Spec = dict[str, Any]
 EFVI_PORT = 7001
@@ -197,7 +197,9 @@ def serve(spec: Spec) -> None:
             if rc < 0 and rc != lib.PN_EAGAIN:
                 raise loops.LoopError(f"native echo: {_core.c_string(lib.pn_strerror(rc))}")
         return
-    handler = Echo() if spec.get("sockperf_aware") else FastEcho()
+    handler: object = Echo() if spec.get("sockperf_aware") else FastEcho()
+    if spec.get("sink"):
+        handler = Sink()
     poll = server.poll
     gc.disable()
     while not _stop[0]:
@@ -307,38 +309,35 @@ def idle(spec: Spec) -> dict[str, Any]:
 
 
 def throughput(spec: Spec) -> dict[str, Any]:
-    """Echo throughput: keep `window` bytes in flight on each stream for duration_ns."""
+    """One direction, as iperf3: send as fast as each stream accepts for duration_ns to a
+    server that discards. Counted: bytes the stack accepted (at most one send buffer more
+    than the peer received)."""
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
         spec = {**spec, "port": EFVI_PORT}
     streams = int(spec.get("streams", 1))
     side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
+    if side.poll2 is not None:
+        side.handler2 = Sink()
     size = int(spec["size"])
-    window = max(size, int(spec.get("window", 256 * 1024)))
     msg = bytes(size)
     efvi = spec["kind"] in ("efvi", "native")
     sends = [c.send if efvi else c.write_some for c in side.conns]
-    polls = [c.poll for c in side.clients] if not efvi else [side.clients[0].poll]
+    polls = [c.poll for c in side.clients]
     poll2, h2 = side.poll2, side.handler2
-    sent = [0] * streams
     duration = int(spec.get("duration_ns", 2_000_000_000))
     clock = time.perf_counter_ns
     gc.disable()
+    total = 0
     t0 = clock()
     stop = t0 + duration
     now = t0
-    total_sent = 0
     while now < stop:
-        # The echo counter is shared: in-flight is what was sent minus what came back.
-        inflight = total_sent - handler.got
-        for k in range(streams):
-            if inflight < window * streams:
-                n = sends[k](msg)
-                if n and n > 0:
-                    sent[k] += n
-                    total_sent += n
-                    inflight += n
+        for send in sends:
+            n = send(msg)
+            if n > 0:
+                total += n
         if poll2 is not None:
             poll2(h2)
         for p in polls:
@@ -348,10 +347,23 @@ def throughput(spec: Spec) -> dict[str, Any]:
         now = clock()
     elapsed = clock() - t0
     gc.enable()
-    got = handler.got
+    out: dict[str, Any] = {
+        "bytes": total, "elapsed_ns": elapsed, "streams": streams, "size": size,
+        "mb_per_s": total / elapsed * 1e3, "msgs_per_s": total / size / elapsed * 1e9}
+    if efvi:
+        st = side.clients[0].stats()
+        out.update({"out_segs": st.get("TcpOutSegs", 0), "in_segs": st.get("TcpInSegs", 0),
+                    "retrans_segs": st.get("TcpRetransSegs", 0),
+                    "rto_timeouts": st.get("TcpExtTCPTimeouts", 0),
+                    "fast_retrans": st.get("TcpExtTCPFastRetrans", 0)})
+        try:
+            info = side.conns[0].info()
+            out.update({"mss": info.mss, "snd_wnd": info.snd_wnd, "cwnd": info.cwnd,
+                        "srtt_us": info.srtt_us})
+        except Exception:  # the connection is gone: no snapshot
+            pass
     side.close()
-    return {"bytes": got, "elapsed_ns": elapsed, "streams": streams, "size": size,
-            "mb_per_s": got / elapsed * 1e3, "msgs_per_s": got / size / elapsed * 1e9}
+    return out
 
 
 def connect_rate(spec: Spec) -> dict[str, Any]:
