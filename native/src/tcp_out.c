@@ -189,7 +189,7 @@ static void output(pn_stack *s, pn_conn *c, bool force)
     uint32_t wnd = c->snd_wnd;
     if (s->cfg.congestion_control != PN_CC_NONE && c->cwnd < wnd)
         wnd = c->cwnd;
-    bool window_blocked = false;
+    bool window_blocked = false, tx_full = false;
     uint32_t k = c->sb_nxt_off;
     for (;;) {
         uint32_t limit = c->snd_una + wnd;
@@ -219,8 +219,10 @@ static void output(pn_stack *s, pn_conn *c, bool force)
             }
             force = false;
             bool fin = c->fin_queued && c->snd_nxt + n == c->data_end;
-            if (send_range(s, c, k, c->snd_nxt, n, fin) < 0)
+            if (send_range(s, c, k, c->snd_nxt, n, fin) < 0) {
+                tx_full = true;
                 break;
+            }
             c->snd_nxt += n + (fin ? 1 : 0);
             if (seq_gt(c->snd_nxt, c->snd_max))
                 c->snd_max = c->snd_nxt;
@@ -231,8 +233,10 @@ static void output(pn_stack *s, pn_conn *c, bool force)
                 s->st.TcpRetransSegs++;
                 c->retransmits++;
             }
-            if (emit(s, c, &a) < 0)
+            if (emit(s, c, &a) < 0) {
+                tx_full = true;
                 break;
+            }
             c->snd_nxt = c->data_end + 1;
             if (seq_gt(c->snd_nxt, c->snd_max))
                 c->snd_max = c->snd_nxt;
@@ -249,6 +253,9 @@ static void output(pn_stack *s, pn_conn *c, bool force)
         }
         if (c->t_rtx.heap_idx == PN_NONE32)
             pn_rtx_arm(s, c);
+    } else if (tx_full && c->t_rtx.heap_idx == PN_NONE32) {
+        /* the link's ring was full: try again shortly (tcp_timer.c sends, no backoff) */
+        pn_timer_set(s, &c->t_rtx, s->now + 1000000u);
     } else if (window_blocked && c->t_rtx.heap_idx == PN_NONE32) {
         /* RFC 9293 3.8.6.1: nothing in flight and the window is closed: probe it */
         c->persist = 1;

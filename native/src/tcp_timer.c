@@ -84,8 +84,10 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
             pn_rtx_arm(s, c);
         return;
     }
-    if (c->snd_una == c->snd_max)
+    if (c->snd_una == c->snd_max) {   /* nothing in flight: a transmit that found no buffer */
+        pn_tcp_output(s, c);
         return;
+    }
     if (++c->retries > s->cfg.tcp_retries) {
         s->st.TcpExtTCPTimeouts++;
         pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);

@@ -56,7 +56,7 @@ void pn_tw_enter(pn_stack *s, const pn_conn *c)
     t->remote_ip = c->remote_ip;
     t->remote_port = c->remote_port;
     t->local_port = c->local_port;
-    t->snd_nxt = c->snd_nxt;
+    t->snd_nxt = c->snd_max;
     t->rcv_nxt = c->rcv_nxt;
     t->ts_ok = c->ts_ok;
     t->ts_recent = c->ts_recent;

@@ -414,6 +414,76 @@ static void test_delayed_ack(void)
     delack_case(0);
 }
 
+
+/* A link whose transmit ring is often full (tx_buf() returns NULL): nothing is lost for
+ * good, the stack retries. */
+typedef struct flaky {
+    pn_link link;
+    pn_link *inner;
+    uint64_t calls, fails;
+} flaky;
+static pn_link_ops flaky_ops;
+static int fl_rx(pn_link *l, uint64_t now, pn_rx_frame *f, int max)
+{
+    return ((flaky *)l)->inner->ops->rx_burst(((flaky *)l)->inner, now, f, max);
+}
+static void fl_rel(pn_link *l, const pn_rx_frame *f, int n)
+{
+    ((flaky *)l)->inner->ops->rx_release(((flaky *)l)->inner, f, n);
+}
+static uint8_t *fl_txbuf(pn_link *l, uint32_t *cap)
+{
+    flaky *x = (flaky *)l;
+    if (++x->calls % 3 == 0) {
+        x->fails++;
+        return NULL;
+    }
+    return x->inner->ops->tx_buf(x->inner, cap);
+}
+static int fl_send(pn_link *l, uint8_t *b, uint32_t len)
+{
+    return ((flaky *)l)->inner->ops->tx_send(((flaky *)l)->inner, b, len);
+}
+static void fl_flush(pn_link *l) { ((flaky *)l)->inner->ops->tx_flush(((flaky *)l)->inner); }
+static int fl_flow(pn_link *l, const pn_flow *f) { (void)l; (void)f; return 0; }
+static void fl_destroy(pn_link *l)
+{
+    pn_link_destroy(((flaky *)l)->inner);
+    free(l);
+}
+static pn_link *make_flaky(pn_link *inner)
+{
+    flaky *x = calloc(1, sizeof *x);
+    flaky_ops = (pn_link_ops){"flaky", fl_rx, fl_rel, fl_txbuf, fl_send, fl_flush, fl_flow, fl_flow, fl_destroy};
+    x->link = *inner;
+    x->link.ops = &flaky_ops;
+    x->link.pcap_fd = -1;
+    x->inner = inner;
+    return &x->link;
+}
+
+static void test_tx_ring_full(void)
+{
+    world w;
+    node *cl, *sv;
+    wrap_link = make_flaky;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    wrap_link = NULL;
+    sv->default_tx = 2000000;
+    sv->default_rx = 2000000;
+    stream *st = client_open(cl, SIP, 80, 2000000, 2000000);
+    CHECK(world_run(&w, 600000000000ull, all_streams_done, NULL));
+    CHECK_EQ(st->rx_seen, 2000000);
+    CHECK_EQ(st->rx_bad, 0);
+    stream *ss = server_stream(sv);
+    CHECK(ss && ss->rx_seen == 2000000 && ss->rx_bad == 0);
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    CHECK(a.drop_no_buffer > 1000);
+    CHECK(((flaky *)cl->l)->fails > 1000);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -426,5 +496,6 @@ int main(void)
     RUN(test_options);
     RUN(test_cc);
     RUN(test_delayed_ack);
+    RUN(test_tx_ring_full);
     HARNESS_DONE();
 }

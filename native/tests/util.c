@@ -4,6 +4,7 @@
 #include <time.h>
 
 int h_pass, h_fail;
+pn_link *(*wrap_link)(pn_link *inner);
 
 double wall_s(void)
 {
@@ -52,6 +53,8 @@ node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte)
     }
     n->cfg = *cfg;
     n->cfg.local_ip = ip;
+    if (wrap_link)
+        n->l = wrap_link(n->l);
     int r = pn_stack_create(&n->s, &n->cfg, n->l, err, sizeof err);
     if (r < 0) {
         fprintf(stderr, "stack: %s\n", err);

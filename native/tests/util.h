@@ -64,6 +64,8 @@ extern int h_pass, h_fail;
 
 void world_init(world *w, const pn_sim_params *p);
 node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte);
+/* When set, world_add() gives the stack wrap_link(sim link) instead (e.g. a flaky link). */
+extern pn_link *(*wrap_link)(pn_link *inner);
 void world_free(world *w);
 pn_link *world_add_raw(world *w, uint8_t macbyte);
 /* Run until done(w) or the virtual clock passes `limit_ns` from now. Returns done(). */
