@@ -383,7 +383,7 @@ static void delack_case(uint32_t ms)
     world_run(&w, 1000000000ull, NULL, NULL);
     pn_stats a0, a1;
     pn_stack_stats(sv->s, &a0);
-    uint8_t buf[2000];
+    uint8_t buf[2100];
     gen_bytes(st->tx_seed, 0, buf, sizeof buf);
     pn_send(cl->s, st->conn, buf, 100, 0);
     uint64_t want = 100, t0 = w.now;
