@@ -131,6 +131,8 @@ static struct {
     uint32_t ip, rcv_nxt, iss;
     uint16_t wnd;
     uint32_t probes, data_bytes;
+    uint8_t silent;      /* after the handshake, answer nothing */
+    uint32_t seen_data;
 } zp;
 
 static void zw_peer(world *w, const uint8_t *f, uint32_t len)
@@ -158,6 +160,9 @@ static void zw_peer(world *w, const uint8_t *f, uint32_t len)
         return;
     }
     if (!plen)
+        return;
+    zp.seen_data++;
+    if (zp.silent)
         return;
     if (zp.wnd == 0) {
         zp.probes++;
@@ -484,6 +489,43 @@ static void test_tx_ring_full(void)
     world_free(&w);
 }
 
+
+/* The peer goes silent: tcp_retries RTOs with exponential backoff (RFC 6298 5.5), capped
+ * at max_rto, then CONNECTION_TIMEOUT. */
+static void test_data_timeout(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    memset(&zp, 0, sizeof zp);
+    zp.cl = cl;
+    zp.raw = world_add_raw(&w, 9);
+    memcpy(zp.mac, zp.raw->mac, 6);
+    zp.ip = IP(10, 0, 0, 9);
+    zp.iss = 7000;
+    zp.wnd = 65535;
+    zp.silent = 1;
+    w.raw_hook = zw_peer;
+    pn_stack_add_neighbour(cl->s, zp.ip, zp.mac);
+    stream *st = client_open(cl, zp.ip, 80, 0, 0);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK(st->established);
+    CHECK_EQ(pn_send(cl->s, st->conn, "ping", 4, 0), 4);
+    uint64_t t0 = w.now;
+    world_run(&w, 600000000000ull, NULL, NULL);
+    CHECK(st->timeout);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_TIMEOUT], 1);
+    CHECK_EQ(zp.seen_data, 11);   /* the first send and tcp_retries = 10 retransmissions */
+    /* the handshake's sample puts the RTO at min_rto (100 ms); doubling, capped at 30 s:
+     * 0.1+0.2+...+25.6 + 30 + 30 = 111.1 s */
+    double el = (double)(w.now - t0) / 1e9;
+    CHECK(el > 110 && el < 112.5);
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    CHECK_EQ(a.TcpRetransSegs, 10);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -497,5 +539,6 @@ int main(void)
     RUN(test_cc);
     RUN(test_delayed_ack);
     RUN(test_tx_ring_full);
+    RUN(test_data_timeout);
     HARNESS_DONE();
 }
