@@ -166,8 +166,14 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
         if (p < 0)
             return PN_EPORT;
         lport = (uint16_t)p;
-    } else if (pn_ht_find(s, rip, rport, lport) != PN_NONE32) {
-        return PN_EPORT;
+    } else {
+        uint32_t v = pn_ht_find(s, rip, rport, lport);
+        if (v != PN_NONE32 && !(v & 0x80000000u))
+            return PN_EPORT;
+        /* our own TIME_WAIT on this tuple: reuse it. RFC 6528 ISNs grow with the clock,
+         * so the new SYN lies above the old sequence space (RFC 6191). */
+        if (v != PN_NONE32)
+            pn_tw_kill(s, v & 0x7fffffffu);
     }
     pn_conn *c = pn_conn_alloc(s);
     if (!c)

@@ -381,6 +381,18 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         pn_tcp_send_syn(s, c);
         return;
     }
+    /* simultaneous open (RFC 9293 3.5 figure 8): the peer's SYN-ACK repeats the SYN we
+     * already took, and acknowledges ours */
+    if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && (fl & PN_TH_ACK) &&
+        !(fl & PN_TH_RST) && t->seq == c->irs && seq_gt(t->ack, c->snd_una) &&
+        seq_le(t->ack, c->snd_max)) {
+        became_established(s, c, t);
+        c->snd_wnd = t->wnd;   /* a SYN's window is never scaled (RFC 7323 2.2) */
+        if (c->snd_wnd > c->max_snd_wnd)
+            c->max_snd_wnd = c->snd_wnd;
+        pn_tcp_send_ack(s, c);
+        return;
+    }
     /* RFC 7323 5.3 PAWS: a TSval older than TS.Recent marks an old duplicate */
     if (c->ts_ok && t->has_ts && !(fl & PN_TH_RST) && (int32_t)(t->tsval - c->ts_recent) < 0 &&
         s->now - c->ts_recent_ns < PAWS_IDLE_NS) {

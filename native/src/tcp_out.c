@@ -182,6 +182,8 @@ static bool sending_state(const pn_conn *c)
     }
 }
 
+/* Send what the window allows. No Nagle (RFC 1122 4.2.3.4 lets an application turn it
+ * off; efvitcp has none): `more` is the application's way to coalesce. */
 static void output(pn_stack *s, pn_conn *c, bool force)
 {
     if (!sending_state(c))

@@ -415,6 +415,34 @@ static void test_pcap(void)
     unlink(lp);
 }
 
+
+/* Simultaneous open (RFC 9293 3.5, figure 8): both sides connect to each other's port. */
+static void test_simultaneous_open(void)
+{
+    world w;
+    node *cl, *sv;
+    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    pn_stack_add_neighbour(cl->s, SIP, sv->mac);
+    pn_stack_add_neighbour(sv->s, CIP, cl->mac);
+    uint32_t a, b;
+    CHECK_EQ(pn_connect(cl->s, SIP, 5000, 6000, &a), 0);
+    CHECK_EQ(pn_connect(sv->s, CIP, 6000, 5000, &b), 0);
+    node_stream(cl, a)->used = 1;
+    node_stream(sv, b)->used = 1;
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 1);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_ESTABLISHED], 1);
+    CHECK_EQ(pn_send(cl->s, a, "hi", 2, 0), 2);
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_conn_info ci;
+    pn_conn_info_get(sv->s, b, &ci);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    pn_stats st;
+    pn_stack_stats(cl->s, &st);
+    CHECK_EQ(st.TcpRetransSegs, 0);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -430,6 +458,7 @@ int main(void)
     RUN(test_user_timers);
     RUN(test_icmp_echo);
     RUN(test_gratuitous_arp);
+    RUN(test_simultaneous_open);
     RUN(test_slot_reuse);
     RUN(test_pcap);
     HARNESS_DONE();

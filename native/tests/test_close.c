@@ -308,6 +308,35 @@ static void test_closed_port_rst(void)
     world_free(&w);
 }
 
+
+/* Reconnecting from the same port while both sides hold TIME_WAIT: the client reuses its
+ * entry, the server's accepts the new SYN (RFC 6191, RFC 1122 4.2.2.13). */
+static void test_time_wait_reuse(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = fin_back;
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 1000000000ull, est2, NULL);
+    CHECK_EQ(pn_send(cl->s, id, "abc", 3, 0), 3);
+    CHECK_EQ(pn_send_fin(cl->s, id), 0);
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(cl->s->tw_used, 1);
+    CHECK_EQ(sv->s->tw_used, 1);
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 2);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_ESTABLISHED], 2);
+    CHECK_EQ(sv->s->tw_used, 0);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -317,6 +346,7 @@ int main(void)
     RUN(test_rst_both_ways);
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);
+    RUN(test_time_wait_reuse);
     RUN(test_rfc5961);
     RUN(test_closed_port_rst);
     HARNESS_DONE();
