@@ -7,6 +7,7 @@ sim link, ns per call, best of 5 runs of N calls, pinned to one CPU.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -63,10 +64,8 @@ def best_ns(fn: Callable[..., object], args: tuple[object, ...], n: int) -> floa
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
-    try:
+    with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    except OSError:
-        pass
     wire = SimWire(static_arp=True)
     srv = TcpServer(EfviOptions(), port=7001, wire=wire)
     cli = LeanClient(EfviOptions(), wire=wire)

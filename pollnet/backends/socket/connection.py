@@ -39,6 +39,31 @@ class SocketConnection(ConnectionBase):
     def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
         """One recv into the buffer, then hand kept + new bytes to the handler."""
         buf = self._buf
+        if not buf.tail:
+            # The common case, nothing kept from last time: receive at the front and skip
+            # the buffer's bookkeeping calls when the handler consumes everything.
+            view = buf.view
+            try:
+                n = self._recv_into(view)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._shutdown("recv error", exc.errno or 0)
+                return
+            if n == 0:
+                self._shutdown("remote close")
+                return
+            self._received = True
+            buf.tail = n
+            remaining = on_data(self, view if n == buf.size else view[:n])
+            if not remaining:
+                buf.tail = 0
+            elif self._connected and not buf.keep(remaining):
+                self._shutdown(
+                    f"recv buffer full: {buf.size} bytes unconsumed by on_tcp_data "
+                    "(raise recv_buf_size or consume more)"
+                )
+            return
         try:
             n = self._recv_into(buf.room())
         except BlockingIOError:
