@@ -16,9 +16,10 @@ import pytest
 
 from pollnet.config import AnyConfig
 from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
+from tests.behaviour.efvi_params import efvi_config
 from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
 
-BACKENDS = ["socket", "tcpdirect"]
+BACKENDS = ["socket", "tcpdirect", "efvi:sim"]
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,9 @@ def zf_shim_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=BACKENDS)
 def backend_config(request: pytest.FixtureRequest) -> Iterator[AnyConfig]:
     backend: str = request.param
+    if backend.startswith("efvi:"):
+        yield from efvi_config(request, backend.split(":", 1)[1])
+        return
     if backend != "tcpdirect":
         yield loopback_config(backend)
         return

@@ -1,0 +1,140 @@
+"""What the pollnet-level client and server over the efvi stack share: the stack's options
+derived from the config, opening a link inside a network namespace, the clock, and the
+pump (a poll of the stack that takes no events, used by `write` to wait for room).
+
+Options: the stack gets the config's `[efvi]` section with two changes -- at least two
+user timers (ids 0 and 1 are the send and receive idle timers, as in pollnet's efvi
+wrapper) and `conn_recv_buf_size = min(efvi.conn_recv_buf_size, <role>.recv_buf_size)`:
+the core's receive buffer *is* the pollnet receive buffer (zero-copy), so a handler
+leaving that many bytes unconsumed closes the connection ("recv buffer full"). The core
+takes at least 512 bytes; below that the adapter presents at most `recv_buf_size` bytes a
+call and enforces the limit itself.
+
+Interface: `[client] interface` / `[server] interface`, when set, override
+`efvi.interface` for that role; `NETNS/IFNAME` opens the link inside the network
+namespace NETNS (as `ip netns` names it, /run/netns/NETNS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, timer_plan
+from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
+from pollnet.config import EfviOptions
+from pollnet.errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from pollnet.backends.efvi.endpoint import Endpoint
+
+_CLONE_NEWNET = 0x40000000
+CORE_MIN_RECV_BUF = 512  # the core's smallest conn_recv_buf_size
+
+
+def stack_options(efvi: EfviOptions, interface: str, local_ip: str, recv_buf_size: int
+                  ) -> EfviOptions:
+    update: dict[str, Any] = {
+        "user_timer_cnt": max(2, efvi.user_timer_cnt),
+        "conn_recv_buf_size": max(CORE_MIN_RECV_BUF,
+                                  min(efvi.conn_recv_buf_size, recv_buf_size)),
+    }
+    if interface:
+        update["interface"] = interface
+    if local_ip:
+        update["local_ip"] = local_ip
+    return efvi.model_copy(update=update)
+
+
+def split_interface(interface: str) -> tuple[str, str]:
+    """`NETNS/IFNAME` -> (NETNS, IFNAME); a plain name -> ("", name)."""
+    if "/" in interface:
+        netns, _, ifname = interface.rpartition("/")
+        return netns, ifname
+    return "", interface
+
+
+@contextlib.contextmanager
+def in_netns(netns: str) -> Iterator[None]:
+    """Run the body inside network namespace `netns` (this thread only), then return.
+    Sockets made inside stay in that namespace."""
+    if not netns:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = netns if netns.startswith("/") else f"/run/netns/{netns}"
+    try:
+        target = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(f"interface {netns}/...: no network namespace {path} "
+                          f"({exc.strerror})") from None
+    home = os.open(f"/proc/{os.getpid()}/task/{_gettid()}/ns/net", os.O_RDONLY)
+    try:
+        if libc.setns(target, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise TransportError(f"cannot enter network namespace {netns}: "
+                                 f"{os.strerror(err)} (needs root)")
+        try:
+            yield
+        finally:
+            libc.setns(home, _CLONE_NEWNET)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def _gettid() -> int:
+    return int(ctypes.CDLL(None).syscall(186))  # SYS_gettid on x86_64
+
+
+class Base(Owner):
+    """The owner side of `EfviPollConnection`, and the clock."""
+
+    def __init__(self, efvi: EfviOptions, send_timeout_sec: float, recv_timeout_sec: float,
+                 recv_size: int) -> None:
+        self.dispatching = False
+        self.send_ms, self.send_chunks = timer_plan(send_timeout_sec)
+        self.recv_ms, self.recv_chunks = timer_plan(recv_timeout_sec)
+        self.recv_size = recv_size
+        self.flush: list[EfviPollConnection] = []
+        self.net: SimNet | None = sim_net(efvi) if efvi.link == "sim" else None
+        self.ep: Endpoint | None = None
+        self._lib: Any = _core.lib
+        self._pump_events: Any = None
+
+    def _start(self, ep: Endpoint) -> None:
+        self.ep = ep
+        self._stack_ptr: Any = ep._stack
+        self._pump_events = ep._events
+
+    def now(self, now_ns: int | None) -> int:
+        net = self.net
+        if net is not None:
+            return net.now(now_ns)
+        return time.monotonic_ns() if now_ns is None else now_ns
+
+    def pump(self) -> None:
+        """Receive, run timers, transmit -- and leave every event queued in the core
+        for the next poll() (max = 0)."""
+        ep = self.ep
+        if ep is None or ep._stack is None or self.dispatching:
+            return
+        if ep._resume < ep._pending:
+            return  # a handler raised mid-batch: its events are not dispatched yet
+        now = self.net.now() if self.net is not None else 0
+        rc = self._lib.pn_poll(ep._stack, now, self._pump_events, 0)
+        if rc < 0:
+            raise _core.core_error(rc, "poll", ep._link.last_error())
+
+    def finish_writes(self) -> None:
+        """Writes from callbacks that did not fit: finish them now (outside dispatch)."""
+        flush = self.flush
+        while flush:
+            pc = flush.pop(0)
+            if pc._connected:
+                pc.finish_queued()

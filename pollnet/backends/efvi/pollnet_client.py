@@ -1,0 +1,283 @@
+"""PollTcpClient over the efvi stack (`TcpClient`): connect, reconnect, one connection.
+
+Each poll is one `pn_poll` (the efvitcp-level `poll`), whose events this class turns
+into pollnet callbacks, then the connect bookkeeping (retry every `conn_retry_sec`, the
+connect timeout) and the disconnect notices.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pollnet.api import BytesLike
+from pollnet.backends.efvi.client import TcpClient
+from pollnet.backends.efvi.connection import Connection
+from pollnet.backends.efvi.errors import EfviError
+from pollnet.backends.efvi.pollnet_base import (
+    Base,
+    in_netns,
+    split_interface,
+    stack_options,
+)
+from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
+from pollnet.backends.efvi.pollnet_sim import is_loopback
+from pollnet.config import ClientConfig, EfviOptions
+from pollnet.connection import ConnectionBase, error_text
+from pollnet.handler import HandlerCache, HandlerMethods
+from pollnet.timeouts import seconds_to_ns
+
+_NEVER = 1 << 62
+# Core slots: the connection, and one more so a reconnect need not wait for the last
+# connection's FIN handshake to finish.
+CLIENT_SLOTS = 2
+
+
+class EfviTcpClient(Base):
+    """Connects to `server_ip:server_port`, reconnecting every `conn_retry_sec`."""
+
+    def __init__(self, cfg: ClientConfig, efvi: EfviOptions) -> None:
+        super().__init__(efvi, cfg.send_timeout_sec, cfg.recv_timeout_sec,
+                         min(efvi.conn_recv_buf_size, cfg.recv_buf_size))
+        self.cfg = cfg
+        netns, ifname = split_interface(cfg.interface or efvi.interface)
+        options = stack_options(efvi, ifname, "", cfg.recv_buf_size)
+        net = self.net
+        if net is not None:
+            local = net.host_address(efvi.local_ip)
+            client = TcpClient(options, wire=net.wire, local_ip=local, max_conns=CLIENT_SLOTS)
+            net.name_client(client.local_ip, cfg.server_ip)
+        else:
+            with in_netns(netns):
+                client = TcpClient(options, max_conns=CLIENT_SLOTS)
+        self.client = client
+        self._start(client)
+        self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
+        self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
+        self._handlers = HandlerCache()
+        self._methods: HandlerMethods | None = None
+        self._events = _ClientEvents(self)
+        self._closed: list[ConnectionBase] = []
+        self._conn: EfviPollConnection | None = None
+        self._connecting: Connection | None = None
+        self._to_closed_host = False
+        self._connect_deadline_ns = 0
+        self._next_connect_ns = 0  # the first poll connects
+        self._error = ""
+        self.connect_attempts = 0
+
+    # ---------------------------------------------------------------- the pollnet API
+
+    def poll(self, handler: object, now_ns: int | None = None) -> None:
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            methods = self._handlers.get(handler)
+        self._methods = methods
+        now = self.now(now_ns)
+        if self._to_closed_host and self.net is not None:
+            self.net.pump_closed_host()
+        self.dispatching = True
+        try:
+            self.client.poll(self._events, now)
+        finally:
+            self.dispatching = False
+        if self.flush:
+            self.finish_writes()
+        if self._conn is None:
+            if self._connecting is not None:
+                if self._connect_timeout_ns and now >= self._connect_deadline_ns:
+                    self._abandon_connect()
+                    self._fail(methods, "connect timeout")
+            elif now >= self._next_connect_ns and not self._closed:
+                self._next_connect_ns = now + self._retry_ns if self._retry_ns else _NEVER
+                self._start_connect(methods, now)
+        if self._closed:
+            self._drain(methods)
+
+    def allow_reconnect(self) -> None:
+        self._next_connect_ns = 0
+
+    @property
+    def conn(self) -> EfviPollConnection | None:
+        conn = self._conn
+        return conn if conn is not None and conn._connected else None
+
+    @property
+    def is_connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn._connected
+
+    @property
+    def last_error(self) -> str:
+        conn = self._conn
+        if conn is not None and conn._error:
+            return conn._error
+        return self._error
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        conn = self._conn
+        return conn.write(data, more) if conn is not None else False
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        conn = self._conn
+        return conn.write_some(data, more) if conn is not None else -1
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        conn = self._conn
+        return conn.write_nonblock(data, more) if conn is not None else False
+
+    def close(self, reason: str = "closed by application") -> None:
+        if self._conn is not None:
+            self._conn.close(reason)
+        elif self._connecting is not None:
+            self._abandon_connect()
+            self._error = reason
+
+    # ---------------------------------------------------------------- connecting
+
+    def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        self.connect_attempts += 1
+        cfg = self.cfg
+        ip = cfg.server_ip
+        self._to_closed_host = False
+        if self.net is not None:
+            ip, self._to_closed_host = self.net.resolve(cfg.server_ip, cfg.server_port)
+        elif is_loopback(ip):
+            self._fail(methods, f"connect error: {ip} is the kernel's loopback; the efvi "
+                       f"stack on {self.client.local_ip} cannot reach it", errno.ENETUNREACH)
+            return
+        try:
+            conn = self._connect(ip, cfg.server_port, cfg.local_port)
+        except EfviError as exc:
+            self._fail(methods, f"connect error: {exc}")
+            return
+        self._connecting = conn
+        self._connect_deadline_ns = now_ns + self._connect_timeout_ns
+        if self._to_closed_host and self.net is not None:
+            self.net.pump_closed_host()
+
+    def _connect(self, ip: str, port: int, local_port: int) -> Connection:
+        try:
+            return self.client.connect(ip, port, local_port)
+        except EfviError as exc:
+            if exc.symbol != "PN_ENOCONN":
+                raise
+        # Every slot is still finishing an earlier close: abort those (RST) and retry.
+        for old in list(self.client.connections()):
+            old.close()
+        self.pump()
+        return self.client.connect(ip, port, local_port)
+
+    def _established(self, core: Connection) -> None:
+        methods = self._methods
+        assert methods is not None
+        self._connecting = None
+        self._to_closed_host = False
+        self._error = ""
+        cfg = self.cfg
+        conn = EfviPollConnection(core, self, (cfg.server_ip, cfg.server_port), self._closed,
+                                  self.net.wire.now_ns if self.net is not None else 0)
+        core.user_data = conn
+        self._conn = conn
+        conn.arm_timers()
+        methods.on_connected(conn)
+
+    def _connect_ended(self, reason: str, err: int = 0) -> None:
+        methods = self._methods
+        assert methods is not None
+        self._connecting = None
+        self._to_closed_host = False
+        self._fail(methods, reason, err)
+
+    def _fail(self, methods: HandlerMethods, reason: str, err: int = 0) -> None:
+        self._error = error_text(reason, err)
+        methods.on_connect_failed()
+
+    def _abandon_connect(self) -> None:
+        core = self._connecting
+        if core is not None:
+            self._connecting = None
+            self._to_closed_host = False
+            core.close()  # RST (nothing if the SYN was never answered)
+
+    # ---------------------------------------------------------------- disconnect notices
+
+    def _drain(self, methods: HandlerMethods) -> None:
+        closed = self._closed
+        while closed:
+            conn = closed.pop(0)
+            if conn is self._conn:
+                self._conn = None
+                self._error = conn._error
+            methods.on_disconnect(conn)
+
+
+class _ClientEvents:
+    """The efvitcp-level handler: events of the client's stack as pollnet callbacks."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, client: EfviTcpClient) -> None:
+        self._c = client
+
+    def on_connection_established(self, core: Connection) -> None:
+        c = self._c
+        if core is c._connecting:
+            c._established(core)
+        else:
+            core.close()  # not ours (cannot happen on a client stack): refuse it
+
+    def on_connection_refused(self, core: Connection) -> None:
+        if core is self._c._connecting:
+            self._c._connect_ended("connect error", errno.ECONNREFUSED)
+
+    def on_connection_timeout(self, core: Connection) -> None:
+        c = self._c
+        if core is c._connecting:
+            c._connect_ended("connect timeout (no answer to the SYN, or ARP for the next "
+                             "hop failed)")
+            return
+        _dead(core, "connection timeout", errno.ETIMEDOUT)
+
+    def on_connection_reset(self, core: Connection) -> None:
+        _dead(core, "connection reset", errno.ECONNRESET)
+
+    def on_connection_closed(self, core: Connection) -> None:
+        _dead(core, "remote close")
+
+    def on_data(self, core: Connection, data: memoryview) -> int:
+        conn = core.user_data
+        methods = self._c._methods
+        if conn is None or methods is None:
+            return 0
+        if not conn._connected:
+            core.close()  # bytes for a closed connection: RST, as the kernel does
+            return 0
+        rem: int = conn.deliver(methods.on_data, data)
+        return rem
+
+    def on_fin(self, core: Connection, data: memoryview) -> int:
+        conn = core.user_data
+        methods = self._c._methods
+        if conn is None or methods is None or not conn._connected:
+            return 0
+        conn._fin_seen = True
+        if len(data) > conn._kept:
+            conn.deliver(methods.on_data, data)
+        if conn._connected:
+            conn._shutdown("remote close")
+        return 0
+
+    def on_user_timeout(self, core: Connection, timer_id: int) -> None:
+        conn = core.user_data
+        methods = self._c._methods
+        if conn is not None and methods is not None and conn._connected:
+            conn.timer_fired(timer_id, methods.on_send_timeout, methods.on_recv_timeout)
+
+
+def _dead(core: Connection, reason: str, err: int = 0) -> None:
+    """The core ended the connection (its slot is free): tell pollnet once."""
+    conn: Any = core.user_data
+    if isinstance(conn, EfviPollConnection) and conn._connected:
+        conn._core_dead = True
+        conn._shutdown(reason, err)

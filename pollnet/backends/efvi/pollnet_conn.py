@@ -1,0 +1,360 @@
+"""A pollnet-level connection over one efvitcp-level `Connection` (pollnet interface).
+
+Receive is zero-copy: the core's memoryview goes straight to `on_tcp_data` and the
+handler's `remaining` goes back to the core, which keeps exactly those bytes. Only a
+connection that waited in a server's backlog holds bytes in Python (`_held`) until the
+handler has seen them; after that it is zero-copy again.
+
+Close follows the kernel (and the socket backend), not pollnet's efvi wrapper: a FIN when
+every received byte was presented to the handler, a RST when bytes arrived that it never
+saw (RFC 2525 2.17) or when the connection dies on an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pollnet.api import BytesLike, Peername
+from pollnet.backends.efvi.errors import EfviError
+from pollnet.connection import ConnectionBase
+from pollnet.recvbuf import RecvBuffer
+
+if TYPE_CHECKING:
+    from pollnet.backends.efvi.connection import Connection
+
+SEND_TIMER = 0  # user timer ids the adapter reserves (as pollnet's efvi wrapper does)
+RECV_TIMER = 1
+MAX_TIMER_MS = 65000  # the core's longest user timer
+
+
+def timer_plan(seconds: float) -> tuple[int, int]:
+    """(chunk ms, chunks): a timeout longer than one user timer is several in a row."""
+    ms = max(1, round(seconds * 1000)) if seconds > 0 else 0
+    if not ms:
+        return 0, 0
+    chunks = -(-ms // MAX_TIMER_MS)
+    return -(-ms // chunks), chunks
+
+
+def buffer_full_reason(size: int) -> str:
+    return (
+        f"recv buffer full: {size} bytes unconsumed by on_tcp_data "
+        "(raise recv_buf_size / efvi.conn_recv_buf_size or consume more)"
+    )
+
+
+class Owner:
+    """What a connection needs from its client or server: the send/recv timer plans,
+    whether a dispatch is running (then the stack must not be polled), the pump that
+    polls the stack without taking events, and the list of connections whose writes
+    finish after the dispatch."""
+
+    dispatching: bool
+    send_ms: int
+    send_chunks: int
+    recv_ms: int
+    recv_chunks: int
+    recv_size: int
+    flush: list[EfviPollConnection]
+
+    def pump(self) -> None:
+        raise NotImplementedError
+
+
+class EfviPollConnection(ConnectionBase):
+    __slots__ = (
+        "_announced",
+        "_base",
+        "_core",
+        "_core_dead",
+        "_fin_pending",
+        "_fin_seen",
+        "_held",
+        "_kept",
+        "_outq",
+        "_owner",
+        "_recv_left",
+        "_rx_total",
+        "_send",
+        "_send_left",
+        "_set_timer",
+    )
+
+    def __init__(
+        self,
+        core: Connection,
+        owner: Owner,
+        peer: Peername | None,
+        closed_queue: list[ConnectionBase],
+        now_ns: int,
+    ) -> None:
+        super().__init__(closed_queue, peer, now_ns)
+        self._core = core
+        self._owner = owner
+        self._send = core.send  # bound once: the data path is one call into the core
+        self._set_timer = core.set_user_timer
+        self._core_dead = False  # the core freed the slot (reset/closed/timeout)
+        self._announced = True  # False while waiting in a server's backlog
+        self._fin_pending = False  # the peer finished while we were in the backlog
+        self._fin_seen = False  # the peer's FIN arrived (it takes one sequence number)
+        self._held: RecvBuffer | None = None  # bytes held in Python (backlog only)
+        self._outq: bytearray | None = None  # a write's tail, finished after dispatch
+        self._kept = 0  # bytes the handler left unconsumed last time
+        self._rx_total = 0  # bytes ever presented (for the FIN-or-RST choice)
+        self._base = 0  # rcv_nxt when established
+        self._send_left = owner.send_chunks
+        self._recv_left = owner.recv_chunks
+        try:
+            self._base = core.info().rcv_nxt
+        except EfviError:
+            self._base = 0
+
+    # ---------------------------------------------------------------- timers
+
+    def arm_timers(self) -> None:
+        owner = self._owner
+        if owner.send_ms:
+            self._set_timer(SEND_TIMER, owner.send_ms)
+        if owner.recv_ms:
+            self._set_timer(RECV_TIMER, owner.recv_ms)
+
+    def timer_fired(self, timer_id: int, on_send: Callable[[Any], object],
+                    on_recv: Callable[[Any], object]) -> None:
+        owner = self._owner
+        if timer_id == SEND_TIMER and owner.send_ms:
+            self._send_left -= 1
+            if self._send_left <= 0:
+                self._send_left = owner.send_chunks
+                on_send(self)
+            if self._connected:
+                self._set_timer(SEND_TIMER, owner.send_ms)
+        elif timer_id == RECV_TIMER and owner.recv_ms:
+            self._recv_left -= 1
+            if self._recv_left <= 0:
+                self._recv_left = owner.recv_chunks
+                on_recv(self)
+            if self._connected:
+                self._set_timer(RECV_TIMER, owner.recv_ms)
+
+    # ---------------------------------------------------------------- receive
+
+    def deliver(self, on_data: Callable[[Any, memoryview], int], data: memoryview) -> int:
+        """The core presents `data` (kept bytes first): hand it to the handler and
+        return what the core must keep."""
+        size = len(data)
+        self._rx_total += size - self._kept
+        owner = self._owner
+        if owner.recv_ms:
+            self._recv_left = owner.recv_chunks
+            self._set_timer(RECV_TIMER, owner.recv_ms)
+        if self._held is not None:
+            return self._deliver_held(on_data, data)
+        if size > owner.recv_size:
+            return self._deliver_chunks(on_data, data)
+        rem = on_data(self, data)
+        if not self._connected:
+            self._kept = 0
+            return 0
+        if rem:
+            if rem < 0:
+                rem = 0
+            elif rem >= size:
+                rem = size
+                if size >= owner.recv_size:
+                    self._kept = 0
+                    self._shutdown(buffer_full_reason(owner.recv_size))
+                    return 0
+        self._kept = rem
+        return rem
+
+    def _deliver_chunks(self, on_data: Callable[[Any, memoryview], int], data: memoryview
+                        ) -> int:
+        """The core's buffer is larger than the pollnet receive buffer (the core's minimum
+        is 512 bytes): present at most `recv_size` bytes a call, each time the kept bytes
+        first, as the socket backend does."""
+        limit = self._owner.recv_size
+        size = len(data)
+        off = 0
+        while True:
+            end = min(size, off + limit)
+            rem = on_data(self, data[off:end])
+            if not self._connected:
+                self._kept = 0
+                return 0
+            rem = 0 if rem <= 0 else min(rem, end - off)
+            if rem >= limit:
+                self._kept = 0
+                self._shutdown(buffer_full_reason(limit))
+                return 0
+            off = end - rem
+            if end >= size:
+                break
+        self._kept = size - off
+        return size - off
+
+    def hold(self, data: memoryview) -> int:
+        """Backlog: copy what fits into the Python buffer; the core keeps the rest (its
+        window closes like a kernel socket's receive buffer)."""
+        buf = self._held
+        if buf is None:
+            buf = self._held = RecvBuffer(self._owner.recv_size)
+        size = len(data)
+        k = min(buf.size - buf.tail, size)
+        buf.view[buf.tail:buf.tail + k] = data[:k]
+        buf.tail += k
+        self._rx_total += k
+        self._kept = 0
+        return size - k
+
+    def present_held(self, on_data: Callable[[Any, memoryview], int]) -> None:
+        """After the backlog: show the held bytes (outside any dispatch)."""
+        buf = self._held
+        if buf is None or not buf.tail:
+            self._held = None
+            return
+        rem = on_data(self, buf.view[buf.head:buf.tail])
+        if not self._connected:
+            return
+        if not buf.keep(rem):
+            self._shutdown(buffer_full_reason(buf.size))
+        elif not buf.pending:
+            self._held = None
+
+    def _deliver_held(self, on_data: Callable[[Any, memoryview], int], data: memoryview) -> int:
+        """Bytes are held in Python: append the core's behind them until the handler
+        has taken what it can (then back to zero-copy)."""
+        buf = self._held
+        assert buf is not None
+        size = len(data)
+        off = self._kept
+        while True:
+            room = buf.room()
+            k = min(len(room), size - off)
+            room[:k] = data[off:off + k]
+            off += k
+            rem = on_data(self, buf.fill(k))
+            if not self._connected:
+                self._kept = 0
+                return 0
+            if not buf.keep(rem):
+                self._kept = 0
+                self._shutdown(buffer_full_reason(buf.size))
+                return 0
+            if off >= size:
+                break
+        if not buf.pending:
+            self._held = None
+        self._kept = 0
+        return 0
+
+    # ---------------------------------------------------------------- send
+
+    def _sent_some(self) -> None:
+        owner = self._owner
+        if owner.send_ms:
+            self._send_left = owner.send_chunks
+            self._set_timer(SEND_TIMER, owner.send_ms)
+
+    def _send_error(self, exc: EfviError) -> None:
+        self._core_dead = True
+        self._shutdown(f"send error: {exc}")
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if not self._connected:
+            return -1
+        if self._outq:
+            return 0  # an earlier write's tail goes first
+        try:
+            n = self._send(data, more)
+        except EfviError as exc:
+            self._send_error(exc)
+            return -1
+        if n:
+            self._sent_some()
+        return n
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if not self._connected:
+            return False
+        size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+        n = 0 if self._outq else self.write_some(data, more)
+        if n == size:
+            return True
+        if n >= 0 and self._connected:
+            self._shutdown(f"send buffer full: write_nonblock sent {n} of {size} bytes")
+        return False
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        """All of `data`, in order. The stack is polled (events stay queued for the next
+        poll()) until it took everything; inside a callback it cannot be polled, so the
+        rest is finished when that poll()'s events have been dispatched."""
+        if not self._connected:
+            return False
+        if self._outq is not None:
+            self._outq += data
+            return True
+        try:
+            n = self._send(data, more)
+        except EfviError as exc:
+            self._send_error(exc)
+            return False
+        size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+        if n:
+            self._sent_some()
+        if n == size:
+            return True
+        view = memoryview(data)[n:]
+        owner = self._owner
+        if owner.dispatching:
+            self._outq = bytearray(view)
+            owner.flush.append(self)
+            return True
+        return self._finish(view, more)
+
+    def _finish(self, view: memoryview, more: bool = False) -> bool:
+        owner = self._owner
+        send = self._send
+        while view.nbytes:
+            owner.pump()
+            if not self._connected:
+                return False
+            try:
+                n = send(view, more)
+            except EfviError as exc:
+                self._send_error(exc)
+                return False
+            if n:
+                self._sent_some()
+                view = view[n:]
+        return True
+
+    def finish_queued(self) -> None:
+        """After a dispatch: send the tail writes left (polling the stack)."""
+        q = self._outq
+        if q is None:
+            return
+        ok = self._finish(memoryview(q))
+        self._outq = None
+        if not ok and self._connected:
+            self._shutdown("send error")
+
+    # ---------------------------------------------------------------- close
+
+    def _release(self) -> None:
+        core = self._core
+        self._outq = None
+        if self._core_dead or core.is_closed:
+            return
+        try:
+            if not self._owner.dispatching:
+                self._owner.pump()  # frames already on the link count as received
+            if core.is_established and not core.is_closed:
+                fin = 1 if self._fin_seen else 0
+                unread = (core.info().rcv_nxt - self._base - self._rx_total - fin) & 0xFFFFFFFF
+                if unread == 0:
+                    core.send_fin()
+                    return
+        except EfviError:
+            pass
+        core.close()  # RST

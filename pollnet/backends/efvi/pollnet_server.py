@@ -1,0 +1,270 @@
+"""PollTcpServer over the efvi stack (`TcpServer`), with a backlog.
+
+efvitcp has no accept queue: its stack completes every handshake it has a slot for. The
+stack here gets more slots than `max_conns` (`max(efvi.max_conn_cnt, 2 * max_conns)`);
+connections past `max_conns` complete the handshake and wait unannounced in a FIFO
+backlog, like the kernel's accept queue: their bytes are held (up to the receive buffer,
+then the window closes) and handed to `on_tcp_data` right after `on_tcp_connected` when a
+slot frees. Past every slot a SYN goes unanswered and the client's SYN retransmission
+tries again later: waiting, never refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+from collections import deque
+from collections.abc import Callable
+
+from pollnet.api import Peername, PollConnection
+from pollnet.backends.efvi.connection import Connection
+from pollnet.backends.efvi.errors import EfviError
+from pollnet.backends.efvi.pollnet_base import Base, in_netns, split_interface, stack_options
+from pollnet.backends.efvi.pollnet_client import _dead
+from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
+from pollnet.backends.efvi.pollnet_sim import ANY
+from pollnet.backends.efvi.server import TcpServer
+from pollnet.config import EfviOptions, ServerConfig
+from pollnet.connection import ConnectionBase
+from pollnet.errors import TransportError
+from pollnet.handler import HandlerCache, HandlerMethods
+
+
+class EfviTcpServer(Base):
+    """Listens on `listen_ip:port` and serves up to `max_conns` (see the module doc)."""
+
+    def __init__(self, cfg: ServerConfig, efvi: EfviOptions) -> None:
+        super().__init__(efvi, cfg.send_timeout_sec, cfg.recv_timeout_sec,
+                         min(efvi.conn_recv_buf_size, cfg.recv_buf_size))
+        self.cfg = cfg
+        self._max = cfg.max_conns
+        slots = max(efvi.max_conn_cnt, 2 * cfg.max_conns)
+        netns, ifname = split_interface(cfg.interface or efvi.interface)
+        net = self.net
+        listen_ip = cfg.listen_ip
+        try:
+            if net is not None:
+                local = net.host_address(listen_ip)
+                options = stack_options(efvi, ifname, "", cfg.recv_buf_size)
+                options = options.model_copy(update={"max_conn_cnt": slots})
+                server = TcpServer(options, wire=net.wire, local_ip=local)
+            else:
+                local = "" if listen_ip == ANY else listen_ip
+                options = stack_options(efvi, ifname, local, cfg.recv_buf_size)
+                options = options.model_copy(update={"max_conn_cnt": slots})
+                with in_netns(netns):
+                    server = TcpServer(options)
+        except EfviError as exc:
+            raise TransportError(f"cannot create the efvi server stack: {exc}") from None
+        self.server = server
+        self._start(server)
+        port = cfg.port
+        if net is not None:
+            try:
+                port = net.register(listen_ip, port, server.local_ip)
+            except OSError as exc:
+                server.close()
+                raise TransportError(f"cannot listen on {listen_ip}:{cfg.port}: {exc}") from None
+        self._port = self._listen(port)
+        self._address: Peername = (listen_ip, self._port)
+        self._handlers = HandlerCache()
+        self._methods: HandlerMethods | None = None
+        self._events = _ServerEvents(self)
+        self._closed: list[ConnectionBase] = []
+        self._conns: list[EfviPollConnection] = []  # announced, live or awaiting notice
+        self._backlog: deque[EfviPollConnection] = deque()
+        self._backlog_gone: list[ConnectionBase] = []
+        self._is_closed = False
+        self._error = ""
+
+    def _listen(self, port: int) -> int:
+        server = self.server
+        if port:
+            try:
+                server.listen(port)
+            except EfviError as exc:
+                raise TransportError(f"cannot listen on {self.cfg.listen_ip}:{port}: "
+                                     f"{exc}") from None
+            return port
+        for _ in range(100):  # port 0: an ephemeral one, as the kernel picks
+            port = random.randint(40000, 59999)
+            try:
+                server.listen(port)
+                return port
+            except EfviError:
+                continue
+        raise TransportError("cannot find a free port to listen on")
+
+    # ---------------------------------------------------------------- the pollnet API
+
+    def poll(self, handler: object, now_ns: int | None = None) -> None:
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            methods = self._handlers.get(handler)
+        self._methods = methods
+        now = self.now(now_ns)
+        self.dispatching = True
+        try:
+            self.server.poll(self._events, now)
+        finally:
+            self.dispatching = False
+        if self.flush:
+            self.finish_writes()
+        if self._closed:
+            self._drain(methods)
+        if self._backlog and not self._is_closed:
+            self._backlog_gone.clear()
+            self._accept(methods)
+
+    @property
+    def address(self) -> Peername:
+        return self._address
+
+    @property
+    def max_conns(self) -> int:
+        return self._max
+
+    @property
+    def conn_count(self) -> int:
+        return len(self._conns) - len(self._closed)
+
+    def foreach_conn(self, fn: Callable[[PollConnection], object]) -> None:
+        for conn in list(self._conns):
+            if conn._connected:
+                fn(conn)
+
+    def close(self, reason: str = "server closed") -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        self._error = reason
+        if self.net is not None:
+            self.net.unregister(self.cfg.listen_ip, self._port)
+        with contextlib.suppress(EfviError):
+            self.server.unlisten(self._port)
+        for conn in list(self._conns):
+            conn._shutdown(reason)
+        while self._backlog:
+            waiting = self._backlog.popleft()
+            waiting._connected = False
+            if not waiting._core.is_closed:
+                waiting._core.close()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
+    @property
+    def last_error(self) -> str:
+        return self._error
+
+    # ---------------------------------------------------------------- accepting
+
+    def _new_conn(self, core: Connection) -> None:
+        """A handshake completed: announce it, or keep it in the backlog."""
+        if self._is_closed:
+            core.close()
+            return
+        ip, port = core.peername
+        if self.net is not None:
+            ip = self.net.display(ip)
+        conn = EfviPollConnection(core, self, (ip, port), self._closed,
+                                  self.net.wire.now_ns if self.net is not None else 0)
+        core.user_data = conn
+        if self.conn_count < self._max and not self._backlog:
+            self._announce(conn)
+        else:
+            conn._announced = False
+            conn._closed_queue = self._backlog_gone  # no notice for what was never announced
+            self._backlog.append(conn)
+
+    def _announce(self, conn: EfviPollConnection) -> None:
+        methods = self._methods
+        assert methods is not None
+        conn._announced = True
+        conn._closed_queue = self._closed
+        self._conns.append(conn)
+        conn.arm_timers()
+        methods.on_connected(conn)
+        if conn._held is not None and conn._connected:
+            conn.present_held(methods.on_data)
+        if conn._fin_pending and conn._connected:
+            conn._shutdown("remote close")
+
+    def _accept(self, methods: HandlerMethods) -> None:
+        backlog = self._backlog
+        while backlog and self.conn_count < self._max:
+            conn = backlog.popleft()
+            if conn._connected:
+                self._announce(conn)
+
+    # ---------------------------------------------------------------- disconnect notices
+
+    def _drain(self, methods: HandlerMethods) -> None:
+        closed = self._closed
+        conns = self._conns
+        while closed:
+            conn = closed.pop(0)
+            assert isinstance(conn, EfviPollConnection)
+            if conn in conns:
+                conns.remove(conn)
+            methods.on_disconnect(conn)
+
+
+class _ServerEvents:
+    """The efvitcp-level handler: events of the server's stack as pollnet callbacks."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, server: EfviTcpServer) -> None:
+        self._s = server
+
+    def on_connection_established(self, core: Connection) -> None:
+        self._s._new_conn(core)
+
+    def on_connection_timeout(self, core: Connection) -> None:
+        _dead(core, "connection timeout", errno.ETIMEDOUT)
+
+    def on_connection_reset(self, core: Connection) -> None:
+        _dead(core, "connection reset", errno.ECONNRESET)
+
+    def on_connection_closed(self, core: Connection) -> None:
+        _dead(core, "remote close")
+
+    def on_data(self, core: Connection, data: memoryview) -> int:
+        conn = core.user_data
+        methods = self._s._methods
+        if conn is None or methods is None:
+            return 0
+        if not conn._connected:
+            core.close()  # bytes for a closed connection: RST, as the kernel does
+            return 0
+        if not conn._announced:
+            held: int = conn.hold(data)
+            return held
+        rem: int = conn.deliver(methods.on_data, data)
+        return rem
+
+    def on_fin(self, core: Connection, data: memoryview) -> int:
+        conn = core.user_data
+        methods = self._s._methods
+        if conn is None or methods is None or not conn._connected:
+            return 0
+        conn._fin_seen = True
+        if not conn._announced:
+            if len(data):
+                conn.hold(data)
+            conn._fin_pending = True
+            return 0
+        if len(data) > conn._kept:
+            conn.deliver(methods.on_data, data)
+        if conn._connected:
+            conn._shutdown("remote close")
+        return 0
+
+    def on_user_timeout(self, core: Connection, timer_id: int) -> None:
+        conn = core.user_data
+        methods = self._s._methods
+        if conn is not None and methods is not None and conn._connected and conn._announced:
+            conn.timer_fired(timer_id, methods.on_send_timeout, methods.on_recv_timeout)
