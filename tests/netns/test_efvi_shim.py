@@ -112,3 +112,19 @@ def test_efvi_link_against_the_kernel(netns_pair_plain: Pair, variant: str, role
     assert info["filters"] == "1"
     if role == "client":  # we resolved the kernel's MAC through its neighbour table
         assert int(info["arp_from_kernel"]) >= 1
+
+
+def test_pollnet_info_says_what_the_efvi_link_runs_on() -> None:
+    from pollnet.backends.efvi import _core
+    from pollnet.probe import efvi_build_info, probe_all
+
+    if not _core.available():
+        pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`")
+    build = efvi_build_info()
+    if build is None:
+        pytest.skip("this core was built before pn_efvi_build_info() existed")
+    assert build.startswith(("not built: ", "efvi_shim", "AMD Onload"))
+    (probe,) = [p for p in probe_all() if p.name == "efvi link=efvi"]
+    assert f"link: {build}" in probe.detail
+    if build.startswith("not built"):
+        assert not probe.available
