@@ -129,10 +129,10 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
 def default_rows(netns: bool) -> list[Row]:
     """`pollnet bench` with no arguments: every row that makes sense on this net."""
     if netns:
-        names = ["socket", "efvi:af_xdp", "efvi:af_packet", "efvi:sim", "native:af_xdp",
-                 "sockperf"]
+        names = ["socket", "efvi:af_xdp", "efvi:af_packet", "efvi:sim", "tcpdirect",
+                 "native:af_xdp", "native:af_packet", "native:sim", "sockperf"]
     else:
-        names = ["socket", "efvi:sim", "native:sim"]
+        names = ["socket", "efvi:sim", "tcpdirect", "native:sim", "sockperf"]
     if os.environ.get("POLLNET_BENCH_ROWS"):
         return parse_rows(os.environ["POLLNET_BENCH_ROWS"])
     return [parse_row(n) for n in names]

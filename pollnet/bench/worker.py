@@ -422,6 +422,7 @@ def memory(spec: Spec) -> dict[str, Any]:
     if sim_server is not None:
         spec = {**spec, "port": EFVI_PORT}
     kernel_before = _tcp_mem_pages()
+    slab_before = _socket_slab_bytes()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
@@ -437,9 +438,26 @@ def memory(spec: Spec) -> dict[str, Any]:
         out["native_bytes_per_conn"] = (many - one) / 100
         out["arena_bytes_1_conn"] = one
     else:
-        out["kernel_bytes_per_conn"] = (_tcp_mem_pages() - kernel_before) * 4096 / streams
+        # The kernel's side of each client socket: its slab objects (TCP sock + inode;
+        # machine-wide counts, so other activity adds noise) and buffer pages in use.
+        out["kernel_bytes_per_conn"] = (
+            (_socket_slab_bytes() - slab_before)
+            + (_tcp_mem_pages() - kernel_before) * 4096) / streams
     side.close()
     return out
+
+
+def _socket_slab_bytes() -> int:
+    total = 0
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] in ("TCP", "sock_inode_cache"):
+                    total += int(parts[1]) * int(parts[3])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
 
 
 def _tcp_mem_pages() -> int:

@@ -86,3 +86,17 @@ def test_mps_and_duration_and_warmup_seconds(runner: CliRunner) -> None:
                   "-t", "0.05", *SHORT)
     lat = data["rows"][0]["latency"]
     assert 0 < lat["count"] <= 300
+
+
+def test_default_without_root_is_loopback_and_sim(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pollnet.bench import netns
+
+    monkeypatch.setattr(netns, "available", lambda: (False, "needs root"))
+    data = _bench(runner, "-n", "200", "--warmup", "10", "--timeout", "60")
+    assert data["network"]["kind"] == "loopback"
+    names = [r["row"] for r in data["rows"]]
+    assert names[0] == "socket"
+    assert set(names) <= {"socket", "efvi:sim", "tcpdirect", "native:sim", "sockperf"}
+    assert all(r["status"] == "ok" for r in data["rows"])  # the default hides what cannot run
