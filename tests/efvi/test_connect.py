@@ -197,6 +197,8 @@ def test_time_wait_pool_full_still_closes_and_reconnects() -> None:
         assert n.drive.run_until(lambda c=c, s=s: c.is_closed and s.is_closed)
     assert ch.count("closed") == 6 and n.sh.count("closed") == 6
     assert ch.count("reset") == 0
+    # Every close entered TIME_WAIT on both sides, the full pool recycling its oldest.
+    assert client.stats()["TcpExtTW"] == 6 and n.server.stats()["TcpExtTW"] == 6
     assert b"".join(bytes(v) for v in n.sh.data.values()) == b"".join(
         f"round {i}".encode() for i in range(6))
 
@@ -290,3 +292,29 @@ def test_sim_driver_idle_returns() -> None:
     wire = SimWire()
     drive = SimDriver(wire)
     assert drive.run_until(lambda: False, timeout_ms=1_000) is False
+
+
+def test_close_and_reconnect_inside_a_callback() -> None:
+    n = make_net(options(max_conn_cnt=4))
+    client = TcpClient(options(), wire=n.wire, max_conns=2)
+
+    class Reconnect(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.new: list[int] = []
+
+        def on_data(self, conn, data):  # type: ignore[no-untyped-def]
+            conn.close()
+            self.new.append(client.connect(n.server.local_ip, PORT).conn_id)
+            return 0
+
+    ch = Reconnect()
+    n.drive.add(client, ch)
+    c = client.connect(n.server.local_ip, PORT)
+    assert n.drive.run_until(lambda: c.is_established and len(n.sh.conns) == 1)
+    old = c.conn_id
+    n.sh.conns[0].send(b"bye")
+    assert n.drive.run_until(lambda: ch.count("established") == 2)
+    # The freed slot is not handed out again during the batch that freed it.
+    assert ch.new and ch.new[0] != old
+    assert n.drive.run_until(lambda: "reset" in n.sh.names())

@@ -48,7 +48,8 @@ class TcpClient(Endpoint):
         if rc < 0:
             hints = {
                 "PN_ENOCONN": f"all {self.max_conn_cnt} connection slots are in use: close "
-                "one or create the client with a larger max_conns",
+                "one or create the client with a larger max_conns (a slot freed while "
+                "poll() dispatches its events is free again from the next poll)",
                 "PN_EPORT": f"local port {local_port} is taken (or no ephemeral port is "
                 "free): pick another local_port or 0",
                 "PN_ENOROUTE": f"{server_ip} is not on {self.local_ip}'s subnet and no "
