@@ -3,6 +3,8 @@ on_more_sendable, a zero window that reopens, on_data's remaining-bytes contract
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from efvi_util import Recorder, make_net, options, pattern
 
@@ -243,3 +245,18 @@ def test_efvitcp_camel_case_names() -> None:
     assert n.drive.run_until(lambda: c.is_established and sh.established == 1)
     c.send(b"camel")
     assert n.drive.run_until(lambda: bytes(sh.got) == b"camel")
+
+
+def test_on_data_keeping_an_export_is_a_clear_error() -> None:
+    kept: list[object] = []
+
+    class Exporter(Recorder):
+        def on_data(self, conn: Connection, data: memoryview) -> int:
+            kept.append(struct.iter_unpack("B", data))  # holds a buffer export of the view
+            return 0
+
+    n = make_net(sh=Exporter())
+    c, _ = n.connect()
+    c.send(b"abc")
+    with pytest.raises(EfviError, match="valid only during the call"):
+        n.drive.run_until(lambda: False, timeout_ms=100)

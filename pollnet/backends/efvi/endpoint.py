@@ -316,7 +316,10 @@ class Endpoint:
                     size = words[b + o_len]
                     view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
                     rem = on_data(conn, view)
-                    view.release()
+                    try:
+                        view.release()
+                    except BufferError:
+                        raise _kept_export(conn, "on_data") from None
                     if rem:
                         words[b + o_rem] = _remaining(rem, size, conn, "on_data")
                 elif t == EV_MORE:
@@ -337,7 +340,10 @@ class Endpoint:
                     size = words[b + o_len]
                     view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
                     rem = on_fin(conn, view)
-                    view.release()
+                    try:
+                        view.release()
+                    except BufferError:
+                        raise _kept_export(conn, "on_fin") from None
                     if rem:
                         words[b + o_rem] = _remaining(rem, size, conn, "on_fin")
                 elif t == EV_TIMER:
@@ -364,6 +370,14 @@ class Endpoint:
                         conn._established = False
         finally:
             self._resume = i
+
+
+def _kept_export(conn: Connection, method: str) -> EfviError:
+    return EfviError(
+        f"{method} on connection {conn.conn_id} kept a buffer export of its data view "
+        "(e.g. numpy.frombuffer) past the call: the view is the core's receive buffer, valid "
+        "only during the call; copy what you keep (bytes(data[:n]))"
+    )
 
 
 def _remaining(rem: object, size: int, conn: Connection, method: str) -> int:
