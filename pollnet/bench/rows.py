@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pollnet.bench import sockperf
 
-KINDS = ("socket", "efvi", "native", "tcpdirect", "sockperf", "iperf3")
+KINDS = ("socket", "efvi", "efvi-pollnet", "native", "tcpdirect", "sockperf", "iperf3")
 LINKS = ("sim", "af_packet", "af_xdp", "efvi")
 REAL_LINKS = ("af_packet", "af_xdp")
 # Everything --matrix tries, in table order (the socket baseline first).
@@ -19,6 +19,9 @@ MATRIX = (
     "efvi:af_packet",
     "efvi:sim",
     "efvi:efvi",
+    "efvi-pollnet:af_xdp",
+    "efvi-pollnet:af_packet",
+    "efvi-pollnet:sim",
     "tcpdirect",
     "native:af_xdp",
     "native:af_packet",
@@ -51,6 +54,8 @@ class Row:
     def label(self) -> str:
         if self.kind == "native":
             return f"native loop:{self.link}"
+        if self.kind == "efvi-pollnet":
+            return f"efvi:{self.link} (pollnet API)"
         if self.kind == "sockperf":
             return "sockperf (kernel)"
         return self.name
@@ -76,9 +81,10 @@ def parse_row(item: str) -> Row:
     kind, _, link = item.partition(":")
     if kind not in KINDS:
         raise RowSpecError(
-            f"unknown row {item!r}: rows are socket, efvi:<link>, native:<link>, tcpdirect, "
+            f"unknown row {item!r}: rows are socket, efvi:<link>, efvi-pollnet:<link>, "
+            f"native:<link>, tcpdirect, "
             f"sockperf, iperf3 (links: {', '.join(LINKS)})")
-    if kind in ("efvi", "native"):
+    if kind in ("efvi", "efvi-pollnet", "native"):
         link = link or "sim"
         if link not in LINKS:
             raise RowSpecError(f"unknown link {link!r} in {item!r}; links: {', '.join(LINKS)}")
@@ -109,6 +115,16 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
 
     if not _core.available():
         return f"the native core is not built ({_core.LOAD_ERROR}); pip install -e ."
+    if row.kind == "efvi-pollnet":
+        from pollnet.errors import PollnetError
+        from pollnet.factory import backend_module
+
+        try:
+            mod = backend_module("efvi")
+        except PollnetError as exc:
+            return f"the efvi pollnet-level adapter does not load: {exc}"
+        if not hasattr(mod, "create_client"):
+            return "the efvi pollnet-level adapter is not there yet"
     if row.kind == "native" and not _core.has("pn_bench_pingpong"):
         return "this build of the core has no bench loop (native/src/bench_loop.c)"
     if row.link == "efvi":
@@ -129,10 +145,10 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
 def default_rows(netns: bool) -> list[Row]:
     """`pollnet bench` with no arguments: every row that makes sense on this net."""
     if netns:
-        names = ["socket", "efvi:af_xdp", "efvi:af_packet", "efvi:sim", "tcpdirect",
-                 "native:af_xdp", "native:af_packet", "native:sim", "sockperf"]
+        names = ["socket", "efvi-pollnet:af_xdp", "efvi:af_xdp", "efvi:af_packet", "efvi:sim",
+                 "tcpdirect", "native:af_xdp", "native:af_packet", "native:sim", "sockperf"]
     else:
-        names = ["socket", "efvi:sim", "tcpdirect", "native:sim", "sockperf"]
+        names = ["socket", "efvi-pollnet:sim", "efvi:sim", "tcpdirect", "native:sim", "sockperf"]
     if os.environ.get("POLLNET_BENCH_ROWS"):
         return parse_rows(os.environ["POLLNET_BENCH_ROWS"])
     return [parse_row(n) for n in names]

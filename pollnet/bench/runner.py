@@ -301,15 +301,15 @@ class Bench:
             why = "sockperf rows measure latency only"
         if not why and self.p.mode != "throughput" and row.kind == "iperf3":
             why = "iperf3 rows measure throughput only"
-        if not why and self.p.peer == "sockperf" and row.kind not in ("socket", "efvi",
-                                                                     "sockperf", "tcpdirect"):
+        if not why and self.p.peer == "sockperf" and row.kind not in (
+                "socket", "efvi", "efvi-pollnet", "sockperf", "tcpdirect"):
             why = "--peer sockperf: this row has its own peer"
         if not why and self.p.peer == "sockperf" and row.in_process:
             why = "--peer sockperf: the sim wire has no kernel peer"
         if why:
             return RowResult(row, "unavailable", why)
         if self.pair is not None:
-            mixed = row.kind in ("efvi", "native") and self.p.peer == "sockperf"
+            mixed = row.kind in ("efvi", "efvi-pollnet", "native") and self.p.peer == "sockperf"
             self.pair.set_tx_offload(not mixed)
         try:
             if row.kind == "sockperf":
@@ -328,7 +328,7 @@ class Bench:
         """(client ip, server ip) for this row."""
         if self.pair is None:
             return "127.0.0.1", "127.0.0.1"
-        if row.kind in ("efvi", "native") and row.link != "sim":
+        if row.kind in ("efvi", "efvi-pollnet", "native") and row.link != "sim":
             # A user-space stack takes an address the kernel does not hold; a kernel peer
             # (sockperf) keeps the kernel's.
             server = self.pair.b_ip if self.p.peer == "sockperf" else self.pair.own_ip("b")
@@ -376,7 +376,7 @@ class Bench:
         }
         if row.kind == "tcpdirect":
             base["config"] = {"tcpdirect": {"library": p.tcpdirect_library}}
-        if row.kind in ("efvi", "native"):
+        if row.kind in ("efvi", "efvi-pollnet", "native"):
             base["efvi"] = p.efvi
         with tempfile.TemporaryDirectory(prefix="pollnet-bench-") as tmp:
             samples_path = str(Path(tmp) / "samples.bin")

@@ -60,7 +60,11 @@ def efvi_options(spec: Spec, side: str, max_conns: int = 64) -> Any:
 def pollnet_config(spec: Spec, **sections: Any) -> Any:
     from pollnet.config import config_from_dict
 
-    merged: dict[str, Any] = {"backend": spec["kind"]}
+    backend = "efvi" if spec["kind"] == "efvi-pollnet" else spec["kind"]
+    merged: dict[str, Any] = {"backend": backend}
+    if backend == "efvi":
+        side = "server" if "server" in sections else "client"
+        merged["efvi"] = efvi_options(spec, side).model_dump()
     for name, values in [*sections.items(), *spec.get("config", {}).items()]:
         merged[name] = {**merged.get(name, {}), **values}
     return config_from_dict(merged)
@@ -76,7 +80,9 @@ def make_server(spec: Spec) -> tuple[Any, str, int]:
         return srv, srv.local_ip, EFVI_PORT
     from pollnet.factory import create_server
 
-    cfg = pollnet_config(spec, server={"listen_ip": spec["server_ip"], "port": 0,
+    port = EFVI_PORT if kind == "efvi-pollnet" else 0  # the efvi stack picks no port
+    listen = "0.0.0.0" if spec.get("link") == "sim" else spec["server_ip"]
+    cfg = pollnet_config(spec, server={"listen_ip": listen, "port": port,
                                        "max_conns": spec.get("max_conns", 256)})
     server = create_server(cfg)
     ip, port = server.address
@@ -124,11 +130,16 @@ class ClientSide:
             cfg = pollnet_config(spec, client={"server_ip": spec["server_ip"],
                                                "server_port": spec["port"],
                                                "conn_retry_sec": 0.01})
+            if wire_peer is not None:  # efvi-pollnet on the sim link: server in-process
+                self.poll2 = wire_peer.poll
+                self.handler2 = FastEcho()
             for _ in range(streams):
                 c = create_client(cfg)
                 self.clients.append(c)
                 while c.conn is None:
                     c.poll(handler)
+                    if self.poll2 is not None:
+                        self.poll2(self.handler2)
                     self._check(deadline)
                 self.conns.append(c.conn)
             self.poll = self.clients[0].poll
@@ -171,6 +182,8 @@ class ClientSide:
 
 
 def make_sim_server(spec: Spec) -> Any:
+    if spec["kind"] == "efvi-pollnet":
+        return make_server({**spec, "server_ip": "0.0.0.0"})[0]
     from pollnet.backends.efvi import SimWire, TcpServer
 
     wire = SimWire(static_arp=True)
@@ -228,7 +241,7 @@ def latency(spec: Spec) -> dict[str, Any]:
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT}
+        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
     side = ClientSide(spec, handler, wire_peer=sim_server)
     count = int(spec["count"])
     samples = array("q", bytes(8 * count))
@@ -284,7 +297,7 @@ def idle(spec: Spec) -> dict[str, Any]:
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT}
+        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
     side = ClientSide(spec, handler, wire_peer=sim_server)
     polls = int(spec.get("polls", 200_000))
     poll = side.poll
@@ -315,7 +328,7 @@ def throughput(spec: Spec) -> dict[str, Any]:
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT}
+        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
     streams = int(spec.get("streams", 1))
     side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
     if side.poll2 is not None:
@@ -371,7 +384,7 @@ def connect_rate(spec: Spec) -> dict[str, Any]:
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT}
+        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
     side = ClientSide(spec, handler, wire_peer=sim_server)
     duration = int(spec.get("duration_ns", 1_000_000_000))
     clock = time.perf_counter_ns
@@ -420,7 +433,7 @@ def memory(spec: Spec) -> dict[str, Any]:
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT}
+        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
     kernel_before = _tcp_mem_pages()
     slab_before = _socket_slab_bytes()
     tracemalloc.start()
@@ -429,7 +442,7 @@ def memory(spec: Spec) -> dict[str, Any]:
     heap = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     out: dict[str, Any] = {"streams": streams, "python_bytes_per_conn": heap / streams}
-    if spec["kind"] in ("efvi", "native"):
+    if spec["kind"] in ("efvi", "efvi-pollnet", "native"):
         from pollnet.backends.efvi import footprint
 
         opts = efvi_options(spec, "client")

@@ -29,7 +29,8 @@ def _bench(runner: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
     return data  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("name", ["socket", "efvi:sim", "native:sim", "tcpdirect", "sockperf"])
+@pytest.mark.parametrize(
+    "name", ["socket", "efvi:sim", "efvi-pollnet:sim", "native:sim", "tcpdirect", "sockperf"])
 def test_short_latency_run_per_row(runner: CliRunner, name: str) -> None:
     why = unavailable_reason(parse_row(name), netns=False)
     if why:
@@ -98,5 +99,6 @@ def test_default_without_root_is_loopback_and_sim(
     assert data["network"]["kind"] == "loopback"
     names = [r["row"] for r in data["rows"]]
     assert names[0] == "socket"
-    assert set(names) <= {"socket", "efvi:sim", "tcpdirect", "native:sim", "sockperf"}
+    assert set(names) <= {"socket", "efvi:sim", "efvi-pollnet:sim", "tcpdirect", "native:sim",
+                          "sockperf"}
     assert all(r["status"] == "ok" for r in data["rows"])  # the default hides what cannot run
