@@ -321,7 +321,8 @@ typedef struct pn_event {
  */
 int pn_poll(pn_stack *s, uint64_t now_ns, pn_event *events, int max);
 
-/* Earliest virtual time at which the stack has a timer due, UINT64_MAX if none. */
+/* Earliest virtual time at which the stack has a timer due, UINT64_MAX if none; the time of
+ * the last pn_poll() while events are still queued for the next one (poll again now). */
 uint64_t pn_stack_next_timer(const pn_stack *s);
 
 /* ------------------------------------------------------------------ connections */

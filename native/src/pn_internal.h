@@ -75,6 +75,7 @@ typedef struct pn_conn {
     uint32_t ooo_n;
     struct { uint32_t s, e; } ooo[PN_MAX_OOO];
     uint8_t fin_rcvd, fin_ooo, fin_delivered;
+    uint8_t fin_defer, tw_defer;   /* FIN event held until the DATA before it is handled */
     uint32_t fin_ooo_seq;
     uint32_t ts_recent, last_ack_sent, ts_offset;
     uint64_t ts_recent_ns;
@@ -166,6 +167,8 @@ struct pn_stack {
 
     uint32_t *ackq;
     uint32_t ackq_n;
+    uint32_t *finq;          /* connections with a deferred FIN event */
+    uint32_t finq_n;
 
     pn_accept_fn accept_fn;
     void *accept_ctx;
@@ -223,6 +226,8 @@ pn_conn *pn_conn_alloc(pn_stack *s);
 void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_t lport);
 void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev);
 void pn_conn_to_time_wait(pn_stack *s, pn_conn *c);
+void pn_conn_closed(pn_stack *s, pn_conn *c);
+void pn_fin_deferred(pn_stack *s);
 void pn_conn_arp_done(pn_stack *s, uint32_t ip, const uint8_t *mac);
 void pn_conn_arp_failed(pn_stack *s, uint32_t ip);
 uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport);

@@ -54,7 +54,7 @@ void pn_config_default(pn_config *c)
 
 /* ------------------------------------------------------------------ arena layout */
 typedef struct layout {
-    size_t conns, segs, sbuf, rbuf, utimers, ht, tw, heap, evq, evq_conn, last, ackq, total;
+    size_t conns, segs, sbuf, rbuf, utimers, ht, tw, heap, evq, evq_conn, last, ackq, finq, total;
     uint32_t ht_size, evq_cap, heap_cap;
 } layout;
 
@@ -110,6 +110,7 @@ static void compute_layout(const pn_config *c, layout *L)
     L->evq_conn = off; off += al64(ec * sizeof(uint32_t));
     L->last = off; off += al64(n * sizeof(pn_shadow));
     L->ackq = off; off += al64(n * sizeof(uint32_t));
+    L->finq = off; off += al64(n * sizeof(uint32_t));
     L->rbuf = off; off += al64(n * c->conn_recv_buf_size);
     L->sbuf = off; off += al64(n * nb * sbs);
     L->total = off;
@@ -173,6 +174,7 @@ int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link, char *e
     s->evq_cap = L.evq_cap;
     s->last = (pn_shadow *)(base + L.last);
     s->ackq = (uint32_t *)(base + L.ackq);
+    s->finq = (uint32_t *)(base + L.finq);
     pn_sseg *segs = (pn_sseg *)(base + L.segs);
     pn_timer *ut = (pn_timer *)(base + L.utimers);
     uint8_t *rb = base + L.rbuf, *sb = base + L.sbuf;
@@ -319,6 +321,9 @@ uint64_t pn_stack_next_timer(const pn_stack *s)
 {
     if (!s)
         return UINT64_MAX;
+    /* events still queued, or a FIN event waiting for its poll: poll again now */
+    if (s->ev_head != s->ev_tail || s->finq_n)
+        return s->now;
     uint64_t t = s->heap_n ? s->heap[0]->when : UINT64_MAX;
     if (s->tw_old != PN_NONE32 && s->tw[s->tw_old].expire < t)
         t = s->tw[s->tw_old].expire;
@@ -627,6 +632,8 @@ int pn_poll(pn_stack *s, uint64_t now, pn_event *events, int max)
         pn_apply_remaining(s, c, sh->len, e->type == PN_EV_FIN ? 0 : e->remaining);
     }
     s->last_n = 0;
+    if (s->finq_n)
+        pn_fin_deferred(s);
     if (s->zombies)
         release_slots(s);
 

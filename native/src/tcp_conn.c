@@ -109,6 +109,48 @@ void pn_conn_to_time_wait(pn_stack *s, pn_conn *c)
     pn_conn_free(s, c, PN_EV_CONNECTION_CLOSED);
 }
 
+/* The four-way close is complete. When the FIN event still waits for the DATA event
+ * before it to be handled (tcp_in.c), so does CLOSED: the next pn_poll() delivers both. */
+void pn_conn_closed(pn_stack *s, pn_conn *c)
+{
+    if (!c->fin_defer) {
+        pn_conn_to_time_wait(s, c);
+        return;
+    }
+    c->tw_defer = 1;
+    c->state = PN_TCP_TIME_WAIT;
+    pn_timer_del(s, &c->t_rtx);
+    pn_timer_del(s, &c->t_delack);
+}
+
+/* At the start of a poll, after `remaining` was applied: FIN events held back behind a
+ * DATA event now carry exactly what the application left (efvitcp: onData, then onFin
+ * with the rest). */
+void pn_fin_deferred(pn_stack *s)
+{
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < s->finq_n; i++) {
+        pn_conn *c = &s->conns[s->finq[i]];
+        if (c->in_use != 1 || !c->fin_defer)
+            continue;
+        if (c->data_ev_live) {          /* that DATA event is still queued: wait more */
+            s->finq[keep++] = c->idx;
+            continue;
+        }
+        c->fin_defer = 0;
+        int e = pn_ev_push(s, c, PN_EV_FIN);
+        if (e >= 0) {
+            c->data_ev_live = 1;
+            c->data_ev_pos = (uint32_t)e;
+        }
+        if (c->tw_defer) {
+            c->tw_defer = 0;
+            pn_conn_to_time_wait(s, c);
+        }
+    }
+    s->finq_n = keep;
+}
+
 static void start_syn(pn_stack *s, pn_conn *c)
 {
     c->state = PN_TCP_SYN_SENT;

@@ -334,7 +334,12 @@ static void fin_in_order(pn_stack *s, pn_conn *c)
     c->fin_rcvd = 1;
     c->fin_ooo = 0;
     if (c->data_ev_live) {
-        s->evq[c->data_ev_pos].type = PN_EV_FIN;
+        /* new bytes are waiting in a DATA event: the application sees them first, and the
+         * FIN (with what it leaves) at the next poll (stack.c, pn_fin_deferred) */
+        if (!c->fin_defer) {
+            c->fin_defer = 1;
+            s->finq[s->finq_n++] = c->idx;
+        }
     } else {
         int i = pn_ev_push(s, c, PN_EV_FIN);
         if (i >= 0) {
@@ -408,6 +413,11 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             /* answer with an ACK; for bare ACKs at most every 500 ms (as Linux's
              * tcp_invalid_ratelimit), so two confused peers cannot storm */
             bool bare = t->plen == 0 && !(fl & (PN_TH_SYN | PN_TH_FIN));
+            /* a probe into a buffer full of bytes the application left: present them
+             * again, or a reader that waits for more would never consume and the window
+             * would never reopen */
+            if (c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
+                pn_ev_data(s, c);
             if (!(fl & PN_TH_RST) && (!bare || s->now - c->oow_ack_ns >= 500000000ull)) {
                 if (bare)
                     c->oow_ack_ns = s->now;
@@ -415,6 +425,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             }
             return;
         }
+        if (t->plen && c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
+            pn_ev_data(s, c);   /* as above: a zero-window probe at rcv_nxt */
         seg.plen = 0;
         seg.flags &= (uint8_t)~PN_TH_FIN;
         pn_tcp_send_ack(s, c);
@@ -501,14 +513,9 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             c->state = PN_TCP_FIN_WAIT_2;
         break;
     case PN_TCP_CLOSING:
-        if (fin_acked) {
-            pn_conn_to_time_wait(s, c);
-            return;
-        }
-        break;
     case PN_TCP_LAST_ACK:
         if (fin_acked) {
-            pn_conn_to_time_wait(s, c);
+            pn_conn_closed(s, c);
             return;
         }
         break;
@@ -537,7 +544,7 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
                 return;
             }
             pn_tcp_send_ack(s, c);
-            pn_conn_to_time_wait(s, c);
+            pn_conn_closed(s, c);
             return;
         default:
             break;

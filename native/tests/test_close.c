@@ -337,12 +337,56 @@ static void test_time_wait_reuse(void)
     world_free(&w);
 }
 
+
+/* Data and FIN in one segment: DATA first; FIN at the next poll with exactly the bytes the
+ * application left; CLOSED after it (efvitcp: onData, then onFin with the rest). */
+static char fin_seen[64];
+static uint32_t order[8], norder;
+static void leave3(node *n, pn_event *e)
+{
+    (void)n;
+    if (norder < 8 && (e->type == PN_EV_DATA || e->type == PN_EV_FIN ||
+                       e->type == PN_EV_CONNECTION_CLOSED))
+        order[norder++] = e->type;
+    if (e->type == PN_EV_DATA)
+        e->remaining = 3;
+    if (e->type == PN_EV_FIN && e->len < sizeof fin_seen) {
+        memcpy(fin_seen, e->data, e->len);
+        fin_seen[e->len] = 0;
+        pn_send_fin(n->s, e->conn_id);
+    }
+}
+
+static void test_data_with_fin(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = leave3;
+    norder = 0;
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    CHECK_EQ(pn_send(cl->s, st->conn, "hello world", 11, 1), 11);   /* held by `more` */
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), 0);                     /* goes with the FIN */
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    world_run(&w, 5000000000ull, NULL, NULL);
+    CHECK_EQ(norder, 3);
+    CHECK_EQ(order[0], PN_EV_DATA);
+    CHECK_EQ(order[1], PN_EV_FIN);
+    CHECK_EQ(order[2], PN_EV_CONNECTION_CLOSED);
+    CHECK(strcmp(fin_seen, "rld") == 0);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
     CIP = IP(10, 0, 0, 1);
     RUN(test_half_close);
     RUN(test_simultaneous_close);
+    RUN(test_data_with_fin);
     RUN(test_rst_both_ways);
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);

@@ -526,6 +526,46 @@ static void test_data_timeout(void)
     world_free(&w);
 }
 
+
+/* Between two stacks: the reader keeps everything, the window closes, the writer probes;
+ * each probe presents the held bytes again, so once the reader consumes, the window
+ * reopens and the rest flows. */
+static int consume;
+static void maybe_keep(node *n, pn_event *e)
+{
+    if (e->type == PN_EV_DATA && !consume) {
+        stream *st = node_stream(n, e->conn_id);
+        st->rx_consumed -= e->len - e->remaining;   /* undo what the stream counted */
+        e->remaining = e->len;
+    }
+}
+
+static void test_zero_window_reopen(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    sv->hook = maybe_keep;
+    sv->default_rx = 100000;
+    consume = 0;
+    stream *st = client_open(cl, SIP, 80, 100000, 0);
+    world_run(&w, 30000000000ull, NULL, NULL);
+    stream *ss = server_stream(sv);
+    CHECK(ss != NULL);
+    CHECK_EQ(ss->rx_seen, 40960);
+    pn_conn_info ci;
+    pn_conn_info_get(cl->s, st->conn, &ci);
+    CHECK_EQ(ci.snd_wnd, 0);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    uint32_t data_events = sv->counts[PN_EV_DATA];
+    consume = 1;
+    CHECK(world_run(&w, 120000000000ull, all_streams_done, NULL));
+    CHECK_EQ(ss->rx_seen, 100000);
+    CHECK_EQ(ss->rx_bad, 0);
+    CHECK(sv->counts[PN_EV_DATA] > data_events);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -534,6 +574,7 @@ int main(void)
     RUN(test_sendv);
     RUN(test_sendable);
     RUN(test_zero_window_persist);
+    RUN(test_zero_window_reopen);
     RUN(test_remaining);
     RUN(test_options);
     RUN(test_cc);
