@@ -120,6 +120,18 @@ def _require_core() -> None:
         pytest.skip("this build of pollnet._pncore has no real links (native/build_links.py)")
 
 
+def _has_bpf() -> bool:
+    """Whether the built core has the real af_xdp link (not the stub a build without
+    libxdp/libbpf gets): the real one says "no parameters" to NULL params."""
+    from pollnet.backends.efvi import _core
+
+    if not _core.has("pn_af_xdp_link_create"):
+        return False
+    err = _core.ffi.new("char[]", 256)
+    _core.lib.pn_af_xdp_link_create(_core.ffi.NULL, err, 256)
+    return "no parameters" in _core.c_string(err)
+
+
 def _last_json(out: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return data
@@ -131,10 +143,9 @@ def test_efvi_client_to_kernel_echo_server(netns_pair_plain: Pair, link: str, mo
                                            own: bool) -> None:
     _require_core()
     t = netns_pair_plain
-    if link == "af_xdp":
-        from pollnet.backends.efvi import _core
-        if not _core.has("pn_af_xdp_link_create"):
-            pytest.skip("this build has no af_xdp link (libxdp/libbpf/clang were missing)")
+    if (link == "af_xdp" or not own) and not _has_bpf():
+        pytest.skip("this build has no af_xdp link nor tc filter (libxdp/libbpf/clang were "
+                    "missing)")
     ip = t.free_ip() if own else t.pa.ip
     srv = t.b.python(ECHO_SERVER, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
     assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
@@ -154,10 +165,9 @@ def test_kernel_client_to_efvi_echo_server(netns_pair_plain: Pair, link: str, mo
                                            own: bool) -> None:
     _require_core()
     t = netns_pair_plain
-    if link == "af_xdp":
-        from pollnet.backends.efvi import _core
-        if not _core.has("pn_af_xdp_link_create"):
-            pytest.skip("this build has no af_xdp link (libxdp/libbpf/clang were missing)")
+    if (link == "af_xdp" or not own) and not _has_bpf():
+        pytest.skip("this build has no af_xdp link nor tc filter (libxdp/libbpf/clang were "
+                    "missing)")
     ip = t.free_ip() if own else t.pa.ip
     ours_p = t.a.popen([sys.executable, "-c", OUR_SERVER, link, mode, t.pa.ifname, ip,
                         str(PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

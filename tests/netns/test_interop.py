@@ -110,10 +110,23 @@ def _build(link: str = "") -> Path:
 
 
 def _env(link: str, mode: str) -> list[str]:
-    """The efvi look-alike's knobs: CTPIO on, with some CTPIO sends failing over."""
-    if link == "efvi" and mode == "ctpio":
-        return ["env", "EFVI_SHIM_CTPIO=1", "EFVI_SHIM_CTPIO_FAIL_PCT=5"]
-    return []
+    """The efvi look-alike's knobs: its counters on stderr at exit (a failure shows them);
+    "ctpio": CTPIO on, with some CTPIO sends failing over."""
+    if link != "efvi":
+        return []
+    if mode == "ctpio":
+        return ["env", "EFVI_SHIM_STATS=1", "EFVI_SHIM_CTPIO=1", "EFVI_SHIM_CTPIO_FAIL_PCT=5"]
+    return ["env", "EFVI_SHIM_STATS=1"]
+
+
+def _need_bpf(link: str, own: bool) -> None:
+    """af_xdp, and af_packet sharing the kernel's address (its tc filter), need the BPF
+    side of native/build_links.py (libxdp, libbpf, clang)."""
+    if link == "af_xdp" or (link == "af_packet" and not own):
+        vars_mk = REPO / "native" / "build" / "links" / "vars.mk"
+        if "LINK_HAVE_AF_XDP := 1" not in vars_mk.read_text():
+            pytest.skip("this build has no af_xdp link nor tc filter (libxdp/libbpf/clang "
+                        "were missing)")
 
 
 def _result(out: str) -> dict[str, str]:
@@ -130,6 +143,7 @@ def run_client(t: Topology, a_ip: str, link: str, mode: str, own: bool, nbytes: 
                pcap: Path | None = None, timeout: int = 60) -> Outcome:
     """Our stack connects from namespace a to a kernel echo server in b."""
     binary = _build(link)
+    _need_bpf(link, own)
     assert isinstance(t, Pair | Bridged)
     srv = t.b.python(ECHO_SERVER, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
     assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
@@ -151,9 +165,11 @@ def run_server(t: Topology, a_ip: str, link: str, mode: str, own: bool, nbytes: 
                timeout: int = 60) -> Outcome:
     """A kernel client in b connects to our stack listening in a."""
     binary = _build(link)
+    _need_bpf(link, own)
     assert isinstance(t, Pair | Bridged)
     cmd = [*_env(link, mode), str(binary), "--link", link, "--mode", mode, "--if", t.pa.ifname,
-           "--ip", a_ip, "--listen", "--port", str(PORT), "--bytes", str(nbytes), "--timeout", str(timeout)]
+           "--ip", a_ip, "--listen", "--port", str(PORT), "--bytes", str(nbytes),
+           "--timeout", str(timeout)]
     if own:
         cmd.append("--own")
     ours_p = t.a.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
