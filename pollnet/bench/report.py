@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import math
 from typing import IO, Any
 
 from rich.table import Table
@@ -140,14 +141,17 @@ def plot(report: Report, path: str) -> None:
             continue
         ordered = sorted(r.samples)
         n = len(ordered)
-        xs, ys = [], []
         scale = 1e-3 if report.params.full_rtt else 0.5e-3
-        k = 1
-        while k <= n:
-            q = k / n
-            xs.append(1.0 / max(1.0 - q, 1.0 / n / 10))
-            ys.append(ordered[k - 1] * scale)
-            k = max(k + 1, int(k * 1.02))
+        xs, ys = [], []
+        j = 0
+        while True:  # 20 points per "nine", then the maximum
+            tail = 10 ** (-j / 20)
+            rank = min(n, max(1, math.ceil((1 - tail) * n)))
+            xs.append(1.0 / tail)
+            ys.append(ordered[rank - 1] * scale)
+            if rank >= n:
+                break
+            j += 1
         ax.plot(xs, ys, label=r.row.label)
     ax.set_xscale("log")
     ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks])

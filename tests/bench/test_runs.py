@@ -102,3 +102,13 @@ def test_default_without_root_is_loopback_and_sim(
     assert set(names) <= {"socket", "efvi:sim", "efvi-pollnet:sim", "tcpdirect", "native:sim",
                           "sockperf"}
     assert all(r["status"] == "ok" for r in data["rows"])  # the default hides what cannot run
+
+
+def test_plot_writes_a_png(runner: CliRunner, tmp_path: Path) -> None:
+    from pollnet.bench.report import have_matplotlib
+
+    if not have_matplotlib():
+        pytest.skip("matplotlib is not installed (pip install 'pollnet[plot]')")
+    path = tmp_path / "p.png"
+    _bench(runner, "--backends", "socket", "--plot", str(path), *SHORT)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
