@@ -15,8 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/ethtool.h>
@@ -186,9 +189,17 @@ void pn_rl_note_gso_drop(pn_link *l, const char *who, uint32_t len)
 
 /* ------------------------------------------------------------------ port reservations */
 
+static uint64_t netns_ino(void)
+{
+    struct stat st;
+    return stat("/proc/thread-self/ns/net", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
 int pn_rl_ports_init(pn_port_resv *r, const char *who, char *err, size_t errlen)
 {
     r->count = 0;
+    r->ns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    r->ns_ino = netns_ino();
     r->fd = malloc(65536 * sizeof *r->fd);
     r->refs = calloc(65536, sizeof *r->refs);
     if (r->fd == NULL || r->refs == NULL) {
@@ -196,6 +207,9 @@ int pn_rl_ports_init(pn_port_resv *r, const char *who, char *err, size_t errlen)
         free(r->refs);
         r->fd = NULL;
         r->refs = NULL;
+        if (r->ns_fd >= 0)
+            close(r->ns_fd);
+        r->ns_fd = -1;
         pn_rl_errf(err, errlen, who, "out of memory for the port table");
         return PN_ENOMEM;
     }
@@ -214,9 +228,26 @@ int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size
         r->refs[port]++;
         return PN_OK;
     }
+    /* In the link's namespace: step into it for the socket() call if the caller is not. */
+    int back = -1;
+    if (r->ns_fd >= 0 && r->ns_ino != 0 && netns_ino() != r->ns_ino) {
+        back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (back < 0 || setns(r->ns_fd, CLONE_NEWNET) != 0) {
+            pn_rl_errf(err, errlen, "port reservation",
+                       "entering the link's network namespace: %s", strerror(errno));
+            if (back >= 0)
+                close(back);
+            return PN_ELINK;
+        }
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int sock_errno = errno;
+    if (back >= 0) {
+        (void)setns(back, CLONE_NEWNET);
+        close(back);
+    }
     if (fd < 0) {
-        pn_rl_errf(err, errlen, "port reservation", "socket(): %s", strerror(errno));
+        pn_rl_errf(err, errlen, "port reservation", "socket(): %s", strerror(sock_errno));
         return PN_ELINK;
     }
     struct sockaddr_in sa;
@@ -252,16 +283,19 @@ void pn_rl_port_release(pn_port_resv *r, uint16_t port)
 
 void pn_rl_ports_free(pn_port_resv *r)
 {
-    if (r->fd != NULL) {
-        for (int i = 0; i < 65536; i++)
-            if (r->fd[i] >= 0)
-                close(r->fd[i]);
-    }
+    if (r->fd == NULL)
+        return;  /* never initialised (own_ip), or freed already */
+    for (int i = 0; i < 65536; i++)
+        if (r->fd[i] >= 0)
+            close(r->fd[i]);
     free(r->fd);
     free(r->refs);
     r->fd = NULL;
     r->refs = NULL;
     r->count = 0;
+    if (r->ns_fd >= 0)
+        close(r->ns_fd);
+    r->ns_fd = -1;
 }
 
 /* ------------------------------------------------------------------ counters */

@@ -45,11 +45,15 @@ int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *
                    size_t errlen);
 
 /* Shared-address mode: a kernel TCP socket bound to ip:port holds each port the stack uses,
- * so the kernel never hands it out; one socket per port, counted per flow. */
+ * so the kernel never hands it out; one socket per port, counted per flow. The sockets
+ * are made in the network namespace the link was created in, whichever namespace the
+ * thread calling flow_add is in (one process may run stacks in several). */
 typedef struct pn_port_resv {
     int32_t *fd;        /* [65536], -1 = none */
     uint16_t *refs;     /* [65536] */
     uint32_t count;     /* ports held */
+    int ns_fd;          /* the link's network namespace, or -1 */
+    uint64_t ns_ino;    /* its inode, to tell whether the caller is in it */
 } pn_port_resv;
 int pn_rl_ports_init(pn_port_resv *r, const char *who, char *err, size_t errlen);
 /* 0, or PN_EPORT when the kernel has the port (err says which). */

@@ -978,6 +978,46 @@ out:
     return result;
 }
 
+/* Shared address, flow_add called from a thread in another namespace (one process may run
+ * stacks in several): the port is still held in the link's namespace. */
+static int t_ports_other_ns(const linkspec *ls)
+{
+    char err[256];
+    pn_link *l = open_link(ls, 0, 0, err, sizeof err);
+    CHECK(l, "create: %s", err);
+    pn_flow fl = {.local_ip = ip_a, .remote_ip = 0, .local_port = 7799, .remote_port = 0};
+    int result = -1, fd = -1;
+    if (in_ns(ns_b) != 0) {
+        snprintf(why, sizeof why, "setns into B failed");
+        goto out;
+    }
+    int rc = l->ops->flow_add(l, &fl);
+    in_ns(NULL);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "flow_add from B: %s", l->err);
+        goto out;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = sin_of(ip_a, 7799);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != EADDRINUSE) {
+        snprintf(why, sizeof why, "the port is not held in A");
+        goto out;
+    }
+    in_ns(ns_b);
+    l->ops->flow_del(l, &fl);
+    in_ns(NULL);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(why, sizeof why, "still held after flow_del: %s", strerror(errno));
+        goto out;
+    }
+    result = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    link_close(l);
+    return result;
+}
+
 /* A multi-queue interface whose flows RSS could spread past our queue is refused, naming
  * the fix; with one queue it opens. (A private veth pair inside A, both ends here.) */
 static int t_multiqueue(const linkspec *ls)
@@ -1101,6 +1141,7 @@ static const struct test tests[] = {
     {"af_packet_tx_without_flush", t_tx_no_flush, &L_PACKET},
     {"af_packet_shared_steer", t_steer, &L_PACKET},
     {"af_packet_shared_steer_classic_tc", t_steer_classic, &L_PACKET},
+    {"af_packet_shared_ports_other_ns", t_ports_other_ns, &L_PACKET},
     {"af_xdp_errors", t_errors, &L_XDP_NATIVE},
     {"af_xdp_multiqueue_refused", t_multiqueue, &L_XDP_NATIVE},
     {"af_xdp_native_arp", t_arp, &L_XDP_NATIVE},
@@ -1110,6 +1151,7 @@ static const struct test tests[] = {
     {"af_xdp_native_rx_udp", t_rx_udp, &L_XDP_NATIVE},
     {"af_xdp_generic_rx_udp", t_rx_udp, &L_XDP_GENERIC},
     {"af_xdp_shared_arp", t_arp, &L_XDP_SHARED},
+    {"af_xdp_shared_ports_other_ns", t_ports_other_ns, &L_XDP_SHARED},
     {"af_xdp_native_steer", t_steer, &L_XDP_NATIVE},
     {"af_xdp_generic_steer", t_steer, &L_XDP_GENERIC},
     {"af_xdp_native_tx_burst", t_tx_burst, &L_XDP_NATIVE},
@@ -1200,7 +1242,8 @@ int main(int argc, char **argv)
 #ifndef PN_HAVE_AF_XDP
         /* Built without libxdp/libbpf/clang: af_xdp is a stub, and so is the tc filter
          * that af_packet's shared-address mode needs. */
-        if (strcmp(t->ls->kind, "af_xdp") == 0 || t->fn == t_steer || t->fn == t_steer_classic) {
+        if (strcmp(t->ls->kind, "af_xdp") == 0 || t->fn == t_steer || t->fn == t_steer_classic ||
+            t->fn == t_ports_other_ns) {
             snprintf(why, sizeof why, "this build has no libxdp/libbpf (native/build_links.py)");
             rc = 1;
         } else
