@@ -86,6 +86,23 @@ static void violation(const char *fmt, ...)
 
 const efvi_shim_stats *efvi_shim_stats_get(void) { return &g_stats; }
 
+/* EFVI_SHIM_STATS=1: the counters on stderr at exit (for diagnosing a test run). */
+__attribute__((destructor)) static void report(void)
+{
+    const char *e = getenv("EFVI_SHIM_STATS");
+    if (!e || e[0] != '1')
+        return;
+    fprintf(stderr, "efvi_shim: violations=%llu rx_frames=%llu rx_no_buffer=%llu "
+            "rx_oversize=%llu tx_frames=%llu tx_wire_errors=%llu tx_ctpio=%llu "
+            "tx_ctpio_fallback=%llu filters_added=%llu filters_deleted=%llu\n",
+            (unsigned long long)g_stats.violations, (unsigned long long)g_stats.rx_frames,
+            (unsigned long long)g_stats.rx_no_buffer, (unsigned long long)g_stats.rx_oversize,
+            (unsigned long long)g_stats.tx_frames, (unsigned long long)g_stats.tx_wire_errors,
+            (unsigned long long)g_stats.tx_ctpio, (unsigned long long)g_stats.tx_ctpio_fallback,
+            (unsigned long long)g_stats.filters_added,
+            (unsigned long long)g_stats.filters_deleted);
+}
+
 /* ------------------------------------------------------------------ registered memory */
 
 typedef struct region {
