@@ -27,6 +27,9 @@
  *     (EFVI_SHIM_CTPIO=1 makes the capability appear) sends the CTPIO copy, the fallback
  *     descriptor must follow before any other send, and EFVI_SHIM_CTPIO_FAIL_PCT percent of
  *     CTPIO sends "fail" so the fallback frame goes instead;
+ *   - the wire: frames above the MTU never arrive (a kernel peer across a veth sends GSO
+ *     super-frames with offloads on: they are cut into MSS-sized segments, as the peer's
+ *     NIC would have done with TSO);
  *   - filters: a second identical filter is -EEXIST (as when another application holds
  *     it); ef_vi_free() removes a VI's filters.
  * Frames the kernel hands AF_PACKET with CHECKSUM_PARTIAL get their checksum completed, as
@@ -93,11 +96,11 @@ __attribute__((destructor)) static void report(void)
     if (!e || e[0] != '1')
         return;
     fprintf(stderr, "efvi_shim: violations=%llu rx_frames=%llu rx_no_buffer=%llu "
-            "rx_oversize=%llu tx_frames=%llu tx_wire_errors=%llu tx_ctpio=%llu "
+            "rx_oversize=%llu rx_segmented=%llu tx_frames=%llu tx_wire_errors=%llu tx_ctpio=%llu "
             "tx_ctpio_fallback=%llu filters_added=%llu filters_deleted=%llu\n",
             (unsigned long long)g_stats.violations, (unsigned long long)g_stats.rx_frames,
             (unsigned long long)g_stats.rx_no_buffer, (unsigned long long)g_stats.rx_oversize,
-            (unsigned long long)g_stats.tx_frames, (unsigned long long)g_stats.tx_wire_errors,
+            (unsigned long long)g_stats.rx_segmented, (unsigned long long)g_stats.tx_frames, (unsigned long long)g_stats.tx_wire_errors,
             (unsigned long long)g_stats.tx_ctpio, (unsigned long long)g_stats.tx_ctpio_fallback,
             (unsigned long long)g_stats.filters_added,
             (unsigned long long)g_stats.filters_deleted);
@@ -318,6 +321,9 @@ struct efvi_shim_vi {
     uint64_t poll_gen;               /* bumped by each ef_eventq_poll */
     uint64_t *ts_gen;                /* [rx_slots] poll that delivered the buffer */
     uint8_t frame[65536 + 64];
+    uint8_t gso[65536 + 64];         /* a super-frame being cut into segments */
+    size_t gso_len, gso_off;         /* gso_len 0: none; gso_off: payload bytes done */
+    struct timespec gso_ts;
 };
 
 static uint32_t round_slots(int want, uint32_t dflt)
@@ -965,6 +971,71 @@ static int emit_rx(struct efvi_shim_vi *s, ef_event *evs, int n, int max, const 
     return n;
 }
 
+/* Cut the oversized IPv4/TCP frame in s->gso into MSS-sized segments, as TSO would have
+ * on the sender's NIC, and deliver as many as the events array takes (the rest on the next
+ * poll); anything else that large is dropped. */
+static int emit_segments(struct efvi_shim_vi *s, ef_event *evs, int n, int max)
+{
+    const uint8_t *f = s->gso;
+    size_t len = s->gso_len;
+    const struct timespec *ts = &s->gso_ts;
+    if (len < 54 || f[12] != 0x08 || f[13] != 0x00 || (f[14] >> 4) != 4 || f[23] != 6) {
+        g_stats.rx_oversize++;
+        s->gso_len = 0;
+        return n;
+    }
+    size_t ihl = (f[14] & 15u) * 4u, tot = (size_t)(f[16] << 8 | f[17]);
+    if (tot < 20 || 14 + tot > len)
+        tot = len - 14;  /* GSO frames may carry a zero or stale total length */
+    size_t thl = (size_t)(f[14 + ihl + 12] >> 4) * 4u;
+    size_t hdr = 14 + ihl + thl;
+    if (ihl < 20 || thl < 20 || hdr > 14 + tot) {
+        g_stats.rx_oversize++;
+        s->gso_len = 0;
+        return n;
+    }
+    size_t mss = s->mtu - ihl - thl, data = 14 + tot - hdr;
+    uint32_t seq = (uint32_t)f[14 + ihl + 4] << 24 | (uint32_t)f[14 + ihl + 5] << 16 |
+                   (uint32_t)f[14 + ihl + 6] << 8 | f[14 + ihl + 7];
+    uint8_t flags = f[14 + ihl + 13];
+    static uint8_t seg[65536];
+    size_t off = s->gso_off;
+    uint16_t id = (uint16_t)((f[18] << 8 | f[19]) + off / mss);
+    for (; off < data && n + 2 <= max; off += mss, id++) {
+        size_t k = data - off < mss ? data - off : mss;
+        memcpy(seg, f, hdr);
+        memcpy(seg + hdr, f + hdr + off, k);
+        size_t iplen = ihl + thl + k;
+        seg[16] = (uint8_t)(iplen >> 8);
+        seg[17] = (uint8_t)iplen;
+        seg[18] = (uint8_t)(id >> 8);
+        seg[19] = (uint8_t)id;
+        seg[24] = seg[25] = 0;
+        uint16_t c = fold(sum16(seg + 14, ihl, 0));
+        seg[24] = (uint8_t)(c >> 8);
+        seg[25] = (uint8_t)c;
+        uint8_t *t = seg + 14 + ihl;
+        uint32_t sq = seq + (uint32_t)off;
+        t[4] = (uint8_t)(sq >> 24);
+        t[5] = (uint8_t)(sq >> 16);
+        t[6] = (uint8_t)(sq >> 8);
+        t[7] = (uint8_t)sq;
+        /* FIN and PSH belong to the last segment only, CWR to the first. */
+        t[13] = (uint8_t)(flags & ~((off + k < data ? 0x09 : 0) | (off ? 0x80 : 0)));
+        t[16] = t[17] = 0;
+        uint32_t ps = sum16(seg + 26, 8, 0) + 6 + (uint32_t)(thl + k);
+        c = fold(sum16(t, thl + k, ps));
+        t[16] = (uint8_t)(c >> 8);
+        t[17] = (uint8_t)c;
+        g_stats.rx_segmented++;
+        n = emit_rx(s, evs, n, max, seg, hdr + k, ts, 0);
+    }
+    s->gso_off = off;
+    if (off >= data)
+        s->gso_len = 0;
+    return n;
+}
+
 int ef_eventq_poll(ef_vi *evq, ef_event *evs, int evs_len)
 {
     struct efvi_shim_vi *s = evq->shim;
@@ -987,8 +1058,11 @@ int ef_eventq_poll(ef_vi *evq, ef_event *evs, int evs_len)
         e->tx.desc_id = last;
         e->tx.flags = s->txr[last].ctpio_ok ? EF_EVENT_FLAG_CTPIO : 0;
     }
-    /* Then frames from the wire, for as long as there is room for their events. */
-    while (n + 2 <= evs_len) {
+    /* Then what is left of a super-frame, and frames from the wire, for as long as there
+     * is room for their events. */
+    if (s->gso_len)
+        n = emit_segments(s, evs, n, evs_len);
+    while (n + 2 <= evs_len && s->gso_len == 0) {
         struct iovec iov = {s->frame, sizeof s->frame};
         char ctl[256];
         struct msghdr mh;
@@ -1017,7 +1091,13 @@ int ef_eventq_poll(ef_vi *evq, ef_event *evs, int evs_len)
         if (vlan || !frame_matches(s, s->frame, (size_t)r))
             continue;
         if ((size_t)r > s->mtu + 14u) {
-            g_stats.rx_oversize++;  /* GSO super-frames never reach a NIC's wire */
+            /* A GSO super-frame from the kernel on the other end of a veth: on a real wire
+             * the sender's NIC would have cut it into MTU-sized segments (TSO). */
+            memcpy(s->gso, s->frame, (size_t)r);
+            s->gso_len = (size_t)r;
+            s->gso_off = 0;
+            s->gso_ts = ts;
+            n = emit_segments(s, evs, n, evs_len);
             continue;
         }
         int bad = check_csums(s->frame, (size_t)r, partial) < 0;

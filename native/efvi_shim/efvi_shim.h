@@ -5,7 +5,7 @@
 
 typedef struct efvi_shim_stats {
     uint64_t violations;     /* calls that break a documented ef_vi rule */
-    uint64_t rx_frames, rx_no_buffer, rx_oversize;
+    uint64_t rx_frames, rx_no_buffer, rx_oversize, rx_segmented;
     uint64_t tx_frames, tx_wire_errors, tx_ctpio, tx_ctpio_fallback;
     uint64_t filters_added, filters_deleted;
 } efvi_shim_stats;

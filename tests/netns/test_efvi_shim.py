@@ -72,13 +72,23 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("role", ["client", "server"])
 def test_efvi_link_against_the_kernel(netns_pair_plain: Pair, variant: str, role: str) -> None:
+    run(netns_pair_plain, variant, role, "interop-efvi")
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_with_kernel_offloads_on_under_asan(netns_pair: Pair, role: str) -> None:
+    """Veth as it comes (the kernel peer sends GSO super-frames, which the look-alike cuts
+    to MTU size as the peer's NIC would), CTPIO failing over, AddressSanitizer + UBSan."""
+    run(netns_pair, "ctpio-failing", role, "interop-efvi-asan")
+
+
+def run(t: Pair, variant: str, role: str, binary: str) -> None:
     require_netns()
-    _make(str(OUT / "interop-efvi"))
-    t = netns_pair_plain
+    _make(str(OUT / binary))
     n = 512 * 1024
     ip = t.free_ip()
-    cmd = ["env", *VARIANTS[variant], str(OUT / "interop-efvi"), "--link", "efvi", "--if",
-           t.pa.ifname, "--ip", ip, "--own", "--port", str(PORT), "--bytes", str(n),
+    cmd = ["env", "EFVI_SHIM_STATS=1", *VARIANTS[variant], str(OUT / binary), "--link", "efvi",
+           "--if", t.pa.ifname, "--ip", ip, "--own", "--port", str(PORT), "--bytes", str(n),
            "--timeout", "30"]
     if role == "client":
         srv = t.b.python(ECHO_SERVER, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
@@ -112,6 +122,10 @@ def test_efvi_link_against_the_kernel(netns_pair_plain: Pair, variant: str, role
     assert info["filters"] == "1"
     if role == "client":  # we resolved the kernel's MAC through its neighbour table
         assert int(info["arp_from_kernel"]) >= 1
+    shim = _fields(out, "efvi_shim:")
+    assert shim["violations"] == "0" and shim["rx_oversize"] == "0", out
+    if variant == "ctpio-failing":
+        assert int(shim["tx_ctpio_fallback"]) > 0 and int(shim["tx_ctpio"]) > 0
 
 
 def test_pollnet_info_says_what_the_efvi_link_runs_on() -> None:
