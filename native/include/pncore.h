@@ -219,7 +219,7 @@ typedef struct pn_efvi_link_info {
 /* PN_EINVAL when l is not an efvi link. */
 int pn_efvi_link_info_get(pn_link *l, pn_efvi_link_info *out);
 
-/* Counters of a real link (af_packet, af_xdp); PN_EINVAL for any other link. */
+/* Counters of a real link (af_packet, af_xdp, efvi); PN_EINVAL for any other link. */
 typedef struct pn_real_link_stats {
     uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
     uint64_t rx_drop_oversize;   /* truncated: longer than a ring frame */

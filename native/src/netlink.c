@@ -303,7 +303,8 @@ void pn_rl_ports_free(pn_port_resv *r)
 int pn_real_link_stats_get(pn_link *l, pn_real_link_stats *out)
 {
     if (l == NULL || l->ops == NULL || l->ops->name == NULL ||
-        (strcmp(l->ops->name, "af_packet") != 0 && strcmp(l->ops->name, "af_xdp") != 0))
+        (strcmp(l->ops->name, "af_packet") != 0 && strcmp(l->ops->name, "af_xdp") != 0 &&
+         strcmp(l->ops->name, "efvi") != 0))
         return PN_EINVAL;
     pn_real_link *rl = (pn_real_link *)l;
     if (rl->refresh_stats != NULL)
