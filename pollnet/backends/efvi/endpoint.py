@@ -9,6 +9,7 @@ are all made in advance.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Self
 
@@ -315,7 +316,11 @@ class Endpoint:
                         continue
                     size = words[b + o_len]
                     view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
-                    rem = on_data(conn, view)
+                    try:
+                        rem = on_data(conn, view)
+                    except BaseException:
+                        _discard(view)
+                        raise
                     try:
                         view.release()
                     except BufferError:
@@ -339,7 +344,11 @@ class Endpoint:
                         continue
                     size = words[b + o_len]
                     view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
-                    rem = on_fin(conn, view)
+                    try:
+                        rem = on_fin(conn, view)
+                    except BaseException:
+                        _discard(view)
+                        raise
                     try:
                         view.release()
                     except BufferError:
@@ -370,6 +379,12 @@ class Endpoint:
                         conn._established = False
         finally:
             self._resume = i
+
+
+def _discard(view: memoryview) -> None:
+    """Release a data view on the way out of a handler that raised (if it can be)."""
+    with contextlib.suppress(BufferError):
+        view.release()
 
 
 def _kept_export(conn: Connection, method: str) -> EfviError:
