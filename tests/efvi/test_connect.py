@@ -130,9 +130,8 @@ def test_fin_delivers_unconsumed_bytes() -> None:
     assert sh.fin_data[s.conn_id] == b"ij"
 
 
-@pytest.mark.xfail(reason="core: data arriving in the FIN's segment comes only as PN_EV_FIN "
-                   "(efvitcp calls onData first, then onFin with what is left)", strict=False)
 def test_data_with_fin_goes_to_on_data_first() -> None:
+    # efvitcp's order: bytes that come with the FIN go to on_data, on_fin gets the rest.
     class Partial(Recorder):
         def on_data(self, conn, data):  # type: ignore[no-untyped-def]
             self.events.append(("data", len(data)))
@@ -144,8 +143,25 @@ def test_data_with_fin_goes_to_on_data_first() -> None:
     c.send(b"abcdefghij")
     c.send_fin()  # the FIN rides on the data segment
     assert n.drive.run_until(lambda: "fin" in sh.names())
-    assert sh.events[1] == ("data", 10)
+    assert sh.events[1:] == [("data", 10), ("fin", s.conn_id)]
     assert sh.fin_data[s.conn_id] == b"ij"
+
+
+def test_fin_alone_does_not_repeat_on_data() -> None:
+    class Partial(Recorder):
+        def on_data(self, conn, data):  # type: ignore[no-untyped-def]
+            self.events.append(("data", len(data)))
+            return 3  # keep the last 3 bytes
+
+    sh = Partial()
+    n = make_net(sh=sh)
+    c, s = n.connect()
+    c.send(b"0123456789")
+    n.drive.run_for(20)
+    c.send_fin()  # a FIN with no new bytes: on_fin gets the 3 kept, on_data is not called
+    assert n.drive.run_until(lambda: "fin" in sh.names())
+    assert [e for e in sh.events if e[0] == "data"] == [("data", 10)]
+    assert sh.fin_data[s.conn_id] == b"789"
 
 
 def test_simultaneous_close() -> None:

@@ -58,6 +58,7 @@ class Connection:
         "_closed",
         "_established",
         "_h",
+        "_kept",
         "_lib",
         "_local_port",
         "_remote_ip",
@@ -78,6 +79,7 @@ class Connection:
         self._local_port = 0
         self._established = False
         self._closed = True
+        self._kept = 0  # bytes on_data left unconsumed last time (they come back first)
 
     # ------------------------------------------------------------ lifecycle (backend use)
 
@@ -89,6 +91,7 @@ class Connection:
         self._local_port = local_port
         self._established = False
         self._closed = False
+        self._kept = 0
 
     def _dead(self, doing: str) -> ConnectionClosedError:
         return ConnectionClosedError(

@@ -17,7 +17,7 @@ from pollnet.backends.efvi import _core
 from pollnet.backends.efvi._stack import StackHandle
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.handler import Bound, bind
+from pollnet.backends.efvi.handler import Bound, Method, bind
 from pollnet.backends.efvi.links import open_link
 from pollnet.backends.efvi.sim import SimWire
 from pollnet.config import EfviOptions
@@ -326,7 +326,9 @@ class Endpoint:
                     except BufferError:
                         raise _kept_export(conn, "on_data") from None
                     if rem:
-                        words[b + o_rem] = _remaining(rem, size, conn, "on_data")
+                        conn._kept = words[b + o_rem] = _remaining(rem, size, conn, "on_data")
+                    else:
+                        conn._kept = 0
                 elif t == EV_MORE:
                     if on_more_sendable is not None and not conn._closed:
                         on_more_sendable(conn)
@@ -340,21 +342,12 @@ class Endpoint:
                     if on_established is not None:
                         on_established(conn)
                 elif t == EV_FIN:
-                    if conn._closed or on_fin is None:
+                    if conn._closed or (on_fin is None and on_data is None):
                         continue
                     size = words[b + o_len]
-                    view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
-                    try:
-                        rem = on_fin(conn, view)
-                    except BaseException:
-                        _discard(view)
-                        raise
-                    try:
-                        view.release()
-                    except BufferError:
-                        raise _kept_export(conn, "on_fin") from None
+                    rem = _fin(conn, ptrs[(i - 1) * p_stride + p_data], size, on_data, on_fin)
                     if rem:
-                        words[b + o_rem] = _remaining(rem, size, conn, "on_fin")
+                        words[b + o_rem] = rem
                 elif t == EV_TIMER:
                     if on_user_timeout is not None and not conn._closed:
                         on_user_timeout(conn, words[b + o_timer])
@@ -379,6 +372,36 @@ class Endpoint:
                         conn._established = False
         finally:
             self._resume = i
+
+
+def _fin(conn: Connection, data: Any, size: int, on_data: Method, on_fin: Method) -> int:
+    """A FIN event, in efvitcp's order: bytes that arrived with the FIN (beyond what
+    on_data kept last time) go to on_data first; on_fin gets what on_data left.
+    Returns the bytes left unconsumed."""
+    view = memoryview(_core.ffi.buffer(data, size))
+    fresh = on_data is not None and size > conn._kept
+    conn._kept = 0
+    rem = size
+    try:
+        if fresh:
+            assert on_data is not None
+            rem = _remaining(on_data(conn, view) or 0, size, conn, "on_data")
+        if on_fin is not None:
+            tail = view[size - rem :]
+            try:
+                rem = _remaining(on_fin(conn, tail) or 0, rem, conn, "on_fin")
+            finally:
+                tail.release()
+        elif not fresh:
+            rem = 0
+    except BaseException:
+        _discard(view)
+        raise
+    try:
+        view.release()
+    except BufferError:
+        raise _kept_export(conn, "on_fin" if on_fin is not None else "on_data") from None
+    return rem
 
 
 def _discard(view: memoryview) -> None:

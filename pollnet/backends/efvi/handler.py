@@ -39,7 +39,9 @@ class EfviHandler:
 
     def on_fin(self, conn: Connection, data: memoryview) -> int:
         """The peer will send no more; `data` holds the last unconsumed bytes (maybe
-        none). Return how many of its last bytes stay unconsumed."""
+        none): bytes that arrived with the FIN are given to on_data first (efvitcp's
+        order) and `data` is what it left. Return how many of its last bytes stay
+        unconsumed."""
         return 0
 
     def on_more_sendable(self, conn: Connection) -> None:
