@@ -675,10 +675,12 @@ int pn_poll(pn_stack *s, uint64_t now, pn_event *events, int max)
             events[k].data = c->rbuf;
             events[k].len = c->rlen;
             events[k].remaining = 0;
-            pn_shadow *sh = &s->last[s->last_n++];
-            sh->conn = c->idx;
-            sh->len = c->rlen;
-            sh->ev = (uint32_t)k;
+            if (s->last_n < s->cfg.max_conn_cnt) {   /* one per connection: always room */
+                pn_shadow *sh = &s->last[s->last_n++];
+                sh->conn = c->idx;
+                sh->len = c->rlen;
+                sh->ev = (uint32_t)k;
+            }
         } else if (e->type == PN_EV_MORE_SENDABLE) {
             c->ms_ev_live = 0;
         }
