@@ -236,16 +236,6 @@ int ef_pd_alloc_by_name(ef_pd *pd, ef_driver_handle pd_dh, const char *name,
     return pd->pd_intf_name ? 0 : -ENOMEM;
 }
 
-int ef_pd_alloc(ef_pd *pd, ef_driver_handle pd_dh, int ifindex, enum ef_pd_flags flags)
-{
-    char name[IF_NAMESIZE];
-    if (if_indextoname((unsigned)ifindex, name) == NULL)
-        return -ENODEV;
-    return ef_pd_alloc_by_name(pd, pd_dh, name, flags);
-}
-
-const char *ef_pd_interface_name(ef_pd *pd) { return pd->pd_intf_name; }
-
 int ef_pd_free(ef_pd *pd, ef_driver_handle pd_dh)
 {
     (void)pd_dh;
@@ -471,13 +461,9 @@ int ef_vi_transmit_fill_level(const ef_vi *vi)
 {
     return (int)(vi->shim->tx_added - vi->shim->tx_reported);
 }
-int ef_vi_transmit_space(const ef_vi *vi)
+static int tx_space(const ef_vi *vi)
 {
     return ef_vi_transmit_capacity(vi) - ef_vi_transmit_fill_level(vi);
-}
-int ef_eventq_capacity(ef_vi *vi)
-{
-    return (int)(vi->shim->rx_slots + vi->shim->tx_slots);
 }
 
 int ef_vi_receive_init(ef_vi *vi, ef_addr addr, ef_request_id dma_id)
@@ -506,14 +492,6 @@ void ef_vi_receive_push(ef_vi *vi)
     struct efvi_shim_vi *s = vi->shim;
     uint32_t fresh = s->rx_added - s->rx_posted;
     s->rx_posted += fresh & ~7u;  /* only multiples of 8 reach the NIC */
-}
-
-int ef_vi_receive_post(ef_vi *vi, ef_addr addr, ef_request_id dma_id)
-{
-    int rc = ef_vi_receive_init(vi, addr, dma_id);
-    if (rc == 0)
-        ef_vi_receive_push(vi);
-    return rc;
 }
 
 int ef_vi_receive_get_timestamp_with_sync_flags(ef_vi *vi, const void *pkt,
@@ -554,17 +532,12 @@ int ef_vi_receive_get_timestamp_with_sync_flags(ef_vi *vi, const void *pkt,
     return 0;
 }
 
-int ef_vi_receive_get_timestamp(ef_vi *vi, const void *pkt, ef_timespec *ts_out)
-{
-    return ef_vi_receive_get_timestamp_with_sync_flags(vi, pkt, ts_out, NULL);
-}
-
 /* ------------------------------------------------------------------ transmit */
 
 static int tx_post(ef_vi *vi, ef_addr addr, int bytes, ef_request_id id, uint8_t ctpio_ok)
 {
     struct efvi_shim_vi *s = vi->shim;
-    if (ef_vi_transmit_space(vi) <= 0)
+    if (tx_space(vi) <= 0)
         return -EAGAIN;
     if (bytes <= 0 || bytes > 2048 || dma_to_ptr(s->pd_id, addr, (size_t)bytes) == NULL) {
         violation("transmit: %d bytes at %#llx are not in one page of registered memory of "
@@ -623,14 +596,6 @@ void ef_vi_transmit_push(ef_vi *vi)
         s->tx_pushed++;
     }
     s->tx_done = s->tx_pushed;
-}
-
-int ef_vi_transmit(ef_vi *vi, ef_addr base, int len, ef_request_id dma_id)
-{
-    int rc = ef_vi_transmit_init(vi, base, len, dma_id);
-    if (rc == 0)
-        ef_vi_transmit_push(vi);
-    return rc;
 }
 
 void ef_vi_transmit_ctpio(ef_vi *vi, const void *frame_buf, size_t frame_len,

@@ -1,7 +1,8 @@
 /*
  * etherfabric/ef_vi.h -- pollnet's ef_vi look-alike (native/efvi_shim), NOT AMD Onload.
  *
- * Declares only the subset of the ef_vi API that native/src/link_efvi.c uses, with the
+ * Declares only the subset of the ef_vi API that native/src/link_efvi.c uses (and
+ * ef_vi_transmit_fill_level, which the look-alike's own test reads), with the
  * names, argument order, types, return conventions and event layout that Onload's
  * documentation gives (src/include/etherfabric/ef_vi.h of Xilinx-CNS/onload). Where Onload
  * implements a call as a macro over vi->ops or as an inline over the (user-opaque) ef_vi
@@ -188,8 +189,6 @@ extern int ef_vi_receive_fill_level(const ef_vi *vi);
 extern int ef_vi_receive_capacity(const ef_vi *vi);
 extern int ef_vi_receive_init(ef_vi *vi, ef_addr addr, ef_request_id dma_id);
 extern void ef_vi_receive_push(ef_vi *vi);
-extern int ef_vi_receive_post(ef_vi *vi, ef_addr addr, ef_request_id dma_id);
-extern int ef_vi_receive_get_timestamp(ef_vi *vi, const void *pkt, ef_timespec *ts_out);
 extern int ef_vi_receive_get_timestamp_with_sync_flags(ef_vi *vi, const void *pkt,
                                                        ef_timespec *ts_out,
                                                        unsigned *flags_out);
@@ -197,12 +196,10 @@ extern int ef_vi_receive_get_timestamp_with_sync_flags(ef_vi *vi, const void *pk
 /* Transmit */
 #define EF_VI_TRANSMIT_BATCH 64
 #define EF_VI_CTPIO_CT_THRESHOLD_SNF 0xffff
-extern int ef_vi_transmit_space(const ef_vi *vi);
 extern int ef_vi_transmit_fill_level(const ef_vi *vi);
 extern int ef_vi_transmit_capacity(const ef_vi *vi);
 extern int ef_vi_transmit_init(ef_vi *vi, ef_addr addr, int bytes, ef_request_id dma_id);
 extern void ef_vi_transmit_push(ef_vi *vi);
-extern int ef_vi_transmit(ef_vi *vi, ef_addr base, int len, ef_request_id dma_id);
 extern int ef_vi_transmit_unbundle(ef_vi *ep, const ef_event *event, ef_request_id *ids);
 extern void ef_vi_transmit_ctpio(ef_vi *vi, const void *frame_buf, size_t frame_len,
                                  unsigned ct_threshold);
@@ -211,7 +208,6 @@ extern int ef_vi_transmit_ctpio_fallback(ef_vi *vi, ef_addr dma_addr, size_t len
 
 /* Event queue */
 extern int ef_eventq_poll(ef_vi *evq, ef_event *evs, int evs_len);
-extern int ef_eventq_capacity(ef_vi *vi);
 
 #ifdef __cplusplus
 }

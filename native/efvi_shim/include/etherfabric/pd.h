@@ -30,10 +30,8 @@ typedef struct ef_pd {
     int pd_cluster_viset_index;
 } ef_pd;
 
-extern int ef_pd_alloc(ef_pd *pd, ef_driver_handle pd_dh, int ifindex, enum ef_pd_flags flags);
 extern int ef_pd_alloc_by_name(ef_pd *pd, ef_driver_handle pd_dh,
                                const char *cluster_or_intf_name, enum ef_pd_flags flags);
-extern const char *ef_pd_interface_name(ef_pd *pd);
 extern int ef_pd_free(ef_pd *pd, ef_driver_handle pd_dh);
 
 #ifdef __cplusplus
