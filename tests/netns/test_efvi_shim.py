@@ -116,6 +116,7 @@ def run(t: Pair, variant: str, role: str, binary: str) -> None:
     assert info["ctpio"] == ("1" if ctpio else "0")
     assert (int(info["tx_ctpio_ok"]) > 0) == ctpio
     assert info["rx_timestamps"] == ("0" if variant == "no-prefix" else "1")
+    assert info["rx_ts_missing"] == "0"  # every frame got its timestamp (hw_ts_ns)
     assert info["prefix"] == {"no-prefix": "0", "prefix-32": "32"}.get(variant, "16")
     # Filters left at the end: the client's connection sits in TIME_WAIT (it closed first)
     # and keeps its 4-tuple filter; the server keeps its listener's.

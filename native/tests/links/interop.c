@@ -383,9 +383,10 @@ int main(int argc, char **argv)
     pn_efvi_link_info ei;
     if (pn_efvi_link_info_get(link, &ei) == 0)  /* efvi: what the link did */
         printf("efvi ctpio=%u rx_timestamps=%u prefix=%u filters=%u tx_ctpio_ok=%llu "
-               "arp_from_kernel=%llu csum_discards=%llu\n", ei.ctpio, ei.rx_timestamps,
-               ei.rx_prefix_len, ei.filters, (unsigned long long)ei.tx_ctpio_ok,
-               (unsigned long long)ei.arp_from_kernel, (unsigned long long)ei.rx_discard[0]);
+               "arp_from_kernel=%llu csum_discards=%llu rx_ts_missing=%llu\n", ei.ctpio,
+               ei.rx_timestamps, ei.rx_prefix_len, ei.filters,
+               (unsigned long long)ei.tx_ctpio_ok, (unsigned long long)ei.arp_from_kernel,
+               (unsigned long long)ei.rx_discard[0], (unsigned long long)ei.rx_ts_missing);
     pn_stack_destroy(s);
     pn_link_destroy(link);
     free(out);
