@@ -68,10 +68,10 @@ static double run_variant(const variant *v, bool print)
     st->partial = v->partial;
     st->tx_seed = ((uint64_t)CIP << 16 | ci.local_port) * 2;
     st->rx_seed = ((uint64_t)CIP << 16 | ci.local_port) * 2 + 1;
-    double t0 = wall_s();
+    double t0 = wall_s(), c0 = cpu_s();
     uint64_t v0 = w.now;
     bool ok = world_run(&w, 3600ull * 1000000000ull, all_streams_done, NULL);
-    double dt = wall_s() - t0;
+    double dt = wall_s() - t0, dc = cpu_s() - c0;
     CHECK(ok);
     CHECK_EQ(st->rx_seen, v->bytes);
     CHECK_EQ(st->rx_bad, 0);
@@ -91,10 +91,10 @@ static double run_variant(const variant *v, bool print)
     pn_stats a, b;
     pn_stack_stats(cl->s, &a);
     pn_stack_stats(sv->s, &b);
-    double mbs = 2.0 * (double)v->bytes / 1e6 / dt;
+    double mbs = 2.0 * (double)v->bytes / 1e6 / dt, mbc = 2.0 * (double)v->bytes / 1e6 / dc;
     if (print || !ok || h_fail)
-        printf("  %-34s %6.1f MB/s wall (%llu MB each way, %.2f s virtual), retrans %llu+%llu, bad csum %llu+%llu, wire drop %llu dup %llu reord %llu corrupt %llu\n",
-               v->name, mbs, (unsigned long long)(v->bytes / 1000000),
+        printf("  %-34s %6.1f MB/s per CPU-s, %6.1f wall (%llu MB each way, %.2f s virtual), retrans %llu+%llu, bad csum %llu+%llu, wire drop %llu dup %llu reord %llu corrupt %llu\n",
+               v->name, mbc, mbs, (unsigned long long)(v->bytes / 1000000),
                (double)(w.now - v0) / 1e9,
                (unsigned long long)a.TcpRetransSegs, (unsigned long long)b.TcpRetransSegs,
                (unsigned long long)a.drop_bad_csum, (unsigned long long)b.drop_bad_csum,

@@ -6,6 +6,13 @@
 int h_pass, h_fail;
 pn_link *(*wrap_link)(pn_link *inner);
 
+double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 double wall_s(void)
 {
     struct timespec ts;
@@ -107,18 +114,29 @@ void world_free(world *w)
     w->nn = 0;
 }
 
-/* The byte at stream offset `off`: splitmix64 of (seed, off/8). */
+/* The byte at stream offset `off`: splitmix64 of (seed, off/8), little-endian. */
+static inline uint64_t gen_word(uint64_t seed, uint64_t blk)
+{
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull + blk * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 void gen_bytes(uint64_t seed, uint64_t off, uint8_t *dst, uint32_t n)
 {
     uint32_t i = 0;
-    while (i < n) {
-        uint64_t blk = (off + i) / 8, z = seed * 0x9e3779b97f4a7c15ull + blk * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        for (uint32_t b = (uint32_t)((off + i) % 8); b < 8 && i < n; b++, i++)
-            dst[i] = (uint8_t)(z >> (8 * b));
+    while (i < n && (off + i) % 8) {   /* head, byte by byte */
+        dst[i] = (uint8_t)(gen_word(seed, (off + i) / 8) >> (8 * ((off + i) % 8)));
+        i++;
     }
+    for (; i + 8 <= n; i += 8) {       /* whole words */
+        uint64_t z = gen_word(seed, (off + i) / 8);
+        for (int b = 0; b < 8; b++)
+            dst[i + (uint32_t)b] = (uint8_t)(z >> (8 * b));
+    }
+    for (; i < n; i++)
+        dst[i] = (uint8_t)(gen_word(seed, (off + i) / 8) >> (8 * ((off + i) % 8)));
 }
 
 stream *node_stream(node *n, uint32_t conn)

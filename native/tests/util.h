@@ -76,6 +76,7 @@ stream *node_stream(node *n, uint32_t conn);
 void cfg_for(pn_config *c, uint32_t ip);
 bool all_streams_done(world *w, void *ctx);
 double wall_s(void);
+double cpu_s(void);   /* this process's CPU time: steadier than wall time on a busy box */
 #endif
 
 /* A raw TCP/IPv4 frame with correct checksums (for injecting segments). */
