@@ -17,15 +17,28 @@ import pytest
 from pollnet.config import AnyConfig
 from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
 from tests.behaviour.efvi_params import efvi_config
+from tests.netns.netns import Pair as NetnsPair
+from tests.netns.netns import available as netns_available
 from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
 
-BACKENDS = ["socket", "tcpdirect", "efvi:sim"]
+BACKENDS = ["socket", "tcpdirect", "efvi:sim", "efvi:af_packet", "efvi:af_xdp"]
 
 
 @pytest.fixture(scope="session")
 def zf_shim_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tcpdirect runs on the TCPDirect look-alike built from native/tcpdirect_shim."""
     return build_shim(tmp_path_factory.mktemp("zf_shim"))
+
+
+@pytest.fixture(scope="session")
+def efvi_netns() -> Iterator[NetnsPair]:
+    """efvi on a real link: a veth pair between two namespaces (root), shared by the
+    session; the server's stack runs in `a`, the client's in `b`."""
+    ok, why = netns_available()
+    if not ok:
+        pytest.skip(f"efvi on a real link: {why}")
+    with NetnsPair(offload=False) as topo:
+        yield topo
 
 
 @pytest.fixture(params=BACKENDS)

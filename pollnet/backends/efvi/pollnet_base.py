@@ -112,6 +112,18 @@ class Base(Owner):
         self._stack_ptr: Any = ep._stack
         self._pump_events = ep._events
 
+    def __del__(self) -> None:
+        # The stack's event-array memoryviews (endpoint.py) export buffers to each other;
+        # if the GC reaches them inside a garbage cycle (a traceback holding this object,
+        # say) its tp_clear fails on them and the interpreter crashes. Releasing them
+        # here, before the GC clears anything, avoids that: the stack dies with us.
+        ep = getattr(self, "ep", None)
+        if ep is not None:
+            for name in ("_ev_words", "_ev_halves"):
+                view = getattr(ep, name, None)
+                if isinstance(view, memoryview):
+                    view.release()
+
     def now(self, now_ns: int | None) -> int:
         net = self.net
         if net is not None:

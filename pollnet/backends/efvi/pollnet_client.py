@@ -8,6 +8,7 @@ connect timeout) and the disconnect notices.
 from __future__ import annotations
 
 import errno
+import weakref
 from typing import Any
 
 from pollnet.api import BytesLike
@@ -218,7 +219,9 @@ class _ClientEvents:
     __slots__ = ("_c",)
 
     def __init__(self, client: EfviTcpClient) -> None:
-        self._c = client
+        # A proxy: the stack holds this handler, and must not be part of a reference
+        # cycle (its memoryviews over the event array cannot be cleared by the GC).
+        self._c = weakref.proxy(client)
 
     def on_connection_established(self, core: Connection) -> None:
         c = self._c

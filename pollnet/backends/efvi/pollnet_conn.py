@@ -12,6 +12,7 @@ saw (RFC 2525 2.17) or when the connection dies on an error.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,9 @@ class EfviPollConnection(ConnectionBase):
     ) -> None:
         super().__init__(closed_queue, peer, now_ns)
         self._core = core
-        self._owner = owner
+        # A proxy: the connection is the stack's slot's user_data, so a strong reference
+        # to the owner (which holds the stack) would make a cycle the GC must break.
+        self._owner = weakref.proxy(owner)
         self._send = core.send  # bound once: the data path is one call into the core
         self._set_timer = core.set_user_timer
         self._core_dead = False  # the core freed the slot (reset/closed/timeout)
@@ -178,11 +181,11 @@ class EfviPollConnection(ConnectionBase):
         off = 0
         while True:
             end = min(size, off + limit)
-            rem = on_data(self, data[off:end])
+            got = on_data(self, data[off:end])
             if not self._connected:
                 self._kept = 0
                 return 0
-            rem = 0 if rem <= 0 else min(rem, end - off)
+            rem: int = 0 if got <= 0 else min(got, end - off)
             if rem >= limit:
                 self._kept = 0
                 self._shutdown(buffer_full_reason(limit))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import random
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -218,7 +219,7 @@ class _ServerEvents:
     __slots__ = ("_s",)
 
     def __init__(self, server: EfviTcpServer) -> None:
-        self._s = server
+        self._s = weakref.proxy(server)  # no cycle through the stack (see the client's)
 
     def on_connection_established(self, core: Connection) -> None:
         self._s._new_conn(core)
