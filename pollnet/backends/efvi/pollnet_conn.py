@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.efvi.errors import EfviError
@@ -94,7 +94,7 @@ class EfviPollConnection(ConnectionBase):
         self._core = core
         # A proxy: the connection is the stack's slot's user_data, so a strong reference
         # to the owner (which holds the stack) would make a cycle the GC must break.
-        self._owner = weakref.proxy(owner)
+        self._owner: Owner = cast(Owner, weakref.proxy(owner))
         self._send = core.send  # bound once: the data path is one call into the core
         self._set_timer = core.set_user_timer
         self._core_dead = False  # the core freed the slot (reset/closed/timeout)
