@@ -61,7 +61,7 @@ static void cubic_ca(pn_stack *s, pn_conn *c, uint32_t acked)
     c->cubic_west += alpha * segs / cw;
     double nw;
     if (c->cubic_west > target)
-        nw = cw + (c->cubic_west - cw) * segs / cw;                 /* Reno-friendly region */
+        nw = c->cubic_west;                                         /* Reno-friendly region */
     else
         nw = cw + (target - cw) / cw * segs;                        /* concave / convex */
     double bytes = nw * mss;
@@ -71,10 +71,8 @@ static void cubic_ca(pn_stack *s, pn_conn *c, uint32_t acked)
         c->cwnd = (uint32_t)bytes;
 }
 
-void pn_cc_on_ack(pn_stack *s, pn_conn *c, uint32_t acked)
+static void grow(pn_stack *s, pn_conn *c, uint32_t acked)
 {
-    if (s->cfg.congestion_control == PN_CC_NONE)
-        return;
     if (c->cwnd < c->ssthresh) {
         /* slow start; RFC 3465 2.2 allows L = 2*SMSS for delayed/stretch ACKs */
         uint32_t inc = acked < 2 * c->mss ? acked : 2 * c->mss;
@@ -91,6 +89,18 @@ void pn_cc_on_ack(pn_stack *s, pn_conn *c, uint32_t acked)
         c->ca_acc -= c->cwnd;
         c->cwnd += c->mss;
     }
+}
+
+void pn_cc_on_ack(pn_stack *s, pn_conn *c, uint32_t acked)
+{
+    if (s->cfg.congestion_control == PN_CC_NONE)
+        return;
+    grow(s, c, acked);
+    /* a window the peer never offers is never used: stop growing at twice its largest
+     * (cf. RFC 7661's restraint while not cwnd-limited), so cwnd cannot run away */
+    uint64_t cap = 2 * (uint64_t)(c->max_snd_wnd > 65535 ? c->max_snd_wnd : 65535);
+    if (c->cwnd > cap)
+        c->cwnd = (uint32_t)cap;
 }
 
 static void cubic_loss(pn_conn *c)
