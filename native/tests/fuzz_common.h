@@ -247,6 +247,8 @@ static int fz_setup(fz *z, uint8_t cc)
     if (z->conn == UINT32_MAX)
         return -1;
     z->established = 1;
+    static const uint8_t out[3000] = {7};
+    pn_send(z->s, z->conn, out, (uint32_t)(cc & 1 ? 3000 : 100), 0);   /* data in flight */
     uint32_t id;
     pn_stack_add_neighbour(z->s, FZ_IP_PEER, FZ_MAC_PEER);
     pn_connect(z->s, FZ_IP_PEER, 5555, 40000, &id);
