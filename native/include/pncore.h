@@ -218,6 +218,11 @@ typedef struct pn_efvi_link_info {
 } pn_efvi_link_info;
 /* PN_EINVAL when l is not an efvi link. */
 int pn_efvi_link_info_get(pn_link *l, pn_efvi_link_info *out);
+/* UDP through the efvi link without the stack (pollnet.tools): add (add = 1) or remove an
+ * ef_vi filter steering UDP to local_ip:port to this link; local_ip may be a multicast
+ * group (join it with a kernel socket too, for IGMP). The frames come out of rx_burst like
+ * any other. PN_EINVAL when l is not an efvi link. */
+int pn_efvi_link_udp_filter(pn_link *l, uint32_t local_ip, uint16_t port, int add);
 
 /* Counters of a real link (af_packet, af_xdp, efvi); PN_EINVAL for any other link. */
 typedef struct pn_real_link_stats {

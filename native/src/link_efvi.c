@@ -32,6 +32,8 @@
  *   tx_flush    ef_vi_transmit_push once if descriptors were initialised since the last.
  *   flow_add    ef_filter_spec_set_ip4_full (connections) or _ip4_local (listeners) +
  *               ef_vi_filter_add; the cookie is kept per flow for ef_vi_filter_del.
+ *               pn_efvi_link_udp_filter() adds UDP ip4_local filters the same way (for
+ *               pollnet.tools: UDP through the link without the stack).
  *
  * ARP: filters steal frames from the kernel, but nothing steers ARP replies to us (their
  * destination is the interface's MAC, which the kernel owns). So when the stack sends an
@@ -90,6 +92,15 @@ int pn_efvi_link_info_get(pn_link *l, pn_efvi_link_info *out)
     return PN_EINVAL;
 }
 
+int pn_efvi_link_udp_filter(pn_link *l, uint32_t local_ip, uint16_t port, int add)
+{
+    (void)l;
+    (void)local_ip;
+    (void)port;
+    (void)add;
+    return PN_EINVAL;
+}
+
 #else /* PN_HAVE_EFVI */
 
 #include <arpa/inet.h>
@@ -131,6 +142,7 @@ typedef struct flow_slot {
     pn_flow f;
     ef_filter_cookie cookie;
     uint8_t used;
+    uint8_t proto;             /* IPPROTO_TCP (the stack's flows) or IPPROTO_UDP (tools) */
 } flow_slot;
 
 typedef struct arp_wait {
@@ -564,21 +576,21 @@ static void ev_tx_flush(pn_link *l)
     e->tx_inited = 0;
 }
 
-static flow_slot *flow_find(efvi_link *e, const pn_flow *f)
+static flow_slot *flow_find(efvi_link *e, const pn_flow *f, uint8_t proto)
 {
     for (uint32_t i = 0; i < MAX_FLOWS; i++) {
         flow_slot *s = &e->flows[i];
-        if (s->used && s->f.local_ip == f->local_ip && s->f.remote_ip == f->remote_ip &&
+        if (s->used && s->proto == proto && s->f.local_ip == f->local_ip &&
+            s->f.remote_ip == f->remote_ip &&
             s->f.local_port == f->local_port && s->f.remote_port == f->remote_port)
             return s;
     }
     return NULL;
 }
 
-static int ev_flow_add(pn_link *l, const pn_flow *f)
+static int flow_add_proto(efvi_link *e, const pn_flow *f, uint8_t proto)
 {
-    efvi_link *e = (efvi_link *)l;
-    if (flow_find(e, f) != NULL)
+    if (flow_find(e, f, proto) != NULL)
         return PN_OK;
     flow_slot *s = NULL;
     for (uint32_t i = 0; i < MAX_FLOWS && s == NULL; i++)
@@ -589,7 +601,8 @@ static int ev_flow_add(pn_link *l, const pn_flow *f)
                    "is full", MAX_FLOWS);
         return PN_ENOMEM;
     }
-    if (!e->own_ip) {
+    int hold = !e->own_ip && proto == IPPROTO_TCP;
+    if (hold) {
         int rc = pn_rl_port_hold(&e->ports, f->local_ip, f->local_port, e->rl.link.err,
                                  sizeof e->rl.link.err);
         if (rc < 0)
@@ -601,11 +614,11 @@ static int ev_flow_add(pn_link *l, const pn_flow *f)
     const char *what;
     if (f->remote_ip == 0 && f->remote_port == 0) {
         what = "ef_filter_spec_set_ip4_local";
-        rc = ef_filter_spec_set_ip4_local(&spec, IPPROTO_TCP, htonl(f->local_ip),
+        rc = ef_filter_spec_set_ip4_local(&spec, proto, htonl(f->local_ip),
                                           htons(f->local_port));
     } else {
         what = "ef_filter_spec_set_ip4_full";
-        rc = ef_filter_spec_set_ip4_full(&spec, IPPROTO_TCP, htonl(f->local_ip),
+        rc = ef_filter_spec_set_ip4_full(&spec, proto, htonl(f->local_ip),
                                          htons(f->local_port), htonl(f->remote_ip),
                                          htons(f->remote_port));
     }
@@ -614,22 +627,27 @@ static int ev_flow_add(pn_link *l, const pn_flow *f)
         rc = ef_vi_filter_add(&e->vi, e->dh, &spec, &s->cookie);
     }
     if (rc < 0) {
-        if (!e->own_ip)
+        if (hold)
             pn_rl_port_release(&e->ports, f->local_port);
         set_err(e, what, rc);
         return rc == -EEXIST || rc == -EBUSY ? PN_EPORT : PN_ELINK;
     }
     s->f = *f;
     s->used = 1;
+    s->proto = proto;
     e->flow_n++;
     e->info.filters = e->flow_n;
     return PN_OK;
 }
 
-static int ev_flow_del(pn_link *l, const pn_flow *f)
+static int ev_flow_add(pn_link *l, const pn_flow *f)
 {
-    efvi_link *e = (efvi_link *)l;
-    flow_slot *s = flow_find(e, f);
+    return flow_add_proto((efvi_link *)l, f, IPPROTO_TCP);
+}
+
+static int flow_del_proto(efvi_link *e, const pn_flow *f, uint8_t proto)
+{
+    flow_slot *s = flow_find(e, f, proto);
     if (s == NULL)
         return PN_OK;
     int rc = ef_vi_filter_del(&e->vi, e->dh, &s->cookie);
@@ -637,12 +655,17 @@ static int ev_flow_del(pn_link *l, const pn_flow *f)
         e->info.filter_del_errors++;
         set_err(e, "ef_vi_filter_del", rc);
     }
-    if (!e->own_ip)
+    if (!e->own_ip && proto == IPPROTO_TCP)
         pn_rl_port_release(&e->ports, f->local_port);
     s->used = 0;
     e->flow_n--;
     e->info.filters = e->flow_n;
     return PN_OK;
+}
+
+static int ev_flow_del(pn_link *l, const pn_flow *f)
+{
+    return flow_del_proto((efvi_link *)l, f, IPPROTO_TCP);
 }
 
 static void ev_refresh_stats(pn_real_link *rl)
@@ -890,6 +913,15 @@ fail:
 const char *pn_efvi_build_info(void)
 {
     return PN_EFVI_BUILD_INFO;
+}
+
+int pn_efvi_link_udp_filter(pn_link *l, uint32_t local_ip, uint16_t port, int add)
+{
+    if (l == NULL || l->ops != &efvi_ops || port == 0 || local_ip == 0)
+        return PN_EINVAL;
+    pn_flow f = {local_ip, 0, port, 0};
+    efvi_link *e = (efvi_link *)l;
+    return add ? flow_add_proto(e, &f, IPPROTO_UDP) : flow_del_proto(e, &f, IPPROTO_UDP);
 }
 
 int pn_efvi_link_info_get(pn_link *l, pn_efvi_link_info *out)

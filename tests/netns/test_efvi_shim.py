@@ -143,3 +143,37 @@ def test_pollnet_info_says_what_the_efvi_link_runs_on() -> None:
     assert f"link: {build}" in probe.detail
     if build.startswith("not built"):
         assert not probe.available
+
+
+UDP_TX = """
+import socket, sys, time
+own, group, b_ip = sys.argv[1], sys.argv[2], sys.argv[3]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+m.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(b_ip))
+for i in range(10):
+    u.sendto(b"u%d" % i, (own, 6500))
+    u.sendto(b"x%d" % i, (own, 6502))
+    m.sendto(b"m%d" % i, (group, 6501))
+    time.sleep(0.005)
+"""
+
+
+def test_udp_filters_on_the_efvi_link(netns_pair_plain: Pair) -> None:
+    """pn_efvi_link_udp_filter: ip4_local UDP filters (a unicast port, a multicast group)
+    bring exactly those datagrams to the link; a port without a filter stays away."""
+    _make(str(OUT / "udptest"))
+    t = netns_pair_plain
+    own = t.free_ip()
+    # b must know where own is (no stack answers ARP here): a static neighbour entry.
+    t.b.run(["ip", "neigh", "replace", own, "lladdr", t.pa.mac, "dev", t.pb.ifname])
+    p = t.a.popen(["env", "EFVI_SHIM_STATS=1", str(OUT / "udptest"), t.pa.ifname, own,
+                   "239.5.6.7", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                  text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    t.b.run([sys.executable, "-c", UDP_TX, own, "239.5.6.7", t.pb.ip])
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0, out
+    got = _fields(out, "udp")
+    assert got == {"unicast": "10", "multicast": "10", "unfiltered": "0", "filters": "1"}, out
+    assert _fields(out, "efvi_shim:")["violations"] == "0"

@@ -221,3 +221,70 @@ def test_link_frame_receiver(netns_pair_plain: Pair, kind: str) -> None:
     t.b.run([sys.executable, "-c", UDP_TX, t.pa.ip, "6300", "20"])
     seen = json.loads(rx.communicate(timeout=20)[0].strip().splitlines()[-1])
     assert seen == [f"f{i}" for i in range(20)]
+
+
+LINK_UDP = """
+import json, sys, time
+from pollnet.tools.frames import LinkFrameReceiver
+from pollnet.tools.udp import LinkUdpReceiver, LinkUdpSender
+link = LinkFrameReceiver.open("af_packet", sys.argv[1])
+a_ip, b_ip, b_mac, group = sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4]), sys.argv[5]
+rx = LinkUdpReceiver(link.link, 6601, ip=a_ip)
+print("ready", flush=True)
+got = []
+deadline = time.monotonic() + 10
+while len(got) < 10 and time.monotonic() < deadline:
+    rx.recv(lambda d, s: got.append([bytes(d).decode(), s[0]]))
+uni = LinkUdpSender(link.link, (a_ip, 7001), (b_ip, 6602), dst_mac=b_mac)
+multi = LinkUdpSender(link.link, (a_ip, 7002), (group, 6603))
+for i in range(10):
+    while not uni.write(b"to-b%d" % i):
+        pass
+    while not multi.write(b"to-g%d" % i):
+        pass
+    time.sleep(0.002)
+rx.close(); link.close()
+print(json.dumps(got), flush=True)
+"""
+
+KERNEL_UDP_RX = """
+import json, sys, time
+from pollnet.tools.udp import UdpReceiver
+u = UdpReceiver(6602, bind_ip=sys.argv[1])
+g = UdpReceiver(6603, group=sys.argv[2], iface_ip=sys.argv[1])
+print("ready", flush=True)
+got = []
+deadline = time.monotonic() + 15
+while len(got) < 20 and time.monotonic() < deadline:
+    u.recv(lambda d, s: got.append(bytes(d).decode()))
+    g.recv(lambda d, s: got.append(bytes(d).decode()))
+print(json.dumps(sorted(got)), flush=True)
+"""
+
+
+def test_udp_through_a_link_without_the_kernel(netns_pair_plain: Pair) -> None:
+    """LinkUdpReceiver / LinkUdpSender on the af_packet link: datagrams from the kernel in
+    b come out of the link's rx_burst; ours (unicast and multicast, checksums ours) reach
+    kernel sockets in b."""
+    from pollnet.backends.efvi import _core
+
+    if not _core.available():
+        pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`")
+    t = netns_pair_plain
+    group = "239.6.6.6"
+    krx = t.b.python(KERNEL_UDP_RX, t.pb.ip, group, stdout=subprocess.PIPE, text=True)
+    assert krx.stdout is not None and krx.stdout.readline().strip() == "ready"
+    ours = t.a.python(LINK_UDP, t.pa.ifname, t.pa.ip, t.pb.ip, t.pb.mac.replace(":", ""),
+                      group, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert ours.stdout is not None
+    first = ours.stdout.readline().strip()
+    assert first == "ready", first + ours.communicate(timeout=10)[1]
+    for i in range(10):
+        t.b.run([sys.executable, "-c", "import socket,sys; socket.socket(socket.AF_INET, "
+                 "socket.SOCK_DGRAM).sendto(sys.argv[1].encode(), (sys.argv[2], 6601))",
+                 f"k{i}", t.pa.ip])
+    got = json.loads(ours.communicate(timeout=30)[0].strip().splitlines()[-1])
+    assert [m for m, _ in got] == [f"k{i}" for i in range(10)]
+    assert {src for _, src in got} == {t.pb.ip}
+    kgot = json.loads(krx.communicate(timeout=30)[0].strip().splitlines()[-1])
+    assert kgot == sorted([f"to-b{i}" for i in range(10)] + [f"to-g{i}" for i in range(10)])
