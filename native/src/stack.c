@@ -101,8 +101,8 @@ static void compute_layout(const pn_config *c, layout *L)
     L->heap = off; off += al64(L->heap_cap * sizeof(pn_timer *));
     /* Each connection holds at most ESTABLISHED, DATA/FIN, MORE_SENDABLE, one terminal
      * event and one per user timer in the queue at once (slots are not reused while any
-     * event names them), so this bound never overflows. */
-    uint32_t ec = (uint32_t)(n * (5 + c->user_timer_cnt) + 16);
+     * event names them); twice that leaves room for timers re-armed before delivery. */
+    uint32_t ec = (uint32_t)(n * (8 + 2 * c->user_timer_cnt) + 64);
     if (c->max_events > ec)
         ec = c->max_events;
     L->evq_cap = ec;
