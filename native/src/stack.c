@@ -217,10 +217,26 @@ void pn_stack_destroy(pn_stack *s)
 {
     if (s == NULL)
         return;
-    for (uint32_t i = 0; i < s->listen_n; i++) {
-        pn_flow f = {s->cfg.local_ip, 0, s->listen[i], 0};
-        if (s->link->ops->flow_del)
+    /* give back every flow the link steers to us (listeners, active opens, TIME_WAIT) */
+    if (s->link->ops->flow_del) {
+        for (uint32_t i = 0; i < s->listen_n; i++) {
+            pn_flow f = {s->cfg.local_ip, 0, s->listen[i], 0};
             s->link->ops->flow_del(s->link, &f);
+        }
+        for (uint32_t i = 0; i < s->cfg.max_conn_cnt; i++) {
+            const pn_conn *c = &s->conns[i];
+            if (c->in_use == 1 && c->active && c->in_ht) {
+                pn_flow f = {s->cfg.local_ip, c->remote_ip, c->local_port, c->remote_port};
+                s->link->ops->flow_del(s->link, &f);
+            }
+        }
+        for (uint32_t i = 0; i < s->cfg.max_time_wait_conn_cnt; i++) {
+            const pn_tw *t = &s->tw[i];
+            if (t->in_use && t->active) {
+                pn_flow f = {s->cfg.local_ip, t->remote_ip, t->local_port, t->remote_port};
+                s->link->ops->flow_del(s->link, &f);
+            }
+        }
     }
     munmap(s->arena, s->arena_size);
 }
