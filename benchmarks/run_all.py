@@ -27,13 +27,18 @@ RAW = HERE / "results"
 README = ROOT / "README.md"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
-LATENCY_ROWS = ("socket,efvi:af_xdp,efvi:af_packet,efvi:sim,native:af_xdp,native:af_packet,"
-                "native:sim,sockperf,tcpdirect,efvi:efvi")
+LATENCY_ROWS = ("socket,efvi-pollnet:af_xdp,efvi:af_xdp,efvi:af_packet,efvi:sim,native:af_xdp,"
+                "native:af_packet,native:sim,sockperf,tcpdirect,efvi:efvi")
 THROUGHPUT_ROWS = "socket,efvi:af_xdp,efvi:af_packet,efvi:sim,iperf3"
 MODE_ROWS = "socket,efvi:af_xdp,efvi:af_packet,efvi:sim"
 
 
+REUSE = False  # --from-json: rebuild the tables from benchmarks/results/ without running
+
+
 def bench(name: str, *args: str) -> dict[str, Any]:
+    if REUSE:
+        return json.loads((RAW / f"{name}.json").read_text())  # type: ignore[no-any-return]
     cmd = [sys.executable, "-m", "pollnet", "bench", "--json", "--no-progress", *args]
     print("+", " ".join(cmd), file=sys.stderr)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -66,23 +71,26 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 
 def latency_table(data: dict[str, Any]) -> str:
-    head = ("| row | samples | mean | MAX | 99.99 | 99.9 | 99 | 90 | 50 | MIN | cold | "
-            "xsocket p50 | xsocket p99 |\n|---|" + "---:|" * 12)
+    head = ("| row | samples | mean | stddev | MAX | 99.999 | 99.99 | 99.9 | 99 | 90 | 75 | 50 "
+            "| 25 | MIN | cold | xsocket p50 | xsocket p99 |\n|---|" + "---:|" * 16)
     lines = [head]
     notes = []
     for r in data["rows"]:
         if r["status"] != "ok":
             notes.append(f"{r['label']}: {r.get('reason', '')}")
-            lines.append(f"| {r['label']} | n/a ({len(notes)}) |" + " |" * 11)
+            lines.append(f"| {r['label']} | n/a ({len(notes)}) |" + " |" * 15)
             continue
         s = r["latency"]
         lad = s["ladder"]
         ratio = r.get("ratio_to_socket", {})
+        ladder = " | ".join(f"**{fmt(lad[k])}**" if k == "50" else fmt(lad[k], 1 if k == "max"
+                                                                      else 2)
+                           for k in ("max", "99.999", "99.99", "99.9", "99", "90", "75", "50",
+                                     "25", "min"))
         lines.append(
-            f"| {r['label']} | {s['count']:,} | {fmt(s['mean'])} | {fmt(lad['max'], 1)} | "
-            f"{fmt(lad['99.99'])} | {fmt(lad['99.9'])} | {fmt(lad['99'])} | {fmt(lad['90'])} | "
-            f"**{fmt(lad['50'])}** | {fmt(lad['min'])} | {fmt(s['cold'])} | "
-            f"{fmt(ratio.get('p50'))} | {fmt(ratio.get('p99'))} |")
+            f"| {r['label']} | {s['count']:,} | {fmt(s['mean'])} | {fmt(s['stddev'])} | "
+            f"{ladder} | {fmt(s['cold'])} | {fmt(ratio.get('p50'))} | "
+            f"{fmt(ratio.get('p99'))} |")
     lines += [""] + [f"({i}) {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(lines)
 
@@ -113,7 +121,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--from-json", action="store_true",
+                    help="rebuild RESULTS.md and the README table from benchmarks/results/")
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.from_json
     n = "20000" if args.quick else "200000"
     t = "1" if args.quick else "3"
     lat = bench("latency", "--backends", LATENCY_ROWS, "-n", n)
@@ -125,7 +137,9 @@ def main() -> None:
     over = bench("overhead", "--mode", "overhead", "--backends", MODE_ROWS, "-n", n)
     conn = bench("connect", "--mode", "connect", "--backends", MODE_ROWS, "-t", "1")
     mem = bench("memory", "--mode", "memory", "--backends", MODE_ROWS)
-    native = native_check()
+    native = (RAW / "alloc_check.txt").read_text() if REUSE else native_check()
+    RAW.mkdir(exist_ok=True)
+    (RAW / "alloc_check.txt").write_text(native)
 
     main_table = latency_table(lat)
     doc = f"""# pollnet performance
@@ -189,6 +203,11 @@ server --tcp --nonblocked`, kernel to kernel.
 {native}
 ```
 """
+    targets = RAW / "targets.md"
+    if targets.exists():
+        doc += ("\n## Issue 6's targets (`python benchmarks/targets.py -r 3 --markdown`)\n\n"
+                "Each ratio measured within one invocation, three invocations; the median "
+                "decides.\n\n" + targets.read_text())
     RESULTS.write_text(doc)
     print(f"wrote {RESULTS}", file=sys.stderr)
     if not args.no_readme and README.exists():
