@@ -11,6 +11,7 @@ line `RESULT {...}`; progress goes to stderr as `PROGRESS <done> <total>`. Error
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -377,6 +378,13 @@ def throughput(spec: Spec) -> dict[str, Any]:
                     "retrans_segs": st.get("TcpRetransSegs", 0),
                     "rto_timeouts": st.get("TcpExtTCPTimeouts", 0),
                     "fast_retrans": st.get("TcpExtTCPFastRetrans", 0)})
+        link_stats = getattr(side.clients[0], "link_stats", None)
+        if link_stats is not None and spec.get("link") != "sim":
+            with contextlib.suppress(Exception):  # an older core: no link counters
+                ls = link_stats()
+                out.update({f"link_{k}": v for k, v in ls.items()
+                            if k in ("tx_frames", "rx_frames", "tx_ring_full",
+                                     "tx_kick_retries", "rx_kernel_drops")})
         try:
             info = side.conns[0].info()
             out.update({"mss": info.mss, "snd_wnd": info.snd_wnd, "cwnd": info.cwnd,
