@@ -50,6 +50,16 @@ def bench(name: str, *args: str) -> dict[str, Any]:
     return data
 
 
+def shim_library() -> str:
+    """The TCPDirect look-alike (native/tcpdirect_shim), built into benchmarks/native/build."""
+    out = HERE / "native" / "build"
+    if REUSE:
+        return str(out / "libzf_shim.so")
+    r = subprocess.run(["sh", str(ROOT / "native" / "tcpdirect_shim" / "build.sh"), str(out)],
+                       capture_output=True, text=True)
+    return r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
+
+
 def native_check() -> str:
     make = subprocess.run(["make", "-s", "-C", str(HERE / "native")], capture_output=True,
                           text=True)
@@ -137,11 +147,22 @@ def main() -> None:
     over = bench("overhead", "--mode", "overhead", "--backends", MODE_ROWS, "-n", n)
     conn = bench("connect", "--mode", "connect", "--backends", MODE_ROWS, "-t", "1")
     mem = bench("memory", "--mode", "memory", "--backends", MODE_ROWS)
+    shim = shim_library()
+    td = (bench("latency_tcpdirect_lookalike", "--backends", "socket,tcpdirect",
+                "--tcpdirect-library", shim, "-n", n) if shim else None)
     native = (RAW / "alloc_check.txt").read_text() if REUSE else native_check()
     RAW.mkdir(exist_ok=True)
     (RAW / "alloc_check.txt").write_text(native)
 
     main_table = latency_table(lat)
+    td_section = ""
+    if td is not None:
+        td_section = (
+            "### tcpdirect through the look-alike library\n\n"
+            "No TCPDirect here: `native/tcpdirect_shim`'s `libzf_shim.so` implements the "
+            "TCPDirect API over kernel sockets, so this row shows the tcpdirect backend's "
+            "Python/cffi cost on top of the kernel, not TCPDirect's speed.\n\n"
+            f"{latency_table(td)}\n\n")
     doc = f"""# pollnet performance
 
 Regenerate with `python benchmarks/run_all.py` (raw JSON in `benchmarks/results/`).
@@ -168,7 +189,7 @@ server --tcp --nonblocked`, kernel to kernel.
 
 {latency_table(lat_full)}
 
-## Throughput: one stream, 16 KiB writes, one direction (MB/s)
+{td_section}## Throughput: one stream, 16 KiB writes, one direction (MB/s)
 
 `pollnet bench --mode throughput --backends {THROUGHPUT_ROWS} -s 16384 -t {t}`
 
