@@ -353,7 +353,9 @@ class Bench:
                 err = child.proc.stderr.read() if child.proc.stderr else ""
                 raise BenchError(f"sockperf server did not start: {err.strip()[-300:]}")
             return ip, port
-        spec = {**base, "role": "server", "cpu": self.server_cpu}
+        # Throughput's server discards (one direction, as iperf3); the others echo.
+        spec = {**base, "role": "server", "cpu": self.server_cpu,
+                "sink": self.p.mode == "throughput"}
         child = Child(self._cmd("b", worker_cmd(spec)), f"{row.name} echo server")
         self.children.append(child)
         for tag, line in child.lines(timeout=30):

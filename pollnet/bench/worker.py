@@ -55,6 +55,8 @@ def efvi_options(spec: Spec, side: str, max_conns: int = 64) -> Any:
         kw["interface"] = spec["ifname"]
         kw["local_ip"] = spec[f"{side}_ip"]
     kw.update(spec.get("efvi", {}))
+    if kw.get("pcap"):  # one capture per side: FILE -> FILE.client.pcap / FILE.server.pcap
+        kw["pcap"] = f"{kw['pcap'].removesuffix('.pcap')}.{side}.pcap"
     return EfviOptions(**kw)
 
 
