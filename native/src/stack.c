@@ -138,7 +138,9 @@ int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link, char *e
         return r;
     layout L;
     compute_layout(cfg, &L);
-    /* One anonymous mapping: zero-filled, and pages of idle buffers cost nothing. */
+    /* One anonymous mapping, zero-filled. The tables and queues (everything before the
+     * data buffers) are populated now; the buffers fault in on first use, as efvitcp's
+     * object does, so a 100 MB server does not pay 40 ms at create. */
     void *a = mmap(NULL, L.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (a == MAP_FAILED) {
         if (err && errlen)
@@ -146,6 +148,9 @@ int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link, char *e
         return PN_ENOMEM;
     }
     uint8_t *base = a;
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(a, L.rbuf, MADV_POPULATE_WRITE);   /* best effort (Linux >= 5.14) */
+#endif
     pn_stack *s = (pn_stack *)base;
     s->cfg = *cfg;
     s->link = link;
