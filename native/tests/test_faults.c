@@ -215,6 +215,58 @@ static void test_bandwidth_cap(void)
     }
 }
 
+
+/* Ping-pong of 64-byte messages: the CPU cost of one round trip (two stacks, the sim wire
+ * and the test loop together). Printed, not asserted. */
+static uint32_t pp_left;
+static void pp_echo(node *n, pn_event *e)
+{
+    if (e->type != PN_EV_DATA || e->len < 64)
+        return;
+    node_stream(n, e->conn_id)->keep_all = 0;
+    if (n->ip == SIP) {
+        pn_send(n->s, e->conn_id, e->data, 64, 0);
+    } else if (pp_left) {
+        pp_left--;
+        pn_send(n->s, e->conn_id, e->data, 64, 0);
+    }
+    e->remaining = e->len - 64;
+}
+
+static void test_pingpong_cost(void)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    p.delay_ns = 1000;
+    world w;
+    world_init(&w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    c.delayed_ack_ms = 0;
+    node *cl = world_add(&w, &c, CIP, 1);
+    cl->hook = pp_echo;
+    cfg_for(&c, SIP);
+    c.delayed_ack_ms = 0;
+    node *sv = world_add(&w, &c, SIP, 2);
+    sv->hook = pp_echo;
+    pn_listen(sv->s, 80);
+    uint32_t id;
+    pn_connect(cl->s, SIP, 80, 0, &id);
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 1000000000ull, NULL, NULL);
+    uint8_t msg[64] = {1};
+    pp_left = 100000;
+    double c0 = cpu_s();
+    uint64_t v0 = w.now;
+    pn_send(cl->s, id, msg, 64, 0);
+    world_run(&w, 60000000000ull, NULL, NULL);
+    double dc = cpu_s() - c0;
+    CHECK_EQ(pp_left, 0);
+    printf("  ping-pong 64 B: %.0f ns CPU per round trip (2 stacks + sim), %.1f us virtual RTT\n",
+           dc * 1e9 / 100000, (double)(w.now - v0) / 1e3 / 100000);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -238,6 +290,7 @@ int main(void)
         }
         HARNESS_DONE();
     }
+    RUN(test_pingpong_cost);
     RUN(test_50mb_clean);
     RUN(test_50mb_faults);
     RUN(test_cc_clean);
