@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,11 @@ def in_netns(netns: str) -> Iterator[None]:
         os.close(home)
 
 
+def _close_in_netns(ep: Endpoint, netns: str) -> None:
+    with in_netns(netns):
+        ep.close()
+
+
 def _gettid() -> int:
     return int(ctypes.CDLL(None).syscall(186))  # SYS_gettid on x86_64
 
@@ -107,8 +113,12 @@ class Base(Owner):
         self._lib: Any = _core.lib
         self._pump_events: Any = None
 
-    def _start(self, ep: Endpoint) -> None:
+    def _start(self, ep: Endpoint, netns: str = "") -> None:
         self.ep = ep
+        if netns:
+            # A link is destroyed where it was made: detaching an XDP program from the
+            # host namespace would miss the interface and leave the program attached.
+            weakref.finalize(self, _close_in_netns, ep, netns)
         self._stack_ptr: Any = ep._stack
         self._pump_events = ep._events
 
@@ -143,10 +153,6 @@ class Base(Owner):
         if rc < 0:
             raise _core.core_error(rc, "poll", ep._link.last_error())
 
-    def finish_writes(self) -> None:
-        """Writes from callbacks that did not fit: finish them now (outside dispatch)."""
-        flush = self.flush
-        while flush:
-            pc = flush.pop(0)
-            if pc._connected:
-                pc.finish_queued()
+    def send_queued(self) -> None:
+        """Writes that did not fit: send what the buffers take now, keep the rest."""
+        self.flush = [pc for pc in self.flush if not pc.send_queued()]

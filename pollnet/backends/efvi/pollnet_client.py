@@ -52,7 +52,7 @@ class EfviTcpClient(Base):
             with in_netns(netns):
                 client = TcpClient(options, max_conns=CLIENT_SLOTS)
         self.client = client
-        self._start(client)
+        self._start(client, "" if net is not None else netns)
         self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
         self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
         self._handlers = HandlerCache()
@@ -83,7 +83,7 @@ class EfviTcpClient(Base):
         finally:
             self.dispatching = False
         if self.flush:
-            self.finish_writes()
+            self.send_queued()
         if self._conn is None:
             if self._connecting is not None:
                 if self._connect_timeout_ns and now >= self._connect_deadline_ns:

@@ -49,7 +49,7 @@ class Owner:
     """What a connection needs from its client or server: the send/recv timer plans,
     whether a dispatch is running (then the stack must not be polled), the pump that
     polls the stack without taking events, and the list of connections whose writes
-    finish after the dispatch."""
+    are sent by later polls."""
 
     dispatching: bool
     send_ms: int
@@ -102,7 +102,7 @@ class EfviPollConnection(ConnectionBase):
         self._fin_pending = False  # the peer finished while we were in the backlog
         self._fin_seen = False  # the peer's FIN arrived (it takes one sequence number)
         self._held: RecvBuffer | None = None  # bytes held in Python (backlog only)
-        self._outq: bytearray | None = None  # a write's tail, finished after dispatch
+        self._outq: bytearray | None = None  # a write's tail, sent by later polls
         self._kept = 0  # bytes the handler left unconsumed last time
         self._rx_total = 0  # bytes ever presented (for the FIN-or-RST choice)
         self._base = 0  # rcv_nxt when established
@@ -260,6 +260,9 @@ class EfviPollConnection(ConnectionBase):
             self._set_timer(SEND_TIMER, owner.send_ms)
 
     def _send_error(self, exc: EfviError) -> None:
+        # The exception's traceback holds the core's `from_buffer` of the caller's data:
+        # drop it now, or the caller's memoryview stays exported until a GC run.
+        exc.__traceback__ = None
         self._core_dead = True
         self._shutdown(f"send error: {exc}")
 
@@ -289,9 +292,11 @@ class EfviPollConnection(ConnectionBase):
         return False
 
     def write(self, data: BytesLike, more: bool = False) -> bool:
-        """All of `data`, in order. The stack is polled (events stay queued for the next
-        poll()) until it took everything; inside a callback it cannot be polled, so the
-        rest is finished when that poll()'s events have been dispatched."""
+        """All of `data`, in order, never blocking: what the send buffers cannot take now
+        is copied to this connection's queue and sent by the following polls as
+        acknowledgements free the buffers (the stack only progresses when polled, and a
+        peer polled by the same thread could never drain a busy-wait). Until the queue
+        is empty `write_some` takes nothing and `write_nonblock` fails."""
         if not self._connected:
             return False
         if self._outq is not None:
@@ -307,40 +312,28 @@ class EfviPollConnection(ConnectionBase):
             self._sent_some()
         if n == size:
             return True
-        view = memoryview(data)[n:]
-        owner = self._owner
-        if owner.dispatching:
-            self._outq = bytearray(view)
-            owner.flush.append(self)
-            return True
-        return self._finish(view, more)
-
-    def _finish(self, view: memoryview, more: bool = False) -> bool:
-        owner = self._owner
-        send = self._send
-        while view.nbytes:
-            owner.pump()
-            if not self._connected:
-                return False
-            try:
-                n = send(view, more)
-            except EfviError as exc:
-                self._send_error(exc)
-                return False
-            if n:
-                self._sent_some()
-                view = view[n:]
+        self._outq = bytearray(memoryview(data)[n:])
+        self._owner.flush.append(self)
         return True
 
-    def finish_queued(self) -> None:
-        """After a dispatch: send the tail writes left (polling the stack)."""
+    def send_queued(self) -> bool:
+        """Send what the buffers take of the queue; True when it is empty (or dead)."""
         q = self._outq
-        if q is None:
-            return
-        ok = self._finish(memoryview(q))
-        self._outq = None
-        if not ok and self._connected:
-            self._shutdown("send error")
+        if q is None or not self._connected:
+            self._outq = None
+            return True
+        try:
+            n = self._send(q, False)
+        except EfviError as exc:
+            self._send_error(exc)
+            return True
+        if n:
+            self._sent_some()
+            if n == len(q):
+                self._outq = None
+                return True
+            del q[:n]
+        return False
 
     # ---------------------------------------------------------------- close
 
@@ -358,6 +351,6 @@ class EfviPollConnection(ConnectionBase):
                 if unread == 0:
                     core.send_fin()
                     return
-        except EfviError:
-            pass
+        except EfviError as exc:
+            exc.__traceback__ = None
         core.close()  # RST

@@ -59,7 +59,7 @@ class EfviTcpServer(Base):
         except EfviError as exc:
             raise TransportError(f"cannot create the efvi server stack: {exc}") from None
         self.server = server
-        self._start(server)
+        self._start(server, "" if net is not None else netns)
         port = cfg.port
         if net is not None:
             try:
@@ -111,7 +111,7 @@ class EfviTcpServer(Base):
         finally:
             self.dispatching = False
         if self.flush:
-            self.finish_writes()
+            self.send_queued()
         if self._closed:
             self._drain(methods)
         if self._backlog and not self._is_closed:
