@@ -90,6 +90,9 @@ def in_netns(netns: str) -> Iterator[None]:
 
 
 def _close_in_netns(ep: Endpoint, netns: str) -> None:
+    if not os.path.exists(netns if netns.startswith("/") else f"/run/netns/{netns}"):
+        ep.close()  # the namespace (and its interfaces) went first
+        return
     with in_netns(netns):
         ep.close()
 
