@@ -4,21 +4,12 @@
 #                lint, types, pytest)
 PY ?= python3
 
-.PHONY: install bench test lint native-test pytest
+.PHONY: install bench test
 install:
 	./scripts/install.sh
 
 bench: install
 	pollnet bench
 
-lint:
-	$(PY) -m ruff check pollnet cli tests
-	$(PY) -m mypy pollnet cli
-
-native-test:
-	@if [ -f native/Makefile ]; then $(MAKE) -C native test; fi
-
-pytest:
-	$(PY) -m pytest -q
-
-test: install lint native-test pytest
+test: install
+	./scripts/test.sh
