@@ -299,6 +299,9 @@ class Bench:
                                  self.p.tcpdirect_library)
         if not why and self.p.mode != "latency" and row.kind == "sockperf":
             why = "sockperf rows measure latency only"
+        if not why and self.p.mode != "latency" and row.kind == "native":
+            why = ("the native loop measures latency (ping-pong in C); efvi:<link> rows "
+                   "measure this mode, and their idle figures include pn_poll in C")
         if not why and self.p.mode != "throughput" and row.kind == "iperf3":
             why = "iperf3 rows measure throughput only"
         if not why and self.p.peer == "sockperf" and row.kind not in (
