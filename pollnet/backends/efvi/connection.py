@@ -126,6 +126,10 @@ class Connection:
         else:
             buf = _from_buffer(data)
             rc = self._lib.pn_send(self._stack, self.conn_id, buf, len(buf), more)
+            # Drop the buffer export of `data` before anything can raise: a traceback
+            # holding it, with `data` a memoryview in a reference cycle, crashes the GC of
+            # CPython 3.11 (memoryview tp_clear with exports).
+            del buf
         if rc < 0:
             self._check(rc, "send")
         return rc

@@ -115,11 +115,17 @@ class Endpoint:
         self._conns: list[Connection] = [Connection(self._h, i) for i in range(max_conn_cnt)]
         self._stats = ffi.new("pn_stats *")
 
-        # The event batch, and a uint32 view of it for the hot fields (no cdata per read).
-        self._events = ffi.new("pn_event[]", EVENT_BATCH)
+        # The event batch lives in a bytearray that C fills through ffi.from_buffer, read
+        # through uint32/uint16 memoryviews of that bytearray: `words[k]` makes an int where
+        # `events[i].type` would make a struct cdata first. (Views of the bytearray, not of
+        # an ffi.buffer: long-lived memoryviews over a cffi buffer caught in a reference
+        # cycle have crashed CPython 3.11's GC.)
         size = ffi.sizeof("pn_event")
-        assert size % 4 == 0
-        self._ev_words = memoryview(ffi.buffer(self._events)).cast("I")
+        assert size % 8 == 0
+        self._ev_bytes = bytearray(size * EVENT_BATCH)
+        self._events = ffi.from_buffer("pn_event[]", self._ev_bytes, require_writable=True)
+        assert int(ffi.cast("uintptr_t", self._events)) % ffi.alignof("pn_event") == 0
+        self._ev_words = memoryview(self._ev_bytes).cast("I")
         self._ev_stride = size // 4
         for field in ("type", "conn_id", "len", "remaining", "timer_id", "remote_ip"):
             assert ffi.offsetof("pn_event", field) % 4 == 0
@@ -127,7 +133,7 @@ class Endpoint:
                              for f in ("conn_id", "len", "remaining", "timer_id", "remote_ip"))
         self._port_off = (ffi.offsetof("pn_event", "remote_port") // 2,
                           ffi.offsetof("pn_event", "local_port") // 2)
-        self._ev_halves = memoryview(ffi.buffer(self._events)).cast("H")
+        self._ev_halves = memoryview(self._ev_bytes).cast("H")
         # The data pointers, read as `const uint8_t *` straight from the array.
         off = ffi.offsetof("pn_event", "data")
         psize = ffi.sizeof("void *")
@@ -320,6 +326,7 @@ class Endpoint:
                         rem = on_data(conn, view)
                     except BaseException:
                         _discard(view)
+                        del view  # keep it out of the traceback (see _discard)
                         raise
                     try:
                         view.release()
@@ -396,6 +403,7 @@ def _fin(conn: Connection, data: Any, size: int, on_data: Method, on_fin: Method
             rem = 0
     except BaseException:
         _discard(view)
+        del view
         raise
     try:
         view.release()
@@ -405,7 +413,12 @@ def _fin(conn: Connection, data: Any, size: int, on_data: Method, on_fin: Method
 
 
 def _discard(view: memoryview) -> None:
-    """Release a data view on the way out of a handler that raised (if it can be)."""
+    """Release a data view on the way out of a handler that raised (if it can be).
+
+    A view still exported (the handler's frame, kept by the traceback, holds e.g. an
+    ffi.from_buffer of it) cannot be released; if it then ends up in a reference cycle,
+    CPython 3.11's GC clears it while exported and crashes. Releasing it here, and not
+    keeping it in our own frames, makes that window as small as Python allows."""
     with contextlib.suppress(BufferError):
         view.release()
 
