@@ -244,6 +244,7 @@ int pn_tcp_send_syn(pn_stack *s, pn_conn *c);
 void pn_tcp_output(pn_stack *s, pn_conn *c);
 void pn_tcp_output_force(pn_stack *s, pn_conn *c);
 int pn_tcp_send_probe(pn_stack *s, pn_conn *c);
+uint32_t pn_tcp_ack_seq(const pn_conn *c);
 int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags);
 void pn_tcp_send_ack(pn_stack *s, pn_conn *c);
 int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance);

@@ -460,6 +460,7 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         c->ts_recent = t->tsval;
         c->ts_recent_ns = s->now;
     }
+    bool advanced = false;
     if (c->state == PN_TCP_SYN_RECEIVED) {
         if (seq_gt(t->ack, c->snd_una) && seq_le(t->ack, c->snd_max)) {
             became_established(s, c, t);
@@ -483,15 +484,24 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             challenge_ack(s, c);
             return;
         }
-        if (seq_gt(t->ack, c->snd_una))
+        if (seq_gt(t->ack, c->snd_una)) {
+            advanced = true;
             new_ack(s, c, t);
-        else if (t->ack == c->snd_una)
+        } else if (t->ack == c->snd_una) {
             dup_ack(s, c, t);
+        }
         if (c->in_use != 1)
             return;
     }
-    /* RFC 9293 3.10.7.4: window update from the newest segment only */
-    if (seq_lt(c->snd_wl1, t->seq) || (c->snd_wl1 == t->seq && seq_le(c->snd_wl2, t->ack))) {
+    /* RFC 9293 3.10.7.4 takes the window only from a segment newer than the last one that
+     * set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK. We also take
+     * it from any segment whose ACK advanced SND.UNA, whatever its sequence number (as
+     * Linux's tcp_may_update_window): a peer retransmitting old data after a loss puts its
+     * current ACK and window on it, and the ACK proves the window is at least that recent.
+     * Without this, an old segment that acknowledges new data with a zero window moves
+     * SND.UNA but keeps the old window, and we send past the peer's right edge. */
+    if (advanced || seq_lt(c->snd_wl1, t->seq) ||
+        (c->snd_wl1 == t->seq && seq_le(c->snd_wl2, t->ack))) {
         c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
         c->snd_wl1 = t->seq;
         c->snd_wl2 = t->ack;

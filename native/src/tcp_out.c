@@ -119,18 +119,33 @@ int pn_tcp_send_syn(pn_stack *s, pn_conn *c)
     return r;
 }
 
-/* Control segments carry the highest sequence sent (RFC 9293's SND.NXT): our snd_nxt
- * is only the transmit pointer and goes back after a timeout, and an ACK with an old
- * sequence number would be unacceptable to the peer. */
+/* The sequence number of a segment without data (as Linux's tcp_acceptable_seq). Control
+ * segments carry the highest sequence sent (RFC 9293's SND.NXT): our snd_nxt is only the
+ * transmit pointer and goes back after a timeout, and an ACK with an old sequence number
+ * would be unacceptable to the peer. But never beyond the window the peer offers,
+ * SND.UNA + SND.WND, when it shrank below what we sent: a receiver checks SEG.SEQ against
+ * its window (RFC 9293 3.10.7.4), and Linux at a zero window drops such an ACK without
+ * reading its ACK field -- both sides would retransmit until one times out. A right edge
+ * short of snd_max by less than one unit of the peer's window scale is rounding. */
+uint32_t pn_tcp_ack_seq(const pn_conn *c)
+{
+    if (c->state == PN_TCP_SYN_SENT || c->state == PN_TCP_SYN_RECEIVED)
+        return c->snd_max;   /* our SYN is not acknowledged: no window applies to it yet */
+    uint32_t edge = c->snd_una + c->snd_wnd;
+    if (seq_ge(edge, c->snd_max) || c->snd_max - edge < (1u << c->snd_wscale))
+        return c->snd_max;
+    return seq_lt(edge, c->snd_una) ? c->snd_una : edge;
+}
+
 int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags)
 {
-    tx_args a = {c->snd_max, flags, NULL, 0};
+    tx_args a = {pn_tcp_ack_seq(c), flags, NULL, 0};
     return emit(s, c, &a);
 }
 
 void pn_tcp_send_ack(pn_stack *s, pn_conn *c)
 {
-    tx_args a = {c->snd_max, PN_TH_ACK, NULL, 0};
+    tx_args a = {pn_tcp_ack_seq(c), PN_TH_ACK, NULL, 0};
     emit(s, c, &a);
 }
 
