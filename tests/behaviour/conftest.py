@@ -1,7 +1,8 @@
 """Behaviour tests of the pollnet interface, written once and run on every backend.
 
-`backend_config` yields one loopback config per backend available here; today that is
-only `socket` (issue 5 adds efvi and tcpdirect params). Tests build their server and
+`backend_config` yields one config per backend: `socket`, `tcpdirect` (our look-alike
+library), `efvi:sim`, and as root `efvi:af_packet` / `efvi:af_xdp` (tests/behaviour/
+efvi_params.py; docs/backends.md lists the explained skips). Tests build their server and
 client from it through the public factory, never through a backend's classes.
 """
 
@@ -14,11 +15,15 @@ from typing import Any
 
 import pytest
 
+# The module as tests/netns imports it (tests/ is on sys.path, not a package): one
+# copy, so its namespace-name counter is shared and names never collide.
+from netns.netns import Pair as NetnsPair
+from netns.netns import available as netns_available
+from netns.netns import sweep_stale as netns_sweep_stale
+
 from pollnet.config import AnyConfig
 from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
 from tests.behaviour.efvi_params import efvi_config
-from tests.netns.netns import Pair as NetnsPair
-from tests.netns.netns import available as netns_available
 from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
 
 BACKENDS = ["socket", "tcpdirect", "efvi:sim", "efvi:af_packet", "efvi:af_xdp"]
@@ -37,6 +42,7 @@ def efvi_netns() -> Iterator[NetnsPair]:
     ok, why = netns_available()
     if not ok:
         pytest.skip(f"efvi on a real link: {why}")
+    netns_sweep_stale()  # namespaces a killed test process left (a pid may come again)
     with NetnsPair(offload=False) as topo:
         yield topo
 
