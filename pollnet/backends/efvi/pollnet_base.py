@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.efvi import _core
-from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, timer_plan
+from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, Plan, timer_plan
 from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
 from pollnet.config import EfviOptions
 from pollnet.errors import ConfigError, TransportError
@@ -107,6 +107,7 @@ class Base(Owner):
     def __init__(self, efvi: EfviOptions, send_timeout_sec: float, recv_timeout_sec: float,
                  recv_size: int) -> None:
         self.dispatching = False
+        self.plan = Plan(send_timeout_sec, recv_timeout_sec, recv_size)
         self.send_ms, self.send_chunks = timer_plan(send_timeout_sec)
         self.recv_ms, self.recv_chunks = timer_plan(recv_timeout_sec)
         self.recv_size = recv_size

@@ -74,6 +74,7 @@ class EfviTcpClient(Base):
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
         self._methods = methods
+        self._events.m = methods  # read by the event methods without the weak proxy
         now = self.now(now_ns)
         if self._to_closed_host and self.net is not None:
             self.net.pump_closed_host()
@@ -216,11 +217,12 @@ class EfviTcpClient(Base):
 class _ClientEvents:
     """The efvitcp-level handler: events of the client's stack as pollnet callbacks."""
 
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "m")
 
     def __init__(self, client: EfviTcpClient) -> None:
         # A proxy: the stack holds this handler, and must not be part of a reference
         # cycle (its memoryviews over the event array cannot be cleared by the GC).
+        self.m: HandlerMethods | None = None
         self._c = weakref.proxy(client)
 
     def on_connection_established(self, core: Connection) -> None:
@@ -250,7 +252,7 @@ class _ClientEvents:
 
     def on_data(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
-        methods = self._c._methods
+        methods = self.m
         if conn is None or methods is None:
             return 0
         if not conn._connected:
@@ -261,7 +263,7 @@ class _ClientEvents:
 
     def on_fin(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
-        methods = self._c._methods
+        methods = self.m
         if conn is None or methods is None or not conn._connected:
             return 0
         conn._fin_seen = True
@@ -273,7 +275,7 @@ class _ClientEvents:
 
     def on_user_timeout(self, core: Connection, timer_id: int) -> None:
         conn = core.user_data
-        methods = self._c._methods
+        methods = self.m
         if conn is not None and methods is not None and conn._connected:
             conn.timer_fired(timer_id, methods.on_send_timeout, methods.on_recv_timeout)
 

@@ -45,6 +45,19 @@ def buffer_full_reason(size: int) -> str:
     )
 
 
+class Plan:
+    """An owner's timer plans and receive limit, shared by its connections (read on the
+    data path without going through the owner's weak proxy)."""
+
+    __slots__ = ("recv_chunks", "recv_ms", "recv_size", "send_chunks", "send_ms")
+
+    def __init__(self, send_timeout_sec: float, recv_timeout_sec: float, recv_size: int
+                 ) -> None:
+        self.send_ms, self.send_chunks = timer_plan(send_timeout_sec)
+        self.recv_ms, self.recv_chunks = timer_plan(recv_timeout_sec)
+        self.recv_size = recv_size
+
+
 class Owner:
     """What a connection needs from its client or server: the send/recv timer plans,
     whether a dispatch is running (then the stack must not be polled), the pump that
@@ -52,6 +65,7 @@ class Owner:
     are sent by later polls."""
 
     dispatching: bool
+    plan: Plan
     send_ms: int
     send_chunks: int
     recv_ms: int
@@ -75,6 +89,7 @@ class EfviPollConnection(ConnectionBase):
         "_kept",
         "_outq",
         "_owner",
+        "_plan",
         "_recv_left",
         "_rx_total",
         "_send",
@@ -95,6 +110,7 @@ class EfviPollConnection(ConnectionBase):
         # A proxy: the connection is the stack's slot's user_data, so a strong reference
         # to the owner (which holds the stack) would make a cycle the GC must break.
         self._owner: Owner = cast(Owner, weakref.proxy(owner))
+        self._plan = owner.plan
         self._send = core.send  # bound once: the data path is one call into the core
         self._set_timer = core.set_user_timer
         self._core_dead = False  # the core freed the slot (reset/closed/timeout)
@@ -116,7 +132,7 @@ class EfviPollConnection(ConnectionBase):
     # ---------------------------------------------------------------- timers
 
     def arm_timers(self) -> None:
-        owner = self._owner
+        owner = self._plan
         if owner.send_ms:
             self._set_timer(SEND_TIMER, owner.send_ms)
         if owner.recv_ms:
@@ -124,7 +140,7 @@ class EfviPollConnection(ConnectionBase):
 
     def timer_fired(self, timer_id: int, on_send: Callable[[Any], object],
                     on_recv: Callable[[Any], object]) -> None:
-        owner = self._owner
+        owner = self._plan
         if timer_id == SEND_TIMER and owner.send_ms:
             self._send_left -= 1
             if self._send_left <= 0:
@@ -147,7 +163,7 @@ class EfviPollConnection(ConnectionBase):
         return what the core must keep."""
         size = len(data)
         self._rx_total += size - self._kept
-        owner = self._owner
+        owner = self._plan
         if owner.recv_ms:
             self._recv_left = owner.recv_chunks
             self._set_timer(RECV_TIMER, owner.recv_ms)
@@ -176,7 +192,7 @@ class EfviPollConnection(ConnectionBase):
         """The core's buffer is larger than the pollnet receive buffer (the core's minimum
         is 512 bytes): present at most `recv_size` bytes a call, each time the kept bytes
         first, as the socket backend does."""
-        limit = self._owner.recv_size
+        limit = self._plan.recv_size
         size = len(data)
         off = 0
         while True:
@@ -201,7 +217,7 @@ class EfviPollConnection(ConnectionBase):
         window closes like a kernel socket's receive buffer)."""
         buf = self._held
         if buf is None:
-            buf = self._held = RecvBuffer(self._owner.recv_size)
+            buf = self._held = RecvBuffer(self._plan.recv_size)
         size = len(data)
         k = min(buf.size - buf.tail, size)
         buf.view[buf.tail:buf.tail + k] = data[:k]
@@ -254,7 +270,7 @@ class EfviPollConnection(ConnectionBase):
     # ---------------------------------------------------------------- send
 
     def _sent_some(self) -> None:
-        owner = self._owner
+        owner = self._plan
         if owner.send_ms:
             self._send_left = owner.send_chunks
             self._set_timer(SEND_TIMER, owner.send_ms)

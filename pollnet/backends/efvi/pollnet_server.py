@@ -104,6 +104,7 @@ class EfviTcpServer(Base):
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
         self._methods = methods
+        self._events.m = methods  # read by the event methods without the weak proxy
         now = self.now(now_ns)
         self.dispatching = True
         try:
@@ -216,9 +217,10 @@ class EfviTcpServer(Base):
 class _ServerEvents:
     """The efvitcp-level handler: events of the server's stack as pollnet callbacks."""
 
-    __slots__ = ("_s",)
+    __slots__ = ("_s", "m")
 
     def __init__(self, server: EfviTcpServer) -> None:
+        self.m: HandlerMethods | None = None
         self._s = weakref.proxy(server)  # no cycle through the stack (see the client's)
 
     def on_connection_established(self, core: Connection) -> None:
@@ -235,7 +237,7 @@ class _ServerEvents:
 
     def on_data(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
-        methods = self._s._methods
+        methods = self.m
         if conn is None or methods is None:
             return 0
         if not conn._connected:
@@ -249,7 +251,7 @@ class _ServerEvents:
 
     def on_fin(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
-        methods = self._s._methods
+        methods = self.m
         if conn is None or methods is None or not conn._connected:
             return 0
         conn._fin_seen = True
@@ -266,6 +268,6 @@ class _ServerEvents:
 
     def on_user_timeout(self, core: Connection, timer_id: int) -> None:
         conn = core.user_data
-        methods = self._s._methods
+        methods = self.m
         if conn is not None and methods is not None and conn._connected and conn._announced:
             conn.timer_fired(timer_id, methods.on_send_timeout, methods.on_recv_timeout)
