@@ -299,7 +299,7 @@ class EfviPollConnection(ConnectionBase):
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
         if not self._connected:
             return False
-        size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+        size = len(data)  # BytesLike has itemsize 1
         n = 0 if self._outq else self.write_some(data, more)
         if n == size:
             return True
@@ -323,13 +323,17 @@ class EfviPollConnection(ConnectionBase):
         except EfviError as exc:
             self._send_error(exc)
             return False
-        size = len(data) if data.__class__ is bytes else memoryview(data).nbytes
+        size = len(data)  # BytesLike has itemsize 1
         if n:
             self._sent_some()
         if n == size:
             return True
         self._outq = bytearray(memoryview(data)[n:])
-        self._owner.flush.append(self)
+        try:
+            self._owner.flush.append(self)
+        except ReferenceError:  # its client/server is gone: nothing will poll the stack
+            self._shutdown("send error: the client or server of this connection is gone")
+            return False
         return True
 
     def send_queued(self) -> bool:
@@ -359,7 +363,11 @@ class EfviPollConnection(ConnectionBase):
         if self._core_dead or core.is_closed:
             return
         try:
-            if not self._owner.dispatching:
+            try:
+                idle = not self._owner.dispatching
+            except ReferenceError:  # the owner is gone: no pump
+                idle = False
+            if idle:
                 self._owner.pump()  # frames already on the link count as received
             if core.is_established and not core.is_closed:
                 fin = 1 if self._fin_seen else 0
