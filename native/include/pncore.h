@@ -73,7 +73,25 @@ typedef struct pn_config {
     uint32_t arp_timeout_ms;         /* 200 per try */
     uint32_t max_events;             /* event queue capacity; 0 = derived from max_conn_cnt */
     uint64_t isn_secret[2];          /* RFC 6528 key; all zero = drawn from getrandom() */
+
+    /* hostile peers (additive; pn_config_default() fills the defaults) */
+    uint32_t max_syn_backlog;        /* half-open (SYN-RECEIVED) connections a stack holds;
+                                        0 = max_conn_cnt / 2 (at least 1). Never more than
+                                        max_conn_cnt: half-opens cannot take the table */
+    uint8_t syn_cookies;             /* PN_SYN_COOKIES_*: 1 (default) when the half-open
+                                        pool or the table is full; 0 never (drop); 2 always */
+    uint32_t max_ooo_segs;           /* out-of-order ranges held per connection; 8, <= 32 */
+    uint32_t max_ooo_bytes;          /* out-of-order bytes held per connection;
+                                        0 = conn_recv_buf_size */
+    uint32_t zero_window_timeout_ms; /* close a connection whose peer keeps a zero window
+                                        (while we have data) this long; 0 = never (efvitcp) */
+    uint32_t max_conns_per_source;   /* per listener and remote address, half-open and
+                                        established; 0 = no limit */
+    uint32_t challenge_ack_limit;    /* RFC 5961 7: challenge ACKs per second per stack,
+                                        randomised in [limit/2, 3*limit/2) as Linux; 1000 */
 } pn_config;
+
+enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
 
 void pn_config_default(pn_config *cfg);
 
@@ -311,7 +329,19 @@ typedef struct pn_event {
     uint32_t remote_ip;  /* ESTABLISHED: the peer */
     uint16_t remote_port;
     uint16_t local_port;
+    uint32_t reason;     /* TIMEOUT/RESET/REFUSED: why the connection ended (PN_REASON_*) */
 } pn_event;
+
+/* Why a connection ended (pn_event.reason; additive). */
+enum {
+    PN_REASON_NONE = 0,
+    PN_REASON_SYN_RETRIES,        /* syn_retries SYNs unanswered */
+    PN_REASON_RETRIES,            /* tcp_retries retransmissions unacknowledged (never ACKs) */
+    PN_REASON_PROBES,             /* tcp_retries zero-window probes unanswered */
+    PN_REASON_ZERO_WINDOW,        /* the peer's window stayed zero zero_window_timeout_ms */
+    PN_REASON_RESET,              /* the peer sent an acceptable RST */
+};
+const char *pn_reason_str(uint32_t reason);
 
 /*
  * Drive everything: apply the `remaining` counts of the previous batch, receive a burst,
@@ -387,7 +417,19 @@ typedef struct pn_stats {
     uint64_t TcpExtTCPChallengeACK, TcpExtTCPFastRetrans, TcpExtTCPTimeouts;
     uint64_t TcpExtTW, TcpExtListenOverflows, TcpExtPAWSEstabRejected;
     uint64_t ArpRequestsOut, ArpRepliesOut, ArpIn, IcmpEchoReplies;
+    /* hostile peers (additive) */
+    uint64_t TcpExtSyncookiesSent, TcpExtSyncookiesRecv, TcpExtSyncookiesFailed;
+    uint64_t TcpExtTCPReqQFullDoCookies, TcpExtTCPReqQFullDrop, TcpExtListenDrops;
+    uint64_t TcpExtTCPACKSkippedChallenge;   /* challenge ACKs the RFC 5961 7 limit held */
+    uint64_t TcpExtTCPOFOQueue, TcpExtTCPOFODrop;
+    uint64_t TcpExtTCPAbortOnTimeout;        /* ended by tcp_retries / zero_window_timeout */
+    uint64_t TcpInRsts;                      /* RSTs received (no kernel counter) */
+    uint64_t PnZeroWindowAborts;             /* ended by zero_window_timeout_ms (ours) */
+    uint64_t PnPerSourceDrops;               /* SYNs over max_conns_per_source (ours) */
+    uint64_t TcpExtTWRecycled;               /* TIME_WAIT reopened by a newer SYN (RFC 6191) */
 } pn_stats;
+/* The pn_stats field names in order, NULL-terminated (for printing, additive). */
+extern const char *const pn_stats_names[];
 void pn_stack_stats(const pn_stack *s, pn_stats *out);
 
 /* ------------------------------------------------------------------ bench

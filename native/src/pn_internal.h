@@ -10,13 +10,14 @@
 #include "pncore.h"
 
 #define PN_MAX_LISTEN 32
-#define PN_MAX_OOO 8          /* out-of-order ranges held per connection */
+#define PN_MAX_OOO 32         /* out-of-order ranges a connection can hold (max_ooo_segs <= this) */
 #define PN_RX_BURST 64
 #define PN_NEIGH_CNT 64
 #define PN_MSL_NS (30ull * 1000000000ull)   /* RFC 9293 3.4.2: MSL (Linux uses 60 s for 2*MSL) */
 #define PN_TW_NS (2 * PN_MSL_NS)
 #define PN_INIT_RTO_US 1000000u             /* RFC 6298 2.1: initial RTO 1 s */
 #define PN_CHALLENGE_ACK_LIMIT 1000u        /* RFC 5961 7: per second, as Linux */
+#define PN_COOKIE_VALID_NS (128ull * 1000000000ull)   /* two 64 s cookie periods */
 #define PN_NONE32 0xffffffffu
 
 /* seq arithmetic, RFC 9293 3.4 (modulo 2^32) */
@@ -82,6 +83,9 @@ typedef struct pn_conn {
     uint64_t oow_ack_ns;     /* last ACK sent for an out-of-window bare ACK */
     uint32_t delack_bytes;   /* in-order bytes not yet ACKed */
     uint8_t ack_pending;     /* queued on the end-of-burst ACK list */
+    uint8_t half_open;       /* passive, SYN-RECEIVED: counted in s->half_open */
+    uint32_t ooo_bytes;      /* bytes in the out-of-order ranges */
+    uint64_t zw_since;       /* when the peer's window closed with data waiting (persist) */
 
     /* RTT (RFC 6298) */
     uint32_t srtt_us, rttvar_us, rto_us;
@@ -176,6 +180,10 @@ struct pn_stack {
     uint16_t ip_id, eph_next;
     uint64_t chal_sec;
     uint32_t chal_cnt;
+    uint32_t half_open;      /* passive connections in SYN-RECEIVED */
+    uint32_t syn_backlog;    /* max_syn_backlog in force */
+    uint32_t end_reason;     /* PN_REASON_* for the next pn_conn_free() event */
+    uint64_t cookie_ns;      /* when the last SYN cookie was sent (0 = never) */
     uint64_t isn_key[2];
 };
 
@@ -255,6 +263,9 @@ void pn_tcp_send_raw(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip, uint1
                      uint16_t rport, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t wnd,
                      int ts, uint32_t tsval, uint32_t tsecr);
 uint32_t pn_rcv_window(pn_stack *s, pn_conn *c, bool update);
+void pn_tcp_send_cookie_synack(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip,
+                               uint16_t lport, uint16_t rport, uint32_t cookie, uint32_t ack,
+                               const pn_tcp_seg *syn);
 uint32_t pn_ts_now(const pn_stack *s, uint32_t offset);
 
 /* tcp_timer.c */
@@ -268,6 +279,14 @@ void pn_cc_on_ack(pn_stack *s, pn_conn *c, uint32_t acked);
 void pn_cc_on_fast_retransmit(pn_stack *s, pn_conn *c);
 void pn_cc_on_recovery_exit(pn_stack *s, pn_conn *c);
 void pn_cc_on_rto(pn_stack *s, pn_conn *c);
+
+/* tcp_cookie.c */
+uint32_t pn_cookie_make(const pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport,
+                        uint32_t peer_isn, uint16_t peer_mss);
+uint16_t pn_cookie_check(const pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport,
+                         uint32_t peer_isn, uint32_t cookie);
+uint32_t pn_cookie_tsval(uint32_t ts_now, bool peer_ws, uint8_t ws);
+int pn_cookie_ts_decode(uint32_t ts_now, uint32_t tsecr);
 
 /* time_wait.c */
 void pn_tw_enter(pn_stack *s, const pn_conn *c);

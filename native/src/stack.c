@@ -50,7 +50,48 @@ void pn_config_default(pn_config *c)
     c->verify_checksums = 1;
     c->arp_retries = 3;
     c->arp_timeout_ms = 200;
+    c->max_syn_backlog = 0;          /* max_conn_cnt / 2 */
+    c->syn_cookies = PN_SYN_COOKIES_WHEN_FULL;
+    c->max_ooo_segs = 8;
+    c->max_ooo_bytes = 0;            /* conn_recv_buf_size */
+    c->zero_window_timeout_ms = 0;   /* never: efvitcp probes while the peer answers */
+    c->max_conns_per_source = 0;
+    c->challenge_ack_limit = PN_CHALLENGE_ACK_LIMIT;
 }
+
+const char *pn_reason_str(uint32_t reason)
+{
+    switch (reason) {
+    case PN_REASON_NONE: return "none";
+    case PN_REASON_SYN_RETRIES: return "SYN retries exhausted (syn_retries)";
+    case PN_REASON_RETRIES: return "retransmissions unacknowledged (tcp_retries)";
+    case PN_REASON_PROBES: return "zero-window probes unanswered (tcp_retries)";
+    case PN_REASON_ZERO_WINDOW: return "peer's window stayed zero (zero_window_timeout_ms)";
+    case PN_REASON_RESET: return "reset by the peer";
+    default: return "unknown reason";
+    }
+}
+
+/* Keep in the order of pn_stats (pncore.h); test_hostile.c checks the count. */
+const char *const pn_stats_names[] = {
+    "frames_in", "frames_out",
+    "drop_bad_csum", "drop_malformed", "drop_not_ours", "drop_no_buffer",
+    "TcpInSegs", "TcpOutSegs", "TcpRetransSegs", "TcpActiveOpens", "TcpPassiveOpens",
+    "TcpAttemptFails", "TcpEstabResets", "TcpInErrs", "TcpOutRsts",
+    "TcpExtTCPChallengeACK", "TcpExtTCPFastRetrans", "TcpExtTCPTimeouts",
+    "TcpExtTW", "TcpExtListenOverflows", "TcpExtPAWSEstabRejected",
+    "ArpRequestsOut", "ArpRepliesOut", "ArpIn", "IcmpEchoReplies",
+    "TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
+    "TcpExtTCPReqQFullDoCookies", "TcpExtTCPReqQFullDrop", "TcpExtListenDrops",
+    "TcpExtTCPACKSkippedChallenge",
+    "TcpExtTCPOFOQueue", "TcpExtTCPOFODrop",
+    "TcpExtTCPAbortOnTimeout",
+    "TcpInRsts",
+    "PnZeroWindowAborts",
+    "PnPerSourceDrops",
+    "TcpExtTWRecycled",
+    NULL,
+};
 
 /* ------------------------------------------------------------------ arena layout */
 typedef struct layout {
@@ -75,6 +116,11 @@ static int check_config(const pn_config *c, char *err, size_t errlen)
     else if (c->delayed_ack_ms > 500) bad = "delayed_ack_ms must be <= 500 (RFC 1122 4.2.3.2)";
     else if (c->arp_timeout_ms < 1 || c->arp_retries > 100) bad = "arp_timeout_ms must be >= 1, arp_retries <= 100";
     else if (c->syn_retries > 100 || c->tcp_retries > 100) bad = "syn_retries and tcp_retries must be <= 100";
+    else if (c->syn_cookies > PN_SYN_COOKIES_ALWAYS) bad = "syn_cookies must be 0 (never), 1 (when the half-open pool is full) or 2 (always)";
+    else if (c->max_ooo_segs > PN_MAX_OOO) bad = "max_ooo_segs must be <= 32";
+    else if (c->max_ooo_bytes > c->conn_recv_buf_size) bad = "max_ooo_bytes must be <= conn_recv_buf_size";
+    else if (c->max_syn_backlog > c->max_conn_cnt) bad = "max_syn_backlog must be <= max_conn_cnt";
+    else if (c->challenge_ack_limit > 1000000) bad = "challenge_ack_limit must be <= 1000000";
     if (bad) {
         if (err && errlen)
             snprintf(err, errlen, "config: %s", bad);
@@ -214,6 +260,15 @@ int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link, char *e
         pn_siphash_key(s->isn_key);
     }
     s->eph_next = (uint16_t)(pn_siphash(s->isn_key, &cfg->local_ip, 4) % 28232);
+    s->chal_sec = UINT64_MAX;
+    s->syn_backlog = cfg->max_syn_backlog ? cfg->max_syn_backlog
+                   : (cfg->max_conn_cnt / 2 ? cfg->max_conn_cnt / 2 : 1);
+    if (s->cfg.max_ooo_segs == 0)
+        s->cfg.max_ooo_segs = 8;
+    if (s->cfg.max_ooo_bytes == 0)
+        s->cfg.max_ooo_bytes = s->cfg.conn_recv_buf_size;
+    if (s->cfg.challenge_ack_limit == 0)
+        s->cfg.challenge_ack_limit = PN_CHALLENGE_ACK_LIMIT;
     *out = s;
     return PN_OK;
 }
@@ -467,14 +522,21 @@ int pn_unlisten(pn_stack *s, uint16_t port)
 /* RFC 5961 7: a global limit on challenge ACKs per second. */
 bool pn_challenge_ack_allowed(pn_stack *s)
 {
+    /* RFC 5961 7: at most challenge_ack_limit a second per stack; each second's budget is
+     * drawn from [limit/2, 3*limit/2), as Linux does since CVE-2016-5696, so an off-path
+     * attacker cannot count our challenge ACKs against a known constant. chal_cnt counts
+     * down what is left this second. */
     uint64_t sec = s->now / 1000000000u;
     if (sec != s->chal_sec) {
+        uint32_t lim = s->cfg.challenge_ack_limit;
         s->chal_sec = sec;
-        s->chal_cnt = 0;
+        s->chal_cnt = lim / 2 + (uint32_t)(pn_siphash(s->isn_key, &sec, sizeof sec) % (lim ? lim : 1));
     }
-    if (s->chal_cnt >= PN_CHALLENGE_ACK_LIMIT)
+    if (s->chal_cnt == 0) {
+        s->st.TcpExtTCPACKSkippedChallenge++;
         return false;
-    s->chal_cnt++;
+    }
+    s->chal_cnt--;
     s->st.TcpExtTCPChallengeACK++;
     return true;
 }

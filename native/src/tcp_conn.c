@@ -77,8 +77,16 @@ void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev)
 {
     if (c->in_use != 1)
         return;
-    if (ev)
-        pn_ev_push(s, c, ev);
+    if (ev) {
+        int i = pn_ev_push(s, c, ev);
+        if (i >= 0)
+            s->evq[i].reason = s->end_reason;
+    }
+    s->end_reason = PN_REASON_NONE;
+    if (c->half_open) {
+        c->half_open = 0;
+        s->half_open--;
+    }
     pn_timer_del(s, &c->t_rtx);
     pn_timer_del(s, &c->t_delack);
     for (uint32_t j = 0; j < s->cfg.user_timer_cnt; j++)

@@ -52,6 +52,10 @@ static void syn_options(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     c->state = PN_TCP_ESTABLISHED;
+    if (c->half_open) {
+        c->half_open = 0;
+        s->half_open--;
+    }
     c->snd_una = t->ack;
     if (seq_lt(c->snd_nxt, c->snd_una))
         c->snd_nxt = c->snd_una;
@@ -69,26 +73,131 @@ static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 }
 
 /* ------------------------------------------------------------------ LISTEN */
+static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
+
+/* Optional per-source limit on a listener: connections (half-open and established) from
+ * one remote address to one listening port. */
+static bool source_full(pn_stack *s, uint32_t ip, uint16_t port)
+{
+    uint32_t lim = s->cfg.max_conns_per_source, n = 0;
+    if (lim == 0)
+        return false;
+    for (uint32_t i = 0; i < s->cfg.max_conn_cnt && n < lim; i++) {
+        const pn_conn *c = &s->conns[i];
+        if (c->in_use == 1 && !c->active && c->remote_ip == ip && c->local_port == port)
+            n++;
+    }
+    if (n < lim)
+        return false;
+    s->st.PnPerSourceDrops++;
+    s->st.TcpExtListenDrops++;
+    return true;
+}
+
+/* The final ACK of a SYN-cookie handshake (RFC 4987 3.6): rebuild the connection from
+ * the cookie in SEG.ACK - 1 (and the options in TSecr), then hand the ACK to the
+ * SYN-RECEIVED processing, which asks allow_new_connection. False: not a valid cookie. */
+static bool cookie_ack(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t)
+{
+    /* only while we have been sending cookies (as Linux's tcp_synq_no_recent_overflow):
+     * otherwise a forged ACK gets nothing to guess against */
+    if (s->cookie_ns == 0 || s->now - s->cookie_ns > PN_COOKIE_VALID_NS)
+        return false;
+    uint32_t cookie = t->ack - 1, peer_isn = t->seq - 1;
+    uint16_t pmss = pn_cookie_check(s, ip, t->sport, t->dport, peer_isn, cookie);
+    int ws = 15;
+    bool ts = false;
+    if (pmss && s->cfg.timestamps && t->has_ts) {
+        ws = pn_cookie_ts_decode(pn_ts_now(s, (uint32_t)(cookie * 2654435761u)), t->tsecr);
+        if (ws < 0)
+            pmss = 0;
+        ts = true;
+    }
+    if (!pmss) {
+        s->st.TcpExtSyncookiesFailed++;
+        return false;
+    }
+    s->st.TcpExtSyncookiesRecv++;
+    if (source_full(s, ip, t->dport))
+        return true;                   /* dropped: the peer retransmits, the cookie lasts */
+    pn_conn *c = pn_conn_alloc(s);
+    if (!c) {   /* the table filled since the cookie went out: tell the peer (as Linux's
+                   tcp_abort_on_overflow), or it would wait on a connection we never had */
+        s->st.TcpExtListenOverflows++;
+        s->st.TcpExtListenDrops++;
+        return false;
+    }
+    pn_conn_init(s, c, ip, t->sport, t->dport);
+    c->iss = cookie;
+    c->snd_una = cookie;
+    c->snd_nxt = c->snd_max = cookie + 1;
+    c->data_end = cookie + 1;
+    c->ts_offset = (uint32_t)(cookie * 2654435761u);
+    memcpy(c->dst_mac, mac, 6);
+    c->nexthop = ip;
+    pn_tcp_seg syn;
+    memset(&syn, 0, sizeof syn);
+    syn.has_mss = 1;
+    syn.mss = pmss;
+    syn.has_ws = ts && ws != 15;
+    syn.ws = (uint8_t)(ws == 15 ? 0 : ws);
+    syn.has_ts = ts;
+    syn.tsval = t->tsval;
+    syn_options(s, c, &syn);
+    c->irs = peer_isn;
+    c->rcv_nxt = t->seq;
+    uint32_t w = s->cfg.conn_recv_buf_size;
+    c->rcv_adv = c->rcv_nxt + (w > 65535 ? 65535 : w);   /* what the SYN-ACK offered */
+    c->last_ack_sent = c->rcv_nxt;
+    c->snd_wl1 = peer_isn;
+    c->state = PN_TCP_SYN_RECEIVED;
+    pn_ht_add(s, ip, t->sport, t->dport, c->idx);
+    c->in_ht = 1;
+    s->st.TcpPassiveOpens++;
+    sync_rx(s, c, t);
+    return true;
+}
+
 static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t)
 {
     if (t->flags & PN_TH_RST)
         return;                       /* RFC 9293 3.10.7.2 first */
-    if (t->flags & PN_TH_ACK) {      /* second: any ACK is bad here */
+    if (t->flags & PN_TH_ACK) {      /* second: any ACK is bad here -- but a cookie's */
+        if (!(t->flags & (PN_TH_SYN | PN_TH_FIN)) && s->cfg.syn_cookies &&
+            cookie_ack(s, mac, ip, t))
+            return;
         reply_rst(s, mac, ip, t);
         return;
     }
     if (!(t->flags & PN_TH_SYN) || (t->flags & PN_TH_FIN))
         return;
-    if (s->accept_fn && !s->accept_fn(s->accept_ctx, ip, t->sport)) {
-        s->st.TcpAttemptFails++;
-        reply_rst(s, mac, ip, t);
+    if (source_full(s, ip, t->dport))
+        return;
+    /* half-open connections never take the table: at most syn_backlog of them, and
+     * beyond that SYN cookies (RFC 4987 3.6) or a drop.
+     * allow_new_connection is asked when the handshake completes (sync_rx). */
+    if (s->conn_free == PN_NONE32) {   /* as Linux's full accept queue: no cookie either */
+        s->st.TcpExtListenOverflows++;   /* dropped: the peer's SYN retry may find room */
+        s->st.TcpExtListenDrops++;
+        return;
+    }
+    bool full = s->half_open >= s->syn_backlog;
+    if (s->cfg.syn_cookies == PN_SYN_COOKIES_ALWAYS ||
+        (full && s->cfg.syn_cookies == PN_SYN_COOKIES_WHEN_FULL)) {
+        if (full)
+            s->st.TcpExtTCPReqQFullDoCookies++;
+        uint32_t cookie = pn_cookie_make(s, ip, t->sport, t->dport, t->seq,
+                                         t->has_mss ? t->mss : 536);
+        pn_tcp_send_cookie_synack(s, mac, ip, t->dport, t->sport, cookie, t->seq + 1, t);
+        s->cookie_ns = s->now | 1;
+        return;
+    }
+    if (full) {
+        s->st.TcpExtTCPReqQFullDrop++;
+        s->st.TcpExtListenDrops++;
         return;
     }
     pn_conn *c = pn_conn_alloc(s);
-    if (!c) {
-        s->st.TcpExtListenOverflows++;   /* dropped: the peer's SYN retry may find room */
-        return;
-    }
     pn_conn_init(s, c, ip, t->sport, t->dport);
     memcpy(c->dst_mac, mac, 6);
     c->nexthop = ip;
@@ -100,6 +209,8 @@ static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp
     c->max_snd_wnd = c->snd_wnd;
     c->snd_wl1 = t->seq;
     c->state = PN_TCP_SYN_RECEIVED;
+    c->half_open = 1;
+    s->half_open++;
     pn_ht_add(s, ip, t->sport, t->dport, c->idx);
     c->in_ht = 1;
     s->st.TcpPassiveOpens++;
@@ -123,6 +234,7 @@ static void syn_sent_rx(pn_stack *s, pn_conn *c, const uint8_t *mac, const pn_tc
     if (t->flags & PN_TH_RST) {       /* RFC 5961 3.2: only with an acceptable ACK */
         if (ack_ok) {
             s->st.TcpAttemptFails++;
+            s->end_reason = PN_REASON_RESET;
             pn_conn_free(s, c, PN_EV_CONNECTION_REFUSED);
         }
         return;
@@ -227,7 +339,10 @@ static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 }
 
 /* ------------------------------------------------------------------ receive text */
-static void ooo_insert(pn_conn *c, uint32_t a, uint32_t b)
+/* Out-of-order data is bounded per connection (max_ooo_segs ranges, max_ooo_bytes bytes):
+ * a peer cannot make us hold an unbounded scatter of holes (RFC 9293 3.10.7.4 lets a
+ * receiver drop any segment it cannot keep; the peer resends). False: dropped. */
+static bool ooo_insert(pn_stack *s, pn_conn *c, uint32_t a, uint32_t b)
 {
     /* ranges are kept sorted and disjoint; merge whatever [a, b) touches */
     uint32_t i = 0;
@@ -239,8 +354,16 @@ static void ooo_insert(pn_conn *c, uint32_t a, uint32_t b)
         b = seq_max(b, c->ooo[j].e);
         j++;
     }
-    if (i == j && c->ooo_n == PN_MAX_OOO)
-        return;   /* no room: dropped, the peer will resend */
+    uint32_t merged = 0;
+    for (uint32_t k = i; k < j; k++)
+        merged += c->ooo[k].e - c->ooo[k].s;
+    uint32_t bytes = c->ooo_bytes - merged + (b - a);
+    if ((i == j && c->ooo_n >= s->cfg.max_ooo_segs) || bytes > s->cfg.max_ooo_bytes) {
+        s->st.TcpExtTCPOFODrop++;
+        return false;   /* no room: dropped, the peer will resend */
+    }
+    s->st.TcpExtTCPOFOQueue++;
+    c->ooo_bytes = bytes;
     uint32_t removed = j - i;
     if (removed == 0) {
         memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_n - i) * sizeof c->ooo[0]);
@@ -251,6 +374,7 @@ static void ooo_insert(pn_conn *c, uint32_t a, uint32_t b)
     }
     c->ooo[i].s = a;
     c->ooo[i].e = b;
+    return true;
 }
 
 typedef struct rx_ctx {
@@ -295,6 +419,7 @@ static void receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x
         c->rlen += n;
         c->rcv_nxt += n;
         while (c->ooo_n && seq_le(c->ooo[0].s, c->rcv_nxt)) {
+            c->ooo_bytes -= c->ooo[0].e - c->ooo[0].s;
             if (seq_gt(c->ooo[0].e, c->rcv_nxt)) {
                 c->rlen += c->ooo[0].e - c->rcv_nxt;
                 c->rcv_nxt = c->ooo[0].e;
@@ -318,8 +443,8 @@ static void receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x
         }
     } else {
         memcpy(c->rbuf + c->rlen + off, p, n);
-        if (n)
-            ooo_insert(c, seq, seq + n);
+        if (n && !ooo_insert(s, c, seq, seq + n))
+            fin = false;
         if (fin) {
             c->fin_ooo = 1;
             c->fin_ooo_seq = seq + n;
@@ -405,6 +530,13 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         pn_tcp_send_ack(s, c);
         return;
     }
+    /* RFC 5961 4.2: a SYN on a synchronised connection, whatever its sequence number,
+     * gets a challenge ACK (rate-limited, section 7) and is dropped; a peer that really
+     * restarted answers it with an RST at exactly RCV.NXT */
+    if (fl & PN_TH_SYN) {
+        challenge_ack(s, c);
+        return;
+    }
     uint32_t wnd;
     pn_tcp_seg seg = *t;
     if (!acceptable(s, c, t, &wnd)) {
@@ -435,6 +567,7 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     fl = t->flags;
     if (fl & PN_TH_RST) {              /* RFC 5961 3.2 */
         if (t->seq == c->rcv_nxt) {
+            s->end_reason = PN_REASON_RESET;
             if (c->state == PN_TCP_SYN_RECEIVED) {
                 s->st.TcpAttemptFails++;
                 pn_conn_free(s, c, c->active ? PN_EV_CONNECTION_REFUSED : 0);
@@ -444,12 +577,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
                 pn_conn_free(s, c, PN_EV_CONNECTION_RESET);
             }
         } else {
-            challenge_ack(s, c);
+            challenge_ack(s, c);       /* RFC 5961 3.2: in the window but not exact */
         }
-        return;
-    }
-    if (fl & PN_TH_SYN) {              /* RFC 5961 4.2: any SYN here gets a challenge ACK */
-        challenge_ack(s, c);
         return;
     }
     if (!(fl & PN_TH_ACK))
@@ -463,6 +592,16 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     bool advanced = false;
     if (c->state == PN_TCP_SYN_RECEIVED) {
         if (seq_gt(t->ack, c->snd_una) && seq_le(t->ack, c->snd_max)) {
+            /* allow_new_connection: asked only for a peer that completed the handshake
+             * (a flood of spoofed SYNs never reaches the application) */
+            if (!c->active && s->accept_fn &&
+                !s->accept_fn(s->accept_ctx, c->remote_ip, c->remote_port)) {
+                s->st.TcpAttemptFails++;
+                pn_tcp_send_rst_reply(s, c->dst_mac, c->remote_ip, c->remote_port,
+                                      c->local_port, t->ack, 0, PN_TH_RST);
+                pn_conn_free(s, c, 0);
+                return;
+            }
             became_established(s, c, t);
             c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
             c->max_snd_wnd = c->snd_wnd;
@@ -475,8 +614,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         /* a zero-window probe's byte acknowledged (tcp_out.c sends it beyond snd_max) */
         if (c->persist && t->ack == c->snd_max + 1 && seq_lt(c->snd_max, c->data_end))
             c->snd_nxt = c->snd_max = t->ack;
-        if (seq_gt(t->ack, c->snd_max)) {          /* acks something not yet sent */
-            pn_tcp_send_ack(s, c);
+        if (seq_gt(t->ack, c->snd_max)) {          /* RFC 5961 5.2: acks unsent data */
+            challenge_ack(s, c);
             return;
         }
         uint32_t mw = c->max_snd_wnd > 65535 ? c->max_snd_wnd : 65535;
@@ -507,6 +646,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         c->snd_wl2 = t->ack;
         if (c->snd_wnd > c->max_snd_wnd)
             c->max_snd_wnd = c->snd_wnd;
+        if (c->snd_wnd)
+            c->zw_since = 0;           /* the zero-window clock restarts (tcp_timer.c) */
     }
     if (c->persist) {
         c->retries = 0;                /* the peer answers our probes: keep probing */
@@ -597,6 +738,8 @@ void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp,
         return;
     }
     s->st.TcpInSegs++;
+    if (t.flags & PN_TH_RST)
+        s->st.TcpInRsts++;
     if ((t.flags & PN_TH_SYN) && (t.flags & (PN_TH_FIN | PN_TH_RST))) {
         s->st.drop_malformed++;        /* SYN+FIN / SYN+RST: nonsense, never answered */
         return;

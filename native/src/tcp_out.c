@@ -276,6 +276,8 @@ static void output(pn_stack *s, pn_conn *c, bool force)
     } else if (window_blocked && c->t_rtx.heap_idx == PN_NONE32) {
         /* RFC 9293 3.8.6.1: nothing in flight and the window is closed: probe it */
         c->persist = 1;
+        if (!c->zw_since)
+            c->zw_since = s->now | 1;   /* cleared by a window update (tcp_in.c) */
         pn_rtx_arm(s, c);
     }
 }
@@ -369,4 +371,48 @@ void pn_tcp_send_rst_reply(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip,
                            uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags)
 {
     pn_tcp_send_raw(s, dst_mac, dst_ip, sport, dport, seq, ack, flags, 0, 0, 0, 0);
+}
+
+/* A SYN-ACK for a SYN cookie (tcp_cookie.c, RFC 4987 3.6): no connection state. Options
+ * as a SYN-ACK of ours would carry; window scale only when the cookie can keep it (in the
+ * timestamp); the window is unscaled (RFC 7323 2.2). */
+void pn_tcp_send_cookie_synack(pn_stack *s, const uint8_t *dst_mac, uint32_t dst_ip,
+                               uint16_t lport, uint16_t rport, uint32_t cookie, uint32_t ack,
+                               const pn_tcp_seg *syn)
+{
+    pn_tcp_out o;
+    memset(&o, 0, sizeof o);
+    o.sport = lport;
+    o.dport = rport;
+    o.seq = cookie;
+    o.ack = ack;
+    o.flags = PN_TH_SYN | PN_TH_ACK;
+    uint32_t w = s->cfg.conn_recv_buf_size;
+    o.wnd = (uint16_t)(w > 65535 ? 65535 : w);
+    o.mss = (uint16_t)(s->cfg.mtu - 40);
+    if (s->cfg.timestamps && syn->has_ts) {
+        uint8_t ws = 0;
+        bool ws_ok = s->cfg.window_scale && syn->has_ws;
+        while (ws_ok && ws < 14 && (s->cfg.conn_recv_buf_size >> ws) > 65535)
+            ws++;
+        o.ws_on = ws_ok;
+        o.ws = ws;
+        o.ts_on = 1;
+        /* the per-connection TSval offset the connection will have (tcp_conn.c) */
+        uint32_t off = (uint32_t)(cookie * 2654435761u);
+        o.tsval = pn_cookie_tsval(pn_ts_now(s, off), ws_ok, syn->ws);
+        o.tsecr = syn->tsval;
+    }
+    uint32_t l4 = pn_tcp_hdr_len(&o);
+    uint8_t *frame;
+    uint8_t *p = pn_tx_begin(s, dst_mac, dst_ip, PN_IPPROTO_TCP, l4, &frame);
+    if (!p)
+        return;
+    pn_tcp_emit(p, &o);
+    uint32_t sum = pn_csum_pseudo(s->cfg.local_ip, dst_ip, PN_IPPROTO_TCP, (uint16_t)l4);
+    uint16_t ck = pn_csum_fold(pn_csum_partial(p, l4, sum));
+    memcpy(p + 16, &ck, 2);
+    pn_tx_end(s, frame, l4);
+    s->st.TcpOutSegs++;
+    s->st.TcpExtSyncookiesSent++;
 }

@@ -1,6 +1,7 @@
 /* tcp_timer.c -- RTT estimation and the retransmission timer (RFC 6298), SYN retries,
  * the persist timer (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), delayed ACK, user timers. */
 #include "pn_internal.h"
+#include "wire_tcp.h"
 
 static uint64_t min_rto(const pn_stack *s) { return (uint64_t)s->cfg.min_rto_ms * 1000u; }
 static uint64_t max_rto(const pn_stack *s) { return (uint64_t)s->cfg.max_rto_ms * 1000u; }
@@ -54,6 +55,7 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     case PN_TCP_SYN_RECEIVED:
         if (++c->retries > s->cfg.syn_retries) {
             s->st.TcpAttemptFails++;
+            s->end_reason = PN_REASON_SYN_RETRIES;
             /* a passive half-open connection was never seen by the application */
             pn_conn_free(s, c, (c->active || c->state == PN_TCP_SYN_SENT) ? PN_EV_CONNECTION_TIMEOUT : 0);
             return;
@@ -68,6 +70,22 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     if (c->persist) {
         if (++c->retries > s->cfg.tcp_retries) {
             s->st.TcpExtTCPTimeouts++;
+            s->st.TcpExtTCPAbortOnTimeout++;
+            s->end_reason = PN_REASON_PROBES;
+            pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+            return;
+        }
+        /* a peer that answers every probe but never opens its window (never reads) holds
+         * our buffers forever: zero_window_timeout_ms bounds it (RFC 9293 3.8.6.1 lets the
+         * sender keep probing; RFC 1122 4.2.2.17 does not forbid closing -- Linux has no such
+         * limit, only tcp_retries2 for unanswered probes) */
+        if (s->cfg.zero_window_timeout_ms && c->snd_wnd == 0 &&
+            s->now - c->zw_since >= (uint64_t)s->cfg.zero_window_timeout_ms * 1000000u) {
+            s->st.TcpExtTCPAbortOnTimeout++;
+            s->st.PnZeroWindowAborts++;
+            s->end_reason = PN_REASON_ZERO_WINDOW;
+            pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+            s->st.TcpOutRsts++;
             pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
             return;
         }
@@ -90,6 +108,8 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     }
     if (++c->retries > s->cfg.tcp_retries) {
         s->st.TcpExtTCPTimeouts++;
+        s->st.TcpExtTCPAbortOnTimeout++;
+        s->end_reason = PN_REASON_RETRIES;
         pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
         return;
     }

@@ -90,11 +90,14 @@ int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_
     if (g->flags & PN_TH_RST)
         return 0;                                   /* RFC 1337: ignore */
     if ((g->flags & PN_TH_SYN) && !(g->flags & PN_TH_ACK)) {
-        /* RFC 6191 / RFC 1122 4.2.2.13: a SYN above our rcv_nxt (or with a newer
-         * timestamp) may start a new incarnation */
-        bool newer = seq_gt(g->seq, t->rcv_nxt) ||
-                     (t->ts_ok && g->has_ts && (int32_t)(g->tsval - t->ts_recent) > 0);
+        /* RFC 6191 2: with timestamps on both the old connection and the SYN, a SYN
+         * whose TSval is newer than TS.Recent may start a new incarnation, whatever its
+         * sequence number (and one with an older TSval may not, whatever its sequence
+         * number); otherwise RFC 1122 4.2.2.13: a SYN above our rcv_nxt. */
+        bool newer = (t->ts_ok && g->has_ts) ? (int32_t)(g->tsval - t->ts_recent) > 0
+                                             : seq_gt(g->seq, t->rcv_nxt);
         if (newer && pn_is_listening(s, t->local_port)) {
+            s->st.TcpExtTWRecycled++;
             pn_tw_kill(s, i);
             return 1;
         }
