@@ -145,6 +145,14 @@ class EfviOptions(_Section):
     congestion_control: Literal["none", "newreno", "cubic"] = "none"
     user_timer_cnt: Annotated[int, Field(ge=0, le=65535)] = 1
     verify_checksums: bool = True
+    # hostile peers (docs/core.md): the half-open pool, SYN cookies, bounds and limits
+    max_syn_backlog: Annotated[int, Field(ge=0, le=1 << 20)] = 0  # 0 = max_conn_cnt / 2
+    syn_cookies: Literal["never", "when_full", "always"] = "when_full"
+    max_ooo_segs: Annotated[int, Field(ge=1, le=32)] = 8
+    max_ooo_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0  # 0 = conn_recv_buf_size
+    zero_window_timeout_ms: Annotated[int, Field(ge=0, le=(1 << 32) - 1)] = 0  # 0 = never
+    max_conns_per_source: Annotated[int, Field(ge=0, le=1 << 20)] = 0  # 0 = no limit
+    challenge_ack_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per second
     sim: SimOptions = Field(default_factory=SimOptions)
 
     @field_validator("local_ip")
@@ -157,6 +165,16 @@ class EfviOptions(_Section):
         if self.min_rto_ms > self.max_rto_ms:
             raise ValueError(
                 f"min_rto_ms ({self.min_rto_ms}) must not exceed max_rto_ms ({self.max_rto_ms})"
+            )
+        if self.max_ooo_bytes > self.conn_recv_buf_size:
+            raise ValueError(
+                f"max_ooo_bytes ({self.max_ooo_bytes}) must not exceed conn_recv_buf_size "
+                f"({self.conn_recv_buf_size})"
+            )
+        if self.max_syn_backlog > self.max_conn_cnt:
+            raise ValueError(
+                f"max_syn_backlog ({self.max_syn_backlog}) must not exceed max_conn_cnt "
+                f"({self.max_conn_cnt})"
             )
         if self.link != "sim" and not self.interface:
             raise ValueError(f'interface is required when link = "{self.link}" (a NIC name)')

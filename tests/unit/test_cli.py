@@ -157,3 +157,21 @@ def test_bench_progress_goes_to_stderr(runner: CliRunner) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"][0]["latency"]["count"] == 50
+
+
+def test_info_stats_prints_the_cores_counters(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_text('backend = "efvi"\n[server]\nport = 5000\n[efvi]\nlink = "sim"\n'
+                    'syn_cookies = "always"\n')
+    result = runner.invoke(cli, ["info", "--stats", "--config", str(path), "--seconds", "0.05",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)["stats"]
+    for name in ("frames_in", "TcpExtSyncookiesSent", "TcpExtSyncookiesRecv",
+                 "TcpExtSyncookiesFailed", "TcpExtTCPChallengeACK", "TcpRetransSegs",
+                 "TcpOutRsts", "TcpInRsts", "drop_bad_csum"):
+        assert stats[name] == 0
+    table = runner.invoke(cli, ["info", "--stats", "--config", str(path), "--seconds", "0"])
+    assert table.exit_code == 0 and "TcpExtSyncookiesSent" in table.output
+    wrong = runner.invoke(cli, ["info", "--stats", "--backend", "socket", "--seconds", "0"])
+    assert wrong.exit_code == 2 and 'needs backend = "efvi"' in wrong.output

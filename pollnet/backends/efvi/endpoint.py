@@ -25,6 +25,10 @@ from pollnet.config import EfviOptions
 EVENT_BATCH = 256  # events per pn_poll; more stay queued in C for the next poll
 
 _CC = {"none": "PN_CC_NONE", "newreno": "PN_CC_NEWRENO", "cubic": "PN_CC_CUBIC"}
+_SYN_COOKIES = {"never": "PN_SYN_COOKIES_NEVER", "when_full": "PN_SYN_COOKIES_WHEN_FULL",
+                "always": "PN_SYN_COOKIES_ALWAYS"}
+_HOSTILE_KNOBS = ("max_syn_backlog", "max_ooo_segs", "max_ooo_bytes", "zero_window_timeout_ms",
+                  "max_conns_per_source", "challenge_ack_limit")
 
 
 def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netmask: int,
@@ -49,6 +53,9 @@ def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netma
     cfg.congestion_control = getattr(lib, _CC[options.congestion_control])
     cfg.user_timer_cnt = options.user_timer_cnt
     cfg.verify_checksums = options.verify_checksums
+    for knob in _HOSTILE_KNOBS:  # the hostile-peer knobs (pollnet.config, docs/core.md)
+        setattr(cfg, knob, getattr(options, knob))
+    cfg.syn_cookies = getattr(lib, _SYN_COOKIES[options.syn_cookies])
     cfg.local_ip = local_ip
     cfg.netmask = netmask
     if isn_seed is not None:  # deterministic sequence numbers on the sim wire
