@@ -216,3 +216,18 @@ def test_write_to_a_kernel_peer_drained_by_a_thread(link: str) -> None:
             client.close()
             listener.close()
             del client
+
+
+def test_a_dropped_server_frees_its_name_and_address() -> None:
+    import gc
+
+    cfg = sim_config()
+    server = pollnet.create_server(cfg)
+    assert isinstance(cfg, EfviConfig)
+    net = sim_net(cfg.efvi)
+    hosts = len(net.wire._hosts)
+    del server
+    gc.collect()
+    assert len(net.wire._hosts) == hosts - 1
+    again = pollnet.create_server(cfg)  # the same name and port: free again
+    again.close()

@@ -89,6 +89,11 @@ def in_netns(netns: str) -> Iterator[None]:
         os.close(home)
 
 
+def _retire_sim_host(ep: Endpoint, net: SimNet, host: str) -> None:
+    net.forget(host)
+    ep.close()
+
+
 def _close_in_netns(ep: Endpoint, netns: str) -> None:
     if not os.path.exists(netns if netns.startswith("/") else f"/run/netns/{netns}"):
         ep.close()  # the namespace (and its interfaces) went first
@@ -119,7 +124,11 @@ class Base(Owner):
 
     def _start(self, ep: Endpoint, netns: str = "") -> None:
         self.ep = ep
-        if netns:
+        if self.net is not None:
+            # Off the wire with us: the address and the names it registered are freed,
+            # even when close() was never called.
+            weakref.finalize(self, _retire_sim_host, ep, self.net, ep.local_ip)
+        elif netns:
             # A link is destroyed where it was made: detaching an XDP program from the
             # host namespace would miss the interface and leave the program attached.
             weakref.finalize(self, _close_in_netns, ep, netns)

@@ -35,6 +35,7 @@ from pollnet.config import EfviOptions, SimOptions
 
 SUBNET = ipaddress.IPv4Network("10.0.0.0/16")
 AUTO_FIRST = int(ipaddress.IPv4Address("10.0.128.1"))
+AUTO_LAST = int(ipaddress.IPv4Address("10.0.255.253"))
 CLOSED_HOST = "10.0.255.254"
 ANY = "0.0.0.0"
 _EPHEMERAL = range(40000, 60000)
@@ -58,7 +59,7 @@ class SimNet:
         self.wire.now_ns = max(self.wire.now_ns, time.monotonic_ns())
         self.listeners: dict[tuple[str, int], str] = {}  # (name, port) -> host address
         self.names: dict[str, str] = {}  # host address -> the name peers see
-        self._auto = itertools.count(AUTO_FIRST)
+        self._auto = itertools.cycle(range(AUTO_FIRST, AUTO_LAST + 1))
         self._ports = itertools.cycle(_EPHEMERAL)
         self._closed_host: TcpServer | None = None
         self._closed_events = object()  # no methods: the closed host has no connections
@@ -79,11 +80,12 @@ class SimNet:
         """The address of a new host: `wanted` when it is a free subnet address."""
         if wanted and wanted != ANY and on_subnet(wanted):
             return wanted
-        taken = {_core.int_to_ip(a) for a in self.wire._hosts}
-        while True:
-            ip = _core.int_to_ip(next(self._auto))
-            if ip not in taken and ip != CLOSED_HOST:
-                return ip
+        taken = self.wire._hosts
+        for _ in range(AUTO_LAST - AUTO_FIRST + 1):
+            addr = next(self._auto)
+            if addr not in taken:
+                return _core.int_to_ip(addr)
+        raise OSError(105, "no free address left on the sim wire (32k hosts)")
 
     def register(self, name: str, port: int, host: str) -> int:
         """A server listens on (name, port) at `host`; port 0 picks a free one."""
