@@ -67,7 +67,7 @@ def native_check() -> str:
         return f"(native check not built: {make.stderr.strip()[-200:]})"
     exe = HERE / "native" / "build" / "alloc_check"
     out = []
-    for link in ("pipe", "sim"):
+    for link in ("pipe", "sim", "sim-faults"):
         r = subprocess.run([str(exe), "200000", link], capture_output=True, text=True,
                            timeout=300)
         out.append(r.stdout.strip())
@@ -217,7 +217,7 @@ server --tcp --nonblocked`, kernel to kernel.
 
 ## Allocations per message in the core
 
-`benchmarks/native/build/alloc_check 200000 pipe|sim` (two stacks in one thread,
+`benchmarks/native/build/alloc_check 200000 pipe|sim|sim-faults` (two stacks in one thread,
 `pn_bench_pingpong`, malloc/free wrapped by the linker):
 
 ```

@@ -1,11 +1,16 @@
 /*
- * alloc_check.c -- the core allocates nothing per message: two stacks on one link,
- * a handshake, then pn_bench_pingpong() (bench_loop.c) for N round trips while every
- * malloc/calloc/realloc/free is counted (the linker wraps them). Prints the counts and
- * the round-trip figures; exits 1 if the loop allocated on the pipe link (a fixed ring
- * defined here); with "sim" the sim link is used instead (it allocates per frame).
+ * alloc_check.c -- the core and the sim link allocate nothing per message: two stacks on
+ * one link, a handshake, then pn_bench_pingpong() (bench_loop.c) for N round trips while
+ * every malloc/calloc/realloc/free is counted (the linker wraps them). Prints the counts
+ * and the round-trip figures; exits 1 if the loop allocated or freed anything.
  *
- *   make -C benchmarks/native && benchmarks/native/build/alloc_check [N] [pipe|sim]
+ *   pipe        a fixed ring defined here (the core alone)
+ *   sim         the sim link, no faults (its frame pool, link_sim.c)
+ *   sim-faults  the sim link with every fault it has: jitter, reordering, duplicates,
+ *               loss, corruption, a bandwidth queue, a scripted drop and a pcap
+ *               (/dev/null), so retransmission and out-of-order paths run too
+ *
+ *   make -C benchmarks/native && benchmarks/native/build/alloc_check [N] [pipe|sim|sim-faults]
  *   valgrind --tool=callgrind benchmarks/native/build/alloc_check 20000   (instructions)
  */
 #include <stdio.h>
@@ -33,8 +38,7 @@ static uint64_t now_ns(void)
 }
 
 /* ---- a pipe link: two ends, each a fixed ring of frame slots; nothing allocated after
- * setup (the sim link allocates one buffer per frame in flight, so it cannot show
- * whether the core itself allocates). */
+ * setup, and no fault machinery: the core's own figure. */
 #define PIPE_SLOTS 256
 #define PIPE_FRAME 2048
 typedef struct pipe_end {
@@ -124,16 +128,37 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     uint64_t count = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
-    int use_sim = argc > 2 && strcmp(argv[2], "sim") == 0;
+    const char *mode = argc > 2 ? argv[2] : "pipe";
+    int faults = strcmp(mode, "sim-faults") == 0;
+    int use_sim = faults || strcmp(mode, "sim") == 0;
+    if (!use_sim && strcmp(mode, "pipe") != 0) {
+        fprintf(stderr, "usage: alloc_check [N] [pipe|sim|sim-faults]\n");
+        return 2;
+    }
     char err[160];
     pn_sim_params p;
     pn_sim_params_default(&p);
     p.delay_ns = 0;
     p.jitter_ns = 0;
+    if (faults) {  /* virtual delays on a wall clock: microseconds, so N stays quick */
+        p.seed = 42;
+        p.jitter_ns = 2000;
+        p.reorder = 0.05;
+        p.reorder_delay_ns = 20000;
+        p.duplicate = 0.05;
+        p.loss = 0.0002;
+        p.corrupt = 0.0002;
+        p.bandwidth_bps = 10000000000ull;
+        p.queue_frames = 1024;
+    }
     pn_sim_wire *w = NULL;
     if (use_sim) {
         w = pn_sim_wire_create(&p, err, sizeof err);
         if (!w) { fprintf(stderr, "wire: %s\n", err); return 2; }
+        if (faults && pn_sim_wire_pcap(w, "/dev/null", err, sizeof err) < 0) {
+            fprintf(stderr, "pcap: %s\n", err);
+            return 2;
+        }
     }
     const uint32_t a_ip = 0x0a000001u, b_ip = 0x0a000002u;
     pn_stack *a = host(w, a_ip, 1), *b = host(w, b_ip, 2);
@@ -166,6 +191,10 @@ int main(int argc, char **argv)
     bp.timeout_ns = 1000000000ull;
     bp.echo_peer = b;
     pn_bench_result res;
+    if (faults) {  /* drop the 100th frame from now on carrying TCP ACK|PSH (data) */
+        const uint8_t match[1] = {0x18}, mask[1] = {0xff};
+        pn_sim_wire_drop_nth(w, 100, 14 + 20 + 13, match, mask, 1);
+    }
     unsigned long before_a = n_alloc, before_f = n_free;
     int rc = pn_bench_pingpong(a, &bp, samples, &res);
     unsigned long loop_a = n_alloc - before_a, loop_f = n_free - before_f;
@@ -174,17 +203,27 @@ int main(int argc, char **argv)
     double per = (double)loop_a / (double)(res.done + bp.warmup);
     printf("link %s: round trips %llu (+%llu warm-up): %lu allocations, %lu frees during the loop"
            " (%.2f per round trip)\n",
-           use_sim ? "sim" : "pipe", (unsigned long long)res.done,
+           mode, (unsigned long long)res.done,
            (unsigned long long)bp.warmup, loop_a, loop_f, per);
     printf("full RTT ns: min %lld p50 %lld p99 %lld max %lld (cold %lld); polls %llu\n",
            (long long)samples[0], (long long)samples[res.done / 2],
            (long long)samples[res.done * 99 / 100], (long long)samples[res.done - 1],
            (long long)res.cold_ns, (unsigned long long)res.polls);
+    if (w) {
+        pn_sim_stats st;
+        pn_sim_wire_stats(w, &st);
+        printf("wire: sent %llu delivered %llu dropped %llu duplicated %llu reordered %llu "
+               "corrupted %llu queue_drops %llu\n",
+               (unsigned long long)st.sent, (unsigned long long)st.delivered,
+               (unsigned long long)st.dropped, (unsigned long long)st.duplicated,
+               (unsigned long long)st.reordered, (unsigned long long)st.corrupted,
+               (unsigned long long)st.queue_drops);
+    }
     free(samples);
     pn_stack_destroy(a);
     pn_stack_destroy(b);
     if (w)
         pn_sim_wire_destroy(w);
-    /* The sim link allocates per frame by design; the core on the pipe link must not. */
-    return !use_sim && (loop_a || loop_f) ? 1 : 0;
+    /* Neither the core nor the sim link may allocate per message. */
+    return loop_a || loop_f ? 1 : 0;
 }

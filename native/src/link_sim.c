@@ -1,7 +1,15 @@
 /* link_sim.c -- an in-process wire: any number of endpoints, a virtual clock, seeded
  * faults (loss, duplication, reordering, corruption, delay + jitter, a bandwidth cap with
- * a queue, scripted drops) and a pcap of everything put on the wire. Test infrastructure:
- * it allocates per frame, the stack does not. */
+ * a queue, scripted drops) and a pcap of everything put on the wire.
+ *
+ * Like the stack, it allocates nothing per frame: pn_sim_wire_create allocates a pool of
+ * frame slots (queue_frames of them, plus SIM_HELD_SLOTS for the frames a receiver holds
+ * between rx_burst and rx_release), pn_sim_link_create an endpoint with its arrival heap
+ * (room for every slot). A frame takes a slot when it is put on the wire (a duplicate
+ * takes its own) and gives it back when the receiver releases it. More than queue_frames
+ * frames in flight, or no free slot, is a tail drop (`queue_drops`). Slots are reused
+ * last-freed first, so only as many pages are touched as frames were ever in flight at
+ * once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -9,20 +17,40 @@
 #include "pn_internal.h"
 #include "wire_eth.h"
 
-#define SIM_FRAME_MAX 9216u
+#if defined(__SANITIZE_ADDRESS__)
+#define SIM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIM_ASAN 1
+#endif
+#endif
+#ifdef SIM_ASAN   /* a released frame's bytes are poisoned until the slot is reused */
+#include <sanitizer/asan_interface.h>
+#define SIM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SIM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SIM_POISON(p, n) ((void)(p), (void)(n))
+#define SIM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define SIM_MTU 1500u                            /* every sim endpoint's MTU */
+#define SIM_FRAME_MAX (SIM_MTU + PN_ETH_HLEN)    /* the largest frame the wire carries */
+#define SIM_QUEUE_DEFAULT 65536u                 /* queue_frames = 0 */
+#define SIM_HELD_SLOTS (2u * PN_RX_BURST)        /* frames received, not yet released */
 #define SIM_MAX_RULES 32
 
 typedef struct sim_frame {
     uint64_t arrive, order;
+    struct sim_frame *next_free;   /* in the wire's free list */
     uint32_t len;
-    uint8_t data[];
+    uint8_t data[SIM_FRAME_MAX];
 } sim_frame;
 
 typedef struct sim_ep {
     pn_link link;               /* first: a pn_link* is a sim_ep* */
     pn_sim_wire *w;
-    sim_frame **heap;
-    uint32_t n, cap;
+    sim_frame **heap;           /* room for every slot of the wire's pool */
+    uint32_t n;
     uint64_t last_now, busy_until;
     uint64_t last_arrive;       /* a wire is FIFO: jitter delays, it does not reorder */
     uint8_t txbuf[SIM_FRAME_MAX];
@@ -40,7 +68,10 @@ struct pn_sim_wire {
     uint64_t order;
     sim_ep **eps;
     uint32_t n_eps, cap_eps;
-    uint64_t inflight;
+    uint64_t inflight;          /* frames queued to endpoints (not yet received) */
+    uint32_t qmax;              /* queue_frames, or its default */
+    uint32_t n_slots, fresh;    /* pool size; slots [fresh, n_slots) never used yet */
+    sim_frame *pool, *free_list;
     int pcap_fd;
     pn_sim_stats st;
     sim_rule rules[SIM_MAX_RULES];
@@ -71,17 +102,9 @@ static bool fr_before(const sim_frame *a, const sim_frame *b)
 {
     return a->arrive < b->arrive || (a->arrive == b->arrive && a->order < b->order);
 }
-static int heap_push(sim_ep *e, sim_frame *f)
+static void heap_push(sim_ep *e, sim_frame *f)
 {
-    if (e->n == e->cap) {
-        uint32_t nc = e->cap ? e->cap * 2 : 256;
-        sim_frame **h = realloc(e->heap, nc * sizeof *h);
-        if (!h)
-            return -1;
-        e->heap = h;
-        e->cap = nc;
-    }
-    uint32_t i = e->n++;
+    uint32_t i = e->n++;   /* never full: the heap has room for every slot */
     while (i > 0) {
         uint32_t p = (i - 1) / 2;
         if (!fr_before(f, e->heap[p]))
@@ -90,7 +113,6 @@ static int heap_push(sim_ep *e, sim_frame *f)
         i = p;
     }
     e->heap[i] = f;
-    return 0;
 }
 static sim_frame *heap_pop(sim_ep *e)
 {
@@ -109,6 +131,27 @@ static sim_frame *heap_pop(sim_ep *e)
     if (e->n)
         e->heap[i] = last;
     return top;
+}
+
+/* ---- the frame pool */
+static bool slot_free(const pn_sim_wire *w) { return w->free_list || w->fresh < w->n_slots; }
+static sim_frame *slot_get(pn_sim_wire *w)
+{
+    sim_frame *f = w->free_list;
+    if (f)
+        w->free_list = f->next_free;
+    else if (w->fresh < w->n_slots)
+        f = &w->pool[w->fresh++];
+    else
+        return NULL;
+    SIM_UNPOISON(f->data, sizeof f->data);
+    return f;
+}
+static void slot_put(pn_sim_wire *w, sim_frame *f)
+{
+    SIM_POISON(f->data, sizeof f->data);
+    f->next_free = w->free_list;
+    w->free_list = f;
 }
 
 /* ---- link ops */
@@ -135,15 +178,18 @@ static int sim_rx_burst(pn_link *l, uint64_t now, pn_rx_frame *frames, int max)
 
 static void sim_rx_release(pn_link *l, const pn_rx_frame *frames, int n)
 {
-    (void)l;
+    pn_sim_wire *w = ((sim_ep *)l)->w;
+    if (!w)   /* the wire is gone, and its pool with it */
+        return;
     for (int i = 0; i < n; i++)
-        free((void *)(uintptr_t)frames[i].handle);
+        slot_put(w, (sim_frame *)(uintptr_t)frames[i].handle);
 }
 
 static uint8_t *sim_tx_buf(pn_link *l, uint32_t *cap)
 {
     sim_ep *e = (sim_ep *)l;
-    *cap = (uint32_t)l->mtu + PN_ETH_HLEN;
+    uint32_t c = (uint32_t)l->mtu + PN_ETH_HLEN;
+    *cap = c < SIM_FRAME_MAX ? c : SIM_FRAME_MAX;
     return e->txbuf;
 }
 
@@ -159,8 +205,7 @@ static bool rule_match(const sim_rule *r, const uint8_t *d, uint32_t len)
 
 static void deliver(pn_sim_wire *w, sim_ep *to, const uint8_t *d, uint32_t len, uint64_t at)
 {
-    uint32_t qmax = w->p.queue_frames ? w->p.queue_frames : 65536;
-    if (w->inflight >= qmax) {
+    if (w->inflight >= w->qmax || !slot_free(w)) {
         w->st.queue_drops++;
         return;
     }
@@ -181,9 +226,11 @@ static void deliver(pn_sim_wire *w, sim_ep *to, const uint8_t *d, uint32_t len, 
                 t = to->last_arrive;
             to->last_arrive = t;
         }
-        sim_frame *f = malloc(sizeof *f + len);
-        if (!f)
+        sim_frame *f = slot_get(w);
+        if (!f) {   /* the duplicate found the pool empty: dropped as by a full queue */
+            w->st.queue_drops++;
             return;
+        }
         memcpy(f->data, d, len);
         f->len = len;
         f->arrive = t + (uint64_t)c;
@@ -193,10 +240,7 @@ static void deliver(pn_sim_wire *w, sim_ep *to, const uint8_t *d, uint32_t len, 
             f->data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
             w->st.corrupted++;
         }
-        if (heap_push(to, f) < 0) {
-            free(f);
-            return;
-        }
+        heap_push(to, f);
         w->inflight++;
     }
 }
@@ -254,9 +298,9 @@ static void sim_destroy(pn_link *l)
                 break;
             }
         w->inflight -= e->n;
+        for (uint32_t i = 0; i < e->n; i++)
+            slot_put(w, e->heap[i]);
     }
-    for (uint32_t i = 0; i < e->n; i++)
-        free(e->heap[i]);
     free(e->heap);
     free(e);
 }
@@ -306,6 +350,15 @@ pn_sim_wire *pn_sim_wire_create(const pn_sim_params *p, char *err, size_t errlen
         return NULL;
     }
     w->p = *p;
+    w->qmax = p->queue_frames ? p->queue_frames : SIM_QUEUE_DEFAULT;
+    w->n_slots = w->qmax + SIM_HELD_SLOTS;
+    /* malloc, not calloc: the pages of slots never used are never touched */
+    w->pool = malloc((size_t)w->n_slots * sizeof *w->pool);
+    if (!w->pool) {
+        free(w);
+        set_err(err, errlen, "sim: out of memory for the frame pool (lower queue_frames)");
+        return NULL;
+    }
     uint64_t x = p->seed;
     for (int i = 0; i < 4; i++)
         w->rng[i] = splitmix64(&x);
@@ -319,12 +372,12 @@ void pn_sim_wire_destroy(pn_sim_wire *w)
         return;
     for (uint32_t i = 0; i < w->n_eps; i++) {
         sim_ep *e = w->eps[i];
-        for (uint32_t j = 0; j < e->n; j++)
-            free(e->heap[j]);
-        e->n = 0;
+        e->n = 0;   /* its frames were slots of the pool freed below */
         e->w = NULL;
     }
     free(w->eps);
+    SIM_UNPOISON(w->pool, (size_t)w->n_slots * sizeof *w->pool);
+    free(w->pool);
     if (w->pcap_fd >= 0)
         close(w->pcap_fd);
     free(w);
@@ -399,9 +452,15 @@ pn_link *pn_sim_link_create(pn_sim_wire *w, const uint8_t mac[6], char *err, siz
         set_err(err, errlen, "sim: out of memory");
         return NULL;
     }
+    e->heap = malloc((size_t)w->n_slots * sizeof *e->heap);
+    if (!e->heap) {
+        free(e);
+        set_err(err, errlen, "sim: out of memory");
+        return NULL;
+    }
     e->link.ops = &sim_ops;
     memcpy(e->link.mac, mac, 6);
-    e->link.mtu = 1500;
+    e->link.mtu = SIM_MTU;
     e->link.caps = PN_LINK_OWN_IP;
     e->link.pcap_fd = -1;
     e->w = w;
