@@ -231,3 +231,13 @@ def test_a_dropped_server_frees_its_name_and_address() -> None:
     assert len(net.wire._hosts) == hosts - 1
     again = pollnet.create_server(cfg)  # the same name and port: free again
     again.close()
+
+
+def test_close_after_a_queued_write_delivers_it_then_fin(pair: Pair) -> None:
+    big = b"w" * 400_000  # far more than the 64 KB of send buffers
+    assert pair.client_conn.write(big)
+    pair.client.close("done")
+    sh = pair.server_handler
+    assert poll_until(lambda: len(sh.disconnected) == 1, pair, timeout=30)
+    assert len(sh.received) == len(big)
+    assert sh.disconnected[0].last_error == "remote close"

@@ -83,6 +83,7 @@ class EfviPollConnection(ConnectionBase):
         "_base",
         "_core",
         "_core_dead",
+        "_fin_after",
         "_fin_pending",
         "_fin_seen",
         "_held",
@@ -117,6 +118,7 @@ class EfviPollConnection(ConnectionBase):
         self._announced = True  # False while waiting in a server's backlog
         self._fin_pending = False  # the peer finished while we were in the backlog
         self._fin_seen = False  # the peer's FIN arrived (it takes one sequence number)
+        self._fin_after = False  # closed with bytes queued: FIN once they are sent
         self._held: RecvBuffer | None = None  # bytes held in Python (backlog only)
         self._outq: bytearray | None = None  # a write's tail, sent by later polls
         self._kept = 0  # bytes the handler left unconsumed last time
@@ -339,7 +341,7 @@ class EfviPollConnection(ConnectionBase):
     def send_queued(self) -> bool:
         """Send what the buffers take of the queue; True when it is empty (or dead)."""
         q = self._outq
-        if q is None or not self._connected:
+        if q is None or not (self._connected or self._fin_after):
             self._outq = None
             return True
         try:
@@ -351,6 +353,13 @@ class EfviPollConnection(ConnectionBase):
             self._sent_some()
             if n == len(q):
                 self._outq = None
+                if self._fin_after:
+                    self._fin_after = False
+                    try:
+                        self._core.send_fin()
+                    except EfviError as exc:
+                        exc.__traceback__ = None
+                        self._core.close()
                 return True
             del q[:n]
         return False
@@ -359,8 +368,8 @@ class EfviPollConnection(ConnectionBase):
 
     def _release(self) -> None:
         core = self._core
-        self._outq = None
         if self._core_dead or core.is_closed:
+            self._outq = None
             return
         try:
             try:
@@ -373,8 +382,12 @@ class EfviPollConnection(ConnectionBase):
                 fin = 1 if self._fin_seen else 0
                 unread = (core.info().rcv_nxt - self._base - self._rx_total - fin) & 0xFFFFFFFF
                 if unread == 0:
-                    core.send_fin()
+                    if self._outq:
+                        self._fin_after = True  # the queued bytes first, as the kernel does
+                    else:
+                        core.send_fin()
                     return
         except EfviError as exc:
             exc.__traceback__ = None
+        self._outq = None
         core.close()  # RST
