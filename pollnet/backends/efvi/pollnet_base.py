@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -74,7 +75,7 @@ def in_netns(netns: str) -> Iterator[None]:
     except OSError as exc:
         raise ConfigError(f"interface {netns}/...: no network namespace {path} "
                           f"({exc.strerror})") from None
-    home = os.open(f"/proc/{os.getpid()}/task/{_gettid()}/ns/net", os.O_RDONLY)
+    home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
     try:
         if libc.setns(target, _CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
@@ -100,10 +101,6 @@ def _close_in_netns(ep: Endpoint, netns: str) -> None:
         return
     with in_netns(netns):
         ep.close()
-
-
-def _gettid() -> int:
-    return int(ctypes.CDLL(None).syscall(186))  # SYS_gettid on x86_64
 
 
 class Base(Owner):
