@@ -168,6 +168,34 @@ def test_on_data_bad_return_names_the_contract() -> None:
         n.drive.run_until(lambda: False, timeout_ms=100)
 
 
+def test_on_data_exception_propagates_once_and_the_bytes_are_consumed() -> None:
+    # A batch of one DATA event (poll()'s inline path) behaves as the dispatch loop: the
+    # exception reaches the poller, the event is not dispatched again, its bytes count as
+    # consumed, and the connection goes on.
+    class Raiser(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[bytes] = []
+
+        def on_data(self, conn: Connection, data: memoryview) -> int:
+            self.calls.append(bytes(data))
+            if len(self.calls) == 1:
+                raise RuntimeError("first data")
+            return 0
+
+    sh = Raiser()
+    n = make_net(sh=sh)
+    c, _ = n.connect()
+    c.send(b"first")
+    with pytest.raises(RuntimeError, match="first data"):
+        n.drive.run_for(20)
+    n.drive.run_for(20)
+    assert sh.calls == [b"first"]
+    c.send(b"second")
+    n.drive.run_for(20)
+    assert sh.calls == [b"first", b"second"]
+
+
 def test_handler_exception_keeps_the_rest_of_the_batch() -> None:
     class Flaky(Recorder):
         def __init__(self) -> None:
