@@ -449,6 +449,70 @@ static void test_zero_window_and_silent_peers(void)
     world_free(&w);
 }
 
+
+/* RFC 6191: with timestamps, a SYN reopens a TIME_WAIT connection when its TSval is newer
+ * than TS.Recent, whatever its sequence number, and not when it is older, whatever its
+ * sequence number. */
+static uint32_t tw_synacks;
+static void tw_hook(world *w, const uint8_t *f, uint32_t len)
+{
+    rp_hook(w, f, len);
+    if (len >= 54 && f[23] == 6 && (f[34 + 13] & 0x12) == 0x12)
+        tw_synacks++;
+}
+
+static void ts_send(uint8_t flags, uint32_t seq, uint32_t ack, uint32_t tsval)
+{
+    uint8_t f[200], o[16] = {1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0x05, 0xb4};
+    o[4] = (uint8_t)(tsval >> 24); o[5] = (uint8_t)(tsval >> 16);
+    o[6] = (uint8_t)(tsval >> 8); o[7] = (uint8_t)tsval;
+    raw_seg r = {rp.raw->mac, rp.sv->mac, RIP, SIP, 4444, 80, seq, ack, flags, 65535,
+                 o, (flags & 0x02) ? 16 : 12, NULL, 0};
+    raw_send(rp.raw, f, build_tcp_frame(f, &r));
+}
+
+static void test_time_wait_rfc6191(void)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    pn_config c;
+    cfg_for(&c, SIP);
+    c.timestamps = 1;
+    rp.sv = world_add(&w, &c, SIP, 2);
+    rp.sv->auto_fin = 1;
+    pn_listen(rp.sv->s, 80);
+    rp.raw = world_add_raw(&w, 9);
+    w.raw_hook = tw_hook;
+    tw_synacks = 0;
+    uint32_t iss = 50000;
+    ts_send(0x02, iss, 0, 1000);
+    world_run(&w, 1000000, NULL, NULL);
+    CHECK_EQ(tw_synacks, 1);
+    uint32_t una = rp.s_iss + 1;
+    ts_send(0x10, iss + 1, una, 1001);
+    world_run(&w, 1000000, NULL, NULL);
+    ts_send(0x11, iss + 1, una, 1002);            /* our FIN; the server answers FIN */
+    world_run(&w, 100000000, NULL, NULL);
+    ts_send(0x10, iss + 2, rp.s_seq + 1, 1003);   /* ACK of its FIN: it enters TIME_WAIT */
+    world_run(&w, 100000000, NULL, NULL);
+    CHECK_EQ(rp.sv->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ(rp.sv->s->tw_used, 1);
+    /* higher sequence, older TSval: not a new incarnation (answered with an ACK) */
+    ts_send(0x02, iss + 100000, 0, 900);
+    world_run(&w, 1000000, NULL, NULL);
+    CHECK_EQ(tw_synacks, 1);
+    CHECK_EQ(rp.sv->s->tw_used, 1);
+    /* lower sequence, newer TSval: reopens */
+    ts_send(0x02, iss - 100000, 0, 2000);
+    world_run(&w, 1000000, NULL, NULL);
+    CHECK_EQ(tw_synacks, 2);
+    CHECK_EQ(rp.sv->s->tw_used, 0);
+    CHECK_EQ(stats(rp.sv).TcpExtTWRecycled, 1);
+    world_free(&w);
+}
+
 static void test_stats_names(void)
 {
     size_t n = 0;
@@ -468,6 +532,7 @@ int main(void)
     RUN(test_rfc5961_answers);
     RUN(test_per_source_limit);
     RUN(test_zero_window_and_silent_peers);
+    RUN(test_time_wait_rfc6191);
     RUN(test_stats_names);
     HARNESS_DONE();
 }
