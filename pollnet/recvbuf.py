@@ -11,6 +11,14 @@ per call.
 from __future__ import annotations
 
 
+def buffer_full_reason(size: int, raise_what: str = "recv_buf_size") -> str:
+    """The close reason when `on_tcp_data` leaves a full buffer unconsumed."""
+    return (
+        f"recv buffer full: {size} bytes unconsumed by on_tcp_data "
+        f"(raise {raise_what} or consume more)"
+    )
+
+
 class RecvBuffer:
     __slots__ = ("_buf", "_half", "head", "size", "tail", "view")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.efvi.errors import EfviError
 from pollnet.connection import ConnectionBase
-from pollnet.recvbuf import RecvBuffer
+from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 if TYPE_CHECKING:
     from pollnet.backends.efvi.connection import Connection
@@ -38,11 +38,8 @@ def timer_plan(seconds: float) -> tuple[int, int]:
     return -(-ms // chunks), chunks
 
 
-def buffer_full_reason(size: int) -> str:
-    return (
-        f"recv buffer full: {size} bytes unconsumed by on_tcp_data "
-        "(raise recv_buf_size / efvi.conn_recv_buf_size or consume more)"
-    )
+# What a full receive buffer asks to raise: the core's buffer is the pollnet one.
+_RECV_SIZES = "recv_buf_size / efvi.conn_recv_buf_size"
 
 
 class Plan:
@@ -184,7 +181,7 @@ class EfviPollConnection(ConnectionBase):
                 rem = size
                 if size >= owner.recv_size:
                     self._kept = 0
-                    self._shutdown(buffer_full_reason(owner.recv_size))
+                    self._shutdown(buffer_full_reason(owner.recv_size, _RECV_SIZES))
                     return 0
         self._kept = rem
         return rem
@@ -206,7 +203,7 @@ class EfviPollConnection(ConnectionBase):
             rem: int = 0 if got <= 0 else min(got, end - off)
             if rem >= limit:
                 self._kept = 0
-                self._shutdown(buffer_full_reason(limit))
+                self._shutdown(buffer_full_reason(limit, _RECV_SIZES))
                 return 0
             off = end - rem
             if end >= size:
@@ -238,7 +235,7 @@ class EfviPollConnection(ConnectionBase):
         if not self._connected:
             return
         if not buf.keep(rem):
-            self._shutdown(buffer_full_reason(buf.size))
+            self._shutdown(buffer_full_reason(buf.size, _RECV_SIZES))
         elif not buf.pending:
             self._held = None
 
@@ -260,7 +257,7 @@ class EfviPollConnection(ConnectionBase):
                 return 0
             if not buf.keep(rem):
                 self._kept = 0
-                self._shutdown(buffer_full_reason(buf.size))
+                self._shutdown(buffer_full_reason(buf.size, _RECV_SIZES))
                 return 0
             if off >= size:
                 break

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pollnet.api import BytesLike, Peername
 from pollnet.connection import ConnectionBase
-from pollnet.recvbuf import RecvBuffer
+from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 _FLAGS = socket.MSG_NOSIGNAL  # a dead peer is an error return, never SIGPIPE
 _FLAGS_MORE = socket.MSG_NOSIGNAL | socket.MSG_MORE
@@ -59,10 +59,7 @@ class SocketConnection(ConnectionBase):
             if not remaining:
                 buf.tail = 0
             elif self._connected and not buf.keep(remaining):
-                self._shutdown(
-                    f"recv buffer full: {buf.size} bytes unconsumed by on_tcp_data "
-                    "(raise recv_buf_size or consume more)"
-                )
+                self._shutdown(buffer_full_reason(buf.size))
             return
         try:
             n = self._recv_into(buf.room())
@@ -77,10 +74,7 @@ class SocketConnection(ConnectionBase):
         self._received = True
         remaining = on_data(self, buf.fill(n))
         if self._connected and not buf.keep(remaining):
-            self._shutdown(
-                f"recv buffer full: {buf.size} bytes unconsumed by on_tcp_data "
-                "(raise recv_buf_size or consume more)"
-            )
+            self._shutdown(buffer_full_reason(buf.size))
 
     def write(self, data: BytesLike, more: bool = False) -> bool:
         if not self._connected:

@@ -17,7 +17,7 @@ from pollnet.api import BytesLike, Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.stack import Stack
 from pollnet.connection import ConnectionBase
-from pollnet.recvbuf import RecvBuffer
+from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 _ffi = zf.ffi
 _buffer = _ffi.buffer
@@ -27,13 +27,6 @@ _MORE = zf.MSG_MORE
 _RETRY = (-errno.EAGAIN, -errno.ENOMEM)
 # Packets taken from one zocket per poll, so one busy peer cannot starve the others.
 MAX_PACKETS_PER_POLL = 64
-
-
-def buffer_full_reason(size: int) -> str:
-    return (
-        f"recv buffer full: {size} bytes unconsumed by on_tcp_data "
-        "(raise recv_buf_size or consume more)"
-    )
 
 
 class TcpdirectConnection(ConnectionBase):
