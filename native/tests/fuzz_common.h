@@ -217,6 +217,13 @@ static int fz_setup(fz *z, uint8_t cc)
     c.timestamps = 1;
     c.user_timer_cnt = 2;
     c.congestion_control = cc % 3;
+    /* the hostile-peer knobs: cookies when the half-open pool (2) is full or never, tight
+     * out-of-order bounds, a zero-window limit, a per-source limit */
+    c.syn_cookies = (uint8_t)((cc / 3) % 2);
+    c.max_ooo_segs = 2 + (uint32_t)(cc / 6) % 3;
+    c.max_ooo_bytes = 2048;
+    c.zero_window_timeout_ms = (cc & 0x40) ? 500 : 0;
+    c.max_conns_per_source = (cc & 0x80) ? 2 : 0;
     c.isn_secret[0] = 1;
     c.isn_secret[1] = 2;
     char err[160];
