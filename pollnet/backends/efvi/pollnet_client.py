@@ -11,7 +11,6 @@ import errno
 import weakref
 from typing import Any
 
-from pollnet.api import BytesLike
 from pollnet.backends.efvi.client import TcpClient
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
@@ -23,18 +22,16 @@ from pollnet.backends.efvi.pollnet_base import (
 )
 from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
 from pollnet.backends.efvi.pollnet_sim import is_loopback
+from pollnet.client_base import ClientBase
 from pollnet.config import ClientConfig, EfviOptions
-from pollnet.connection import ConnectionBase, error_text
 from pollnet.handler import HandlerCache, HandlerMethods
-from pollnet.timeouts import seconds_to_ns
 
-_NEVER = 1 << 62
 # Core slots: the connection, and one more so a reconnect need not wait for the last
 # connection's FIN handshake to finish.
 CLIENT_SLOTS = 2
 
 
-class EfviTcpClient(Base):
+class EfviTcpClient(Base, ClientBase[EfviPollConnection, Connection]):
     """Connects to `server_ip:server_port`, reconnecting every `conn_retry_sec`."""
 
     def __init__(self, cfg: ClientConfig, efvi: EfviOptions) -> None:
@@ -53,19 +50,11 @@ class EfviTcpClient(Base):
                 client = TcpClient(options, max_conns=CLIENT_SLOTS)
         self.client = client
         self._start(client, "" if net is not None else netns)
-        self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
-        self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
+        ClientBase.__init__(self, cfg)
         self._handlers = HandlerCache()
         self._methods: HandlerMethods | None = None
         self._events = _ClientEvents(self)
-        self._closed: list[ConnectionBase] = []
-        self._conn: EfviPollConnection | None = None
-        self._connecting: Connection | None = None
         self._to_closed_host = False
-        self._connect_deadline_ns = 0
-        self._next_connect_ns = 0  # the first poll connects
-        self._error = ""
-        self.connect_attempts = 0
 
     # ---------------------------------------------------------------- the pollnet API
 
@@ -87,53 +76,12 @@ class EfviTcpClient(Base):
             self.send_queued()
         if self._conn is None:
             if self._connecting is not None:
-                if self._connect_timeout_ns and now >= self._connect_deadline_ns:
-                    self._abandon_connect()
-                    self._fail(methods, "connect timeout")
-            elif now >= self._next_connect_ns and not self._closed:
-                self._next_connect_ns = now + self._retry_ns if self._retry_ns else _NEVER
+                if self._connect_timed_out(now):
+                    self._connect_failed(methods, "connect timeout")
+            elif not self._closed and self._connect_due(now):
                 self._start_connect(methods, now)
         if self._closed:
             self._drain(methods)
-
-    def allow_reconnect(self) -> None:
-        self._next_connect_ns = 0
-
-    @property
-    def conn(self) -> EfviPollConnection | None:
-        conn = self._conn
-        return conn if conn is not None and conn._connected else None
-
-    @property
-    def is_connected(self) -> bool:
-        conn = self._conn
-        return conn is not None and conn._connected
-
-    @property
-    def last_error(self) -> str:
-        conn = self._conn
-        if conn is not None and conn._error:
-            return conn._error
-        return self._error
-
-    def write(self, data: BytesLike, more: bool = False) -> bool:
-        conn = self._conn
-        return conn.write(data, more) if conn is not None else False
-
-    def write_some(self, data: BytesLike, more: bool = False) -> int:
-        conn = self._conn
-        return conn.write_some(data, more) if conn is not None else -1
-
-    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
-        conn = self._conn
-        return conn.write_nonblock(data, more) if conn is not None else False
-
-    def close(self, reason: str = "closed by application") -> None:
-        if self._conn is not None:
-            self._conn.close(reason)
-        elif self._connecting is not None:
-            self._abandon_connect()
-            self._error = reason
 
     # ---------------------------------------------------------------- connecting
 
@@ -191,27 +139,12 @@ class EfviTcpClient(Base):
         self._to_closed_host = False
         self._fail(methods, reason, err)
 
-    def _fail(self, methods: HandlerMethods, reason: str, err: int = 0) -> None:
-        self._error = error_text(reason, err)
-        methods.on_connect_failed()
-
     def _abandon_connect(self) -> None:
         core = self._connecting
         if core is not None:
             self._connecting = None
             self._to_closed_host = False
             core.close()  # RST (nothing if the SYN was never answered)
-
-    # ---------------------------------------------------------------- disconnect notices
-
-    def _drain(self, methods: HandlerMethods) -> None:
-        closed = self._closed
-        while closed:
-            conn = closed.pop(0)
-            if conn is self._conn:
-                self._conn = None
-                self._error = conn._error
-            methods.on_disconnect(conn)
 
 
 class _ClientEvents:

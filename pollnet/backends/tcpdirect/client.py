@@ -11,18 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pollnet.api import BytesLike
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.connection import TcpdirectConnection
 from pollnet.backends.tcpdirect.stack import Stack
+from pollnet.client_base import NEVER, ClientBase
 from pollnet.config import ClientConfig, TcpdirectOptions
-from pollnet.connection import ConnectionBase, error_text
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
-from pollnet.timeouts import IdleTimeouts, seconds_to_ns
+from pollnet.timeouts import IdleTimeouts
 
 _ffi = zf.ffi
-_NEVER = 1 << 62
 _SIN_LEN = _ffi.sizeof("struct sockaddr_in")
 
 
@@ -30,7 +28,7 @@ def _no_reactor(stack: Any) -> int:
     return 0
 
 
-class TcpdirectTcpClient:
+class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
     """Connects to `server_ip:server_port` through a stack on `interface`, reconnecting
     every `conn_retry_sec`."""
 
@@ -44,18 +42,12 @@ class TcpdirectTcpClient:
         self._laddr = zf.sockaddr_in("0.0.0.0", cfg.local_port) if cfg.local_port else None
         self._handle_out = _ffi.new("struct zft_handle **")
         self._zock_out = _ffi.new("struct zft **")
-        self._retry_ns = seconds_to_ns(cfg.conn_retry_sec)
-        self._connect_timeout_ns = seconds_to_ns(cfg.conn_timeout_sec)
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
         self._buf = RecvBuffer(cfg.recv_buf_size)  # one connection at a time: reused
         self._handlers = HandlerCache()
-        self._closed: list[ConnectionBase] = []
-        self._conn: TcpdirectConnection | None = None
-        self._connecting: Any = None  # the struct zft* of a connect in progress
-        self._connect_deadline_ns = 0
-        self._next_connect_ns = 0  # the first poll connects
-        self._error = ""
-        self.connect_attempts = 0
+        # _connecting: the struct zft* of a connect in progress; set last, so __del__
+        # knows the stack exists.
+        super().__init__(cfg)
 
     def __del__(self) -> None:
         if hasattr(self, "_connecting"):  # not when __init__ failed
@@ -72,7 +64,7 @@ class TcpdirectTcpClient:
         self._stack.free()
         # Later polls only deliver the disconnect notice: no reactor, no reconnect.
         self._perform = _no_reactor
-        self._next_connect_ns = _NEVER
+        self._next_connect_ns = NEVER
 
     # ---------------------------------------------------------------- the pollnet API
 
@@ -100,52 +92,12 @@ class TcpdirectTcpClient:
             self._drain(methods)
         self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
 
-    def allow_reconnect(self) -> None:
-        self._next_connect_ns = 0
-
-    @property
-    def conn(self) -> TcpdirectConnection | None:
-        conn = self._conn
-        return conn if conn is not None and conn._connected else None
-
-    @property
-    def is_connected(self) -> bool:
-        conn = self._conn
-        return conn is not None and conn._connected
-
-    @property
-    def last_error(self) -> str:
-        conn = self._conn
-        if conn is not None and conn._error:
-            return conn._error
-        return self._error
-
-    def write(self, data: BytesLike, more: bool = False) -> bool:
-        conn = self._conn
-        return conn.write(data, more) if conn is not None else False
-
-    def write_some(self, data: BytesLike, more: bool = False) -> int:
-        conn = self._conn
-        return conn.write_some(data, more) if conn is not None else -1
-
-    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
-        conn = self._conn
-        return conn.write_nonblock(data, more) if conn is not None else False
-
-    def close(self, reason: str = "closed by application") -> None:
-        if self._conn is not None:
-            self._conn.close(reason)
-        elif self._connecting is not None:
-            self._abandon_connect()
-            self._error = reason
-
     # ---------------------------------------------------------------- connecting
 
     def _poll_connect(self, methods: HandlerMethods, now_ns: int) -> None:
         if self._connecting is not None:
             self._check_connect(methods, now_ns)
-        elif now_ns >= self._next_connect_ns:
-            self._next_connect_ns = now_ns + self._retry_ns if self._retry_ns else _NEVER
+        elif self._connect_due(now_ns):
             self._start_connect(methods, now_ns)
 
     def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
@@ -179,15 +131,12 @@ class TcpdirectTcpClient:
         zock = self._connecting
         state = self._lib.zft_state(zock)
         if state == zf.TCP_SYN_SENT:
-            if self._connect_timeout_ns and now_ns >= self._connect_deadline_ns:
-                self._abandon_connect()
-                self._fail(methods, "connect timeout")
+            if self._connect_timed_out(now_ns):
+                self._connect_failed(methods, "connect timeout")
         elif state in (zf.TCP_ESTABLISHED, zf.TCP_CLOSE_WAIT):
             self._established(zock, methods, now_ns)
         else:
-            err = self._lib.zft_error(zock)
-            self._abandon_connect()
-            self._fail(methods, "connect error", err)
+            self._connect_failed(methods, "connect error", self._lib.zft_error(zock))
 
     def _established(self, zock: Any, methods: HandlerMethods, now_ns: int) -> None:
         local = _ffi.new("struct sockaddr_in *")
@@ -198,8 +147,7 @@ class TcpdirectTcpClient:
         peer = (self.cfg.server_ip, self.cfg.server_port)
         if zf.sockaddr_tuple(local) == peer:
             # TCP simultaneous open onto our own ephemeral port: not a server.
-            self._abandon_connect()
-            self._fail(methods, "connect error: connected to itself")
+            self._connect_failed(methods, "connect error: connected to itself")
             return
         self._connecting = None
         self._stack.pending = True  # bytes may have come with the handshake
@@ -209,23 +157,8 @@ class TcpdirectTcpClient:
         self._conn = conn
         methods.on_connected(conn)
 
-    def _fail(self, methods: HandlerMethods, reason: str, err: int = 0) -> None:
-        self._error = error_text(reason, err)
-        methods.on_connect_failed()
-
     def _abandon_connect(self) -> None:
         zock = self._connecting
         if zock is not None:
             self._connecting = None
             self._lib.zft_free(zock)
-
-    # ---------------------------------------------------------------- disconnect notices
-
-    def _drain(self, methods: HandlerMethods) -> None:
-        closed = self._closed
-        while closed:
-            conn = closed.pop(0)
-            if conn is self._conn:
-                self._conn = None
-                self._error = conn._error
-            methods.on_disconnect(conn)
