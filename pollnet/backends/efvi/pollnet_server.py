@@ -16,9 +16,8 @@ import errno
 import random
 import weakref
 from collections import deque
-from collections.abc import Callable
 
-from pollnet.api import Peername, PollConnection
+from pollnet.api import Peername
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
 from pollnet.backends.efvi.pollnet_base import Base, in_netns, split_interface, stack_options
@@ -30,16 +29,16 @@ from pollnet.config import EfviOptions, ServerConfig
 from pollnet.connection import ConnectionBase
 from pollnet.errors import TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
+from pollnet.server_base import ServerBase
 
 
-class EfviTcpServer(Base):
+class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
     """Listens on `listen_ip:port` and serves up to `max_conns` (see the module doc)."""
 
     def __init__(self, cfg: ServerConfig, efvi: EfviOptions) -> None:
         super().__init__(efvi, cfg.send_timeout_sec, cfg.recv_timeout_sec,
                          min(efvi.conn_recv_buf_size, cfg.recv_buf_size))
         self.cfg = cfg
-        self._max = cfg.max_conns
         slots = max(efvi.max_conn_cnt, 2 * cfg.max_conns)
         netns, ifname = split_interface(cfg.interface or efvi.interface)
         net = self.net
@@ -69,15 +68,12 @@ class EfviTcpServer(Base):
                 raise TransportError(f"cannot listen on {listen_ip}:{cfg.port}: {exc}") from None
         self._port = self._listen(port)
         self._address: Peername = (listen_ip, self._port)
+        ServerBase.__init__(self, cfg)  # _conns: by id()
         self._handlers = HandlerCache()
         self._methods: HandlerMethods | None = None
         self._events = _ServerEvents(self)
-        self._closed: list[ConnectionBase] = []
-        self._conns: list[EfviPollConnection] = []  # announced, live or awaiting notice
         self._backlog: deque[EfviPollConnection] = deque()
         self._backlog_gone: list[ConnectionBase] = []
-        self._is_closed = False
-        self._error = ""
 
     def _listen(self, port: int) -> int:
         server = self.server
@@ -119,47 +115,18 @@ class EfviTcpServer(Base):
             self._backlog_gone.clear()
             self._accept(methods)
 
-    @property
-    def address(self) -> Peername:
-        return self._address
-
-    @property
-    def max_conns(self) -> int:
-        return self._max
-
-    @property
-    def conn_count(self) -> int:
-        return len(self._conns) - len(self._closed)
-
-    def foreach_conn(self, fn: Callable[[PollConnection], object]) -> None:
-        for conn in list(self._conns):
-            if conn._connected:
-                fn(conn)
-
-    def close(self, reason: str = "server closed") -> None:
-        if self._is_closed:
-            return
-        self._is_closed = True
-        self._error = reason
+    def _stop_listening(self) -> None:
         if self.net is not None:
             self.net.unregister(self.cfg.listen_ip, self._port)
         with contextlib.suppress(EfviError):
             self.server.unlisten(self._port)
-        for conn in list(self._conns):
-            conn._shutdown(reason)
+
+    def _after_close(self) -> None:
         while self._backlog:
             waiting = self._backlog.popleft()
             waiting._connected = False
             if not waiting._core.is_closed:
                 waiting._core.close()
-
-    @property
-    def is_closed(self) -> bool:
-        return self._is_closed
-
-    @property
-    def last_error(self) -> str:
-        return self._error
 
     # ---------------------------------------------------------------- accepting
 
@@ -186,7 +153,7 @@ class EfviTcpServer(Base):
         assert methods is not None
         conn._announced = True
         conn._closed_queue = self._closed
-        self._conns.append(conn)
+        self._conns[id(conn)] = conn
         conn.arm_timers()
         methods.on_connected(conn)
         if conn._held is not None and conn._connected:
@@ -209,8 +176,7 @@ class EfviTcpServer(Base):
         while closed:
             conn = closed.pop(0)
             assert isinstance(conn, EfviPollConnection)
-            if conn in conns:
-                conns.remove(conn)
+            conns.pop(id(conn), None)
             methods.on_disconnect(conn)
 
 

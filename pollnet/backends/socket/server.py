@@ -5,20 +5,20 @@ from __future__ import annotations
 import select
 import socket
 import time
-from collections.abc import Callable
 
-from pollnet.api import Peername, PollConnection
+from pollnet.api import Peername
 from pollnet.backends.socket.connection import SocketConnection
 from pollnet.backends.socket.options import new_tcp_socket, peer_of, set_nodelay
 from pollnet.config import ServerConfig
-from pollnet.connection import ConnectionBase, error_text
+from pollnet.connection import error_text
 from pollnet.errors import TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
+from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
 
 
-class SocketTcpServer:
+class SocketTcpServer(ServerBase[SocketConnection]):
     """Listens on `listen_ip:port` (SO_REUSEADDR) and serves up to `max_conns`.
 
     At `max_conns` the listener leaves the epoll set: further clients complete the
@@ -26,17 +26,15 @@ class SocketTcpServer:
     """
 
     def __init__(self, cfg: ServerConfig) -> None:
+        super().__init__(cfg)
         self.cfg = cfg
-        self._max = cfg.max_conns
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
         self._timeouts_on = self._timeouts.enabled
         self._handlers = HandlerCache()
-        self._closed: list[ConnectionBase] = []
-        self._conns: dict[int, SocketConnection] = {}
         self._buffers: list[RecvBuffer] = []  # recycled receive buffers
+        # _conns is by fd, which a newer connection may take before the old one's
+        # notice: the count is kept apart.
         self._count = 0
-        self._is_closed = False
-        self._error = ""
         try:
             listener = new_tcp_socket(cfg.interface)
         except OSError as exc:
@@ -86,39 +84,12 @@ class SocketTcpServer:
             self._drain(methods)
 
     @property
-    def address(self) -> Peername:
-        return self._address
-
-    @property
-    def max_conns(self) -> int:
-        return self._max
-
-    @property
     def conn_count(self) -> int:
         return self._count - len(self._closed)
 
-    def foreach_conn(self, fn: Callable[[PollConnection], object]) -> None:
-        for conn in list(self._conns.values()):
-            if conn._connected:
-                fn(conn)
-
-    def close(self, reason: str = "server closed") -> None:
-        if self._is_closed:
-            return
-        self._is_closed = True
+    def _stop_listening(self) -> None:
         self._accepting = False
-        self._error = reason
         self._listener.close()
-        for conn in list(self._conns.values()):
-            conn._shutdown(reason)
-
-    @property
-    def is_closed(self) -> bool:
-        return self._is_closed
-
-    @property
-    def last_error(self) -> str:
-        return self._error
 
     # ---------------------------------------------------------------- accepting
 

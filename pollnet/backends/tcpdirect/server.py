@@ -12,18 +12,18 @@ from __future__ import annotations
 import errno
 import select
 import time
-from collections.abc import Callable
 from typing import Any
 
-from pollnet.api import Peername, PollConnection
+from pollnet.api import Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.connection import TcpdirectConnection
 from pollnet.backends.tcpdirect.stack import Stack
 from pollnet.config import ServerConfig, TcpdirectOptions
-from pollnet.connection import ConnectionBase, error_text
+from pollnet.connection import error_text
 from pollnet.errors import ConfigError, TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
+from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
 
 _ffi = zf.ffi
@@ -33,24 +33,20 @@ _LISTENER = 0  # muxer user data of the listener; connections count from 1
 _CONN_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR  # TCPDirect: ask for all
 
 
-class TcpdirectTcpServer:
+class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
     """Listens on `listen_ip:port` (one local address: TCPDirect has no INADDR_ANY) and
     serves up to `max_conns`."""
 
     def __init__(self, cfg: ServerConfig, opts: TcpdirectOptions) -> None:
+        super().__init__(cfg)  # _conns: by muxer user data
         self.cfg = cfg
-        self._max = cfg.max_conns
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
         self._handlers = HandlerCache()
-        self._closed: list[ConnectionBase] = []
-        self._conns: dict[int, TcpdirectConnection] = {}  # by muxer user data
         self._next_key = _LISTENER + 1  # never reused: a stale event finds nothing
         self._more: list[TcpdirectConnection] = []  # read to the bound last poll
         self._buffers: list[RecvBuffer] = []  # recycled receive buffers
         self._accept_pending = True
-        self._is_closed = False
         self._in_poll = False
-        self._error = ""
         self._zock_out = _ffi.new("struct zft **")
         self._event = _ffi.new("struct epoll_event *")
         self._events = _ffi.new("struct epoll_event[]", MAX_EVENTS)
@@ -166,40 +162,9 @@ class TcpdirectTcpServer:
         if self._closed:
             self._drain(methods)
 
-    @property
-    def address(self) -> Peername:
-        return self._address
-
-    @property
-    def max_conns(self) -> int:
-        return self._max
-
-    @property
-    def conn_count(self) -> int:
-        return len(self._conns) - len(self._closed)
-
-    def foreach_conn(self, fn: Callable[[PollConnection], object]) -> None:
-        for conn in list(self._conns.values()):
-            if conn._connected:
-                fn(conn)
-
-    def close(self, reason: str = "server closed") -> None:
-        if self._is_closed:
-            return
-        self._is_closed = True
-        self._error = reason
-        for conn in list(self._conns.values()):
-            conn._shutdown(reason)
+    def _after_close(self) -> None:
         if not self._in_poll:  # else a connection may still hold a lent packet
             self._free_transport()
-
-    @property
-    def is_closed(self) -> bool:
-        return self._is_closed
-
-    @property
-    def last_error(self) -> str:
-        return self._error
 
     # ---------------------------------------------------------------- accepting
 
