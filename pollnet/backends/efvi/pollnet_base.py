@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import threading
 import time
@@ -31,8 +32,10 @@ from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, Plan, 
 from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
 from pollnet.config import EfviOptions
 from pollnet.errors import ConfigError, TransportError
+from pollnet.handler import HandlerMethods
 
 if TYPE_CHECKING:
+    from pollnet.backends.efvi.connection import Connection
     from pollnet.backends.efvi.endpoint import Endpoint
 
 _CLONE_NEWNET = 0x40000000
@@ -166,3 +169,32 @@ class Base(Owner):
     def send_queued(self) -> None:
         """Writes that did not fit: send what the buffers take now, keep the rest."""
         self.flush = [pc for pc in self.flush if not pc.send_queued()]
+
+
+def dead(core: Connection, reason: str, err: int = 0) -> None:
+    """The core ended the connection (its slot is free): tell pollnet once."""
+    conn: Any = core.user_data
+    if isinstance(conn, EfviPollConnection) and conn._connected:
+        conn._core_dead = True
+        conn._shutdown(reason, err)
+
+
+class StackEvents:
+    """What the client's and the server's efvitcp-level handlers share: the handler
+    methods of this poll (`m`, read without going through a weak proxy) and the events
+    that end a connection. Their data events stay their own (only the server's check
+    the backlog)."""
+
+    __slots__ = ("m",)
+
+    def __init__(self) -> None:
+        self.m: HandlerMethods | None = None
+
+    def on_connection_timeout(self, core: Connection) -> None:
+        dead(core, "connection timeout", errno.ETIMEDOUT)
+
+    def on_connection_reset(self, core: Connection) -> None:
+        dead(core, "connection reset", errno.ECONNRESET)
+
+    def on_connection_closed(self, core: Connection) -> None:
+        dead(core, "remote close")

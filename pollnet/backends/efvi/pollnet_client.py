@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import errno
 import weakref
-from typing import Any
 
 from pollnet.backends.efvi.client import TcpClient
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
 from pollnet.backends.efvi.pollnet_base import (
     Base,
+    StackEvents,
+    dead,
     in_netns,
     split_interface,
     stack_options,
@@ -147,15 +148,15 @@ class EfviTcpClient(Base, ClientBase[EfviPollConnection, Connection]):
             core.close()  # RST (nothing if the SYN was never answered)
 
 
-class _ClientEvents:
+class _ClientEvents(StackEvents):
     """The efvitcp-level handler: events of the client's stack as pollnet callbacks."""
 
-    __slots__ = ("_c", "m")
+    __slots__ = ("_c",)
 
     def __init__(self, client: EfviTcpClient) -> None:
+        super().__init__()
         # A proxy: the stack holds this handler, and must not be part of a reference
         # cycle (its memoryviews over the event array cannot be cleared by the GC).
-        self.m: HandlerMethods | None = None
         self._c = weakref.proxy(client)
 
     def on_connection_established(self, core: Connection) -> None:
@@ -175,13 +176,7 @@ class _ClientEvents:
             c._connect_ended("connect timeout (no answer to the SYN, or ARP for the next "
                              "hop failed)")
             return
-        _dead(core, "connection timeout", errno.ETIMEDOUT)
-
-    def on_connection_reset(self, core: Connection) -> None:
-        _dead(core, "connection reset", errno.ECONNRESET)
-
-    def on_connection_closed(self, core: Connection) -> None:
-        _dead(core, "remote close")
+        dead(core, "connection timeout", errno.ETIMEDOUT)
 
     def on_data(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
@@ -211,11 +206,3 @@ class _ClientEvents:
         methods = self.m
         if conn is not None and methods is not None and conn._connected:
             conn.timer_fired(timer_id, methods.on_send_timeout, methods.on_recv_timeout)
-
-
-def _dead(core: Connection, reason: str, err: int = 0) -> None:
-    """The core ended the connection (its slot is free): tell pollnet once."""
-    conn: Any = core.user_data
-    if isinstance(conn, EfviPollConnection) and conn._connected:
-        conn._core_dead = True
-        conn._shutdown(reason, err)

@@ -12,7 +12,6 @@ tries again later: waiting, never refused.
 from __future__ import annotations
 
 import contextlib
-import errno
 import random
 import weakref
 from collections import deque
@@ -20,8 +19,13 @@ from collections import deque
 from pollnet.api import Peername
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.pollnet_base import Base, in_netns, split_interface, stack_options
-from pollnet.backends.efvi.pollnet_client import _dead
+from pollnet.backends.efvi.pollnet_base import (
+    Base,
+    StackEvents,
+    in_netns,
+    split_interface,
+    stack_options,
+)
 from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
 from pollnet.backends.efvi.pollnet_sim import ANY
 from pollnet.backends.efvi.server import TcpServer
@@ -180,26 +184,17 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
             methods.on_disconnect(conn)
 
 
-class _ServerEvents:
+class _ServerEvents(StackEvents):
     """The efvitcp-level handler: events of the server's stack as pollnet callbacks."""
 
-    __slots__ = ("_s", "m")
+    __slots__ = ("_s",)
 
     def __init__(self, server: EfviTcpServer) -> None:
-        self.m: HandlerMethods | None = None
+        super().__init__()
         self._s = weakref.proxy(server)  # no cycle through the stack (see the client's)
 
     def on_connection_established(self, core: Connection) -> None:
         self._s._new_conn(core)
-
-    def on_connection_timeout(self, core: Connection) -> None:
-        _dead(core, "connection timeout", errno.ETIMEDOUT)
-
-    def on_connection_reset(self, core: Connection) -> None:
-        _dead(core, "connection reset", errno.ECONNRESET)
-
-    def on_connection_closed(self, core: Connection) -> None:
-        _dead(core, "remote close")
 
     def on_data(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
