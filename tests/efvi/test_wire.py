@@ -4,6 +4,7 @@ errors that name the fix, links that are not there."""
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,22 @@ def test_a_full_queue_tail_drops_and_every_frame_is_accounted_for() -> None:
     ws = n.wire.stats()
     assert ws["queue_drops"] > 0 and ws["duplicated"] > 0
     assert ws["sent"] + ws["duplicated"] == ws["delivered"] + ws["dropped"] + ws["queue_drops"]
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the limit measured on 3.11")
+def test_endpoints_keep_cpythons_fast_attribute_layout() -> None:
+    # Not a timing test: past MAX_FAST_ATTRS instance attributes, CPython 3.11 moves
+    # them to a dict and every self.x of poll() gets slower (endpoint.py says by how much).
+    # Put what a new feature needs per endpoint into an existing attribute.
+    from pollnet.backends.efvi.endpoint import MAX_FAST_ATTRS
+
+    wire = SimWire()
+    server = TcpServer(options(), port=PORT, wire=wire)
+    client = TcpClient(options(), wire=wire)
+    client.connect(server.local_ip, PORT)
+    SimDriver(wire, (server, Recorder()), (client, Recorder())).run_for(10)
+    for ep in (server, client):
+        assert len(vars(ep)) <= MAX_FAST_ATTRS, sorted(vars(ep))
 
 
 def test_wire_options_and_overrides() -> None:

@@ -26,6 +26,16 @@ from pollnet.config import EfviOptions
 EVENT_BATCH = 256  # events per pn_poll; more stay queued in C for the next poll
 
 _CC = {"none": "PN_CC_NONE", "newreno": "PN_CC_NEWRENO", "cubic": "PN_CC_CUBIC"}
+
+# What poll()'s one-DATA-event path reads: the DATA code, the first event's conn_id, len
+# and remaining word offsets, its data pointer's index, ffi.buffer. The same for every
+# endpoint (one core per process), set by the first. A module global, not an attribute:
+# CPython 3.11 keeps an instance's attributes in the fast shared-key layout only while
+# there are at most 29 of them (measured: at 30 every self.x in poll() and _dispatch()
+# deoptimises to a dict lookup, +1.3k instructions per message in the dispatch loop);
+# TcpClient and TcpServer have 29 (tests/efvi/test_wire.py keeps them there).
+_ONE: tuple[Any, ...] = ()
+MAX_FAST_ATTRS = 29
 _SYN_COOKIES = {"never": "PN_SYN_COOKIES_NEVER", "when_full": "PN_SYN_COOKIES_WHEN_FULL",
                 "always": "PN_SYN_COOKIES_ALWAYS"}
 _HOSTILE_KNOBS = ("max_syn_backlog", "max_ooo_segs", "max_ooo_bytes", "zero_window_timeout_ms",
@@ -153,11 +163,10 @@ class Endpoint:
             "DATA", "FIN", "MORE_SENDABLE", "CONNECTION_ESTABLISHED", "CONNECTION_CLOSED",
             "CONNECTION_RESET", "CONNECTION_TIMEOUT", "CONNECTION_REFUSED", "USER_TIMEOUT",
             "ARP_FAILED"))
-        # poll()'s one-DATA-event path: the first event's fields, read without a loop.
-        self._one = (self._ev_codes[0], self._ev_off[0], self._ev_off[1], self._ev_off[2],
-                     self._ptr_off[1])
-        self._pn_poll: Any = lib.pn_poll
-        self._buffer: Any = ffi.buffer
+        global _ONE
+        if not _ONE:
+            _ONE = (self._ev_codes[0], self._ev_off[0], self._ev_off[1], self._ev_off[2],
+                    self._ptr_off[1], ffi.buffer)
 
         if wire is not None:
             # Set the new stack's clock to the wire's before anything is sent (a connect
@@ -293,7 +302,7 @@ class Endpoint:
         stack = self._stack
         if stack is None:
             self._s()
-        n: int = self._pn_poll(stack, now_ns, self._events, EVENT_BATCH)
+        n: int = self._lib.pn_poll(stack, now_ns, self._events, EVENT_BATCH)
         if self._accept_errors:
             err = self._accept_errors.pop()
             self._accept_errors.clear()
@@ -302,7 +311,7 @@ class Endpoint:
             raise err
         if n == 1:
             words = self._ev_words
-            ev_data, o_conn, o_len, o_rem, p_data = self._one
+            ev_data, o_conn, o_len, o_rem, p_data, buffer = _ONE
             if words[0] == ev_data:
                 # One DATA event: _dispatch(bound, 0, 1) inline, step for step.
                 self._pending = 1
@@ -316,7 +325,7 @@ class Endpoint:
                     self._resume = 1
                     return 1
                 size = words[o_len]
-                view = memoryview(self._buffer(self._ev_ptrs[p_data], size))
+                view = memoryview(buffer(self._ev_ptrs[p_data], size))
                 try:
                     rem = on_data(conn, view)
                 except BaseException:
