@@ -101,7 +101,8 @@ static bool cookie_ack(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tc
 {
     /* only while we have been sending cookies (as Linux's tcp_synq_no_recent_overflow):
      * otherwise a forged ACK gets nothing to guess against */
-    if (s->cookie_ns == 0 || s->now - s->cookie_ns > PN_COOKIE_VALID_NS)
+    /* (cookie_ns is the send time | 1: it may be one ns ahead of s->now in the same poll) */
+    if (s->cookie_ns == 0 || (s->now > s->cookie_ns && s->now - s->cookie_ns > PN_COOKIE_VALID_NS))
         return false;
     uint32_t cookie = t->ack - 1, peer_isn = t->seq - 1;
     uint16_t pmss = pn_cookie_check(s, ip, t->sport, t->dport, peer_isn, cookie);

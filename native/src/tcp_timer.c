@@ -79,7 +79,8 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
          * our buffers forever: zero_window_timeout_ms bounds it (RFC 9293 3.8.6.1 lets the
          * sender keep probing; RFC 1122 4.2.2.17 does not forbid closing -- Linux has no such
          * limit, only tcp_retries2 for unanswered probes) */
-        if (s->cfg.zero_window_timeout_ms && c->snd_wnd == 0 &&
+        if (s->cfg.zero_window_timeout_ms && c->snd_wnd == 0 && c->zw_since &&
+            s->now > c->zw_since &&
             s->now - c->zw_since >= (uint64_t)s->cfg.zero_window_timeout_ms * 1000000u) {
             s->st.TcpExtTCPAbortOnTimeout++;
             s->st.PnZeroWindowAborts++;

@@ -513,6 +513,38 @@ static void test_time_wait_rfc6191(void)
     world_free(&w);
 }
 
+/* A valid cookie ACK processed in the same poll as a later SYN's cookie (a flood's SYNs and
+ * a real client's ACK in one burst) is still accepted. */
+static void test_cookie_ack_in_a_flood_burst(void)
+{
+    pn_config c;
+    cfg_for(&c, SIP);
+    c.syn_cookies = PN_SYN_COOKIES_ALWAYS;
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    rp.sv = world_add(&w, &c, SIP, 2);
+    pn_listen(rp.sv->s, 80);
+    rp.raw = world_add_raw(&w, 9);
+    w.raw_hook = rp_hook;
+    rp_send(0x02, 777, 0, NULL, 0);
+    world_run(&w, 1000000, NULL, NULL);
+    uint8_t f[100];
+    for (int i = 0; i < 8; i++) {                 /* the flood and the ACK, one burst */
+        raw_seg r = {rp.raw->mac, rp.sv->mac, IP(10, 9, 9, (uint8_t)(i + 1)), SIP, 999, 80,
+                     rnd(), 0, 0x02, 65535, NULL, 0, NULL, 0};
+        raw_send(rp.raw, f, build_tcp_frame(f, &r));
+    }
+    rp_send(0x10, 778, rp.s_iss + 1, NULL, 0);
+    world_run(&w, 1000000, NULL, NULL);
+    pn_stats a = stats(rp.sv);
+    CHECK_EQ(a.TcpExtSyncookiesRecv, 1);
+    CHECK_EQ(a.TcpOutRsts, 0);
+    CHECK_EQ(rp.sv->counts[PN_EV_CONNECTION_ESTABLISHED], 1);
+    world_free(&w);
+}
+
 static void test_stats_names(void)
 {
     size_t n = 0;
@@ -533,6 +565,7 @@ int main(void)
     RUN(test_per_source_limit);
     RUN(test_zero_window_and_silent_peers);
     RUN(test_time_wait_rfc6191);
+    RUN(test_cookie_ack_in_a_flood_burst);
     RUN(test_stats_names);
     HARNESS_DONE();
 }
