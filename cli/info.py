@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pollnet import __version__
-from pollnet.probe import probe_all
+from pollnet.probe import InterfaceProbe, interface_probes, probe_all
 
 from .common import ConfigProblem, clean_errors, config_options, load
 
@@ -24,16 +24,21 @@ from .common import ConfigProblem, clean_errors, config_options, load
                    "--seconds, then print the core's counters (nstat names).")
 @click.option("--seconds", type=click.FloatRange(0.0, 60.0), default=1.0, show_default=True,
               help="With --stats: how long the stack listens and polls.")
+@click.option("--interface", "interfaces", multiple=True, metavar="IF",
+              help="Only this interface in the per-interface table (repeatable).")
 @config_options
-def info(as_json: bool, show_stats: bool, seconds: float, config_path: str | None,
-         backend: str | None) -> None:
-    """Show what this machine can run (or, with --stats, a stack's counters)."""
+def info(as_json: bool, show_stats: bool, seconds: float, interfaces: tuple[str, ...],
+         config_path: str | None, backend: str | None) -> None:
+    """Show what this machine can run and, per interface, which efvi links and modes work
+    there and why not (or, with --stats, a stack's counters)."""
     if show_stats:
         _stats(config_path, backend, seconds, as_json)
         return
     probes = probe_all()
+    ifaces = interface_probes(list(interfaces) or None)
     if as_json:
-        click.echo(json.dumps({"version": __version__, "probes": [p.as_dict() for p in probes]}))
+        click.echo(json.dumps({"version": __version__, "probes": [p.as_dict() for p in probes],
+                               "interfaces": [i.as_dict() for i in ifaces]}))
         return
     table = Table(title=f"pollnet {__version__} on this machine")
     table.add_column("backend / requirement")
@@ -41,7 +46,24 @@ def info(as_json: bool, show_stats: bool, seconds: float, config_path: str | Non
     table.add_column("why", overflow="fold")
     for p in probes:
         table.add_row(p.name, "[green]yes[/]" if p.available else "[red]no[/]", p.detail)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if ifaces:
+        console.print(_interface_table(ifaces))
+
+
+def _interface_table(ifaces: list[InterfaceProbe]) -> Table:
+    table = Table(title="efvi links per interface (this network namespace)")
+    table.add_column("interface")
+    table.add_column("link / mode")
+    table.add_column("works")
+    table.add_column("why", overflow="fold")
+    for i in ifaces:
+        facts = (f"{i.name}\n{i.driver or '?'} mtu {i.mtu}" + (f"\n{i.ipv4}" if i.ipv4 else ""))
+        for n, m in enumerate(i.modes):
+            table.add_row(facts if n == 0 else "", f"{m.link} {m.mode}",
+                          "[green]yes[/]" if m.works else "[red]no[/]", m.why)
+    return table
 
 
 class _Listener:

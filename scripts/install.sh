@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential python3-dev pkg-config
   clang llvm libclang-rt-14-dev gcc-multilib libxdp-dev libbpf-dev xdp-tools bpftool
-  iproute2 ethtool tcpdump tshark sockperf iperf3 hping3
+  iproute2 ethtool tcpdump tshark sockperf iperf3 hping3 nftables
 )
 
 missing=()

@@ -558,3 +558,67 @@ def test_ping_pong_ours_vs_kernel_client(netns_pair_plain: Pair, link: str) -> N
     print(f"\nping-pong 64 B x{PINGS} {link}: ours p50 {ours['p50']} us p99 {ours['p99']} us; "
           f"kernel client p50 {kern['p50']:.1f} us p99 {kern['p99']:.1f} us")
 
+
+
+# ------------------------------------------------------------------ 5. pollnet info per interface
+
+TRY_LINK = r"""
+import json, sys
+from pollnet.backends.efvi import TcpClient
+from pollnet.config import EfviOptions
+link, mode, iface, ip = sys.argv[1:5]
+try:
+    TcpClient(EfviOptions(link=link, interface=iface, local_ip=ip, xdp_mode=mode)).close()
+    print(json.dumps({"ok": True, "err": ""}))
+except Exception as exc:
+    print(json.dumps({"ok": False, "err": str(exc)}))
+"""
+
+
+def _info(t: Pair, *ifaces: str) -> dict[str, dict[str, Any]]:
+    args = [a for i in ifaces for a in ("--interface", i)]
+    r = t.a.run([sys.executable, "-m", "pollnet", "info", "--json", *args], timeout=60)
+    data = json.loads(r.stdout)
+    return {i["name"]: i for i in data["interfaces"]}
+
+
+def _mode(iface: dict[str, Any], link: str, mode: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(m for m in iface["modes"]
+                                 if m["link"] == link and m["mode"] == mode)
+    return found
+
+
+def test_pollnet_info_per_interface(netns_pair_plain: Pair) -> None:
+    """`pollnet info` inside a namespace lists its interfaces with, per link and mode,
+    whether it works and why not; what it says agrees with creating the link."""
+    _require_core()
+    t = netns_pair_plain
+    t.a.run(["ethtool", "-K", "pn0", "gro", "off"], check=False)
+    info = _info(t)
+    assert set(info) == {"lo", "pn0"}, info
+    pn0 = info["pn0"]
+    assert pn0["driver"] == "veth" and pn0["up"] and pn0["ipv4"] == t.pa.ip
+    assert _mode(info["lo"], "af_packet", "own_ip")["works"] is False
+    assert "not an Ethernet interface" in _mode(info["lo"], "af_packet", "own_ip")["why"]
+    assert _mode(pn0, "af_packet", "own_ip")["works"], pn0
+    assert _mode(pn0, "af_xdp", "zerocopy")["works"] is False
+    if _has_bpf():
+        for mode in ("native", "generic", "shared"):
+            assert _mode(pn0, "af_xdp", mode)["works"], pn0
+    tried = _last_json(t.a.run([sys.executable, "-c", TRY_LINK, "af_packet", "auto", "pn0",
+                                t.free_ip()]).stdout)
+    assert tried["ok"], tried
+    # GRO on: af_packet and generic XDP refuse, and info says why; native XDP still works.
+    t.a.run(["ethtool", "-K", "pn0", "gro", "on"])
+    pn0 = _info(t, "pn0")["pn0"]
+    for link, mode in (("af_packet", "own_ip"), ("af_xdp", "generic")):
+        m = _mode(pn0, link, mode)
+        assert not m["works"] and "gro off" in m["why"], m
+    tried = _last_json(t.a.run([sys.executable, "-c", TRY_LINK, "af_packet", "auto", "pn0",
+                                t.free_ip()]).stdout)
+    assert not tried["ok"] and "GRO" in tried["err"], tried
+    # Down, and a name that does not exist.
+    t.a.run(["ip", "link", "set", "pn0", "down"])
+    info = _info(t, "pn0", "nosuch0")
+    assert all(not m["works"] and "down" in m["why"] for m in info["pn0"]["modes"])
+    assert all(not m["works"] and "no interface" in m["why"] for m in info["nosuch0"]["modes"])
