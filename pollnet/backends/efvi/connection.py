@@ -4,6 +4,8 @@ Objects are preallocated, one per connection slot, and reused like file descript
 after `on_connection_closed`/`reset`/`timeout`/`refused` or `close()` a connection must not
 be used -- until its slot is taken again the object raises `ConnectionClosedError`; after
 that it is the new connection. `user_data` is cleared when the slot is reused.
+`end_reason` says why it ended (the core's `pn_event.reason`, readable in the closing
+handler): e.g. "retransmissions unacknowledged (tcp_retries)", "reset by the peer".
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class ConnInfo:
     retransmits: int
 
 
+CLOSED_BY_APPLICATION = "closed by the application (close())"
+
 _from_buffer: Any = _core.ffi.from_buffer if _core.ffi is not None else None
 _INFO_INTS = frozenset(ConnInfo.__dataclass_fields__) - {"state", "remote_ip"}
 
@@ -65,6 +69,7 @@ class Connection:
         "_remote_port",
         "_stack",
         "conn_id",
+        "end_reason",
         "user_data",
     )
 
@@ -80,6 +85,9 @@ class Connection:
         self._established = False
         self._closed = True
         self._kept = 0  # bytes on_data left unconsumed last time (they come back first)
+        # Why the connection ended: set before on_connection_closed/reset/timeout/refused
+        # is called (the core's pn_reason_str, see endpoint.end_reason_text); "" while open.
+        self.end_reason = ""
 
     # ------------------------------------------------------------ lifecycle (backend use)
 
@@ -92,6 +100,7 @@ class Connection:
         self._established = False
         self._closed = False
         self._kept = 0
+        self.end_reason = ""
 
     def _dead(self, doing: str) -> ConnectionClosedError:
         return ConnectionClosedError(
@@ -171,6 +180,7 @@ class Connection:
             return
         self._closed = True
         self._established = False
+        self.end_reason = CLOSED_BY_APPLICATION
         rc = self._lib.pn_close(self._stack, self.conn_id)
         if rc < 0 and rc != _core.lib.PN_EBADCONN:
             raise _core.core_error(rc, f"close on connection {self.conn_id}")

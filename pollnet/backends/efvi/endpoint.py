@@ -36,6 +36,34 @@ _CC = {"none": "PN_CC_NONE", "newreno": "PN_CC_NEWRENO", "cubic": "PN_CC_CUBIC"}
 # TcpClient and TcpServer have 29 (tests/efvi/test_wire.py keeps them there).
 _ONE: tuple[Any, ...] = ()
 MAX_FAST_ATTRS = 29
+# Connection.end_reason: the core's pn_reason_str of pn_event.reason, set when the ending
+# event is dispatched (before its handler runs). The core gives a reason for TIMEOUT,
+# RESET and REFUSED; CLOSED and ARP_FAILED carry none and get the event's own text.
+_REASONS: dict[int, str] = (
+    {v: _core.c_string(_core.lib.pn_reason_str(v))
+     for v in _core.constants("PN_REASON_").values() if v}
+    if _core.available() else {})
+_EV = _core.constants("PN_EV_")
+_NO_REASON: dict[int, str] = {_EV[f"PN_EV_{k}"]: v for k, v in (
+    ("CONNECTION_CLOSED", "closed: both FINs sent and acknowledged"),
+    ("ARP_FAILED", "ARP for the next hop unanswered"),
+    ("CONNECTION_TIMEOUT", "timed out"),
+    ("CONNECTION_RESET", "reset"),
+    ("CONNECTION_REFUSED", "refused"),
+) if f"PN_EV_{k}" in _EV}
+
+
+def end_reason_text(event: int, reason: int) -> str:
+    """Connection.end_reason for an ending event (`PN_EV_*`) and its `PN_REASON_*`."""
+    text = _REASONS.get(reason)
+    if text is None:
+        if reason:  # a core newer than this module
+            text = _core.c_string(_core.lib.pn_reason_str(reason))
+        else:
+            text = _NO_REASON.get(event, "ended")
+    return text
+
+
 _SYN_COOKIES = {"never": "PN_SYN_COOKIES_NEVER", "when_full": "PN_SYN_COOKIES_WHEN_FULL",
                 "always": "PN_SYN_COOKIES_ALWAYS"}
 _HOSTILE_KNOBS = ("max_syn_backlog", "max_ooo_segs", "max_ooo_bytes", "zero_window_timeout_ms",
@@ -145,10 +173,10 @@ class Endpoint:
         assert int(ffi.cast("uintptr_t", self._events)) % ffi.alignof("pn_event") == 0
         self._ev_words = memoryview(self._ev_bytes).cast("I")
         self._ev_stride = size // 4
-        for field in ("type", "conn_id", "len", "remaining", "timer_id", "remote_ip"):
+        fields = ("conn_id", "len", "remaining", "timer_id", "remote_ip", "reason")
+        for field in ("type", *fields):
             assert ffi.offsetof("pn_event", field) % 4 == 0
-        self._ev_off = tuple(ffi.offsetof("pn_event", f) // 4
-                             for f in ("conn_id", "len", "remaining", "timer_id", "remote_ip"))
+        self._ev_off = tuple(ffi.offsetof("pn_event", f) // 4 for f in fields)
         self._port_off = (ffi.offsetof("pn_event", "remote_port") // 2,
                           ffi.offsetof("pn_event", "local_port") // 2)
         self._ev_halves = memoryview(self._ev_bytes).cast("H")
@@ -191,6 +219,8 @@ class Endpoint:
         self._h.destroy()
         self._stack = None
         for c in self._conns:
+            if not c._closed:
+                c.end_reason = "the stack was closed"
             c._closed = True
             c._established = False
 
@@ -357,7 +387,7 @@ class Endpoint:
          EV_TIMER, EV_ARP) = self._ev_codes
         words = self._ev_words
         stride = self._ev_stride
-        o_conn, o_len, o_rem, o_timer, o_rip = self._ev_off
+        o_conn, o_len, o_rem, o_timer, o_rip, o_reason = self._ev_off
         o_rport, o_lport = self._port_off
         halves = self._ev_halves
         ptrs = self._ev_ptrs
@@ -427,6 +457,8 @@ class Endpoint:
                         fn = on_refused
                     else:
                         continue
+                    reason = words[b + o_reason]
+                    conn.end_reason = _REASONS.get(reason) or end_reason_text(t, reason)
                     try:
                         if fn is not None:
                             fn(conn)

@@ -191,7 +191,7 @@ class StackEvents:
         self.m: HandlerMethods | None = None
 
     def on_connection_timeout(self, core: Connection) -> None:
-        dead(core, "connection timeout", errno.ETIMEDOUT)
+        dead(core, f"connection timeout: {core.end_reason}", errno.ETIMEDOUT)
 
     def on_connection_reset(self, core: Connection) -> None:
         dead(core, "connection reset", errno.ECONNRESET)

@@ -173,10 +173,9 @@ class _ClientEvents(StackEvents):
     def on_connection_timeout(self, core: Connection) -> None:
         c = self._c
         if core is c._connecting:
-            c._connect_ended("connect timeout (no answer to the SYN, or ARP for the next "
-                             "hop failed)")
+            c._connect_ended(f"connect timeout: {core.end_reason}")
             return
-        dead(core, "connection timeout", errno.ETIMEDOUT)
+        dead(core, f"connection timeout: {core.end_reason}", errno.ETIMEDOUT)
 
     def on_data(self, core: Connection, data: memoryview) -> int:
         conn = core.user_data
