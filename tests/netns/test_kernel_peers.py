@@ -298,17 +298,19 @@ SERVER_SCENARIOS: dict[str, tuple[list[str], str, str, str]] = {
 LINKS = ["af_packet", "af_xdp"]
 
 
-def _need_link(link: str) -> None:
+def _need_link(link: str, addr: str = "own") -> None:
     _require_core()
-    if link == "af_xdp" and not _has_bpf():
-        pytest.skip("this build has no af_xdp link (libxdp/libbpf/clang were missing)")
+    if (link == "af_xdp" or addr == "shared") and not _has_bpf():
+        pytest.skip("this build has no af_xdp link nor tc filter (libxdp/libbpf/clang were "
+                    "missing)")
 
 
 @pytest.mark.parametrize("scen", list(CLIENT_SCENARIOS))
+@pytest.mark.parametrize("addr", ["own", "shared"])
 @pytest.mark.parametrize("link", LINKS)
 def test_our_client_close_reset_refused_timeout(netns_pair_plain: Pair, link: str,
-                                                scen: str) -> None:
-    _need_link(link)
+                                                addr: str, scen: str) -> None:
+    _need_link(link, addr)
     t = netns_pair_plain
     want_ev, want_out, want_k_data, want_our_data = CLIENT_SCENARIOS[scen]
     peer, srv = t.pb.ip, None
@@ -324,8 +326,9 @@ def test_our_client_close_reset_refused_timeout(netns_pair_plain: Pair, link: st
         srv = t.b.python(KERNEL_SIDE, "server", scen, t.pb.ip, str(PORT),
                          stdout=subprocess.PIPE, text=True)
         assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+    ip = t.free_ip() if addr == "own" else t.pa.ip
     r = t.a.run([sys.executable, "-c", OUR_SIDE, "client", scen, link, t.pa.ifname,
-                 t.free_ip(), peer, str(PORT), "15"], check=False, timeout=60)
+                 ip, peer, str(PORT), "15"], check=False, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     ours = _last_json(r.stdout)
     assert ours["events"] == want_ev, ours
@@ -339,17 +342,18 @@ def test_our_client_close_reset_refused_timeout(netns_pair_plain: Pair, link: st
         m = re.search(r"counter packets (\d+)", counters)
         assert m and int(m.group(1)) >= 2, counters   # the SYN and its retry
     if scen.startswith("timeout") or scen == "refused":
-        RESULTS[f"client {scen} {link} secs"] = ours["secs"]
+        RESULTS[f"client {scen} {link} {addr} secs"] = ours["secs"]
 
 
 @pytest.mark.parametrize("scen", list(SERVER_SCENARIOS))
+@pytest.mark.parametrize("addr", ["own", "shared"])
 @pytest.mark.parametrize("link", LINKS)
-def test_kernel_client_close_reset_refused(netns_pair_plain: Pair, link: str,
+def test_kernel_client_close_reset_refused(netns_pair_plain: Pair, link: str, addr: str,
                                            scen: str) -> None:
-    _need_link(link)
+    _need_link(link, addr)
     t = netns_pair_plain
     want_ev, want_out, want_k_data, want_our_data = SERVER_SCENARIOS[scen]
-    ip = t.free_ip()
+    ip = t.free_ip() if addr == "own" else t.pa.ip
     wait = "1.5" if scen == "refused" else "15"
     ours_p = t.a.popen([sys.executable, "-c", OUR_SIDE, "server", scen, link, t.pa.ifname,
                         ip, "0.0.0.0", str(PORT), wait],
