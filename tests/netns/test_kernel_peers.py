@@ -416,11 +416,13 @@ with TcpServer(opts, port=int(port)) as s:
     while time.monotonic() < flush:
         s.poll(h)
     st = s.stats()
-    print(json.dumps({"established": h.est, "closed": h.closed, "reset": h.reset,
+    ls = {k: v for k, v in s.link_stats().items() if v and ("drop" in k or "full" in k)}
+    print(json.dumps({"link_drops": ls, "established": h.est, "closed": h.closed, "reset": h.reset,
                       "timeout": h.timeout, "echoed": h.bytes, "short_sends": h.short,
                       "live": s.conn_count,
                       "stats": {k: v for k, v in st.items() if v and (
-                          "Retrans" in k or "Cookie" in k or "Drop" in k or "Estab" in k)}}))
+                          "Retrans" in k or "Cookie" in k or "Drop" in k or "Sync" in k
+                          or "Timeout" in k or "Overflow" in k)}}))
 """
 
 MANY_CLIENTS = r"""
@@ -502,7 +504,8 @@ def test_1000_concurrent_kernel_clients(netns_pair_plain: Pair, link: str) -> No
     assert not bad, "\n".join(bad[:20])
     RESULTS[f"1000conns {link}"] = {"bytes": theirs["total"],
                                     "time_wait": states.count("TIME-WAIT"),
-                                    "our_stats": ours["stats"]}
+                                    "our_stats": ours["stats"],
+                                    "link_drops": ours["link_drops"]}
 
 
 # ------------------------------------------------------------------ 4. ping-pong RTT
