@@ -112,3 +112,10 @@ def test_a_clean_close_and_the_next_connection() -> None:
     n.drive.run_for(1)
     c2 = n.client.connect(n.server.local_ip, PORT)
     assert c2 is c and c2.end_reason == ""  # the slot's next connection has no reason yet
+
+
+def test_closing_the_stack_says_so() -> None:
+    n = make_net()
+    c, _ = n.connect()
+    n.client.close()
+    assert c.is_closed and c.end_reason == "the stack was closed"

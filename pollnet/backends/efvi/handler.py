@@ -29,7 +29,9 @@ class EfviHandler:
 
     def on_connection_timeout(self, conn: Connection) -> None:
         """SYN retries, data retries or next-hop resolution ran out. The connection is
-        closed; `conn.is_established` tells whether the handshake had completed."""
+        closed; `conn.is_established` tells whether the handshake had completed, and
+        `conn.end_reason` which limit ran out (e.g. "peer's window stayed zero
+        (zero_window_timeout_ms)")."""
 
     def on_connection_reset(self, conn: Connection) -> None:
         """The peer sent a valid RST. The connection is closed."""
