@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -46,6 +47,6 @@ def echo_server(
         server = create_server(cfg)
         ip, bound = server.address
         click.echo(f"pollnet echo-server: {cfg.backend} backend listening on {ip}:{bound}")
-        click.get_text_stream("stdout").flush()
+        sys.stdout.flush()  # the "listening" line must reach a piped reader now
         handler = serve_forever(server)
         click.echo(f"pollnet echo-server: stopped after {handler.conns} connection(s)", err=True)
