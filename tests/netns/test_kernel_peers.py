@@ -172,6 +172,7 @@ port, wait = int(port), float(wait)
 class H:
     def __init__(self):
         self.ev, self.data, self.fin_sent, self.done = [], b"", False, False
+        self.reason = ""
     def on_connection_established(self, conn):
         self.ev.append("established")
         if role == "client":
@@ -198,6 +199,7 @@ class H:
     def on_connection_refused(self, conn): self.ev.append("refused"); self.done = True
     def on_connection_timeout(self, conn):
         self.ev.append("timeout" if not conn.is_established else "timeout_established")
+        self.reason = getattr(conn, "end_reason", "")
         self.done = True
 
 h = H()
@@ -218,7 +220,8 @@ flush = time.monotonic() + 0.3   # let a RST or the last ACK go out
 while time.monotonic() < flush:
     ep.poll(h)
 ep.close()
-print(json.dumps({"events": h.ev, "data": h.data.decode(), "secs": round(secs, 3)}))
+print(json.dumps({"events": h.ev, "data": h.data.decode(), "secs": round(secs, 3),
+                  "reason": h.reason}))
 """
 
 # The kernel's side of each scenario: a server in b for our client, a client in b for our
@@ -336,13 +339,15 @@ def test_our_client_close_reset_refused_timeout(netns_pair_plain: Pair, link: st
     if srv is not None:
         theirs = _last_json(srv.communicate(timeout=30)[0])
         assert theirs == {"outcome": want_out, "data": want_k_data}, theirs
+    if scen.startswith("timeout") and ours["reason"]:   # Connection.end_reason, if present
+        assert ("ARP" in ours["reason"]) == (scen == "timeout_no_arp"), ours
     if scen == "timeout_tcp_dropped":
         # ARP was answered (the neighbour is known) and the SYNs reached b's input hook.
         counters = t.b.run(["nft", "list", "table", "inet", "pnt"]).stdout
         m = re.search(r"counter packets (\d+)", counters)
         assert m and int(m.group(1)) >= 2, counters   # the SYN and its retry
     if scen.startswith("timeout") or scen == "refused":
-        RESULTS[f"client {scen} {link} {addr} secs"] = ours["secs"]
+        RESULTS[f"client {scen} {link} {addr}"] = {"secs": ours["secs"], "reason": ours["reason"]}
 
 
 @pytest.mark.parametrize("scen", list(SERVER_SCENARIOS))
