@@ -79,7 +79,9 @@ typedef struct pn_config {
                                         0 = max_conn_cnt / 2 (at least 1). Never more than
                                         max_conn_cnt: half-opens cannot take the table */
     uint8_t syn_cookies;             /* PN_SYN_COOKIES_*: 1 (default) when the half-open
-                                        pool or the table is full; 0 never (drop); 2 always */
+                                        pool is full; 0 never (drop); 2 always. A full
+                                        connection table drops the SYN either way: the
+                                        cookie's connection would have no slot */
     uint32_t max_ooo_segs;           /* out-of-order ranges held per connection; 8, <= 32 */
     uint32_t max_ooo_bytes;          /* out-of-order bytes held per connection;
                                         0 = conn_recv_buf_size */

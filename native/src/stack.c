@@ -523,14 +523,16 @@ int pn_unlisten(pn_stack *s, uint16_t port)
 bool pn_challenge_ack_allowed(pn_stack *s)
 {
     /* RFC 5961 7: at most challenge_ack_limit a second per stack; each second's budget is
-     * drawn from [limit/2, 3*limit/2), as Linux does since CVE-2016-5696, so an off-path
+     * drawn from [ceil(limit/2), ceil(limit/2) + limit), as Linux does since CVE-2016-5696, so an off-path
      * attacker cannot count our challenge ACKs against a known constant. chal_cnt counts
      * down what is left this second. */
     uint64_t sec = s->now / 1000000000u;
     if (sec != s->chal_sec) {
         uint32_t lim = s->cfg.challenge_ack_limit;
         s->chal_sec = sec;
-        s->chal_cnt = lim / 2 + (uint32_t)(pn_siphash(s->isn_key, &sec, sizeof sec) % (lim ? lim : 1));
+        /* half rounded up, as Linux: a limit of 1 still allows one a second */
+        s->chal_cnt = (lim + 1) / 2 +
+                      (uint32_t)(pn_siphash(s->isn_key, &sec, sizeof sec) % (lim ? lim : 1));
     }
     if (s->chal_cnt == 0) {
         s->st.TcpExtTCPACKSkippedChallenge++;

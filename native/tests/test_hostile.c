@@ -340,6 +340,26 @@ static void test_rfc5961_answers(void)
     world_free(&w);
 }
 
+/* RFC 5961 7 with challenge_ack_limit = 1: one challenge ACK a second, the rest skipped
+ * (the budget's half is rounded up, so a limit of 1 is not a limit of 0). */
+static void test_challenge_ack_limit_one(void)
+{
+    pn_config c;
+    cfg_for(&c, SIP);
+    c.challenge_ack_limit = 1;
+    world w;
+    rp_setup(&w, &c);
+    uint32_t rn = rp.iss + 1;
+    pn_stats a0 = stats(rp.sv);
+    for (int i = 0; i < 3; i++)
+        rp_send(0x02, rn + 10, 0, NULL, 0);
+    world_run(&w, 1000000, NULL, NULL);
+    pn_stats a1 = stats(rp.sv);
+    CHECK_EQ(a1.TcpExtTCPChallengeACK - a0.TcpExtTCPChallengeACK, 1);
+    CHECK_EQ(a1.TcpExtTCPACKSkippedChallenge - a0.TcpExtTCPACKSkippedChallenge, 2);
+    world_free(&w);
+}
+
 /* Per-source limit: the third connection from one address is not accepted. */
 static void test_per_source_limit(void)
 {
@@ -562,6 +582,7 @@ int main(void)
     RUN(test_forged_cookie_ack);
     RUN(test_ooo_bounds);
     RUN(test_rfc5961_answers);
+    RUN(test_challenge_ack_limit_one);
     RUN(test_per_source_limit);
     RUN(test_zero_window_and_silent_peers);
     RUN(test_time_wait_rfc6191);
