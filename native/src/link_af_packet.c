@@ -321,11 +321,6 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
     pn_if_facts ifc;
     if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
         return NULL;
-    if (!ifc.up) {
-        pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
-                   p->ifname, p->ifname);
-        return NULL;
-    }
     if (ifc.merges) {
         pn_rl_merge_error(&ifc, p->ifname, WHO, err, errlen);
         return NULL;

@@ -904,11 +904,6 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     pn_if_facts ifc;
     if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
         return NULL;
-    if (!ifc.up) {
-        pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
-                   p->ifname, p->ifname);
-        return NULL;
-    }
     uint32_t frame_size = p->frame_size ? p->frame_size : 2048;
     if (frame_size != 2048 && frame_size != 4096) {
         pn_rl_errf(err, errlen, WHO, "frame_size %u: must be 2048 or 4096", frame_size);

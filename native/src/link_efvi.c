@@ -736,11 +736,6 @@ pn_link *pn_efvi_link_create(const pn_real_link_params *p, char *err, size_t err
     pn_if_facts ifc;
     if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
         return NULL;
-    if (!ifc.up) {
-        pn_rl_errf(err, errlen, WHO, "interface '%s' is down (ip link set dev %s up)",
-                   p->ifname, p->ifname);
-        return NULL;
-    }
     if (p->frame_size != 0 && p->frame_size != BUF_SIZE) {
         pn_rl_errf(err, errlen, WHO, "frame_size %u: ef_vi packet buffers are %u bytes",
                    p->frame_size, BUF_SIZE);

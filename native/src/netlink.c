@@ -101,6 +101,12 @@ int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *
         goto out;
     }
     out->up = (ifr.ifr_flags & IFF_UP) != 0;
+    if (!out->up) {  /* no link can run on it: say so before anything is allocated */
+        pn_rl_errf(err, errlen, who, "interface '%s' is down (ip link set dev %s up)", ifname,
+                   ifname);
+        rc = PN_EINVAL;
+        goto out;
+    }
     /* Offloads that matter to a link below GRO (best effort: a driver may not say). */
     struct ethtool_drvinfo di;
     memset(&di, 0, sizeof di);

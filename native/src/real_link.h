@@ -40,7 +40,7 @@ void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *w
                        char *err, size_t errlen);
 /* Once: puts in l->err why frames were dropped as merged/oversized, with the fix. */
 void pn_rl_note_gso_drop(pn_link *l, const char *who, uint32_t len);
-/* 0, or PN_EINVAL with err naming the interface and the fix. */
+/* 0 for an up Ethernet interface, or < 0 with err naming the interface and the fix. */
 int pn_rl_if_facts(const char *ifname, const char *who, pn_if_facts *out, char *err,
                    size_t errlen);
 
