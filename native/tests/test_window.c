@@ -54,29 +54,38 @@ static void peer_seg(uint32_t seq, uint32_t ack, uint16_t wnd, uint32_t plen)
     raw_send(pr.raw, out, build_tcp_frame(out, &r));
 }
 
+/* A world with our client connected to the raw peer (its ISN iss); returns the stream. */
+static stream *open_to_raw_peer(world *w, node **cl_out, uint32_t iss)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world_init(w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    node *cl = world_add(w, &c, CIP, 1);
+    memset(&pr, 0, sizeof pr);
+    pr.cl = cl;
+    pr.raw = world_add_raw(w, 9);
+    memcpy(pr.mac, pr.raw->mac, 6);
+    pr.iss = iss;
+    w->raw_hook = peer;
+    pn_stack_add_neighbour(cl->s, PIP, pr.mac);
+    stream *st = client_open(cl, PIP, 80, 0, 0);
+    world_run(w, 100000000ull, NULL, NULL);
+    CHECK(st->established);
+    *cl_out = cl;
+    return st;
+}
+
 /* RFC 9293 3.10.7.4 takes a window only from a segment newer than SND.WL1/WL2; an old
  * segment retransmitted by the peer with a new ACK and a zero window must still close the
  * window (as Linux's tcp_may_update_window), and the ACK it draws must carry
  * snd_una + snd_wnd, not the highest sequence sent (as Linux's tcp_acceptable_seq). */
 static void test_old_segment_closes_window(void)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
-    node *cl = world_add(&w, &c, CIP, 1);
-    memset(&pr, 0, sizeof pr);
-    pr.cl = cl;
-    pr.raw = world_add_raw(&w, 9);
-    memcpy(pr.mac, pr.raw->mac, 6);
-    pr.iss = 90000;
-    w.raw_hook = peer;
-    pn_stack_add_neighbour(cl->s, PIP, pr.mac);
-    stream *st = client_open(cl, PIP, 80, 0, 0);
-    world_run(&w, 100000000ull, NULL, NULL);
-    CHECK(st->established);
+    node *cl;
+    stream *st = open_to_raw_peer(&w, &cl, 90000);
     uint32_t una = pr.c_iss + 1, p1 = pr.iss + 1;
     /* the peer sends two segments, A (p1) and B (p1 + 100); A is lost, B is held out of
      * order and sets SND.WL1 = p1 + 100 */
@@ -117,23 +126,9 @@ static void test_old_segment_closes_window(void)
  * (a reordered duplicate) does not shrink the window (RFC 9293 3.10.7.4). */
 static void test_stale_segment_keeps_window(void)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
-    node *cl = world_add(&w, &c, CIP, 1);
-    memset(&pr, 0, sizeof pr);
-    pr.cl = cl;
-    pr.raw = world_add_raw(&w, 9);
-    memcpy(pr.mac, pr.raw->mac, 6);
-    pr.iss = 7;
-    w.raw_hook = peer;
-    pn_stack_add_neighbour(cl->s, PIP, pr.mac);
-    stream *st = client_open(cl, PIP, 80, 0, 0);
-    world_run(&w, 100000000ull, NULL, NULL);
-    CHECK(st->established);
+    node *cl;
+    stream *st = open_to_raw_peer(&w, &cl, 7);
     uint32_t una = pr.c_iss + 1, p1 = pr.iss + 1;
     peer_seg(p1 + 100, una, 30000, 100);      /* out of order: SND.WL1 = p1 + 100 */
     world_run(&w, 50000000ull, NULL, NULL);
