@@ -56,23 +56,27 @@ c.close()
 print(json.dumps({"received": n, "sha256": h.hexdigest()}), flush=True)
 """
 
+# A kernel client: sends seeded random bytes, reads the echo, reports digests and the time
+# from connect to the last echoed byte.
 KERNEL_CLIENT = """
-import hashlib, json, random, socket, sys, threading
+import hashlib, json, random, socket, sys, threading, time
 data = random.Random(int(sys.argv[4])).randbytes(int(sys.argv[3]))
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+t0 = time.perf_counter()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=120)
 h, n = hashlib.sha256(), 0
 def reader():
     global n
     while True:
-        d = c.recv(65536)
+        d = c.recv(262144)
         if not d:
             break
         h.update(d); n += len(d)
 t = threading.Thread(target=reader); t.start()
 c.sendall(data); c.shutdown(socket.SHUT_WR)
-t.join(120)
+t.join(240)
+secs = time.perf_counter() - t0
 print(json.dumps({"sent": len(data), "sha256_sent": hashlib.sha256(data).hexdigest(),
-                  "received": n, "sha256": h.hexdigest()}), flush=True)
+                  "received": n, "sha256": h.hexdigest(), "secs": secs}), flush=True)
 """
 
 # (ours: interop's result line, theirs: the kernel side's JSON)

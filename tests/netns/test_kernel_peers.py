@@ -27,35 +27,13 @@ import pytest
 
 from .netns import Pair
 from .test_efvi_links import _has_bpf, _require_core
-from .test_interop import ECHO_SERVER, PORT, _build, _need_bpf, _result
+from .test_interop import ECHO_SERVER, KERNEL_CLIENT, PORT, _build, _need_bpf, _result
 
 pytestmark = pytest.mark.netns
 
 MB = 1 << 20
 BIG = 100 * MB
 RESULTS: dict[str, Any] = {}
-
-# A kernel client that times itself (connect to the last echoed byte) and reports digests.
-KERNEL_CLIENT_TIMED = """
-import hashlib, json, random, socket, sys, threading, time
-data = random.Random(int(sys.argv[4])).randbytes(int(sys.argv[3]))
-t0 = time.perf_counter()
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=120)
-h, n = hashlib.sha256(), 0
-def reader():
-    global n
-    while True:
-        d = c.recv(262144)
-        if not d:
-            break
-        h.update(d); n += len(d)
-t = threading.Thread(target=reader); t.start()
-c.sendall(data); c.shutdown(socket.SHUT_WR)
-t.join(240)
-secs = time.perf_counter() - t0
-print(json.dumps({"sent": len(data), "sha256_sent": hashlib.sha256(data).hexdigest(),
-                  "received": n, "sha256": h.hexdigest(), "secs": secs}), flush=True)
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,7 +62,7 @@ def _kernel_echo(t: Pair) -> subprocess.Popen[str]:
 def _kernel_to_kernel(t: Pair, n: int) -> float:
     """MB/s of a kernel client in a echoing n bytes through the kernel echo server in b."""
     srv = _kernel_echo(t)
-    kc = t.a.run([sys.executable, "-c", KERNEL_CLIENT_TIMED, t.pb.ip, str(PORT), str(n), "3"],
+    kc = t.a.run([sys.executable, "-c", KERNEL_CLIENT, t.pb.ip, str(PORT), str(n), "3"],
                  timeout=300)
     theirs = _last_json(kc.stdout)
     srv.communicate(timeout=30)
@@ -139,7 +117,7 @@ def test_echo_100mb(netns_pair_plain: Pair, link: str, own: bool, direction: str
         assert ours_p.stdout is not None
         first = ours_p.stdout.readline()
         assert first.strip() == "ready", first + ours_p.stdout.read()
-        kc = t.b.run([sys.executable, "-c", KERNEL_CLIENT_TIMED, ip, str(PORT), str(n), "7"],
+        kc = t.b.run([sys.executable, "-c", KERNEL_CLIENT, ip, str(PORT), str(n), "7"],
                      timeout=200)
         theirs = _last_json(kc.stdout)
         out, _ = ours_p.communicate(timeout=60)
