@@ -9,7 +9,13 @@
 
 from pollnet.api import PollConnection, PollTcpClient, PollTcpServer, TcpHandler
 from pollnet.config import Config, load_config
-from pollnet.errors import BackendUnavailable, ConfigError, PollnetError, TransportError
+from pollnet.errors import (
+    BackendUnavailable,
+    ConfigError,
+    HandlerError,
+    PollnetError,
+    TransportError,
+)
 from pollnet.factory import create_client, create_server
 
 __version__ = "0.1.0"
@@ -18,6 +24,7 @@ __all__ = [
     "BackendUnavailable",
     "Config",
     "ConfigError",
+    "HandlerError",
     "PollConnection",
     "PollTcpClient",
     "PollTcpServer",

@@ -15,6 +15,28 @@ from typing import Any
 from pollnet.api import BytesLike, Peername
 
 
+def byte_view(data: object, method: str) -> BytesLike:
+    """`data` as something whose len() counts bytes (off the fast path: callers pass
+    bytes and bytearray through themselves). A TypeError naming what `method` accepts
+    for anything that is not a contiguous buffer."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{method}() takes a bytes-like object (bytes, bytearray, memoryview or any "
+            f"C-contiguous buffer), not {type(data).__name__!r}"
+        ) from None
+    if view.itemsize == 1 and view.ndim == 1:
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:
+        raise TypeError(
+            f"{method}() takes a C-contiguous buffer; this {type(data).__name__} is not "
+            "(copy it with bytes(data) first)"
+        ) from None
+
+
 def error_text(reason: str, errno_value: int = 0) -> str:
     """pollnet's `last_error`: the reason, plus the errno text when there is one."""
     if errno_value:
@@ -83,7 +105,7 @@ class ConnectionBase:
         raise NotImplementedError
 
     def write(self, data: BytesLike, more: bool = False) -> bool:
-        view = memoryview(data)
+        view = memoryview(byte_view(data, "write"))
         total = view.nbytes
         done = 0
         while True:
@@ -95,8 +117,10 @@ class ConnectionBase:
                 return True
 
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_nonblock")
         n = self.write_some(data, more)
-        if n == memoryview(data).nbytes:
+        if n == len(data):
             return True
         if n >= 0:
             self._shutdown("send buffer full (write_nonblock could not send all)")

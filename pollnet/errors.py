@@ -27,3 +27,9 @@ class BackendUnavailable(PollnetError):
 
 class TransportError(PollnetError):
     """A transport could not be set up (bind, listen, device, library); says which and why."""
+
+
+class HandlerError(PollnetError, ValueError):
+    """A handler broke the contract (e.g. `on_tcp_data` returned something that is not
+    a count of unconsumed bytes). Raised from `poll()`; the connection is kept and the
+    bytes concerned are presented again on the next poll."""

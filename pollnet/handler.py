@@ -6,8 +6,11 @@ given and rebinds only when `poll()` receives a different handler object.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+from pollnet.errors import HandlerError
 
 # pollnet-Python name first, pollnet C++ (camelCase) name second: the first one found wins.
 CALLBACK_NAMES: dict[str, tuple[str, str]] = {
@@ -82,3 +85,24 @@ class HandlerCache:
         if methods is None or methods.handler is not handler:
             methods = self.methods = bind_handler(handler)
         return methods
+
+
+def checked_remaining(result: object, size: int, method: str = "on_tcp_data") -> int:
+    """What a data handler's return means, off the fast path (callers first test
+    `type(r) is int and 0 <= r <= size` themselves): None is 0, any other non-int
+    (bool included) or an int outside 0..size is a HandlerError."""
+    if result is None:
+        return 0
+    if type(result) is not bool:
+        try:
+            # int subclasses and numpy integers count; anything else is refused below
+            value = operator.index(result)  # type: ignore[arg-type]
+        except TypeError:
+            value = -1
+        if 0 <= value <= size:
+            return value
+    raise HandlerError(
+        f"{method} returned {result!r}: it must return how many of the {size} bytes it was "
+        f"given are left unconsumed, an int in 0..{size} (None means 0); the bytes are "
+        "presented again on the next poll"
+    )

@@ -9,6 +9,7 @@ import pytest
 from efvi_util import Recorder, make_net, options, pattern
 
 from pollnet.backends.efvi import Connection, EfviError
+from pollnet.errors import HandlerError
 
 MSS = 960  # send_buf_1k = True caps the MSS at 960
 
@@ -164,14 +165,14 @@ def test_on_data_bad_return_names_the_contract() -> None:
     n = make_net(sh=Bad())
     c, _ = n.connect()
     c.send(b"abc")
-    with pytest.raises(EfviError, match=r"on_data .* returned 4.*0\.\.3"):
+    with pytest.raises(HandlerError, match=r"on_data .* returned 4.*0\.\.3"):
         n.drive.run_until(lambda: False, timeout_ms=100)
 
 
-def test_on_data_exception_propagates_once_and_the_bytes_are_consumed() -> None:
+def test_on_data_exception_propagates_and_the_same_bytes_come_again() -> None:
     # A batch of one DATA event (poll()'s inline path) behaves as the dispatch loop: the
-    # exception reaches the poller, the event is not dispatched again, its bytes count as
-    # consumed, and the connection goes on.
+    # exception reaches the poller, the event stays pending and its bytes are presented
+    # again at the next poll (nothing is lost), and the connection goes on.
     class Raiser(Recorder):
         def __init__(self) -> None:
             super().__init__()
@@ -190,10 +191,10 @@ def test_on_data_exception_propagates_once_and_the_bytes_are_consumed() -> None:
     with pytest.raises(RuntimeError, match="first data"):
         n.drive.run_for(20)
     n.drive.run_for(20)
-    assert sh.calls == [b"first"]
+    assert sh.calls == [b"first", b"first"]
     c.send(b"second")
     n.drive.run_for(20)
-    assert sh.calls == [b"first", b"second"]
+    assert sh.calls == [b"first", b"first", b"second"]
 
 
 def test_handler_exception_keeps_the_rest_of_the_batch() -> None:

@@ -22,6 +22,7 @@ from pollnet.backends.efvi.handler import Bound, Method, bind
 from pollnet.backends.efvi.links import open_link
 from pollnet.backends.efvi.sim import SimWire
 from pollnet.config import EfviOptions
+from pollnet.handler import checked_remaining
 
 EVENT_BATCH = 256  # events per pn_poll; more stay queued in C for the next poll
 
@@ -356,22 +357,25 @@ class Endpoint:
                     return 1
                 size = words[o_len]
                 view = memoryview(buffer(self._ev_ptrs[p_data], size))
+                # A handler that raises (or returns no valid count) leaves the event
+                # pending: the same bytes are presented again at the next poll.
+                self._resume = 0
                 try:
                     rem = on_data(conn, view)
                 except BaseException:
-                    self._resume = 1
                     _discard(view)
                     del view  # keep it out of the traceback (see _discard)
                     raise
-                self._resume = 1
                 try:
                     view.release()
                 except BufferError:
                     raise _kept_export(conn, "on_data") from None
+                if type(rem) is not int or not 0 <= rem <= size:
+                    rem = _remaining(rem, size, conn, "on_data")
+                self._resume = 1
+                conn._kept = rem
                 if rem:
-                    conn._kept = words[o_rem] = _remaining(rem, size, conn, "on_data")
-                else:
-                    conn._kept = 0
+                    words[o_rem] = rem
                 return 1
         elif n < 0:
             raise _core.core_error(n, f"poll on {self._link.describe()}",
@@ -408,6 +412,7 @@ class Endpoint:
                         continue
                     size = words[b + o_len]
                     view = memoryview(buffer(ptrs[(i - 1) * p_stride + p_data], size))
+                    i -= 1  # pending until the handler returns a valid count (see poll)
                     try:
                         rem = on_data(conn, view)
                     except BaseException:
@@ -418,10 +423,12 @@ class Endpoint:
                         view.release()
                     except BufferError:
                         raise _kept_export(conn, "on_data") from None
+                    if type(rem) is not int or not 0 <= rem <= size:
+                        rem = _remaining(rem, size, conn, "on_data")
+                    i += 1
+                    conn._kept = rem
                     if rem:
-                        conn._kept = words[b + o_rem] = _remaining(rem, size, conn, "on_data")
-                    else:
-                        conn._kept = 0
+                        words[b + o_rem] = rem
                 elif t == EV_MORE:
                     if on_more_sendable is not None and not conn._closed:
                         on_more_sendable(conn)
@@ -520,9 +527,4 @@ def _kept_export(conn: Connection, method: str) -> EfviError:
 
 
 def _remaining(rem: object, size: int, conn: Connection, method: str) -> int:
-    if not isinstance(rem, int) or not 0 <= rem <= size:
-        raise EfviError(
-            f"{method} on connection {conn.conn_id} returned {rem!r}: it must return how many "
-            f"of the {size} bytes it was given are left unconsumed (0..{size})"
-        )
-    return rem
+    return checked_remaining(rem, size, f"{method} on connection {conn.conn_id}")

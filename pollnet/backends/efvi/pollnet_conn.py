@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.efvi.errors import EfviError
-from pollnet.connection import ConnectionBase
+from pollnet.connection import ConnectionBase, byte_view
+from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class EfviPollConnection(ConnectionBase):
         "_owner",
         "_plan",
         "_recv_left",
+        "_resume_off",
         "_rx_total",
         "_send",
         "_send_left",
@@ -119,6 +121,7 @@ class EfviPollConnection(ConnectionBase):
         self._held: RecvBuffer | None = None  # bytes held in Python (backlog only)
         self._outq: bytearray | None = None  # a write's tail, sent by later polls
         self._kept = 0  # bytes the handler left unconsumed last time
+        self._resume_off = 0  # how far a raising handler got into the current event
         self._rx_total = 0  # bytes ever presented (for the FIN-or-RST choice)
         self._base = 0  # rcv_nxt when established
         self._send_left = owner.send_chunks
@@ -159,9 +162,9 @@ class EfviPollConnection(ConnectionBase):
 
     def deliver(self, on_data: Callable[[Any, memoryview], int], data: memoryview) -> int:
         """The core presents `data` (kept bytes first): hand it to the handler and
-        return what the core must keep."""
+        return what the core must keep. If the handler raises or returns no valid count,
+        nothing is counted and the core presents the same event again next poll."""
         size = len(data)
-        self._rx_total += size - self._kept
         owner = self._plan
         if owner.recv_ms:
             self._recv_left = owner.recv_chunks
@@ -171,18 +174,16 @@ class EfviPollConnection(ConnectionBase):
         if size > owner.recv_size:
             return self._deliver_chunks(on_data, data)
         rem = on_data(self, data)
+        if type(rem) is not int or not 0 <= rem <= size:
+            rem = checked_remaining(rem, size)
+        self._rx_total += size - self._kept
         if not self._connected:
             self._kept = 0
             return 0
-        if rem:
-            if rem < 0:
-                rem = 0
-            elif rem >= size:
-                rem = size
-                if size >= owner.recv_size:
-                    self._kept = 0
-                    self._shutdown(buffer_full_reason(owner.recv_size, _RECV_SIZES))
-                    return 0
+        if rem == size and size >= owner.recv_size:
+            self._kept = 0
+            self._shutdown(buffer_full_reason(owner.recv_size, _RECV_SIZES))
+            return 0
         self._kept = rem
         return rem
 
@@ -190,24 +191,29 @@ class EfviPollConnection(ConnectionBase):
                         ) -> int:
         """The core's buffer is larger than the pollnet receive buffer (the core's minimum
         is 512 bytes): present at most `recv_size` bytes a call, each time the kept bytes
-        first, as the socket backend does."""
+        first, as the socket backend does. `_resume_off` remembers how far the handler
+        got when it raised, so the event presented again does not repeat those bytes."""
         limit = self._plan.recv_size
         size = len(data)
-        off = 0
+        off = self._resume_off
         while True:
             end = min(size, off + limit)
+            self._resume_off = off
             got = on_data(self, data[off:end])
+            if type(got) is not int or not 0 <= got <= end - off:
+                got = checked_remaining(got, end - off)
             if not self._connected:
-                self._kept = 0
+                self._resume_off = self._kept = 0
                 return 0
-            rem: int = 0 if got <= 0 else min(got, end - off)
-            if rem >= limit:
-                self._kept = 0
+            if got >= limit:
+                self._resume_off = self._kept = 0
                 self._shutdown(buffer_full_reason(limit, _RECV_SIZES))
                 return 0
-            off = end - rem
+            off = end - got
             if end >= size:
                 break
+        self._rx_total += size - self._kept
+        self._resume_off = 0
         self._kept = size - off
         return size - off
 
@@ -241,29 +247,35 @@ class EfviPollConnection(ConnectionBase):
 
     def _deliver_held(self, on_data: Callable[[Any, memoryview], int], data: memoryview) -> int:
         """Bytes are held in Python: append the core's behind them until the handler
-        has taken what it can (then back to zero-copy)."""
+        has taken what it can (then back to zero-copy). After a raise the event comes
+        again: `_resume_off` says how much of it the held buffer already has."""
         buf = self._held
         assert buf is not None
         size = len(data)
-        off = self._kept
+        off = self._resume_off or self._kept
         while True:
             room = buf.room()
             k = min(len(room), size - off)
             room[:k] = data[off:off + k]
             off += k
-            rem = on_data(self, buf.fill(k))
+            self._resume_off = off
+            view = buf.fill(k)
+            rem = on_data(self, view)
+            if type(rem) is not int or not 0 <= rem <= len(view):
+                rem = checked_remaining(rem, len(view))
             if not self._connected:
-                self._kept = 0
+                self._resume_off = self._kept = 0
                 return 0
             if not buf.keep(rem):
-                self._kept = 0
+                self._resume_off = self._kept = 0
                 self._shutdown(buffer_full_reason(buf.size, _RECV_SIZES))
                 return 0
             if off >= size:
                 break
+        self._rx_total += size - self._kept
         if not buf.pending:
             self._held = None
-        self._kept = 0
+        self._resume_off = self._kept = 0
         return 0
 
     # ---------------------------------------------------------------- send
@@ -282,6 +294,8 @@ class EfviPollConnection(ConnectionBase):
         self._shutdown(f"send error: {exc}")
 
     def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_some")
         if not self._connected:
             return -1
         if self._outq:
@@ -296,9 +310,11 @@ class EfviPollConnection(ConnectionBase):
         return n
 
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_nonblock")
         if not self._connected:
             return False
-        size = len(data)  # BytesLike has itemsize 1
+        size = len(data)  # bytes: byte_view made it so
         n = 0 if self._outq else self.write_some(data, more)
         if n == size:
             return True
@@ -312,6 +328,8 @@ class EfviPollConnection(ConnectionBase):
         acknowledgements free the buffers (the stack only progresses when polled, and a
         peer polled by the same thread could never drain a busy-wait). Until the queue
         is empty `write_some` takes nothing and `write_nonblock` fails."""
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write")
         if not self._connected:
             return False
         if self._outq is not None:
@@ -322,7 +340,7 @@ class EfviPollConnection(ConnectionBase):
         except EfviError as exc:
             self._send_error(exc)
             return False
-        size = len(data)  # BytesLike has itemsize 1
+        size = len(data)  # bytes: byte_view made it so
         if n:
             self._sent_some()
         if n == size:

@@ -40,7 +40,7 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
             methods = self._handlers.get(handler)
         conn = self._conn
         if conn is not None:
-            if self._ready(0):
+            if conn.redeliver or self._ready(0):
                 conn.read(methods.on_data)
             if self._timeouts_on and conn._connected:
                 self._timeouts.check(

@@ -6,7 +6,8 @@ import socket
 from collections.abc import Callable
 
 from pollnet.api import BytesLike, Peername
-from pollnet.connection import ConnectionBase
+from pollnet.connection import ConnectionBase, byte_view
+from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 _FLAGS = socket.MSG_NOSIGNAL  # a dead peer is an error return, never SIGPIPE
@@ -14,7 +15,7 @@ _FLAGS_MORE = socket.MSG_NOSIGNAL | socket.MSG_MORE
 
 
 class SocketConnection(ConnectionBase):
-    __slots__ = ("_buf", "_recv_into", "_send", "_sock", "fd")
+    __slots__ = ("_buf", "_recv_into", "_send", "_sock", "fd", "redeliver")
 
     def __init__(
         self,
@@ -31,6 +32,9 @@ class SocketConnection(ConnectionBase):
         # Bound once: the data path is then one attribute load and one call.
         self._send = sock.send
         self._recv_into = sock.recv_into
+        # The handler raised or broke the contract: present the kept bytes again on the
+        # next poll even if nothing new arrives (the owner polls this flag).
+        self.redeliver = False
 
     def _release(self) -> None:
         # Closing the fd also removes it from the owner's epoll set.
@@ -54,12 +58,23 @@ class SocketConnection(ConnectionBase):
                 self._shutdown("remote close")
                 return
             self._received = True
-            buf.tail = n
-            remaining = on_data(self, view if n == buf.size else view[:n])
+            buf.tail = n  # kept whole until the handler returns a valid count
+            try:
+                remaining = on_data(self, view if n == buf.size else view[:n])
+            except BaseException:
+                self.redeliver = True
+                raise
             if not remaining:
                 buf.tail = 0
-            elif self._connected and not buf.keep(remaining):
-                self._shutdown(buffer_full_reason(buf.size))
+            elif type(remaining) is int and 0 < remaining <= n:
+                if self._connected and not buf.keep(remaining):
+                    self._shutdown(buffer_full_reason(buf.size))
+            else:
+                self._check(remaining, n)
+            return
+        if self.redeliver:
+            self.redeliver = False
+            self._present(on_data, buf.view[buf.head:buf.tail])
             return
         try:
             n = self._recv_into(buf.room())
@@ -72,11 +87,38 @@ class SocketConnection(ConnectionBase):
             self._shutdown("remote close")
             return
         self._received = True
-        remaining = on_data(self, buf.fill(n))
+        self._present(on_data, buf.fill(n))
+
+    def _present(self, on_data: Callable[[ConnectionBase, memoryview], int],
+                 data: memoryview) -> None:
+        """Kept + new bytes (already in the buffer) to the handler."""
+        buf = self._buf
+        try:
+            remaining = on_data(self, data)
+        except BaseException:
+            self.redeliver = True
+            raise
+        size = len(data)
+        if type(remaining) is not int or not 0 <= remaining <= size:
+            remaining = self._check(remaining, size)
         if self._connected and not buf.keep(remaining):
             self._shutdown(buffer_full_reason(buf.size))
 
+    def _check(self, remaining: object, size: int) -> int:
+        """A return value off the fast path: None is 0; anything invalid keeps every
+        byte for the next poll and raises."""
+        try:
+            value = checked_remaining(remaining, size)
+        except Exception:
+            self.redeliver = True
+            raise
+        if not value:
+            self._buf.tail = self._buf.head = 0
+        return value
+
     def write(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write")
         if not self._connected:
             return False
         flags = _FLAGS_MORE if more else _FLAGS
@@ -105,6 +147,8 @@ class SocketConnection(ConnectionBase):
         return True
 
     def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_some")
         if not self._connected:
             return -1
         try:
@@ -118,6 +162,8 @@ class SocketConnection(ConnectionBase):
         return n
 
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_nonblock")
         if not self._connected:
             return False
         try:

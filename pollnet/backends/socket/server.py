@@ -5,12 +5,13 @@ from __future__ import annotations
 import select
 import socket
 import time
+from collections.abc import Callable
 
 from pollnet.api import Peername
 from pollnet.backends.socket.connection import SocketConnection
 from pollnet.backends.socket.options import new_tcp_socket, peer_of, set_nodelay
 from pollnet.config import ServerConfig
-from pollnet.connection import error_text
+from pollnet.connection import ConnectionBase, error_text
 from pollnet.errors import TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
@@ -56,6 +57,7 @@ class SocketTcpServer(ServerBase[SocketConnection]):
         self._ready = self._epoll.poll
         self._epoll.register(self._lfd, select.EPOLLIN)
         self._accepting = True
+        self._again: list[SocketConnection] = []
 
     # ---------------------------------------------------------------- the pollnet API
 
@@ -63,6 +65,8 @@ class SocketTcpServer(ServerBase[SocketConnection]):
         methods = self._handlers.methods
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
+        if self._again:
+            self._read_again(methods.on_data)
         events = self._ready(0)
         if events:
             conns = self._conns
@@ -71,7 +75,12 @@ class SocketTcpServer(ServerBase[SocketConnection]):
                 conn = conns.get(fd)
                 if conn is not None:
                     if conn._connected:
-                        conn.read(on_data)
+                        try:
+                            conn.read(on_data)
+                        except BaseException:
+                            if conn.redeliver:
+                                self._again.append(conn)
+                            raise
                 elif fd == self._lfd and self._accepting:
                     self._accept(methods, now_ns)
         if self._timeouts_on and self._conns:
@@ -82,6 +91,19 @@ class SocketTcpServer(ServerBase[SocketConnection]):
                     check(conn, now, methods)
         if self._closed:
             self._drain(methods)
+
+    def _read_again(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        """Connections whose handler raised last poll: their bytes again, new or not."""
+        again = self._again
+        while again:
+            conn = again.pop()
+            if conn._connected and conn.redeliver:
+                try:
+                    conn.read(on_data)
+                except BaseException:
+                    if conn.redeliver:
+                        again.append(conn)
+                    raise
 
     @property
     def conn_count(self) -> int:

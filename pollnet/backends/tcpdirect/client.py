@@ -77,7 +77,7 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         if conn is not None:
             # zf_reactor_perform never misses an event (false positives only), so an
             # idle poll costs no zft_zc_recv.
-            if stack.pending and conn._connected:
+            if (stack.pending or conn.redeliver) and conn._connected:
                 stack.pending = False
                 if conn.read(methods.on_data):
                     stack.pending = True

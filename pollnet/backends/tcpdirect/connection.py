@@ -16,7 +16,8 @@ from typing import Any
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.stack import Stack
-from pollnet.connection import ConnectionBase
+from pollnet.connection import ConnectionBase, byte_view
+from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 _ffi = zf.ffi
@@ -43,6 +44,7 @@ class TcpdirectConnection(ConnectionBase):
         "_zc_done",
         "_zc_recv",
         "key",
+        "redeliver",
         "zock",
     )
 
@@ -56,6 +58,9 @@ class TcpdirectConnection(ConnectionBase):
         now_ns: int,
     ) -> None:
         super().__init__(closed_queue, peer, now_ns)
+        # The handler raised or broke the contract: the bytes it was shown are in the
+        # buffer and are presented again at the next read, new bytes or not.
+        self.redeliver = False
         lib = stack.lib
         self._lib = lib
         self._stack = stack
@@ -96,6 +101,12 @@ class TcpdirectConnection(ConnectionBase):
         """Hand the packets the reactor brought in to `on_data`, one call per packet.
 
         True when it stopped at MAX_PACKETS_PER_POLL with more perhaps waiting."""
+        if self.redeliver:
+            self.redeliver = False
+            buf = self._buf
+            self._present(buf.view[buf.head:buf.tail], on_data)
+            if not self._connected:
+                return False
         zock = self.zock
         msg = self._msg
         iov = self._iov
@@ -137,12 +148,19 @@ class TcpdirectConnection(ConnectionBase):
             # at most recv_buf_size bytes of it at a time, as on every backend.
             off = n if n <= buf.size else buf.size
             chunk = packet if off == n else packet[:off]
-            remaining = on_data(self, chunk)
+            try:
+                remaining = on_data(self, chunk)
+                if type(remaining) is not int or not 0 <= remaining <= off:
+                    remaining = checked_remaining(remaining, off)
+            except BaseException:
+                # The packet goes back to the library: keep what the handler saw.
+                buf.view[:off] = chunk
+                buf.tail = off
+                self.redeliver = True
+                raise
             if not self._connected:
                 return
             if remaining:
-                if remaining > off:
-                    remaining = off
                 if remaining >= buf.size:
                     self._shutdown(buffer_full_reason(buf.size))
                     return
@@ -154,16 +172,32 @@ class TcpdirectConnection(ConnectionBase):
             k = min(len(room), n - off)
             room[:k] = packet[off : off + k]
             off += k
-            remaining = on_data(self, buf.fill(k))
-            if not self._connected:
+            if not self._present(buf.fill(k), on_data):
                 return
-            if not buf.keep(remaining):
-                self._shutdown(buffer_full_reason(buf.size))
-                return
+
+    def _present(
+        self, data: memoryview, on_data: Callable[[ConnectionBase, memoryview], int]
+    ) -> bool:
+        """Kept + new bytes, already in the buffer, to the handler; False if closed."""
+        try:
+            remaining = on_data(self, data)
+            if type(remaining) is not int or not 0 <= remaining <= len(data):
+                remaining = checked_remaining(remaining, len(data))
+        except BaseException:
+            self.redeliver = True  # the buffer still holds all of `data`
+            raise
+        if not self._connected:
+            return False
+        if not self._buf.keep(remaining):
+            self._shutdown(buffer_full_reason(self._buf.size))
+            return False
+        return True
 
     # ---------------------------------------------------------------- send
 
     def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_some")
         if not self._connected:
             return -1
         size = len(data)
@@ -182,6 +216,8 @@ class TcpdirectConnection(ConnectionBase):
     def write(self, data: BytesLike, more: bool = False) -> bool:
         """Send everything, running the reactor between tries: on TCPDirect the send
         queue only drains while the stack is polled."""
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write")
         if not self._connected:
             return False
         size = len(data)
@@ -211,6 +247,8 @@ class TcpdirectConnection(ConnectionBase):
             rc = send(zock, base + done, size - done, flags)
 
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_nonblock")
         if not self._connected:
             return False
         size = len(data)

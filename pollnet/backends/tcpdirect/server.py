@@ -139,9 +139,14 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
         more = self._more
         if more:
             self._more = []
-            for again in more:
-                if again._connected and again.read(on_data):
-                    self._more.append(again)
+            for k, again in enumerate(more):
+                try:
+                    if again._connected and again.read(on_data):
+                        self._more.append(again)
+                except BaseException:
+                    # Read the rest next poll, this one too if its handler raised.
+                    self._more += more[k if again.redeliver else k + 1:]
+                    raise
         conns = self._conns
         for i in range(n):
             key = events[i].data.u64
@@ -149,8 +154,14 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
                 self._accept_pending = True
                 continue
             ready = conns.get(key)
-            if ready is not None and ready._connected and ready.read(on_data):
-                self._more.append(ready)
+            if ready is not None and ready._connected:
+                try:
+                    if ready.read(on_data):
+                        self._more.append(ready)
+                except BaseException:
+                    if ready.redeliver:
+                        self._more.append(ready)
+                    raise
         if self._accept_pending and self.conn_count < self._max and not self._is_closed:
             self._accept(methods, now_ns)
         if self._timeouts.enabled and conns:
