@@ -405,6 +405,7 @@ typedef struct pn_conn_info {
     uint32_t srtt_us, rttvar_us, rto_ms;
     uint32_t mss;
     uint64_t retransmits;
+    uint32_t irs;        /* the peer's initial sequence number (its SYN's) */
 } pn_conn_info;
 int pn_conn_info_get(const pn_stack *s, uint32_t conn_id, pn_conn_info *out);
 

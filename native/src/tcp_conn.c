@@ -466,6 +466,7 @@ int pn_conn_info_get(const pn_stack *s, uint32_t id, pn_conn_info *o)
     o->rto_ms = (uint32_t)(rto / 1000);
     o->mss = c->mss;
     o->retransmits = c->retransmits;
+    o->irs = c->irs;
     return PN_OK;
 }
 

@@ -87,3 +87,17 @@ def test_user_data_is_per_connection(make_pair: PairMaker) -> None:
     second = ch.connected[1]
     assert second.user_data is None
     assert first.user_data == {"session": 1}
+
+
+def test_data_on_the_handshake_ack_then_close_is_a_fin(make_pair: PairMaker) -> None:
+    # The client writes from on_tcp_connected, so its handshake-completing ACK and the
+    # first bytes can reach the server in one poll (on efvi: the server's connection is
+    # announced after those bytes were taken in). Nothing is unread when the server
+    # closes, so the client sees an orderly close, not a reset.
+    sh = RecordingHandler()
+    ch = RecordingHandler(on_connected=lambda conn: conn.write(b"hello"))
+    pair = make_pair(server_handler=sh, client_handler=ch)
+    assert poll_until(lambda: bytes(sh.received) == b"hello", pair)
+    pair.server_conn.close("done")
+    assert poll_until(lambda: len(ch.disconnected) == 1, pair)
+    assert ch.disconnected[0].last_error == "remote close"

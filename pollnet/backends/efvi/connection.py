@@ -46,6 +46,7 @@ class ConnInfo:
     rto_ms: int
     mss: int
     retransmits: int
+    irs: int
 
 
 CLOSED_BY_APPLICATION = "closed by the application (close())"

@@ -123,11 +123,13 @@ class EfviPollConnection(ConnectionBase):
         self._kept = 0  # bytes the handler left unconsumed last time
         self._resume_off = 0  # how far a raising handler got into the current event
         self._rx_total = 0  # bytes ever presented (for the FIN-or-RST choice)
-        self._base = 0  # rcv_nxt when established
+        # The sequence number of the first data byte: the peer's ISN + 1. Not rcv_nxt
+        # now -- bytes that came with the handshake's ACK were taken in already.
+        self._base = 0
         self._send_left = owner.send_chunks
         self._recv_left = owner.recv_chunks
         try:
-            self._base = core.info().rcv_nxt
+            self._base = (core.info().irs + 1) & 0xFFFFFFFF
         except EfviError:
             self._base = 0
 
