@@ -430,6 +430,8 @@ typedef struct pn_stats {
     uint64_t PnZeroWindowAborts;             /* ended by zero_window_timeout_ms (ours) */
     uint64_t PnPerSourceDrops;               /* SYNs over max_conns_per_source (ours) */
     uint64_t TcpExtTWRecycled;               /* TIME_WAIT reopened by a newer SYN (RFC 6191) */
+    uint64_t PnNotOursDrops;                 /* segments for no flow of ours on a shared
+                                                address: the kernel's, left unanswered */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -90,6 +90,7 @@ const char *const pn_stats_names[] = {
     "PnZeroWindowAborts",
     "PnPerSourceDrops",
     "TcpExtTWRecycled",
+    "PnNotOursDrops",
     NULL,
 };
 

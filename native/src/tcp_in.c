@@ -760,6 +760,8 @@ void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp,
     }
     if (pn_is_listening(s, t.dport))
         listen_rx(s, mac, ip, &t);
-    else
+    else if (s->link->caps & PN_LINK_OWN_IP)
         reply_rst(s, mac, ip, &t);
+    else
+        s->st.PnNotOursDrops++;  /* a shared address: the kernel's flow, not ours to reset */
 }

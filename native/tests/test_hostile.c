@@ -565,13 +565,48 @@ static void test_cookie_ack_in_a_flood_burst(void)
     world_free(&w);
 }
 
+/* Shared address (the link's PN_LINK_OWN_IP unset: the kernel owns the address too, as
+ * af_packet/af_xdp in shared mode): a segment for a flow the stack has no connection or
+ * listener for belongs to the kernel, and the stack must not answer it with a RST. With
+ * its own address the stack answers as RFC 9293 3.10.7.1 says. */
+static void test_shared_address_is_silent_about_other_flows(void)
+{
+    for (int shared = 0; shared <= 1; shared++) {
+        pn_sim_params p;
+        pn_sim_params_default(&p);
+        world w;
+        world_init(&w, &p);
+        pn_config c;
+        cfg_for(&c, SIP);
+        node *sv = world_add(&w, &c, SIP, 2);
+        pn_listen(sv->s, 80);
+        if (shared)
+            sv->s->link->caps &= ~(uint32_t)PN_LINK_OWN_IP;
+        pn_link *raw = world_add_raw(&w, 9);
+        pn_stack_add_neighbour(sv->s, RIP, raw->mac);
+        uint8_t f[100];
+        raw_seg r = {raw->mac, sv->mac, RIP, SIP, 40000, 22, 1000, 5000, 0x10, 1000,
+                     NULL, 0, (const uint8_t *)"x", 1};
+        raw_send(raw, f, build_tcp_frame(f, &r));
+        r.flags = 0x02;             /* SYN */
+        r.plen = 0;
+        raw_send(raw, f, build_tcp_frame(f, &r));
+        world_run(&w, 1000000, NULL, NULL);
+        pn_stats a = stats(sv);
+        CHECK_EQ(a.TcpOutRsts, shared ? 0u : 2u);
+        CHECK_EQ(a.PnNotOursDrops, shared ? 2u : 0u);
+        CHECK_EQ(w.raw_rx, shared ? 0u : 2u);
+        world_free(&w);
+    }
+}
+
 static void test_stats_names(void)
 {
     size_t n = 0;
     while (pn_stats_names[n])
         n++;
     CHECK_EQ(n, sizeof(pn_stats) / sizeof(uint64_t));
-    CHECK(strcmp(pn_stats_names[n - 1], "TcpExtTWRecycled") == 0);
+    CHECK(strcmp(pn_stats_names[n - 1], "PnNotOursDrops") == 0);
     CHECK(strcmp(pn_reason_str(PN_REASON_ZERO_WINDOW), "unknown reason") != 0);
 }
 
@@ -587,6 +622,7 @@ int main(void)
     RUN(test_zero_window_and_silent_peers);
     RUN(test_time_wait_rfc6191);
     RUN(test_cookie_ack_in_a_flood_burst);
+    RUN(test_shared_address_is_silent_about_other_flows);
     RUN(test_stats_names);
     HARNESS_DONE();
 }

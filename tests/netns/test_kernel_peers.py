@@ -612,3 +612,74 @@ def test_pollnet_info_per_interface(netns_pair_plain: Pair) -> None:
     info = _info(t, "pn0", "nosuch0")
     assert all(not m["works"] and "down" in m["why"] for m in info["pn0"]["modes"])
     assert all(not m["works"] and "no interface" in m["why"] for m in info["nosuch0"]["modes"])
+
+
+# ------------------------------------------------------------------ 5. a shared address
+
+# A kernel echo server for many connections, one thread each (bounded by `n`).
+KERNEL_ECHO_MANY = r"""
+import socket, sys, threading
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((ip, port)); ls.listen(n); ls.settimeout(60)
+print("ready", flush=True)
+def echo(c):
+    c.settimeout(60)
+    while d := c.recv(65536):
+        c.sendall(d)
+    c.close()
+threads = [threading.Thread(target=echo, args=(ls.accept()[0],)) for _ in range(n)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+"""
+
+# Our stack listening on the kernel's own address (shared mode) and polling until told.
+OUR_SHARED_LISTENER = r"""
+import json, sys
+from pollnet.backends.efvi import TcpServer
+from pollnet.config import EfviOptions
+link, iface, ip, port = sys.argv[1:5]
+opts = EfviOptions(link=link, interface=iface, local_ip=ip, max_conn_cnt=8)
+with TcpServer(opts, port=int(port)) as s:
+    print("ready", flush=True)
+    import select
+    while not select.select([sys.stdin], [], [], 0)[0]:
+        s.poll(object())
+    print(json.dumps(s.stats()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_shared_address_leaves_the_kernels_connections_alone(netns_pair_plain: Pair,
+                                                             link: str) -> None:
+    # Our stack shares namespace a's address with the kernel; a kernel echo server on
+    # another port of that address serves 10 kernel clients from b. af_packet hands our
+    # stack a copy of each of their frames: it must not answer them (with RSTs).
+    _need_link(link, "shared")
+    t = netns_pair_plain
+    n = 10
+    ours = t.a.popen([sys.executable, "-c", OUR_SHARED_LISTENER, link, t.pa.ifname,
+                      t.pa.ip, str(PORT)], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert ours.stdout is not None and ours.stdin is not None
+    first = ours.stdout.readline()
+    assert first.strip() == "ready", first + ours.stdout.read()
+    kernel = t.a.python(KERNEL_ECHO_MANY, t.pa.ip, str(PORT + 1), str(n),
+                        stdout=subprocess.PIPE, text=True)
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "ready"
+        kc = t.b.run([sys.executable, "-c", MANY_CLIENTS, t.pa.ip, str(PORT + 1), str(n)],
+                     check=False, timeout=120)
+        assert kc.returncode == 0, kc.stdout + kc.stderr
+        theirs = _last_json(kc.stdout)
+    finally:
+        out, _ = ours.communicate("stop\n", timeout=30)
+        kernel.kill()
+        kernel.wait()
+    stats = _last_json(out)
+    assert theirs["ok"] == n, theirs
+    assert stats["TcpOutRsts"] == 0, stats
+    if link == "af_packet":
+        assert stats["PnNotOursDrops"] > 0, stats  # it saw their frames, and kept quiet
