@@ -80,8 +80,9 @@ class Echo:
         key = id(conn)
         resp = self.sockperf.get(key, False)
         if resp is False:
-            if len(data) < sockperf.HEADER_SIZE:
-                return len(data)  # too early to tell
+            # Decided on the first bytes, at once: an echo server never waits. A sockperf
+            # client writes whole messages (>= 14 bytes), so its first bytes carry a full
+            # header; fewer than that is a plain peer (say `nc` sending "hi").
             resp = sockperf.Responder() if sockperf.looks_like_sockperf(data) else None
             self.sockperf[key] = resp
         if resp is None:

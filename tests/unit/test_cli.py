@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +177,24 @@ def test_info_stats_prints_the_cores_counters(runner: CliRunner, tmp_path: Path)
     assert table.exit_code == 0 and "TcpExtSyncookiesSent" in table.output
     wrong = runner.invoke(cli, ["info", "--stats", "--backend", "socket", "--seconds", "0"])
     assert wrong.exit_code == 2 and 'needs backend = "efvi"' in wrong.output
+
+
+def test_echo_server_echoes_two_bytes_at_once() -> None:
+    # A plain peer (nc sending "hi") gets its bytes back at once: deciding whether a
+    # peer speaks sockperf must not hold back fewer than a sockperf header's 14 bytes.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pollnet", "echo-server", "--backend", "socket",
+         "--listen-ip", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, line + (proc.stderr.read() if proc.stderr else "")
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+            s.sendall(b"hi")
+            assert s.recv(16) == b"hi"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
