@@ -36,16 +36,15 @@ static void send_arp(pn_stack *s, uint16_t op, const uint8_t *dmac, const uint8_
 {
     uint32_t cap = 0;
     uint8_t *f = pn_link_txbuf(s->link, &cap);
-    if (!f || cap < PN_ETH_HLEN + PN_ARP_LEN) {
+    if (!f || cap < PN_ETH_MIN_FRAME) {   /* the padded frame, not only the ARP */
         s->st.drop_no_buffer++;
         return;
     }
     pn_eth_emit(f, dmac, s->mac, PN_ETHERTYPE_ARP);
     pn_arp_emit(f + PN_ETH_HLEN, op, s->mac, s->cfg.local_ip, tha, tpa);
-    /* pad to the 60-byte Ethernet minimum */
     uint32_t len = PN_ETH_HLEN + PN_ARP_LEN;
-    memset(f + len, 0, 60 - len);
-    if (pn_link_tx(s->link, s->now, f, 60) == 0)
+    memset(f + len, 0, PN_ETH_MIN_FRAME - len);
+    if (pn_link_tx(s->link, s->now, f, PN_ETH_MIN_FRAME) == 0)
         s->st.frames_out++;
     if (op == PN_ARP_REQUEST)
         s->st.ArpRequestsOut++;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #define PN_ETH_HLEN 14u
+#define PN_ETH_MIN_FRAME 60u   /* the Ethernet minimum without FCS: shorter frames are padded */
 #define PN_ETHERTYPE_IPV4 0x0800u
 #define PN_ETHERTYPE_ARP 0x0806u
 
