@@ -104,7 +104,7 @@ typedef struct pn_conn {
 
     /* events */
     uint32_t qrefs;          /* events in the queue naming this connection */
-    uint32_t data_ev_pos;    /* absolute queue position of a pending DATA/FIN event */
+    uint32_t data_ev_pos;    /* queue slot (position & (evq_cap - 1)) of a pending DATA/FIN event */
     uint8_t data_ev_live, ms_ev_live;
 
     pn_timer t_rtx, t_delack;
@@ -163,7 +163,7 @@ struct pn_stack {
 
     pn_event *evq;
     uint32_t *evq_conn;      /* parallel: connection index the event names */
-    uint32_t evq_cap, ev_head, ev_tail;   /* absolute positions */
+    uint32_t evq_cap, ev_head, ev_tail;   /* cap a power of two; head/tail free-running positions */
 
     pn_shadow *last;         /* DATA/FIN events handed out by the previous poll */
     uint32_t last_n;

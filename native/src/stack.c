@@ -152,6 +152,12 @@ static void compute_layout(const pn_config *c, layout *L)
     uint32_t ec = (uint32_t)(n * (8 + 2 * c->user_timer_cnt) + 64);
     if (c->max_events > ec)
         ec = c->max_events;
+    /* A power of two: the queue's positions are free-running uint32 counters, and only
+     * then does `pos % cap` stay continuous when they wrap (2^32 is a multiple of cap). */
+    uint32_t pow2 = 64;
+    while (pow2 < ec && pow2 < 0x80000000u)
+        pow2 <<= 1;
+    ec = pow2;
     L->evq_cap = ec;
     L->evq = off; off += al64(ec * sizeof(pn_event));
     L->evq_conn = off; off += al64(ec * sizeof(uint32_t));
@@ -550,16 +556,16 @@ int pn_ev_push(pn_stack *s, pn_conn *c, uint32_t type)
     if (s->ev_tail - s->ev_head >= s->evq_cap)
         return -1;   /* cannot happen with the sizing in compute_layout */
     uint32_t pos = s->ev_tail++;
-    pn_event *e = &s->evq[pos % s->evq_cap];
+    pn_event *e = &s->evq[pos & (s->evq_cap - 1)];
     memset(e, 0, sizeof *e);
     e->type = type;
     e->conn_id = c->idx;
     e->remote_ip = c->remote_ip;
     e->remote_port = c->remote_port;
     e->local_port = c->local_port;
-    s->evq_conn[pos % s->evq_cap] = c->idx;
+    s->evq_conn[pos & (s->evq_cap - 1)] = c->idx;
     c->qrefs++;
-    return (int)(pos % s->evq_cap);
+    return (int)(pos & (s->evq_cap - 1));
 }
 
 /* One DATA event per connection per poll: the queued one grows; a FIN converts it. */
@@ -749,7 +755,7 @@ int pn_poll(pn_stack *s, uint64_t now, pn_event *events, int max)
     /* 4. events */
     int k = 0;
     while (k < max && s->ev_head != s->ev_tail) {
-        uint32_t slot = s->ev_head++ % s->evq_cap;
+        uint32_t slot = s->ev_head++ & (s->evq_cap - 1);
         pn_event *e = &s->evq[slot];
         pn_conn *c = &s->conns[s->evq_conn[slot]];
         c->qrefs--;

@@ -416,7 +416,7 @@ int pn_close(pn_stack *s, uint32_t id)
     }
     /* no further events for it: cancel the queued ones */
     for (uint32_t p = s->ev_head; p != s->ev_tail; p++) {
-        uint32_t slot = p % s->evq_cap;
+        uint32_t slot = p & (s->evq_cap - 1);
         if (s->evq_conn[slot] == c->idx)
             s->evq[slot].type = 0;
     }

@@ -382,11 +382,53 @@ static void test_data_with_fin(void)
     world_free(&w);
 }
 
+/* The event queue's positions are free-running uint32 counters: they wrap after 2^32
+ * events (about 72 minutes at a million a second). Start both stacks just below the wrap
+ * and run eight connections through data, a four-way close and TIME_WAIT across it: no
+ * event may be lost or aliased, and every connection slot comes back. */
+static void test_event_queue_wrap(void)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    /* 2^32 = 65537 * 65535 + 1: with 65537 slots, position 2^32 - 1 and position 0 (the
+     * next one) land in the same slot unless the queue is sized for free-running
+     * counters. */
+    c.max_events = 65537;
+    node *cl = world_add(&w, &c, CIP, 1);
+    cfg_for(&c, SIP);
+    c.max_events = 65537;
+    node *sv = world_add(&w, &c, SIP, 2);
+    pn_listen(sv->s, 80);
+    sv->auto_fin = 1;
+    sv->default_tx = sv->default_rx = 30000;
+    for (int i = 0; i < 2; i++) {
+        pn_stack *s = w.nodes[i].s;
+        s->ev_head = s->ev_tail = 0xFFFFFFFFu;   /* the next event is the last before the wrap */
+    }
+    for (int i = 0; i < 8; i++)
+        client_open(cl, SIP, 80, 30000, 30000)->send_fin_when_done = 1;
+    CHECK(world_run(&w, 30000000000ull, all_streams_done, NULL));
+    world_run(&w, 200000000000ull, NULL, NULL);   /* the closes and TIME_WAIT run out */
+    CHECK(cl->s->ev_tail < 0x80000000u);          /* the counter did wrap */
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 8);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_ESTABLISHED], 8);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 8);
+    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 8);
+    CHECK_EQ(cl->s->conn_live, 0);
+    CHECK_EQ(sv->s->conn_live, 0);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
     CIP = IP(10, 0, 0, 1);
     RUN(test_half_close);
+    RUN(test_event_queue_wrap);
     RUN(test_simultaneous_close);
     RUN(test_data_with_fin);
     RUN(test_rst_both_ways);
