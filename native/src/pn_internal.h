@@ -239,6 +239,7 @@ void pn_fin_deferred(pn_stack *s);
 void pn_conn_arp_done(pn_stack *s, uint32_t ip, const uint8_t *mac);
 void pn_conn_arp_failed(pn_stack *s, uint32_t ip);
 uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport);
+uint32_t pn_ts_offset(const pn_stack *s, uint32_t rip);
 void pn_apply_remaining(pn_stack *s, pn_conn *c, uint32_t delivered, uint32_t remaining);
 
 /* tcp_in.c */

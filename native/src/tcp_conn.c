@@ -15,6 +15,18 @@ uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport)
     return (uint32_t)pn_siphash(s->isn_key, b, sizeof b) + (uint32_t)(s->now / 4000u);
 }
 
+/* RFC 7323 7.1: the TSval offset, a keyed hash of the address pair (as Linux): the same
+ * for every incarnation of a 4-tuple (TSval stays monotonic across TIME_WAIT reuse) and
+ * unrelated to the ISN on the wire (TSval minus the offset would be our clock). */
+uint32_t pn_ts_offset(const pn_stack *s, uint32_t rip)
+{
+    uint8_t b[12];
+    memcpy(b, &s->cfg.local_ip, 4);
+    memcpy(b + 4, &rip, 4);
+    memcpy(b + 8, "TSof", 4);   /* a domain of its own: never equal to an ISN's input */
+    return (uint32_t)pn_siphash(s->isn_key, b, sizeof b);
+}
+
 pn_conn *pn_conn_alloc(pn_stack *s)
 {
     if (s->conn_free == PN_NONE32)
@@ -69,8 +81,7 @@ void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_
             ws++;
         c->rcv_wscale = ws;
     }
-    /* RFC 7323 5.4: a per-connection offset so TSval reveals nothing of the clock */
-    c->ts_offset = (uint32_t)(c->iss * 2654435761u);
+    c->ts_offset = pn_ts_offset(s, rip);
 }
 
 void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev)

@@ -109,7 +109,7 @@ static bool cookie_ack(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tc
     int ws = 15;
     bool ts = false;
     if (pmss && s->cfg.timestamps && t->has_ts) {
-        ws = pn_cookie_ts_decode(pn_ts_now(s, (uint32_t)(cookie * 2654435761u)), t->tsecr);
+        ws = pn_cookie_ts_decode(pn_ts_now(s, pn_ts_offset(s, ip)), t->tsecr);
         if (ws < 0)
             pmss = 0;
         ts = true;
@@ -133,7 +133,6 @@ static bool cookie_ack(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tc
     c->snd_una = cookie;
     c->snd_nxt = c->snd_max = cookie + 1;
     c->data_end = cookie + 1;
-    c->ts_offset = (uint32_t)(cookie * 2654435761u);
     memcpy(c->dst_mac, mac, 6);
     c->nexthop = ip;
     pn_tcp_seg syn;

@@ -398,8 +398,8 @@ void pn_tcp_send_cookie_synack(pn_stack *s, const uint8_t *dst_mac, uint32_t dst
         o.ws_on = ws_ok;
         o.ws = ws;
         o.ts_on = 1;
-        /* the per-connection TSval offset the connection will have (tcp_conn.c) */
-        uint32_t off = (uint32_t)(cookie * 2654435761u);
+        /* the TSval offset the connection will have (tcp_conn.c) */
+        uint32_t off = pn_ts_offset(s, dst_ip);
         o.tsval = pn_cookie_tsval(pn_ts_now(s, off), ws_ok, syn->ws);
         o.tsecr = syn->tsval;
     }

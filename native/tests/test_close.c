@@ -340,6 +340,38 @@ static void test_time_wait_reuse(void)
 }
 
 
+/* RFC 7323 7.1 (as Linux): the TSval offset is a keyed hash of the address pair, so
+ * TSval neither reveals our clock (the ISN is on the wire: an offset derived from it
+ * gives the clock away) nor goes backwards when a 4-tuple is reused out of TIME_WAIT. */
+static void test_timestamp_offset_is_per_address_pair(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = fin_back;
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 1000000000ull, est2, NULL);
+    pn_conn *c = &cl->s->conns[id];
+    uint32_t off1 = c->ts_offset;
+    uint32_t clock_ms = pn_ts_now(cl->s, 0);
+    CHECK(pn_ts_now(cl->s, off1) - (uint32_t)(c->iss * 2654435761u) != clock_ms);
+    CHECK_EQ(pn_send_fin(cl->s, id), 0);
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->s->tw_used, 1);
+    uint32_t tsval_before = pn_ts_now(cl->s, off1);
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);   /* the same 4-tuple again */
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 2);
+    CHECK_EQ(cl->s->conns[id].ts_offset, off1);
+    CHECK((int32_t)(pn_ts_now(cl->s, cl->s->conns[id].ts_offset) - tsval_before) >= 0);
+    /* another peer address gets another offset */
+    CHECK(pn_ts_offset(cl->s, IP(10, 0, 0, 77)) != off1);
+    world_free(&w);
+}
+
 /* Data and FIN in one segment: DATA first; FIN at the next poll with exactly the bytes the
  * application left; CLOSED after it (efvitcp: onData, then onFin with the rest). */
 static char fin_seen[64];
@@ -435,6 +467,7 @@ int main(void)
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);
     RUN(test_time_wait_reuse);
+    RUN(test_timestamp_offset_is_per_address_pair);
     RUN(test_rfc5961);
     RUN(test_closed_port_rst);
     HARNESS_DONE();
