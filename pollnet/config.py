@@ -181,6 +181,17 @@ class EfviOptions(_Section):
         return self
 
 
+class PollnetEfviOptions(EfviOptions):
+    """`[efvi]` of a pollnet config: efvitcp's knobs with two safer defaults for the
+    pollnet level (docs/core.md, "Defaults by level"): congestion control on (RFC 5681;
+    efvitcp's "none" resends a whole window in one burst after a timeout) and a 200 ms
+    RTO floor (RFC 6298 and Linux; efvitcp's 100 ms retransmits spuriously on paths
+    with a delayed-ACK peer). The efvitcp level (`EfviOptions`) keeps efvitcp's."""
+
+    min_rto_ms: Annotated[int, Field(ge=1)] = 200
+    congestion_control: Literal["none", "newreno", "cubic"] = "newreno"
+
+
 class TcpdirectOptions(_Section):
     """`[tcpdirect]`: where libonload_zf lives and the ZF attributes to set."""
 
@@ -213,7 +224,7 @@ class SocketConfig(_Variant):
 
 class EfviConfig(_Variant):
     backend: Literal["efvi"] = "efvi"
-    efvi: EfviOptions = Field(default_factory=EfviOptions)
+    efvi: PollnetEfviOptions = Field(default_factory=PollnetEfviOptions)
 
 
 class TcpdirectConfig(_Variant):

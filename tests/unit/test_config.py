@@ -296,3 +296,19 @@ def test_overrides_win_over_env_and_file(tmp_path: Path) -> None:
     )
     assert cfg.server.port == 3
     assert cfg.server.max_conns == 5
+
+
+def test_efvi_defaults_differ_by_level() -> None:
+    # efvitcp's own defaults at the efvitcp level (TcpClient/TcpServer take EfviOptions);
+    # the pollnet level, a config file's [efvi], gets RFC 5681 congestion control and
+    # RFC 6298's 200 ms RTO floor (docs/core.md says why).
+    from pollnet.config import EfviConfig, EfviOptions, config_from_dict
+
+    assert (EfviOptions().congestion_control, EfviOptions().min_rto_ms) == ("none", 100)
+    cfg = config_from_dict({"backend": "efvi"})
+    assert isinstance(cfg, EfviConfig)
+    assert (cfg.efvi.congestion_control, cfg.efvi.min_rto_ms) == ("newreno", 200)
+    explicit = config_from_dict({"backend": "efvi", "efvi": {"congestion_control": "none",
+                                                              "min_rto_ms": 100}})
+    assert isinstance(explicit, EfviConfig)
+    assert (explicit.efvi.congestion_control, explicit.efvi.min_rto_ms) == ("none", 100)
