@@ -6,22 +6,11 @@
 #   4. the efvi Python tests against an ASan+UBSan build of the core
 #   5. the whole pytest suite against the optimised build (its summary line comes last)
 # A failing stage does not stop the later ones; the exit status is non-zero if any failed.
+# A stage that cannot run here says SKIPPED with its reason, never ok (scripts/stage.sh).
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-failed=()
-
-stage() {
-  local name=$1; shift
-  echo "=== $name" >&2
-  local t0=$SECONDS
-  if "$@"; then
-    echo "=== $name: ok ($((SECONDS - t0)) s)" >&2
-  else
-    echo "=== $name: FAILED ($((SECONDS - t0)) s)" >&2
-    failed+=("$name")
-  fi
-}
+. scripts/stage.sh
 
 stage "ruff" "$PY" -m ruff check pollnet cli tests
 stage "mypy --strict" "$PY" -m mypy pollnet cli
@@ -30,6 +19,9 @@ stage "real links, ASan+UBSan" native/tests/links/run.sh --asan
 stage "efvi Python tests on the ASan+UBSan core" scripts/pytest-asan.sh tests/efvi
 stage "pytest" "$PY" -m pytest -q -p no:cacheprovider
 
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo "SKIPPED stages: ${skipped[*]}" >&2
+fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED stages: ${failed[*]}" >&2
   exit 1
