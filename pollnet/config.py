@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -52,6 +53,8 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 BufSize = Annotated[int, Field(ge=1, le=1 << 30)]
+# A string field that also takes a number from an environment override (parsed as JSON).
+Text = Annotated[str, Strict(False)]
 
 
 def _ipv4(value: str, *, allow_empty: bool) -> str:
@@ -66,17 +69,20 @@ def _ipv4(value: str, *, allow_empty: bool) -> str:
 
 
 class _Section(BaseModel):
-    # coerce_numbers_to_str: an env override `POLLNET_CLIENT__INTERFACE=0` parses as JSON 0.
+    # strict: a value of the wrong type is refused, not coerced (`port = "1234"`,
+    # `max_conns = true`, `window_scale = "yes"`); ints still fill float fields.
+    # coerce_numbers_to_str (for `Text` fields only): an environment override
+    # `POLLNET_CLIENT__INTERFACE=0` parses as JSON 0.
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True
+        extra="forbid", validate_assignment=True, strict=True, coerce_numbers_to_str=True
     )
 
 
 class ClientConfig(_Section):
     """`[client]`: what a `PollTcpClient` connects to and how it behaves."""
 
-    interface: str = ""
-    server_ip: str = "127.0.0.1"
+    interface: Text = ""
+    server_ip: Text = "127.0.0.1"
     server_port: Port = 1234
     local_port: Port = 0
     conn_retry_sec: Seconds = 1.0
@@ -94,8 +100,8 @@ class ClientConfig(_Section):
 class ServerConfig(_Section):
     """`[server]`: where a `PollTcpServer` listens and how many it serves."""
 
-    interface: str = ""
-    listen_ip: str = "0.0.0.0"
+    interface: Text = ""
+    listen_ip: Text = "0.0.0.0"
     port: Port = 1234
     max_conns: Annotated[int, Field(ge=1, le=1 << 20)] = 64
     send_timeout_sec: Seconds = 0.0
@@ -125,9 +131,9 @@ class EfviOptions(_Section):
     """`[efvi]`: the user-space stack's link and every efvitcp knob (efvitcp's defaults)."""
 
     link: Literal["sim", "af_xdp", "af_packet", "efvi"] = "sim"
-    interface: str = ""
-    local_ip: str = ""
-    pcap: str = ""
+    interface: Text = ""
+    local_ip: Text = ""
+    pcap: Text = ""
     xdp_mode: Literal["auto", "native", "generic", "zerocopy"] = "auto"
     conn_send_buf_cnt: Annotated[int, Field(ge=1, le=65536)] = 512
     send_buf_1k: bool = True
@@ -195,7 +201,7 @@ class PollnetEfviOptions(EfviOptions):
 class TcpdirectOptions(_Section):
     """`[tcpdirect]`: where libonload_zf lives and the ZF attributes to set."""
 
-    library: str = "libonload_zf.so"
+    library: Text = "libonload_zf.so"
     attributes: dict[str, str | int] = Field(default_factory=dict)
 
     @field_validator("attributes", mode="before")

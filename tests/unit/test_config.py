@@ -312,3 +312,25 @@ def test_efvi_defaults_differ_by_level() -> None:
                                                               "min_rto_ms": 100}})
     assert isinstance(explicit, EfviConfig)
     assert (explicit.efvi.congestion_control, explicit.efvi.min_rto_ms) == ("none", 100)
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"server": {"max_conns": True}}, "server.max_conns"),
+    ({"server": {"port": 12.0}}, "server.port"),
+    ({"server": {"port": "1234"}}, "server.port"),
+    ({"backend": "efvi", "efvi": {"window_scale": "yes"}}, "efvi.window_scale"),
+    ({"client": {"conn_retry_sec": "1"}}, "client.conn_retry_sec"),
+])
+def test_values_of_the_wrong_type_are_refused_not_coerced(data: dict[str, Any],
+                                                          field: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        config_from_dict(data)
+
+
+def test_environment_overrides_still_parse_as_json() -> None:
+    cfg = load_config(None, env={"POLLNET_CLIENT__SERVER_PORT": "4000",
+                                 "POLLNET_CLIENT__INTERFACE": "0",
+                                 "POLLNET_CLIENT__CONN_RETRY_SEC": "2"})
+    assert cfg.client.server_port == 4000
+    assert cfg.client.interface == "0"
+    assert cfg.client.conn_retry_sec == 2.0
