@@ -62,10 +62,13 @@ def load(
     """The config from file + environment + command-line overrides (options left None
     are not overrides)."""
     overrides: dict[str, Any] = {}
+    # An error in an overridden value names its flag: options are named for their field.
+    flags: dict[str, str] = {"backend": "--backend"}
     if backend is not None:
         overrides["backend"] = backend
     for name, values in sections.items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             overrides[name] = given
-    return load_config(config_path, overrides=overrides)
+            flags.update({f"{name}.{k}": f"--{k.replace('_', '-')} {v}" for k, v in given.items()})
+    return load_config(config_path, overrides=overrides, override_names=flags)

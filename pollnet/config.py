@@ -46,8 +46,14 @@ __all__ = [
 
 BACKENDS = ("socket", "efvi", "tcpdirect")
 ENV_PREFIX = "POLLNET_"
-# Names under POLLNET_ that are not config fields (the CLI's config file path).
-_ENV_RESERVED = frozenset({"config"})
+# POLLNET_ names that are not config overrides: the CLI's config file, and the knobs of
+# the build and the test suite (README, "Environment"). Any other POLLNET_ name must be
+# a config path, so a typo (POLLNET_SERVR__PORT) is an error, not silently ignored.
+ENV_NOT_CONFIG = frozenset({
+    "CONFIG", "CORE_MODULE", "SANITIZE", "NO_EFVI", "NO_AF_XDP", "EFVI_SHIM", "ZF_INCLUDE",
+    "TCPDIRECT_LIBRARY", "BENCH_ROWS", "HOSTILE_FLOOD_COUNT", "HOSTILE_FLOOD_INTERVAL",
+})
+_ENV_ROOTS = ("backend", "client", "server", "efvi", "tcpdirect")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -258,10 +264,13 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    override_names: Mapping[str, str] | None = None,
 ) -> AnyConfig:
     """Load a config from a file path or a dict (None: defaults), apply `POLLNET_*`
     overrides from `env` (default `os.environ`; pass `{}` for none), then `overrides`
-    (nested dicts, e.g. from command-line options), and validate it."""
+    (nested dicts, e.g. from command-line options), and validate it. An error in a value
+    that came from the environment or the command line names the variable or the flag
+    (`override_names` maps a dotted path such as "server.port" to its flag)."""
     if source is None:
         data: dict[str, Any] = {}
         origin = "defaults"
@@ -272,36 +281,55 @@ def load_config(
         path = Path(source)
         data = _read_file(path)
         origin = str(path)
-    _merge(data, env_overrides(os.environ if env is None else env))
+    blame: dict[tuple[str, ...], str] = {}
+    from_env, names = _env_overrides(os.environ if env is None else env)
+    _merge(data, from_env)
+    blame.update({p: f"environment {n}" for p, n in names.items()})
     if overrides:
         _merge(data, _deep_copy(overrides))
-    return config_from_dict(data, origin=origin)
+        for p in _leaves(overrides):
+            dotted = ".".join(p)
+            flag = (override_names or {}).get(dotted)
+            blame[p] = flag if flag else f"command line ({dotted})"
+    return config_from_dict(data, origin=origin, blame=blame)
 
 
-def config_from_dict(data: Mapping[str, Any], *, origin: str = "config") -> AnyConfig:
-    """Validate a plain dict (no environment applied); `backend` defaults to "socket"."""
+def config_from_dict(data: Mapping[str, Any], *, origin: str = "config",
+                     blame: Mapping[tuple[str, ...], str] | None = None) -> AnyConfig:
+    """Validate a plain dict (no environment applied); `backend` defaults to "socket".
+    `blame` names where a value came from when that is not `origin` (path -> text)."""
     data = dict(data)
     data.setdefault("backend", "socket")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, origin)) from None
+        raise ConfigError(_describe(exc, data, origin, blame or {})) from None
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """`POLLNET_A__B=v` -> {"a": {"b": v}}; v parsed as a JSON scalar when it parses.
+    Names in ENV_NOT_CONFIG are skipped; any other POLLNET_ name that is not a config
+    path is a ConfigError naming it."""
+    return _env_overrides(env)[0]
 
-    Only names whose first part is a top-level config key count, so unrelated
-    `POLLNET_*` variables in the environment cannot break loading.
-    """
-    top = {"backend", "client", "server", "efvi", "tcpdirect"}
+
+def _env_overrides(env: Mapping[str, str]
+                   ) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     out: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX) :].lower().split("__")
-        if parts[0] in _ENV_RESERVED or parts[0] not in top or not all(parts):
+        rest = name[len(ENV_PREFIX) :]
+        if rest in ENV_NOT_CONFIG:
             continue
+        parts = rest.lower().split("__")
+        if parts[0] not in _ENV_ROOTS or not all(parts):
+            raise ConfigError(
+                f"environment {name}: not a config override ({parts[0] or '(empty)'!r} is not "
+                f"one of {', '.join(_ENV_ROOTS)}; POLLNET_ names that are not config: "
+                f"{', '.join(sorted(ENV_NOT_CONFIG))}): unset it or fix the name"
+            )
         node = out
         for key in parts[:-1]:
             child = node.setdefault(key, {})
@@ -309,6 +337,17 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"environment {name}: {key} is both a value and a section")
             node = child
         node[parts[-1]] = _env_value(raw)
+        names[tuple(parts)] = name
+    return out, names
+
+
+def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out += _leaves(value, (*prefix, key))
+        else:
+            out.append((*prefix, key))
     return out
 
 
@@ -382,7 +421,8 @@ def _merge(into: dict[str, Any], over: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------- error messages
 
 
-def _describe(exc: ValidationError, data: Mapping[str, Any], origin: str) -> str:
+def _describe(exc: ValidationError, data: Mapping[str, Any], origin: str,
+              blame: Mapping[tuple[str, ...], str]) -> str:
     backend = data.get("backend")
     lines = []
     for err in exc.errors():
@@ -390,11 +430,27 @@ def _describe(exc: ValidationError, data: Mapping[str, Any], origin: str) -> str
         # The union tag pydantic puts in front of the path is noise to a user.
         if loc and isinstance(backend, str) and loc[0] == backend:
             loc = loc[1:]
-        lines.append(_describe_one(err["type"], loc, err, backend))
+        line = _describe_one(err["type"], loc, err, backend)
+        where = _blamed(blame, loc, err["type"])
+        lines.append(f"{where}: {line}" if where else line)
+    if len(lines) == 1 and lines[0].startswith(tuple(blame.values())):
+        return lines[0]  # it came from the environment or a flag, not from `origin`
     head = f"{origin}: " if origin else ""
     if len(lines) == 1:
         return head + lines[0]
     return head + f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+
+
+def _blamed(blame: Mapping[tuple[str, ...], str], loc: list[Any], kind: str) -> str:
+    """Where the value at `loc` came from, when that was an override."""
+    path = tuple(str(p) for p in loc)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        path = ("backend",)
+    while path:
+        if path in blame:
+            return blame[path]
+        path = path[:-1]
+    return ""
 
 
 def _describe_one(kind: str, loc: list[Any], err: Any, backend: Any) -> str:

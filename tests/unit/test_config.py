@@ -143,7 +143,7 @@ def test_env_overrides_nest_and_parse_json_scalars() -> None:
         "POLLNET_EFVI__WINDOW_SCALE": "true",
         "POLLNET_EFVI__PCAP": "/tmp/a b.pcap",  # not JSON: kept as a string
         "POLLNET_CONFIG": "ignored.toml",  # reserved for the CLI
-        "POLLNET_SOMETHING_ELSE": "1",  # not a config key: ignored
+        "POLLNET_CORE_MODULE": "/x.so",  # a build/test knob, not config
         "HOME": "/root",
     }
     cfg = load_config(None, env=env)
@@ -166,8 +166,35 @@ def test_env_overrides_win_over_file(tmp_path: Path) -> None:
 
 
 def test_env_overrides_only_take_config_keys() -> None:
-    assert env_overrides({"POLLNET_X": "1", "POLLNET_CONFIG": "a", "OTHER": "2"}) == {}
+    assert env_overrides({"POLLNET_CONFIG": "a", "POLLNET_SANITIZE": "1", "OTHER": "2"}) == {}
     assert env_overrides({"POLLNET_EFVI__SIM__LOSS": "0.1"}) == {"efvi": {"sim": {"loss": 0.1}}}
+
+
+@pytest.mark.parametrize("name", ["POLLNET_SERVR__PORT", "POLLNET_X"])
+def test_an_unknown_pollnet_variable_is_an_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^environment {name}: not a config override"):
+        load_config(None, env={name: "1"})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"POLLNET_SERVER__PORT": "abc"},
+     "environment POLLNET_SERVER__PORT: server.port = 'abc' is invalid"),
+    ({"POLLNET_BACKEND": "foo"},
+     "environment POLLNET_BACKEND: backend = 'foo' is not a backend"),
+    ({"POLLNET_SERVER__PROT": "1"}, "environment POLLNET_SERVER__PROT: server.prot: unknown"),
+])
+def test_environment_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env=env)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "defaults" not in str(info.value)
+
+
+def test_flag_errors_name_the_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={}, overrides={"server": {"port": 70000}},
+                    override_names={"server.port": "--port 70000"})
+    assert str(info.value).startswith("--port 70000: server.port = 70000 is invalid")
 
 
 def test_section_and_value_clash_in_env() -> None:
