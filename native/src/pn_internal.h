@@ -16,6 +16,7 @@
 #define PN_MSL_NS (30ull * 1000000000ull)   /* RFC 9293 3.4.2: MSL (Linux uses 60 s for 2*MSL) */
 #define PN_TW_NS (2 * PN_MSL_NS)
 #define PN_INIT_RTO_US 1000000u             /* RFC 6298 2.1: initial RTO 1 s */
+#define PN_SYN_LOST_RTO_US 3000000u         /* RFC 6298 5.7: after a lost SYN, 3 s */
 #define PN_CHALLENGE_ACK_LIMIT 1000u        /* RFC 5961 7: per second, as Linux */
 #define PN_COOKIE_VALID_NS (128ull * 1000000000ull)   /* two 64 s cookie periods */
 #define PN_NONE32 0xffffffffu

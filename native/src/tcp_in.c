@@ -65,6 +65,12 @@ static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         pn_rtt_sample(s, c, (s->now - c->rtt_ts) / 1000);
         c->rtt_timing = 0;
     }
+    /* RFC 6298 5.7: the SYN (or SYN-ACK) timed out and no RTT was measured since (Karn):
+     * data transmission starts with a 3 s RTO, not the 1 s the handshake began with. */
+    if (c->retries && !c->rtt_valid && c->rto_us < PN_SYN_LOST_RTO_US) {
+        uint64_t cap = (uint64_t)s->cfg.max_rto_ms * 1000;
+        c->rto_us = (uint32_t)(cap < PN_SYN_LOST_RTO_US ? cap : PN_SYN_LOST_RTO_US);
+    }
     c->retries = 0;
     c->backoff = 0;
     pn_timer_del(s, &c->t_rtx);

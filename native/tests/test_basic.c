@@ -107,6 +107,37 @@ static void test_refused(void)
     world_free(&w);
 }
 
+/* RFC 6298 5.7: when the SYN had to be retransmitted (and so gave no RTT sample, Karn),
+ * the RTO is 3 s once the connection is established; after a clean handshake it comes
+ * from the measured RTT. */
+static void test_rto_after_syn_retransmit(void)
+{
+    for (int lose = 0; lose <= 1; lose++) {
+        world w;
+        node *cl, *sv;
+        two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+        pn_listen(sv->s, 80);
+        if (lose) {   /* the client's first SYN: its source MAC and the TCP flags byte */
+            uint8_t m[42] = {0}, k[42] = {0};
+            memcpy(m, cl->mac, 6);
+            memset(k, 0xff, 6);
+            m[41] = 0x02;
+            k[41] = 0xff;
+            CHECK(pn_sim_wire_drop_nth(w.wire, 1, 6, m, k, 42) >= 0);
+        }
+        stream *st = client_connect(cl, 80, 0, 0);
+        world_run(&w, 10000000000ull, NULL, NULL);
+        CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 1);
+        pn_conn_info ci;
+        CHECK_EQ(pn_conn_info_get(cl->s, st->conn, &ci), 0);
+        if (lose)
+            CHECK_EQ(ci.rto_ms, 3000);
+        else
+            CHECK(ci.rto_ms < 1000);
+        world_free(&w);
+    }
+}
+
 static void test_syn_timeout(void)
 {
     world w;
@@ -455,6 +486,7 @@ int main(void)
     RUN(test_refused);
     RUN(test_syn_timeout);
     RUN(test_arp_failed);
+    RUN(test_rto_after_syn_retransmit);
     RUN(test_accept_reject);
     RUN(test_user_timers);
     RUN(test_icmp_echo);
