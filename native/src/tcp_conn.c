@@ -216,7 +216,8 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
 {
     if (!s || rip == 0 || rport == 0 || rip >= 0xe0000000u || rip == s->cfg.local_ip)
         return PN_EINVAL;
-    uint32_t nh = rip;
+    uint32_t nh = rip, isn_floor = 0;
+    bool reuse = false;
     if ((rip & s->cfg.netmask) != (s->cfg.local_ip & s->cfg.netmask)) {
         if (s->cfg.gateway_ip == 0)
             return PN_ENOROUTE;
@@ -231,15 +232,23 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
         uint32_t v = pn_ht_find(s, rip, rport, lport);
         if (v != PN_NONE32 && !(v & 0x80000000u))
             return PN_EPORT;
-        /* our own TIME_WAIT on this tuple: reuse it. RFC 6528 ISNs grow with the clock,
-         * so the new SYN lies above the old sequence space (RFC 6191). */
-        if (v != PN_NONE32)
+        /* our own TIME_WAIT on this tuple: reuse it, with an ISN above the old sequence
+         * space (RFC 6191). The ISN clock (250k/s) falls behind a fast transfer, so the
+         * floor is the old snd_nxt + 65537, as Linux's tcp_twsk_unique. */
+        if (v != PN_NONE32) {
+            isn_floor = s->tw[v & 0x7fffffffu].snd_nxt + 65537u;
+            reuse = true;
             pn_tw_kill(s, v & 0x7fffffffu);
+        }
     }
     pn_conn *c = pn_conn_alloc(s);
     if (!c)
         return PN_ENOCONN;
     pn_conn_init(s, c, rip, rport, lport);
+    if (reuse && seq_lt(c->iss, isn_floor)) {
+        c->iss = c->snd_una = c->snd_nxt = c->snd_max = isn_floor;
+        c->data_end = isn_floor + 1;
+    }
     c->active = 1;
     c->nexthop = nh;
     pn_flow f = {s->cfg.local_ip, rip, lport, rport};

@@ -372,6 +372,41 @@ static void test_timestamp_offset_is_per_address_pair(void)
     world_free(&w);
 }
 
+/* Reopening a 4-tuple from our own TIME_WAIT after a fast transfer: the ISN clock
+ * (250k/s) has not caught up with the megabytes sent, so an ISN from it would lie inside
+ * the old connection's sequence space. The new ISN starts above it (as Linux's
+ * tcp_twsk_unique: snd_nxt + 65537), and the new connection works. */
+static void test_time_wait_reopen_above_old_sequence_space(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->auto_fin = 1;
+    sv->default_rx = 4000000;
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45001, &id), 0);
+    stream *st = node_stream(cl, id);
+    memset(st, 0, sizeof *st);
+    st->used = 1;
+    st->conn = id;
+    st->tx_total = 4000000;
+    st->rx_expect = 0;
+    st->send_fin_when_done = 1;
+    CHECK(world_run(&w, 20000000000ull, all_streams_done, NULL));
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, id, &ci), 0);
+    uint32_t old_snd_nxt = ci.snd_nxt;
+    world_run(&w, 1000000000ull, NULL, NULL);
+    CHECK_EQ(cl->s->tw_used, 1);
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45001, &id), 0);
+    CHECK_EQ(pn_conn_info_get(cl->s, id, &ci), 0);
+    CHECK(seq_gt(ci.snd_una, old_snd_nxt));   /* snd_una = the new ISN */
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->counts[PN_EV_CONNECTION_ESTABLISHED], 2);
+    world_free(&w);
+}
+
 /* Data and FIN in one segment: DATA first; FIN at the next poll with exactly the bytes the
  * application left; CLOSED after it (efvitcp: onData, then onFin with the rest). */
 static char fin_seen[64];
@@ -467,6 +502,7 @@ int main(void)
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);
     RUN(test_time_wait_reuse);
+    RUN(test_time_wait_reopen_above_old_sequence_space);
     RUN(test_timestamp_offset_is_per_address_pair);
     RUN(test_rfc5961);
     RUN(test_closed_port_rst);
