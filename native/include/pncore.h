@@ -432,6 +432,8 @@ typedef struct pn_stats {
     uint64_t TcpExtTWRecycled;               /* TIME_WAIT reopened by a newer SYN (RFC 6191) */
     uint64_t PnNotOursDrops;                 /* segments for no flow of ours on a shared
                                                 address: the kernel's, left unanswered */
+    uint64_t PnAckRetries;                   /* ACKs that found the TX ring full, resent
+                                                at the next poll */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

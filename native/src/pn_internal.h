@@ -84,6 +84,7 @@ typedef struct pn_conn {
     uint64_t oow_ack_ns;     /* last ACK sent for an out-of-window bare ACK */
     uint32_t delack_bytes;   /* in-order bytes not yet ACKed */
     uint8_t ack_pending;     /* queued on the end-of-burst ACK list */
+    uint8_t ack_lost;        /* an ACK found the TX ring full: resend at the next flush */
     uint8_t half_open;       /* passive, SYN-RECEIVED: counted in s->half_open */
     uint32_t ooo_bytes;      /* bytes in the out-of-order ranges */
     uint64_t zw_since;       /* when the peer's window closed with data waiting (persist) */

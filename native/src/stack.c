@@ -91,6 +91,7 @@ const char *const pn_stats_names[] = {
     "PnPerSourceDrops",
     "TcpExtTWRecycled",
     "PnNotOursDrops",
+    "PnAckRetries",
     NULL,
 };
 
@@ -404,8 +405,9 @@ uint64_t pn_stack_next_timer(const pn_stack *s)
 {
     if (!s)
         return UINT64_MAX;
-    /* events still queued, or a FIN event waiting for its poll: poll again now */
-    if (s->ev_head != s->ev_tail || s->finq_n)
+    /* events still queued, a FIN event waiting for its poll, or an ACK to resend that
+     * found the TX ring full: poll again now */
+    if (s->ev_head != s->ev_tail || s->finq_n || s->ackq_n)
         return s->now;
     uint64_t t = s->heap_n ? s->heap[0]->when : UINT64_MAX;
     if (s->tw_old != PN_NONE32 && s->tw[s->tw_old].expire < t)

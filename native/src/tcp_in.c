@@ -726,13 +726,16 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 
 void pn_tcp_flush_acks(pn_stack *s)
 {
-    for (uint32_t i = 0; i < s->ackq_n; i++) {
+    uint32_t n = s->ackq_n;
+    s->ackq_n = 0;   /* an ACK that fails again queues itself anew (pn_tcp_send_ack) */
+    for (uint32_t i = 0; i < n; i++) {
         pn_conn *c = &s->conns[s->ackq[i]];
-        if (c->ack_pending && c->in_use == 1 && c->delack_bytes)
-            pn_tcp_send_ack(s, c);
+        bool due = c->ack_pending && c->in_use == 1 && (c->delack_bytes || c->ack_lost);
         c->ack_pending = 0;
+        c->ack_lost = 0;
+        if (due)
+            pn_tcp_send_ack(s, c);
     }
-    s->ackq_n = 0;
 }
 
 void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp, uint32_t len)

@@ -146,7 +146,16 @@ int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags)
 void pn_tcp_send_ack(pn_stack *s, pn_conn *c)
 {
     tx_args a = {pn_tcp_ack_seq(c), PN_TH_ACK, NULL, 0};
-    emit(s, c, &a);
+    if (emit(s, c, &a) == 0)
+        return;
+    /* The TX ring is full: the ACK goes at the next poll's flush (pn_tcp_flush_acks),
+     * not when the peer's retransmission timer fires. */
+    s->st.PnAckRetries++;
+    c->ack_lost = 1;
+    if (!c->ack_pending) {
+        c->ack_pending = 1;
+        s->ackq[s->ackq_n++] = c->idx;
+    }
 }
 
 static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)

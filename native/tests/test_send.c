@@ -514,6 +514,62 @@ static void test_short_tx_buffers_are_not_overrun(void)
     world_free(&w);
 }
 
+/* A link whose transmit ring is full for exactly the next `fail_next` frames (only the
+ * link `fail_link`). */
+static uint32_t fail_next;
+static pn_link *fail_link;
+static uint8_t *once_txbuf(pn_link *l, uint32_t *cap)
+{
+    if (fail_next && l == fail_link) {
+        fail_next--;
+        return NULL;
+    }
+    return ((flaky *)l)->inner->ops->tx_buf(((flaky *)l)->inner, cap);
+}
+static pn_link *make_full_once(pn_link *inner)
+{
+    pn_link *l = make_flaky(inner);
+    static pn_link_ops once_ops;
+    once_ops = flaky_ops;
+    once_ops.tx_buf = once_txbuf;
+    l->ops = &once_ops;
+    return l;
+}
+
+/* The server's ACK of a segment finds its transmit ring full: it is sent at the next
+ * poll, not left to the client's retransmission timeout (counted in PnAckRetries). */
+static void test_ack_lost_to_a_full_ring_is_retried(void)
+{
+    world w;
+    node *cl, *sv;
+    pn_config cc, sc;
+    cfg_for(&cc, CIP);
+    cfg_for(&sc, SIP);
+    sc.delayed_ack_ms = 0;
+    fail_next = 0;
+    wrap_link = make_full_once;
+    setup_cfg(&w, &cl, &sv, &cc, &sc);
+    wrap_link = NULL;
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 0, &id), 0);
+    node_stream(cl, id)->used = 1;
+    CHECK(world_run(&w, 1000000000ull, est2, NULL));
+    world_run(&w, 50000000ull, NULL, NULL);
+    fail_link = sv->l;
+    fail_next = 1;   /* the server's next frame: the ACK of "ping" */
+    CHECK_EQ(pn_send(cl->s, id, "ping", 4, 0), 4);
+    world_run(&w, 20000000ull, NULL, NULL);   /* 20 ms: well inside the client's RTO */
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, id, &ci), 0);
+    CHECK_EQ(ci.snd_una, ci.snd_nxt);        /* acknowledged */
+    pn_stats a, b;
+    pn_stack_stats(cl->s, &a);
+    pn_stack_stats(sv->s, &b);
+    CHECK_EQ(a.TcpRetransSegs, 0);
+    CHECK_EQ(b.PnAckRetries, 1);
+    world_free(&w);
+}
+
 static void test_tx_ring_full(void)
 {
     world w;
@@ -655,6 +711,7 @@ int main(void)
     RUN(test_cc);
     RUN(test_delayed_ack);
     RUN(test_tx_ring_full);
+    RUN(test_ack_lost_to_a_full_ring_is_retried);
     RUN(test_short_tx_buffers_are_not_overrun);
     RUN(test_data_timeout);
     RUN(test_tiny_receive_buffer);
