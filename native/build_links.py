@@ -157,6 +157,15 @@ def efvi_build() -> dict[str, list]:
         out["define_macros"].append(("PN_EFVI_SKIP", code))
         return out
     inc, libdir, name = found
+    failed = efvi_compile_error([str(inc)])
+    if failed:
+        # An optional link must never fail the install: build the stub, which tells
+        # `pollnet info` (and the link's create call) the compiler's first error.
+        _say(f"efvi link skipped: link_efvi.c does not compile against {inc}: {failed}")
+        _write_reason(f"link_efvi.c did not compile against the Onload headers in {inc}: "
+                      f"{failed}")
+        out["define_macros"].append(("PN_EFVI_SKIP", "4"))
+        return out
     out["include_dirs"].append(str(inc))
     out["define_macros"].append(("PN_HAVE_EFVI", "1"))
     out["libraries"].append(":" + name if name.endswith(".a") else "ciul")
@@ -165,6 +174,37 @@ def efvi_build() -> dict[str, list]:
         os.environ["LIBRARY_PATH"] = ":".join([str(libdir), *paths])
     _say(f"efvi link built with Onload: {inc}, {libdir / name}")
     return out
+
+
+# How link_efvi.c is compiled in the module (build_ffi.py's strict flags).
+EFVI_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE"]
+REASON_HEADER = BUILD / "pn_efvi_build.h"
+
+
+def efvi_compile_error(include_dirs: list[str], cc: str | None = None) -> str:
+    """Compile link_efvi.c against these ef_vi headers as the module would: "" when it
+    compiles, else the compiler's first error line (or the first line it printed)."""
+    cc = cc or os.environ.get("CC") or "cc"
+    BUILD.mkdir(parents=True, exist_ok=True)
+    cmd = [cc, *EFVI_FLAGS, f"-I{NATIVE / 'include'}", f"-I{SRC}", f"-I{BUILD}",
+           *(f"-I{d}" for d in include_dirs), "-DPN_HAVE_EFVI=1",
+           "-c", str(SRC / "link_efvi.c"), "-o", str(BUILD / "link_efvi-probe.o")]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return f"cannot run the compiler {cc!r}: {exc.strerror}"
+    if r.returncode == 0:
+        return ""
+    lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
+    first = next((ln for ln in lines if "error" in ln), lines[0] if lines else "")
+    return first or f"{cc} exited with {r.returncode}"
+
+
+def _write_reason(text: str) -> None:
+    """The stub's PN_EFVI_SKIP_REASON, as a C string in a generated header."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    BUILD.mkdir(parents=True, exist_ok=True)
+    REASON_HEADER.write_text(f'#define PN_EFVI_SKIP_REASON "{escaped}"\n')
 
 
 def link_build() -> dict[str, list]:

@@ -17,6 +17,7 @@ import struct
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 AF_XDP = getattr(socket, "AF_XDP", 44)  # Python's socket module does not name it
 
@@ -31,9 +32,18 @@ class Probe:
         return asdict(self)
 
 
+def _pncore() -> Any:
+    """The compiled core as the efvi backend loads it (POLLNET_CORE_MODULE honoured);
+    ImportError naming why when it is not there."""
+    core = importlib.import_module("pollnet.backends.efvi._core")
+    if core.lib is None:
+        raise ImportError(core.LOAD_ERROR)
+    return core
+
+
 def native_core() -> Probe:
     try:
-        importlib.import_module("pollnet._pncore")
+        _pncore()
     except ImportError as exc:
         return Probe(
             "native core (pollnet._pncore)",
@@ -83,7 +93,7 @@ def efvi_build_info() -> str | None:
     """What the compiled core's efvi link runs on (pn_efvi_build_info()): Onload's ef_vi,
     pollnet's look-alike, or "not built: <why>". None without a core that says."""
     try:
-        mod = importlib.import_module("pollnet._pncore")
+        mod = _pncore()
     except ImportError:
         return None
     fn = getattr(mod.lib, "pn_efvi_build_info", None)
@@ -253,7 +263,7 @@ def core_has_bpf() -> tuple[bool, str]:
     """Whether the built core has the real af_xdp link and tc filter (libxdp/libbpf/clang
     at build time), not the stub: the real create call says "no parameters" to NULL."""
     try:
-        mod = importlib.import_module("pollnet._pncore")
+        mod = _pncore()
     except ImportError as exc:
         return False, f"the native core is not built ({exc})"
     fn = getattr(mod.lib, "pn_af_xdp_link_create", None)

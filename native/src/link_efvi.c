@@ -67,6 +67,8 @@
 #define PN_EFVI_SKIP_REASON "Onload's etherfabric headers were found but not libciul"
 #elif defined(PN_EFVI_SKIP) && PN_EFVI_SKIP == 3
 #define PN_EFVI_SKIP_REASON "POLLNET_NO_EFVI was set at build time"
+#elif defined(PN_EFVI_SKIP) && PN_EFVI_SKIP == 4
+#include "pn_efvi_build.h"   /* the compiler's first error against Onload's headers */
 #else
 #define PN_EFVI_SKIP_REASON "Onload's etherfabric headers (etherfabric/vi.h) were not found"
 #endif
@@ -266,6 +268,16 @@ static void on_rx(efvi_link *e, const ef_event *ev)
     if (e->rx_ts) {
         /* Documented: after this RX event's poll and before the next poll; pkt is the
          * first buffer of the packet (prefix included). */
+#ifdef ef_vi_receive_get_precise_timestamp
+        /* Onload 9.0 and later: the unified timestamp call (a macro over the VI's ops);
+         * the older calls are deprecated there. */
+        ef_precisetime t;
+        if (ef_vi_receive_get_precise_timestamp(&e->vi, buf_ptr(e, id), &t) == 0)
+            ts = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+        else
+            e->info.rx_ts_missing++;
+#else
+        /* Onload 8.x (and our look-alike): the call with the clock sync flags. */
         struct timespec t;
         unsigned flags = 0;
         if (ef_vi_receive_get_timestamp_with_sync_flags(&e->vi, buf_ptr(e, id), &t,
@@ -273,6 +285,7 @@ static void on_rx(efvi_link *e, const ef_event *ev)
             ts = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
         else
             e->info.rx_ts_missing++;
+#endif
     }
     e->state[id] = B_READY;
     ready_push(e, id, bytes - e->prefix_len, ts);
