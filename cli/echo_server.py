@@ -10,7 +10,7 @@ import click
 from pollnet.bench.echo import serve_forever
 from pollnet.factory import create_server
 
-from .common import clean_errors, config_options, load
+from .common import ConfigProblem, clean_errors, config_options, load
 
 
 @click.command("echo-server")
@@ -37,6 +37,12 @@ def echo_server(
             backend,
             server={"listen_ip": listen_ip, "port": port, "max_conns": max_conns},
         )
+        if cfg.backend == "efvi" and cfg.efvi.link == "sim":
+            raise ConfigProblem(
+                'echo-server with efvi link = "sim": the sim link is a wire inside this '
+                "process, so nothing outside it could reach the server; use link = "
+                '"af_packet" or "af_xdp" with an interface, or backend = "socket"'
+            )
         if cpu is not None:
             try:
                 os.sched_setaffinity(0, {cpu})

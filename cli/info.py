@@ -69,7 +69,7 @@ def _interface_table(ifaces: list[InterfaceProbe]) -> Table:
 class _Listener:
     """Accepts every connection and discards what arrives (the stats run's handler)."""
 
-    def on_data(self, conn: Any, data: Any) -> int:
+    def on_tcp_data(self, conn: Any, data: Any) -> int:
         return 0
 
 
@@ -78,9 +78,13 @@ def _stats(config_path: str | None, backend: str | None, seconds: float, as_json
         cfg = load(config_path, backend)
         if cfg.backend != "efvi":
             raise ConfigProblem(f'--stats needs backend = "efvi" (the config has "{cfg.backend}")')
-        from pollnet.backends.efvi.server import TcpServer
+        from pollnet.backends.efvi.pollnet_server import EfviTcpServer
+        from pollnet.factory import create_server
 
-        server = TcpServer(cfg.efvi, port=cfg.server.port)
+        # The server an application would get from this config (the pollnet level: the
+        # sim link's 127.0.0.1 names, port 0 for a free port), then its stack's counters.
+        server = create_server(cfg)
+        assert isinstance(server, EfviTcpServer)
         try:
             handler = _Listener()
             end = time.monotonic() + seconds
@@ -89,13 +93,14 @@ def _stats(config_path: str | None, backend: str | None, seconds: float, as_json
                 if time.monotonic() >= end:
                     break
             counters = server.stats()
+            ip, port = server.address
         finally:
             server.close()
     if as_json:
-        click.echo(json.dumps({"seconds": seconds, "local_ip": server.local_ip,
-                               "port": cfg.server.port, "stats": counters}))
+        click.echo(json.dumps({"seconds": seconds, "local_ip": ip, "port": port,
+                               "stats": counters}))
         return
-    table = Table(title=f"efvi stack {server.local_ip}:{cfg.server.port} after {seconds:g} s")
+    table = Table(title=f"efvi stack {ip}:{port} after {seconds:g} s")
     table.add_column("counter")
     table.add_column("value", justify="right")
     for name, value in counters.items():

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from pollnet.cli.main import cli
 
+SIM_EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "configs" / "efvi-sim.toml")
+
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -199,3 +201,21 @@ def test_echo_server_echoes_two_bytes_at_once() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_echo_server_refuses_the_sim_link(runner: CliRunner) -> None:
+    # Nothing outside the process can reach a server on the in-process wire: say so
+    # instead of printing a "listening on" line nobody can use.
+    result = runner.invoke(cli, ["echo-server", "--config", SIM_EXAMPLE])
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        'Error: echo-server with efvi link = "sim": the sim link is a wire inside this process')
+
+
+def test_info_stats_accepts_the_shipped_sim_example(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["info", "--stats", "--json", "--seconds", "0.05",
+                                 "--config", SIM_EXAMPLE])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["local_ip"] == "127.0.0.1" and data["port"] > 0
+    assert data["stats"]["TcpActiveOpens"] == 0

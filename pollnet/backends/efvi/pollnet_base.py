@@ -153,6 +153,12 @@ class Base(Owner):
             return net.now(now_ns)
         return time.monotonic_ns() if now_ns is None else now_ns
 
+    def stats(self) -> dict[str, int]:
+        """The stack's counters (`pn_stats`): `pollnet info --stats` shows them."""
+        if self.ep is None:
+            return {}
+        return self.ep.stats()
+
     def pump(self) -> None:
         """Receive, run timers, transmit -- and leave every event queued in the core
         for the next poll() (max = 0)."""
