@@ -6,9 +6,20 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pollnet
 from pollnet.config import AnyConfig, config_from_dict, load_config
+
+
+def main_of(main: Callable[[], int | None]) -> int | None:
+    """Run an example's main(): pollnet's deliberate errors (a wrong config, a backend
+    this machine cannot run) are one line on stderr and exit status 1, no traceback."""
+    try:
+        return main()
+    except pollnet.PollnetError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        return 1
 
 
 def config_from_argv(argv: Sequence[str]) -> AnyConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import config_from_argv, pair, run
+from _common import config_from_argv, main_of, pair, run
 
 from pollnet import PollConnection
 
@@ -67,4 +67,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(main))

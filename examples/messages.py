@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from _common import config_from_argv, pair, run
+from _common import config_from_argv, main_of, pair, run
 
 from pollnet import PollConnection
 
@@ -76,4 +76,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(main))

@@ -37,3 +37,18 @@ def test_example_runs_on_backend(example: str, config: str, request: pytest.Fixt
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " OK on " in result.stdout
+
+
+@pytest.mark.parametrize("example", ["echo.py", "messages.py"])
+def test_an_unavailable_backend_is_one_clear_line(example: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLLNET_")}
+    env["POLLNET_TCPDIRECT__LIBRARY"] = str(tmp_path / "no-such-libonload_zf.so")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / example), str(EXAMPLES / "configs" / "tcpdirect.toml")],
+        capture_output=True, text=True, timeout=120, env=env, cwd=EXAMPLES,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"{example}: backend 'tcpdirect' is not available: cannot load"), result.stderr
