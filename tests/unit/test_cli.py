@@ -219,3 +219,14 @@ def test_info_stats_accepts_the_shipped_sim_example(runner: CliRunner) -> None:
     data = json.loads(result.output)
     assert data["local_ip"] == "127.0.0.1" and data["port"] > 0
     assert data["stats"]["TcpActiveOpens"] == 0
+
+
+@pytest.mark.parametrize("link", ["af_packet", "af_xdp"])
+def test_a_missing_interface_is_named(runner: CliRunner, tmp_path: Path, link: str) -> None:
+    path = tmp_path / "nope.toml"
+    path.write_text(f'backend = "efvi"\n[efvi]\nlink = "{link}"\ninterface = "nope0"\n'
+                    '[server]\nlisten_ip = "127.0.0.1"\nport = 0\n')
+    result = runner.invoke(cli, ["echo-server", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        "Error: efvi.interface = 'nope0': no such network interface here"), result.output

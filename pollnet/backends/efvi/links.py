@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.efvi import _core
 from pollnet.config import EfviOptions
-from pollnet.errors import BackendUnavailable
+from pollnet.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     from pollnet.backends.efvi.sim import SimWire
@@ -103,6 +103,13 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
             "\"af_packet\" (any Linux NIC) or \"sim\"",
         )
     ifname = options.interface
+    try:
+        socket.if_nametoindex(ifname)  # in the namespace the link opens in
+    except OSError:
+        raise ConfigError(
+            f"efvi.interface = {ifname!r}: no such network interface here (`ip link` lists "
+            "them; NETNS/IF names one in a network namespace)"
+        ) from None
     ip, mask = _interface_address(ifname)
     if local_ip:
         ip = _core.ip_to_int(local_ip)
