@@ -434,6 +434,8 @@ typedef struct pn_stats {
                                                 address: the kernel's, left unanswered */
     uint64_t PnAckRetries;                   /* ACKs that found the TX ring full, resent
                                                 at the next poll */
+    uint64_t PnInvariantRepairs;             /* a broken internal invariant found and
+                                                repaired (a bug: report it) */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -15,6 +15,15 @@
 #define PN_NEIGH_CNT 64
 #define PN_MSL_NS (30ull * 1000000000ull)   /* RFC 9293 3.4.2: MSL (Linux uses 60 s for 2*MSL) */
 #define PN_TW_NS (2 * PN_MSL_NS)
+/* Invariant checks that abort in debug builds (-DPN_DEBUG); release builds repair and
+ * count (pn_stats.PnInvariantRepairs) instead. */
+#ifdef PN_DEBUG
+#include <assert.h>
+#define PN_DEBUG_ASSERT(cond) assert(cond)
+#else
+#define PN_DEBUG_ASSERT(cond) ((void)0)
+#endif
+
 #define PN_INIT_RTO_US 1000000u             /* RFC 6298 2.1: initial RTO 1 s */
 #define PN_SYN_LOST_RTO_US 3000000u         /* RFC 6298 5.7: after a lost SYN, 3 s */
 #define PN_CHALLENGE_ACK_LIMIT 1000u        /* RFC 5961 7: per second, as Linux */

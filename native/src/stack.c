@@ -92,6 +92,7 @@ const char *const pn_stats_names[] = {
     "TcpExtTWRecycled",
     "PnNotOursDrops",
     "PnAckRetries",
+    "PnInvariantRepairs",
     NULL,
 };
 

@@ -230,7 +230,15 @@ static void output(pn_stack *s, pn_conn *c, bool force)
                 break;
             const pn_sseg *g = seg_at(s, c, k);
             if (seq_lt(c->snd_nxt, g->seq)) {
-                k = 0;   /* hint overshot after a go-back: rescan */
+                if (k > 0) {
+                    k = 0;   /* hint overshot after a go-back: rescan */
+                    continue;
+                }
+                /* snd_nxt below the oldest byte held: an invariant is broken (a bug).
+                 * Rescanning would find the same segment for ever: repair, and count. */
+                PN_DEBUG_ASSERT(!"snd_nxt below the send buffer's head");
+                s->st.PnInvariantRepairs++;
+                c->snd_nxt = g->seq;
                 continue;
             }
             uint32_t avail = g->seq + g->len - c->snd_nxt;

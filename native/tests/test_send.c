@@ -1,6 +1,9 @@
 /* test_send.c -- the send and receive contracts: `more`, sendv, sendable and
  * immediately_sendable, MORE_SENDABLE, `remaining`, zero window and persist probes,
  * option negotiation (window scale, timestamps, MSS by buffer size), congestion control. */
+#include <signal.h>
+#include <unistd.h>
+
 #include "pn_internal.h"
 #include "util.h"
 
@@ -570,6 +573,43 @@ static void test_ack_lost_to_a_full_ring_is_retried(void)
     world_free(&w);
 }
 
+/* The output loop must not spin whatever state it finds: snd_nxt below the send buffer's
+ * head breaks an invariant (a bug elsewhere could make it so); the loop repairs it and
+ * goes on. A hang is turned into a failure by the alarm. */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "test_output_cannot_spin: the output loop hung\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {}
+    _exit(1);
+}
+
+static void test_output_cannot_spin(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 0, &id), 0);
+    node_stream(cl, id)->used = 1;
+    CHECK(world_run(&w, 1000000000ull, est2, NULL));
+    pn_conn *c = &cl->s->conns[id];
+    CHECK_EQ(pn_send(cl->s, id, "abcdef", 6, 1), 6);   /* more: held, not sent yet */
+    c->snd_nxt = c->snd_una - 1000;   /* below the head segment */
+    signal(SIGALRM, on_alarm);
+    alarm(5);
+    CHECK_EQ(pn_send(cl->s, id, "gh", 2, 0), 2);
+    world_run(&w, 100000000ull, NULL, NULL);
+    alarm(0);
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, id, &ci), 0);
+    CHECK_EQ(ci.snd_una, ci.snd_nxt);   /* all 8 bytes sent and acknowledged */
+    pn_stats st;
+    pn_stack_stats(cl->s, &st);
+    CHECK_EQ(st.PnInvariantRepairs, 1);
+    world_free(&w);
+}
+
 static void test_tx_ring_full(void)
 {
     world w;
@@ -711,6 +751,7 @@ int main(void)
     RUN(test_cc);
     RUN(test_delayed_ack);
     RUN(test_tx_ring_full);
+    RUN(test_output_cannot_spin);
     RUN(test_ack_lost_to_a_full_ring_is_retried);
     RUN(test_short_tx_buffers_are_not_overrun);
     RUN(test_data_timeout);
