@@ -57,13 +57,6 @@ REAL_LINK_SKIPS = {
     ),
 }
 
-ONE_POLL_APART = {
-    "test_camel_case_handler": (
-        "it uses the server's connection as soon as the client is connected; two stacks "
-        "polled in turn learn of a connection one poll apart (the server on the "
-        "client's ACK), where the kernel completes both ends at once"
-    ),
-}
 
 
 def efvi_config(request: pytest.FixtureRequest, link: str) -> Iterator[AnyConfig]:
@@ -72,8 +65,6 @@ def efvi_config(request: pytest.FixtureRequest, link: str) -> Iterator[AnyConfig
         pytest.skip(f"efvi:{link}: {KERNEL_PEER_TESTS[name]}; an efvi stack cannot reach the "
                     "kernel's loopback (the efvi adapter tests cover this behaviour with an "
                     "efvi peer)")
-    if name in ONE_POLL_APART:
-        pytest.skip(f"efvi:{link}: {ONE_POLL_APART[name]}")
     if link == "sim":
         yield loopback_config("efvi", efvi={"link": "sim"})
         return

@@ -39,7 +39,10 @@ def test_camel_case_handler(make_pair: PairMaker) -> None:
     pair = make_pair(connect=False, client={"send_timeout_sec": 0.02, "recv_timeout_sec": 0.02})
     camel = CamelCase()
     targets = [(pair.server, pair.server_handler), (pair.client, camel)]
-    assert poll_until(lambda: "connected" in camel.events, *targets)
+    # Both ends know of the connection (user-space stacks polled in turn learn of it one
+    # poll apart: the server on the client's ACK).
+    sh = pair.server_handler
+    assert poll_until(lambda: "connected" in camel.events and bool(sh.connected), *targets)
     pair.server_conn.write(b"camel")
     assert poll_until(lambda: camel.data == b"camel", *targets)
     assert poll_until(
