@@ -35,14 +35,6 @@ REFUSING_PEER_TESTS = {
 }
 
 REAL_LINK_SKIPS = {
-    "test_connect_announces_both_ends_once": (
-        "it expects loopback addresses (127.0.0.1); on a real link the peers have the "
-        "namespaces' addresses"
-    ),
-    "test_server_address_reports_the_chosen_port": (
-        "it expects the server on 127.0.0.1; on a real link it listens on the namespace's "
-        "address"
-    ),
     "test_max_conns_leaves_extra_clients_in_the_backlog": (
         "it makes several clients from one config, which names one efvi.local_ip: on one "
         "interface each client stack needs an address of its own"
