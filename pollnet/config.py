@@ -165,6 +165,7 @@ class EfviOptions(_Section):
     zero_window_timeout_ms: Annotated[int, Field(ge=0, le=(1 << 32) - 1)] = 0  # 0 = never
     max_conns_per_source: Annotated[int, Field(ge=0, le=1 << 20)] = 0  # 0 = no limit
     challenge_ack_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per second
+    oow_rate_limit_ms: Annotated[int, Field(ge=0, le=60_000)] = 500  # 0 = no limit
     sim: SimOptions = Field(default_factory=SimOptions)
 
     @field_validator("local_ip")

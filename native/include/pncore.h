@@ -91,6 +91,11 @@ typedef struct pn_config {
                                         established; 0 = no limit */
     uint32_t challenge_ack_limit;    /* RFC 5961 7: challenge ACKs per second per stack,
                                         randomised in [limit/2, 3*limit/2) as Linux; 1000 */
+    uint32_t oow_rate_limit_ms;      /* at most one reply a connection (or TIME_WAIT entry)
+                                        per this many ms to out-of-window segments: PAWS
+                                        rejects, duplicate SYNs in SYN-RECEIVED, TIME_WAIT
+                                        SYNs and data (Linux's tcp_invalid_ratelimit);
+                                        500; 0 = no limit */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
@@ -436,6 +441,8 @@ typedef struct pn_stats {
                                                 at the next poll */
     uint64_t PnInvariantRepairs;             /* a broken internal invariant found and
                                                 repaired (a bug: report it) */
+    uint64_t TcpExtTCPACKSkippedPAWS, TcpExtTCPACKSkippedSynRecv;   /* replies held back */
+    uint64_t TcpExtTCPACKSkippedSeq, TcpExtTCPACKSkippedTimeWait;   /* by oow_rate_limit_ms */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -126,6 +126,7 @@ typedef struct pn_tw {       /* a TIME_WAIT entry (time_wait.c) */
     uint32_t remote_ip;
     uint16_t remote_port, local_port;
     uint32_t snd_nxt, rcv_nxt, ts_recent, ts_offset;
+    uint64_t oow_ack_ns;     /* last rate-limited reply (pn_oow_allowed) */
     uint8_t ts_ok, in_use, snd_wscale, rcv_wscale, active;
     uint8_t dst_mac[6];
     uint64_t expire;
@@ -251,6 +252,9 @@ void pn_conn_arp_done(pn_stack *s, uint32_t ip, const uint8_t *mac);
 void pn_conn_arp_failed(pn_stack *s, uint32_t ip);
 uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport);
 uint32_t pn_ts_offset(const pn_stack *s, uint32_t rip);
+/* Whether a reply to an out-of-window segment may go now (oow_rate_limit_ms since *last,
+ * which it then updates); counts into *skipped when not. */
+bool pn_oow_allowed(pn_stack *s, uint64_t *last, uint64_t *skipped);
 void pn_apply_remaining(pn_stack *s, pn_conn *c, uint32_t delivered, uint32_t remaining);
 
 /* tcp_in.c */

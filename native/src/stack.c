@@ -57,6 +57,7 @@ void pn_config_default(pn_config *c)
     c->zero_window_timeout_ms = 0;   /* never: efvitcp probes while the peer answers */
     c->max_conns_per_source = 0;
     c->challenge_ack_limit = PN_CHALLENGE_ACK_LIMIT;
+    c->oow_rate_limit_ms = 500;
 }
 
 const char *pn_reason_str(uint32_t reason)
@@ -93,6 +94,8 @@ const char *const pn_stats_names[] = {
     "PnNotOursDrops",
     "PnAckRetries",
     "PnInvariantRepairs",
+    "TcpExtTCPACKSkippedPAWS", "TcpExtTCPACKSkippedSynRecv",
+    "TcpExtTCPACKSkippedSeq", "TcpExtTCPACKSkippedTimeWait",
     NULL,
 };
 

@@ -27,6 +27,17 @@ uint32_t pn_ts_offset(const pn_stack *s, uint32_t rip)
     return (uint32_t)pn_siphash(s->isn_key, b, sizeof b);
 }
 
+bool pn_oow_allowed(pn_stack *s, uint64_t *last, uint64_t *skipped)
+{
+    uint64_t gap = (uint64_t)s->cfg.oow_rate_limit_ms * 1000000u;
+    if (*last && s->now - *last < gap) {
+        (*skipped)++;
+        return false;
+    }
+    *last = s->now ? s->now : 1;   /* 0 means "never replied" */
+    return true;
+}
+
 pn_conn *pn_conn_alloc(pn_stack *s)
 {
     if (s->conn_free == PN_NONE32)

@@ -514,7 +514,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     /* a retransmitted SYN while our SYN-ACK is outstanding: answer it again */
     if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && !(fl & PN_TH_ACK) &&
         t->seq == c->irs) {
-        pn_tcp_send_syn(s, c);
+        if (pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedSynRecv))
+            pn_tcp_send_syn(s, c);
         return;
     }
     /* simultaneous open (RFC 9293 3.5 figure 8): the peer's SYN-ACK repeats the SYN we
@@ -533,7 +534,8 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     if (c->ts_ok && t->has_ts && !(fl & PN_TH_RST) && (int32_t)(t->tsval - c->ts_recent) < 0 &&
         s->now - c->ts_recent_ns < PAWS_IDLE_NS) {
         s->st.TcpExtPAWSEstabRejected++;
-        pn_tcp_send_ack(s, c);
+        if (pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedPAWS))
+            pn_tcp_send_ack(s, c);
         return;
     }
     /* RFC 5961 4.2: a SYN on a synchronised connection, whatever its sequence number,
@@ -556,11 +558,9 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
              * would never reopen */
             if (c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
                 pn_ev_data(s, c);
-            if (!(fl & PN_TH_RST) && (!bare || s->now - c->oow_ack_ns >= 500000000ull)) {
-                if (bare)
-                    c->oow_ack_ns = s->now;
+            if (!(fl & PN_TH_RST) &&
+                (!bare || pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedSeq)))
                 pn_tcp_send_ack(s, c);
-            }
             return;
         }
         if (t->plen && c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)

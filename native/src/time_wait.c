@@ -61,6 +61,7 @@ void pn_tw_enter(pn_stack *s, const pn_conn *c)
     t->ts_ok = c->ts_ok;
     t->ts_recent = c->ts_recent;
     t->ts_offset = c->ts_offset;
+    t->oow_ack_ns = 0;
     t->snd_wscale = c->snd_wscale;
     t->rcv_wscale = c->rcv_wscale;
     t->active = c->active;
@@ -101,7 +102,8 @@ int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_
             pn_tw_kill(s, i);
             return 1;
         }
-        tw_ack(s, t);
+        if (pn_oow_allowed(s, &t->oow_ack_ns, &s->st.TcpExtTCPACKSkippedTimeWait))
+            tw_ack(s, t);
         return 0;
     }
     if (g->flags & PN_TH_FIN) {                     /* RFC 9293 3.10.7.4: re-ACK, restart */
@@ -111,7 +113,9 @@ int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_
         append_tw(s, i);
         return 0;
     }
-    if (g->plen)
+    /* a retransmitted FIN is always re-ACKed (above: our last ACK was lost); SYNs and
+     * data are rate-limited, so a confused or hostile peer cannot make us storm */
+    if (g->plen && pn_oow_allowed(s, &t->oow_ack_ns, &s->st.TcpExtTCPACKSkippedTimeWait))
         tw_ack(s, t);
     return 0;
 }

@@ -407,6 +407,38 @@ static void test_time_wait_reopen_above_old_sequence_space(void)
     world_free(&w);
 }
 
+/* A peer that keeps sending data (or SYNs that start no new incarnation) to a connection
+ * in TIME_WAIT gets at most one ACK per oow_rate_limit_ms (as Linux), not one per
+ * segment; a retransmitted FIN is still re-ACKed every time. */
+static void test_time_wait_replies_are_rate_limited(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    sv->hook = fin_back;
+    uint32_t id;
+    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45002, &id), 0);
+    node_stream(cl, id)->used = 1;
+    world_run(&w, 1000000000ull, est2, NULL);
+    CHECK_EQ(pn_send_fin(cl->s, id), 0);
+    world_run(&w, 2000000000ull, NULL, NULL);
+    CHECK_EQ(cl->s->tw_used, 1);
+    pn_link *raw = world_add_raw(&w, 9);
+    pn_stats a, b;
+    pn_stack_stats(cl->s, &a);
+    uint8_t f[100];
+    for (int i = 0; i < 10; i++) {   /* ten data segments "from the server", 1 ms apart */
+        raw_seg r = {raw->mac, cl->mac, SIP, CIP, 80, 45002, 5000u + (uint32_t)i, 1000,
+                     0x18, 1000, NULL, 0, (const uint8_t *)"x", 1};
+        raw_send(raw, f, build_tcp_frame(f, &r));
+        world_run(&w, 1000000ull, NULL, NULL);
+    }
+    pn_stack_stats(cl->s, &b);
+    CHECK_EQ(b.TcpOutSegs - a.TcpOutSegs, 1);
+    CHECK_EQ(b.TcpExtTCPACKSkippedTimeWait - a.TcpExtTCPACKSkippedTimeWait, 9);
+    world_free(&w);
+}
+
 /* Data and FIN in one segment: DATA first; FIN at the next poll with exactly the bytes the
  * application left; CLOSED after it (efvitcp: onData, then onFin with the rest). */
 static char fin_seen[64];
@@ -502,6 +534,7 @@ int main(void)
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);
     RUN(test_time_wait_reuse);
+    RUN(test_time_wait_replies_are_rate_limited);
     RUN(test_time_wait_reopen_above_old_sequence_space);
     RUN(test_timestamp_offset_is_per_address_pair);
     RUN(test_rfc5961);
