@@ -311,24 +311,32 @@ static void test_closed_port_rst(void)
 }
 
 
+/* A closed connection on client port `lport` whose client side sits in TIME_WAIT (the
+ * server answers the client's FIN with its own: fin_back). */
+static void client_in_time_wait(world *w, node **cl, node **sv, uint16_t lport)
+{
+    setup(w, cl, sv, 100);
+    (*sv)->hook = fin_back;
+    uint32_t id;
+    CHECK_EQ(pn_connect((*cl)->s, SIP, 80, lport, &id), 0);
+    node_stream(*cl, id)->used = 1;
+    world_run(w, 1000000000ull, est2, NULL);
+    CHECK_EQ(pn_send((*cl)->s, id, "abc", 3, 0), 3);
+    CHECK_EQ(pn_send_fin((*cl)->s, id), 0);
+    world_run(w, 2000000000ull, NULL, NULL);
+    CHECK_EQ((*cl)->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ((*sv)->counts[PN_EV_CONNECTION_CLOSED], 1);
+    CHECK_EQ((*cl)->s->tw_used, 1);
+}
+
 /* Reconnecting from the same port while both sides hold TIME_WAIT: the client reuses its
  * entry, the server's accepts the new SYN (RFC 6191, RFC 1122 4.2.2.13). */
 static void test_time_wait_reuse(void)
 {
     world w;
     node *cl, *sv;
-    setup(&w, &cl, &sv, 100);
-    sv->hook = fin_back;
+    client_in_time_wait(&w, &cl, &sv, 45000);
     uint32_t id;
-    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);
-    node_stream(cl, id)->used = 1;
-    world_run(&w, 1000000000ull, est2, NULL);
-    CHECK_EQ(pn_send(cl->s, id, "abc", 3, 0), 3);
-    CHECK_EQ(pn_send_fin(cl->s, id), 0);
-    world_run(&w, 2000000000ull, NULL, NULL);
-    CHECK_EQ(cl->counts[PN_EV_CONNECTION_CLOSED], 1);
-    CHECK_EQ(sv->counts[PN_EV_CONNECTION_CLOSED], 1);
-    CHECK_EQ(cl->s->tw_used, 1);
     CHECK_EQ(sv->s->tw_used, 1);
     CHECK_EQ(pn_connect(cl->s, SIP, 80, 45000, &id), 0);
     node_stream(cl, id)->used = 1;
@@ -414,15 +422,7 @@ static void test_time_wait_replies_are_rate_limited(void)
 {
     world w;
     node *cl, *sv;
-    setup(&w, &cl, &sv, 100);
-    sv->hook = fin_back;
-    uint32_t id;
-    CHECK_EQ(pn_connect(cl->s, SIP, 80, 45002, &id), 0);
-    node_stream(cl, id)->used = 1;
-    world_run(&w, 1000000000ull, est2, NULL);
-    CHECK_EQ(pn_send_fin(cl->s, id), 0);
-    world_run(&w, 2000000000ull, NULL, NULL);
-    CHECK_EQ(cl->s->tw_used, 1);
+    client_in_time_wait(&w, &cl, &sv, 45002);
     pn_link *raw = world_add_raw(&w, 9);
     pn_stats a, b;
     pn_stack_stats(cl->s, &a);

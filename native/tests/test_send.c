@@ -487,15 +487,22 @@ static int sh_send(pn_link *l, uint8_t *b, uint32_t len)
         short_over++;
     return fl_send(l, b, len);
 }
-static pn_link *make_short(pn_link *inner)
+/* A flaky-style wrapper whose transmit side is `txbuf` (and `send`, when given). */
+static pn_link *wrap_tx(pn_link *inner, pn_link_ops *ops, uint8_t *(*txbuf)(pn_link *, uint32_t *),
+                        int (*send)(pn_link *, uint8_t *, uint32_t))
 {
     pn_link *l = make_flaky(inner);
-    static pn_link_ops short_ops;
-    short_ops = flaky_ops;
-    short_ops.tx_buf = sh_txbuf;
-    short_ops.tx_send = sh_send;
-    l->ops = &short_ops;
+    *ops = flaky_ops;
+    ops->tx_buf = txbuf;
+    if (send)
+        ops->tx_send = send;
+    l->ops = ops;
     return l;
+}
+static pn_link *make_short(pn_link *inner)
+{
+    static pn_link_ops short_ops;
+    return wrap_tx(inner, &short_ops, sh_txbuf, sh_send);
 }
 
 static void test_short_tx_buffers_are_not_overrun(void)
@@ -531,12 +538,8 @@ static uint8_t *once_txbuf(pn_link *l, uint32_t *cap)
 }
 static pn_link *make_full_once(pn_link *inner)
 {
-    pn_link *l = make_flaky(inner);
     static pn_link_ops once_ops;
-    once_ops = flaky_ops;
-    once_ops.tx_buf = once_txbuf;
-    l->ops = &once_ops;
-    return l;
+    return wrap_tx(inner, &once_ops, once_txbuf, NULL);
 }
 
 /* The server's ACK of a segment finds its transmit ring full: it is sent at the next
