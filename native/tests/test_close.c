@@ -6,7 +6,8 @@
 
 static uint32_t SIP, CIP;
 
-static void setup(world *w, node **cl, node **sv, uint32_t tw)
+/* A client and a listening server; max_events 0 = the core's own sizing. */
+static void setup_events(world *w, node **cl, node **sv, uint32_t tw, uint32_t max_events)
 {
     pn_sim_params p;
     pn_sim_params_default(&p);
@@ -14,11 +15,18 @@ static void setup(world *w, node **cl, node **sv, uint32_t tw)
     pn_config c;
     cfg_for(&c, CIP);
     c.max_time_wait_conn_cnt = tw;
+    c.max_events = max_events;
     *cl = world_add(w, &c, CIP, 1);
     cfg_for(&c, SIP);
     c.max_time_wait_conn_cnt = tw;
+    c.max_events = max_events;
     *sv = world_add(w, &c, SIP, 2);
     pn_listen((*sv)->s, 80);
+}
+
+static void setup(world *w, node **cl, node **sv, uint32_t tw)
+{
+    setup_events(w, cl, sv, tw, 0);
 }
 
 static bool est2(world *w, void *ctx)
@@ -487,21 +495,12 @@ static void test_data_with_fin(void)
  * event may be lost or aliased, and every connection slot comes back. */
 static void test_event_queue_wrap(void)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
+    node *cl, *sv;
     /* 2^32 = 65537 * 65535 + 1: with 65537 slots, position 2^32 - 1 and position 0 (the
      * next one) land in the same slot unless the queue is sized for free-running
      * counters. */
-    c.max_events = 65537;
-    node *cl = world_add(&w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    c.max_events = 65537;
-    node *sv = world_add(&w, &c, SIP, 2);
-    pn_listen(sv->s, 80);
+    setup_events(&w, &cl, &sv, 100, 65537);
     sv->auto_fin = 1;
     sv->default_tx = sv->default_rx = 30000;
     for (int i = 0; i < 2; i++) {
