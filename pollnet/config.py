@@ -90,6 +90,7 @@ class ClientConfig(_Section):
     interface: Text = ""
     server_ip: Text = "127.0.0.1"
     server_port: Port = 1234
+    local_ip: str = ""
     local_port: Port = 0
     conn_retry_sec: Seconds = 1.0
     conn_timeout_sec: Seconds = 3.0
@@ -101,6 +102,11 @@ class ClientConfig(_Section):
     @classmethod
     def _check_ip(cls, v: str) -> str:
         return _ipv4(v, allow_empty=False)
+
+    @field_validator("local_ip")
+    @classmethod
+    def _check_local_ip(cls, v: str) -> str:
+        return _ipv4(v, allow_empty=True)
 
 
 class ServerConfig(_Section):

@@ -42,6 +42,19 @@ def test_connect_and_echo_both_ways(td_config: AnyConfig) -> None:
     pair.close()
 
 
+def test_client_connects_from_local_ip(shim_library: Path) -> None:
+    port = free_port()
+    cfg = tcpdirect_config(shim_library, client={"local_ip": "127.0.0.3", "local_port": port})
+    pair = Pair(cfg)
+    assert pair.server_conn.peername == ("127.0.0.3", port)
+    pair.close()
+    cfg = tcpdirect_config(shim_library, client={"local_ip": "127.0.0.3"})
+    pair = Pair(cfg)
+    peer = pair.server_conn.peername
+    assert peer is not None and peer[0] == "127.0.0.3"
+    pair.close()
+
+
 def test_bulk_transfer_arrives_whole_and_in_order(td_config: AnyConfig) -> None:
     pair = Pair(td_config)
     data = bytes(range(256)) * 800  # 200 KiB: many packets, partial sends

@@ -209,6 +209,7 @@ def test_section_and_value_clash_in_env() -> None:
         ({"client": {"server_port": 70000}}, ["client.server_port", "70000", "65535"]),
         ({"client": {"local_port": -1}}, ["client.local_port", "-1", "greater than or equal"]),
         ({"client": {"server_ip": "localhost"}}, ["client.server_ip", "'localhost'", "IPv4"]),
+        ({"client": {"local_ip": "::1"}}, ["client.local_ip", "'::1'", "IPv4"]),
         ({"client": {"conn_retry_sec": -1}}, ["client.conn_retry_sec", "-1"]),
         ({"client": {"recv_buf_size": 0}}, ["client.recv_buf_size", "0"]),
         ({"client": {"srever_port": 1}}, ["client.srever_port", "unknown", "server_port"]),

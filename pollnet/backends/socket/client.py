@@ -82,7 +82,8 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         try:
             if cfg.local_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("0.0.0.0", cfg.local_port))
+            if cfg.local_port or cfg.local_ip:
+                sock.bind((cfg.local_ip or "0.0.0.0", cfg.local_port))
             set_nodelay(sock)
             err = sock.connect_ex(self._addr)
         except OSError as exc:

@@ -39,7 +39,8 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         self._st = self._stack.ptr
         self._perform = self._lib.zf_reactor_perform
         self._raddr = zf.sockaddr_in(cfg.server_ip, cfg.server_port)
-        self._laddr = zf.sockaddr_in("0.0.0.0", cfg.local_port) if cfg.local_port else None
+        bind = cfg.local_ip or cfg.local_port
+        self._laddr = zf.sockaddr_in(cfg.local_ip or "0.0.0.0", cfg.local_port) if bind else None
         self._handle_out = _ffi.new("struct zft_handle **")
         self._zock_out = _ffi.new("struct zft **")
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
