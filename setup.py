@@ -1,20 +1,33 @@
 """Packaging that pyproject.toml cannot express: the `cli/` folder installed as
-`pollnet.cli`, and (once native/ has it) the cffi-compiled core."""
+`pollnet.cli`, the cffi-compiled core, and the compiled efvi per-message path
+(`pollnet._pnfast`, optional: where it cannot be built the install goes on and the efvi
+backend runs its Python path)."""
 
 import os
+import sys
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+here = os.path.dirname(__file__) or "."
+sys.path.insert(0, os.path.join(here, "native"))
 
 packages = find_packages(include=["pollnet", "pollnet.*"])
 packages += ["pollnet.cli"] + ["pollnet.cli." + p for p in find_packages("cli")]
 
 cffi_modules = []
-if os.path.exists(os.path.join(os.path.dirname(__file__) or ".", "native", "build_ffi.py")):
+ext_modules = []
+if os.path.exists(os.path.join(here, "native", "build_ffi.py")):
+    import build_fast
+
     cffi_modules.append("native/build_ffi.py:ffibuilder")
+    ext_modules.append(Extension(
+        "pollnet._pnfast", ["native/ext/pnfast.c"], include_dirs=["native/include"],
+        extra_compile_args=build_fast.compile_args(), optional=True))
 
 setup(
     packages=packages,
     package_dir={"pollnet.cli": "cli"},
-    package_data={"pollnet": ["py.typed"]},
+    package_data={"pollnet": ["py.typed", "_pnfast.pyi"]},
     cffi_modules=cffi_modules,
+    ext_modules=ext_modules,
 )

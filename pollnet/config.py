@@ -52,6 +52,7 @@ ENV_PREFIX = "POLLNET_"
 ENV_NOT_CONFIG = frozenset({
     "CONFIG", "CORE_MODULE", "SANITIZE", "NO_EFVI", "NO_AF_XDP", "EFVI_SHIM", "ZF_INCLUDE",
     "TCPDIRECT_LIBRARY", "BENCH_ROWS", "HOSTILE_FLOOD_COUNT", "HOSTILE_FLOOD_INTERVAL",
+    "PURE_PYTHON", "FAST_MODULE",
 })
 _ENV_ROOTS = ("backend", "client", "server", "efvi", "tcpdirect")
 

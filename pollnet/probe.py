@@ -53,6 +53,15 @@ def native_core() -> Probe:
     return Probe("native core (pollnet._pncore)", True, "built")
 
 
+def fast_path() -> Probe:
+    """The efvi backend's per-message path: compiled (pollnet._pnfast) or Python, and why."""
+    try:
+        fast = importlib.import_module("pollnet.backends.efvi._fast")
+    except ImportError as exc:
+        return Probe("efvi per-message path", False, f"Python (the core does not load: {exc})")
+    return Probe("efvi per-message path", fast.FAST is not None, str(fast.describe()))
+
+
 def is_root() -> Probe:
     root = os.geteuid() == 0
     return Probe("root", root, "running as root" if root else f"uid {os.geteuid()}, not root")
@@ -109,6 +118,7 @@ def probe_all(tcpdirect_library: str = "libonload_zf.so") -> list[Probe]:
     probes = [
         Probe("socket", True, "kernel TCP through non-blocking sockets: always available"),
         core,
+        fast_path(),
         root,
     ]
     need_core = "" if core.available else "needs the native core; "

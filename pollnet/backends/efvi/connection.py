@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.efvi import _core
+from pollnet.backends.efvi._fast import FAST, address
 from pollnet.backends.efvi._stack import BytesLike
 from pollnet.backends.efvi.errors import ConnectionClosedError, EfviError
 
@@ -55,21 +56,68 @@ _from_buffer: Any = _core.ffi.from_buffer if _core.ffi is not None else None
 _INFO_INTS = frozenset(ConnInfo.__dataclass_fields__) - {"state", "remote_ip"}
 
 
-class Connection:
+class PyCoreConn:
+    """What the compiled `pollnet._pnfast.CoreConn` holds and does, in Python: the base
+    of Connection where the extension is not used (see `_fast`)."""
+
+    __slots__ = ("_closed", "_core_stack", "_established", "_kept", "_local_port",
+                 "_remote_ip", "_remote_port", "conn_id")
+
+    _lib: Any
+    _stack: Any
+    conn_id: int
+    _core_stack: int
+    _kept: int
+    _remote_ip: int
+    _remote_port: int
+    _local_port: int
+    _closed: bool
+    _established: bool
+
+    if TYPE_CHECKING:  # Connection's (the compiled base calls them too)
+        def _dead(self, doing: str) -> ConnectionClosedError: ...
+        def _check(self, rc: int, doing: str, hint: str = "") -> int: ...
+
+    def send(self, data: BytesLike, more: bool = False) -> int:
+        """Copy up to `sendable()` bytes of `data` into the send buffers; return how many
+        were accepted (buffered for retransmission, maybe not on the wire yet).
+        `more=True` holds back a trailing partial segment until more data or a send
+        without `more` (like MSG_MORE)."""
+        if self._closed:
+            raise self._dead("send")
+        if data.__class__ is bytes:  # cffi passes bytes as a pointer without a copy
+            rc: int = self._lib.pn_send(self._stack, self.conn_id, data, len(data), more)
+        else:
+            try:
+                buf = _from_buffer(data)
+            except TypeError:
+                raise TypeError(
+                    "send() takes a bytes-like object (bytes, bytearray, memoryview or any "
+                    f"C-contiguous buffer), not {type(data).__name__!r}") from None
+            rc = self._lib.pn_send(self._stack, self.conn_id, buf, len(buf), more)
+            # Drop the buffer export of `data` before anything can raise: a traceback
+            # holding it, with `data` a memoryview in a reference cycle, crashes the GC of
+            # CPython 3.11 (memoryview tp_clear with exports).
+            del buf
+        if rc < 0:
+            self._check(rc, "send")
+        return rc
+
+
+if TYPE_CHECKING:
+    _ConnBase = PyCoreConn
+else:
+    _ConnBase = PyCoreConn if FAST is None else FAST.CoreConn
+
+
+class Connection(_ConnBase):
     """A connection slot. Use it only between `on_connection_established` (or `connect()`)
     and its closing event; see the module doc."""
 
     __slots__ = (
-        "_closed",
-        "_established",
         "_h",
-        "_kept",
         "_lib",
-        "_local_port",
-        "_remote_ip",
-        "_remote_port",
         "_stack",
-        "conn_id",
         "end_reason",
         "user_data",
     )
@@ -78,6 +126,7 @@ class Connection:
         self._h = handle
         self._lib: Any = handle.lib
         self._stack: Any = handle.stack
+        self._core_stack = address(handle.stack)
         self.conn_id = conn_id
         self.user_data: Any = None
         self._remote_ip = 0
@@ -123,26 +172,6 @@ class Connection:
         raise err
 
     # ------------------------------------------------------------ sending
-
-    def send(self, data: BytesLike, more: bool = False) -> int:
-        """Copy up to `sendable()` bytes of `data` into the send buffers; return how many
-        were accepted (buffered for retransmission, maybe not on the wire yet).
-        `more=True` holds back a trailing partial segment until more data or a send
-        without `more` (like MSG_MORE)."""
-        if self._closed:
-            raise self._dead("send")
-        if data.__class__ is bytes:  # cffi passes bytes as a pointer without a copy
-            rc: int = self._lib.pn_send(self._stack, self.conn_id, data, len(data), more)
-        else:
-            buf = _from_buffer(data)
-            rc = self._lib.pn_send(self._stack, self.conn_id, buf, len(buf), more)
-            # Drop the buffer export of `data` before anything can raise: a traceback
-            # holding it, with `data` a memoryview in a reference cycle, crashes the GC of
-            # CPython 3.11 (memoryview tp_clear with exports).
-            del buf
-        if rc < 0:
-            self._check(rc, "send")
-        return rc
 
     def sendv(self, buffers: Iterable[BytesLike], more: bool = False) -> int:
         """Send several buffers as one stream (writev); returns bytes accepted."""

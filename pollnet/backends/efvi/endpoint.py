@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Self
 
 from pollnet.backends.efvi import _core
+from pollnet.backends.efvi._fast import FAST, address
 from pollnet.backends.efvi._stack import StackHandle
 from pollnet.backends.efvi.connection import Connection
 from pollnet.backends.efvi.errors import EfviError
@@ -45,6 +46,11 @@ _REASONS: dict[int, str] = (
      for v in _core.constants("PN_REASON_").values() if v}
     if _core.available() else {})
 _EV = _core.constants("PN_EV_")
+# The event codes in Bound's order of their methods (ARP_FAILED goes to on_timeout).
+_EV_CODES: tuple[int, ...] = tuple(_EV.get(f"PN_EV_{n}", -1) for n in (
+    "DATA", "FIN", "MORE_SENDABLE", "CONNECTION_ESTABLISHED", "CONNECTION_CLOSED",
+    "CONNECTION_RESET", "CONNECTION_TIMEOUT", "CONNECTION_REFUSED", "USER_TIMEOUT",
+    "ARP_FAILED"))
 _NO_REASON: dict[int, str] = {_EV[f"PN_EV_{k}"]: v for k, v in (
     ("CONNECTION_CLOSED", "closed: both FINs sent and acknowledged"),
     ("ARP_FAILED", "ARP for the next hop unanswered"),
@@ -172,30 +178,8 @@ class Endpoint:
         self._ev_bytes = bytearray(size * EVENT_BATCH)
         self._events = ffi.from_buffer("pn_event[]", self._ev_bytes, require_writable=True)
         assert int(ffi.cast("uintptr_t", self._events)) % ffi.alignof("pn_event") == 0
-        self._ev_words = memoryview(self._ev_bytes).cast("I")
-        self._ev_stride = size // 4
-        fields = ("conn_id", "len", "remaining", "timer_id", "remote_ip", "reason")
-        for field in ("type", *fields):
-            assert ffi.offsetof("pn_event", field) % 4 == 0
-        self._ev_off = tuple(ffi.offsetof("pn_event", f) // 4 for f in fields)
-        self._port_off = (ffi.offsetof("pn_event", "remote_port") // 2,
-                          ffi.offsetof("pn_event", "local_port") // 2)
-        self._ev_halves = memoryview(self._ev_bytes).cast("H")
-        # The data pointers, read as `const uint8_t *` straight from the array.
-        off = ffi.offsetof("pn_event", "data")
-        psize = ffi.sizeof("void *")
-        assert size % psize == 0 and off % psize == 0
-        self._ev_ptrs = ffi.cast("const uint8_t **", self._events)
-        self._ptr_off = (size // psize, off // psize)
-        ev = _core.constants("PN_EV_")
-        self._ev_codes = tuple(ev[f"PN_EV_{n}"] for n in (
-            "DATA", "FIN", "MORE_SENDABLE", "CONNECTION_ESTABLISHED", "CONNECTION_CLOSED",
-            "CONNECTION_RESET", "CONNECTION_TIMEOUT", "CONNECTION_REFUSED", "USER_TIMEOUT",
-            "ARP_FAILED"))
-        global _ONE
-        if not _ONE:
-            _ONE = (self._ev_codes[0], self._ev_off[0], self._ev_off[1], self._ev_off[2],
-                    self._ptr_off[1], ffi.buffer)
+        if FAST is None:
+            self._python_layout(size)
 
         if wire is not None:
             # Set the new stack's clock to the wire's before anything is sent (a connect
@@ -210,6 +194,35 @@ class Endpoint:
         self._accept_errors: list[BaseException] = []
         self._resume = 0  # events of the last batch not yet dispatched (a handler raised)
         self._pending = 0
+        self._fast: Any = None
+        if FAST is not None:
+            self._fast = FAST.Poller(self, address(self._stack), self._ev_bytes, self._conns,
+                                     wire, self._accept_errors, EVENT_BATCH, _remaining,
+                                     _kept_export)
+            # poll() is the compiled Poller's own: no Python frame between the caller and C
+            self.poll = self._fast.poll  # type: ignore[method-assign]
+
+    def _python_layout(self, size: int) -> None:
+        """What the Python path reads the event array with (the compiled one reads C)."""
+        ffi = _core.ffi
+        # The uint32 words, uint16 halves and data pointers of the array, as views of the
+        # bytearray (see above).
+        self._ev_words = memoryview(self._ev_bytes).cast("I")
+        fields = ("conn_id", "len", "remaining", "timer_id", "remote_ip", "reason")
+        for field in ("type", *fields):
+            assert ffi.offsetof("pn_event", field) % 4 == 0
+        off = ffi.offsetof("pn_event", "data")
+        psize = ffi.sizeof("void *")
+        assert size % psize == 0 and off % psize == 0
+        # words: stride, field offsets; halves: remote and local port; pointers: stride, data
+        self._ev_off = (size // 4, *(ffi.offsetof("pn_event", f) // 4 for f in fields),
+                        ffi.offsetof("pn_event", "remote_port") // 2,
+                        ffi.offsetof("pn_event", "local_port") // 2, size // psize, off // psize)
+        self._ev_halves = memoryview(self._ev_bytes).cast("H")
+        self._ev_ptrs = ffi.cast("const uint8_t **", self._events)
+        global _ONE
+        if not _ONE:
+            _ONE = (_EV_CODES[0], *self._ev_off[1:4], self._ev_off[-1], ffi.buffer)
 
     # ------------------------------------------------------------ resources
 
@@ -219,6 +232,8 @@ class Endpoint:
             self.wire._leave(self)
         self._h.destroy()
         self._stack = None
+        if self._fast is not None:
+            self._fast.detach()
         for c in self._conns:
             if not c._closed:
                 c.end_reason = "the stack was closed"
@@ -378,24 +393,19 @@ class Endpoint:
                     words[o_rem] = rem
                 return 1
         elif n < 0:
-            raise _core.core_error(n, f"poll on {self._link.describe()}",
-                                   self._link.last_error())
+            self._poll_error(n)
         if n:
             self._dispatch(bound, 0, n)
         return n
 
     def _dispatch(self, bound: Bound, start: int, n: int) -> None:
-        (on_data, on_fin, on_more_sendable, on_established, on_closed, on_reset, on_timeout,
-         on_refused, on_user_timeout, _) = bound
-        (EV_DATA, EV_FIN, EV_MORE, EV_EST, EV_CLOSED, EV_RESET, EV_TIMEOUT, EV_REFUSED,
-         EV_TIMER, EV_ARP) = self._ev_codes
+        (on_data, on_fin, on_more_sendable, on_established, *_, on_user_timeout, _) = bound
+        EV_DATA, EV_FIN, EV_MORE, EV_EST, *_, EV_TIMER, _ = _EV_CODES
         words = self._ev_words
-        stride = self._ev_stride
-        o_conn, o_len, o_rem, o_timer, o_rip, o_reason = self._ev_off
-        o_rport, o_lport = self._port_off
+        (stride, o_conn, o_len, o_rem, o_timer, o_rip, o_reason, o_rport, o_lport, p_stride,
+         p_data) = self._ev_off
         halves = self._ev_halves
         ptrs = self._ev_ptrs
-        p_stride, p_data = self._ptr_off
         conns = self._conns
         buffer = _core.ffi.buffer
         i = start
@@ -433,14 +443,8 @@ class Endpoint:
                     if on_more_sendable is not None and not conn._closed:
                         on_more_sendable(conn)
                 elif t == EV_EST:
-                    rip = words[b + o_rip]
-                    rport = halves[2 * b + o_rport]
-                    if conn._closed or conn._remote_ip != rip or conn._remote_port != rport:
-                        conn._open(rip, rport, 0)  # a passive open
-                    conn._local_port = halves[2 * b + o_lport]
-                    conn._established = True
-                    if on_established is not None:
-                        on_established(conn)
+                    self._established(conn, words[b + o_rip], halves[2 * b + o_rport],
+                                      halves[2 * b + o_lport], on_established)
                 elif t == EV_FIN:
                     if conn._closed or (on_fin is None and on_data is None):
                         continue
@@ -452,28 +456,69 @@ class Endpoint:
                     if on_user_timeout is not None and not conn._closed:
                         on_user_timeout(conn, words[b + o_timer])
                 else:
-                    if conn._closed:
-                        continue
-                    if t == EV_CLOSED:
-                        fn = on_closed
-                    elif t == EV_RESET:
-                        fn = on_reset
-                    elif t in (EV_TIMEOUT, EV_ARP):
-                        fn = on_timeout
-                    elif t == EV_REFUSED:
-                        fn = on_refused
-                    else:
-                        continue
-                    reason = words[b + o_reason]
-                    conn.end_reason = _REASONS.get(reason) or end_reason_text(t, reason)
-                    try:
-                        if fn is not None:
-                            fn(conn)
-                    finally:
-                        conn._closed = True
-                        conn._established = False
+                    self._ended(conn, t, words[b + o_reason], bound)
         finally:
             self._resume = i
+
+    def _event(self, i: int) -> None:
+        """Event `i` of the batch, one the compiled dispatch leaves to Python: ESTABLISHED,
+        FIN or an ending (it dispatches DATA, MORE_SENDABLE and USER_TIMEOUT itself)."""
+        bound = self._bound
+        assert bound is not None
+        ev = self._events[i]
+        t = ev.type
+        conn = self._slot(ev.conn_id)
+        if t == _EV_CODES[3]:
+            self._established(conn, ev.remote_ip, ev.remote_port, ev.local_port,
+                              bound.on_connection_established)
+        elif t == _EV_CODES[1]:
+            if not conn._closed and (bound.on_fin is not None or bound.on_data is not None):
+                rem = _fin(conn, ev.data, ev.len, bound.on_data, bound.on_fin)
+                if rem:
+                    ev.remaining = rem
+        else:
+            self._ended(conn, t, ev.reason, bound)
+
+    @staticmethod
+    def _established(conn: Connection, rip: int, rport: int, lport: int, fn: Method) -> None:
+        if conn._closed or conn._remote_ip != rip or conn._remote_port != rport:
+            conn._open(rip, rport, 0)  # a passive open
+        conn._local_port = lport
+        conn._established = True
+        if fn is not None:
+            fn(conn)
+
+    @staticmethod
+    def _ended(conn: Connection, t: int, reason: int, bound: Bound) -> None:
+        """A closing event: the connection's slot is free once its method returns."""
+        if conn._closed:
+            return
+        slot = _ENDINGS.get(t)
+        if slot is None:
+            return
+        conn.end_reason = _REASONS.get(reason) or end_reason_text(t, reason)
+        try:
+            fn = bound[slot]
+            if fn is not None:
+                fn(conn)
+        finally:
+            conn._closed = True
+            conn._established = False
+
+    def _poll_error(self, rc: int) -> None:
+        raise _core.core_error(rc, f"poll on {self._link.describe()}", self._link.last_error())
+
+    def undispatched(self) -> bool:
+        """Events of the last batch still wait (a handler raised mid-batch): the stack
+        must not be pumped before the next poll dispatches them."""
+        if self._fast is not None:
+            return bool(self._fast.undispatched())
+        return self._resume < self._pending
+
+
+# Ending event -> its method's index in Bound.
+_ENDINGS: dict[int, int] = {_EV_CODES[k]: slot for k, slot in ((4, 4), (5, 5), (6, 6), (9, 6),
+                                                               (7, 7))}
 
 
 def _fin(conn: Connection, data: Any, size: int, on_data: Method, on_fin: Method) -> int:

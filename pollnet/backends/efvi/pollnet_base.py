@@ -165,7 +165,7 @@ class Base(Owner):
         ep = self.ep
         if ep is None or ep._stack is None or self.dispatching:
             return
-        if ep._resume < ep._pending:
+        if ep.undispatched():
             return  # a handler raised mid-batch: its events are not dispatched yet
         now = self.net.now() if self.net is not None else 0
         rc = self._lib.pn_poll(ep._stack, now, self._pump_events, 0)

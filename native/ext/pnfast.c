@@ -1,0 +1,672 @@
+/*
+ * pollnet._pnfast: the efvi backend's per-message path as a CPython extension.
+ *
+ * One `Poller.poll(handler, now_ns)` is one call into C: it calls the core's pn_poll,
+ * then for each DATA event wraps the receive buffer in a memoryview (no copy) and
+ * vectorcalls the handler's on_data; MORE_SENDABLE and USER_TIMEOUT are dispatched here
+ * too. The rarer events (ESTABLISHED, FIN, the endings) go back to Python, one call each
+ * (`Endpoint._event`), where their bookkeeping lives. `CoreConn` is the base of the
+ * efvitcp-level Connection: its `send` calls pn_send straight from C.
+ *
+ * The core is not linked in: it lives in the cffi module pollnet._pncore, which hands us
+ * the addresses of pn_poll and pn_send (`bind_core`), so both modules share one core --
+ * also the sanitised one of scripts/pytest-asan.sh. The semantics are those of the
+ * Python path in pollnet/backends/efvi/endpoint.py, which stays as the fallback where this
+ * module cannot be built; the behaviour suite runs on both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+
+#include "pncore.h"
+
+typedef int (*poll_fn)(pn_stack *, uint64_t, pn_event *, int);
+typedef int32_t (*send_fn)(pn_stack *, uint32_t, const void *, uint32_t, int);
+
+static poll_fn core_poll;
+static send_fn core_send;
+
+/* ------------------------------------------------------------------ CoreConn */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned long long stack_addr; /* pn_stack *, 0 once the stack is gone */
+    unsigned int conn_id;
+    unsigned int kept;        /* bytes on_data left unconsumed last time */
+    unsigned int remote_ip;
+    unsigned short remote_port;
+    unsigned short local_port;
+    char closed;
+    char established;
+} CoreConn;
+
+static PyTypeObject CoreConnType;
+
+static PyObject *str_dead, *str_release, *str_now_ns;
+
+/* Raise what the Python side says about a call on a closed connection. */
+static PyObject *raise_dead(PyObject *self, const char *doing)
+{
+    PyObject *what = PyUnicode_FromString(doing);
+    PyObject *err = what ? PyObject_CallMethodOneArg(self, str_dead, what) : NULL;
+    Py_XDECREF(what);
+    if (err != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+        Py_DECREF(err);
+    }
+    return NULL;
+}
+
+static PyObject *conn_send(CoreConn *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "more"};
+    PyObject *data = NULL, *more_obj = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "send() takes at most 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (nargs >= 1) data = args[0];
+    if (nargs >= 2) more_obj = args[1];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        PyObject **slot = NULL;
+        for (int j = 0; j < 2; j++)
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
+                slot = j == 0 ? &data : &more_obj;
+        if (slot == NULL || *slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "send() got an unexpected or repeated keyword "
+                         "argument '%U'", key);
+            return NULL;
+        }
+        *slot = args[nargs + k];
+    }
+    if (data == NULL) {
+        PyErr_SetString(PyExc_TypeError, "send() missing required argument 'data'");
+        return NULL;
+    }
+    int more = 0;
+    if (more_obj != NULL && (more = PyObject_IsTrue(more_obj)) < 0)
+        return NULL;
+    if (self->closed || self->stack_addr == 0)
+        return raise_dead((PyObject *)self, "send");
+    if (core_send == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pollnet._pnfast: bind_core was not called");
+        return NULL;
+    }
+
+    int32_t rc;
+    if (PyBytes_CheckExact(data)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(data);
+        rc = core_send((pn_stack *)(uintptr_t)self->stack_addr, self->conn_id,
+                       PyBytes_AS_STRING(data), n > UINT32_MAX ? UINT32_MAX : (uint32_t)n, more);
+    } else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "send() takes a bytes-like object (bytes, "
+                             "bytearray, memoryview or any C-contiguous buffer), not '%s'",
+                             Py_TYPE(data)->tp_name);
+            }
+            return NULL;
+        }
+        uint32_t n = view.len > UINT32_MAX ? UINT32_MAX : (uint32_t)view.len;
+        rc = core_send((pn_stack *)(uintptr_t)self->stack_addr, self->conn_id, view.buf, n,
+                       more);
+        PyBuffer_Release(&view);
+    }
+    if (rc < 0) {
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_check", "is", (int)rc, "send");
+        Py_XDECREF(r);
+        if (r != NULL)
+            PyErr_Format(PyExc_SystemError, "send: the core returned %d", (int)rc);
+        return NULL;
+    }
+    return PyLong_FromLong(rc);
+}
+
+static PyMethodDef conn_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))conn_send, METH_FASTCALL | METH_KEYWORDS,
+     "send(data, more=False) -> int: copy up to sendable() bytes into the send buffers; "
+     "returns how many were accepted."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef conn_members[] = {
+    {"conn_id", T_UINT, offsetof(CoreConn, conn_id), 0, "the core's slot number"},
+    {"_core_stack", T_ULONGLONG, offsetof(CoreConn, stack_addr), 0, NULL},
+    {"_kept", T_UINT, offsetof(CoreConn, kept), 0, NULL},
+    {"_remote_ip", T_UINT, offsetof(CoreConn, remote_ip), 0, NULL},
+    {"_remote_port", T_USHORT, offsetof(CoreConn, remote_port), 0, NULL},
+    {"_local_port", T_USHORT, offsetof(CoreConn, local_port), 0, NULL},
+    {"_closed", T_BOOL, offsetof(CoreConn, closed), 0, NULL},
+    {"_established", T_BOOL, offsetof(CoreConn, established), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject CoreConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.CoreConn",
+    .tp_basicsize = sizeof(CoreConn),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The compiled part of an efvi Connection: its slot, flags and send().",
+    .tp_methods = conn_methods,
+    .tp_members = conn_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ Poller */
+
+enum { M_DATA, M_FIN, M_MORE, M_EST, M_CLOSED, M_RESET, M_TIMEOUT, M_REFUSED, M_TIMER,
+       M_ACCEPT, N_METHODS };
+
+/* A handler method ready for vectorcall: a bound method is called as its function with
+ * its self first (no bound-method indirection on every call). */
+typedef struct {
+    PyObject *func; /* NULL: the handler lacks it */
+    PyObject *self; /* NULL: func is called as is */
+} Method;
+
+typedef struct {
+    PyObject_HEAD
+    pn_stack *stack;
+    pn_event *events;
+    Py_buffer evbuf; /* the endpoint's event bytearray, exported while we live */
+    int max_events;
+    int resume;  /* events [resume, pending) of the last batch are not dispatched yet */
+    int pending;
+    PyObject *conns;         /* list of Connection, indexed by conn_id */
+    PyObject *wire;          /* the sim wire (its now_ns is the clock) or None */
+    PyObject *accept_errors; /* list: what allow_new_connection raised inside pn_poll */
+    PyObject *handler;       /* the handler the methods below belong to */
+    Method m[N_METHODS];
+    /* the endpoint's Python side, bound methods */
+    PyObject *bind, *slot, *event, *closed_error, *poll_error, *remaining, *kept_export;
+} Poller;
+
+static void method_clear(Method *m)
+{
+    Py_CLEAR(m->func);
+    Py_CLEAR(m->self);
+}
+
+static int poller_traverse(Poller *p, visitproc visit, void *arg)
+{
+    Py_VISIT(p->conns);
+    Py_VISIT(p->wire);
+    Py_VISIT(p->accept_errors);
+    Py_VISIT(p->handler);
+    for (int k = 0; k < N_METHODS; k++) {
+        Py_VISIT(p->m[k].func);
+        Py_VISIT(p->m[k].self);
+    }
+    Py_VISIT(p->bind);
+    Py_VISIT(p->slot);
+    Py_VISIT(p->event);
+    Py_VISIT(p->closed_error);
+    Py_VISIT(p->poll_error);
+    Py_VISIT(p->remaining);
+    Py_VISIT(p->kept_export);
+    return 0;
+}
+
+static int poller_clear(Poller *p)
+{
+    Py_CLEAR(p->conns);
+    Py_CLEAR(p->wire);
+    Py_CLEAR(p->accept_errors);
+    Py_CLEAR(p->handler);
+    for (int k = 0; k < N_METHODS; k++)
+        method_clear(&p->m[k]);
+    Py_CLEAR(p->bind);
+    Py_CLEAR(p->slot);
+    Py_CLEAR(p->event);
+    Py_CLEAR(p->closed_error);
+    Py_CLEAR(p->poll_error);
+    Py_CLEAR(p->remaining);
+    Py_CLEAR(p->kept_export);
+    return 0;
+}
+
+static void poller_dealloc(Poller *p)
+{
+    PyObject_GC_UnTrack(p);
+    poller_clear(p);
+    if (p->evbuf.obj != NULL)
+        PyBuffer_Release(&p->evbuf);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *getattr_str(PyObject *obj, const char *name)
+{
+    return PyObject_GetAttrString(obj, name);
+}
+
+static int poller_init(Poller *p, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"endpoint", "stack", "events", "conns", "wire", "accept_errors",
+                         "max_events", "remaining", "kept_export", NULL};
+    PyObject *ep, *events, *conns, *wire, *accept_errors, *remaining, *kept_export;
+    unsigned long long stack;
+    int max_events;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKOO!OO!iOO:Poller", kw, &ep, &stack,
+                                     &events, &PyList_Type, &conns, &wire, &PyList_Type,
+                                     &accept_errors, &max_events, &remaining, &kept_export))
+        return -1;
+    if (p->evbuf.obj != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Poller is initialised once");
+        return -1;
+    }
+    if (core_poll == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pollnet._pnfast: bind_core was not called");
+        return -1;
+    }
+    if (PyObject_GetBuffer(events, &p->evbuf, PyBUF_WRITABLE) < 0)
+        return -1;
+    if (max_events < 0 || (size_t)p->evbuf.len < (size_t)max_events * sizeof(pn_event) ||
+        ((uintptr_t)p->evbuf.buf % _Alignof(pn_event)) != 0) {
+        PyBuffer_Release(&p->evbuf);
+        PyErr_Format(PyExc_ValueError, "Poller: the event buffer must hold %d aligned "
+                     "pn_event (%zu bytes each)", max_events, sizeof(pn_event));
+        return -1;
+    }
+    p->stack = (pn_stack *)(uintptr_t)stack;
+    p->events = p->evbuf.buf;
+    p->max_events = max_events;
+    p->conns = Py_NewRef(conns);
+    p->wire = Py_NewRef(wire);
+    p->accept_errors = Py_NewRef(accept_errors);
+    p->remaining = Py_NewRef(remaining);
+    p->kept_export = Py_NewRef(kept_export);
+    if (!(p->bind = getattr_str(ep, "_bind")) || !(p->slot = getattr_str(ep, "_slot")) ||
+        !(p->event = getattr_str(ep, "_event")) || !(p->closed_error = getattr_str(ep, "_s")) ||
+        !(p->poll_error = getattr_str(ep, "_poll_error")))
+        return -1;
+    return 0;
+}
+
+/* Take a handler's Bound tuple (Endpoint._bind) apart into vectorcall-ready methods. */
+static int poller_rebind(Poller *p, PyObject *handler)
+{
+    PyObject *bound = PyObject_CallOneArg(p->bind, handler);
+    if (bound == NULL)
+        return -1;
+    if (!PyTuple_Check(bound) || PyTuple_GET_SIZE(bound) != N_METHODS) {
+        Py_DECREF(bound);
+        PyErr_SetString(PyExc_SystemError, "Endpoint._bind must return a Bound of 10 methods");
+        return -1;
+    }
+    for (int k = 0; k < N_METHODS; k++) {
+        PyObject *f = PyTuple_GET_ITEM(bound, k);
+        method_clear(&p->m[k]);
+        if (f == Py_None)
+            continue;
+        if (PyMethod_Check(f)) {
+            p->m[k].func = Py_NewRef(PyMethod_GET_FUNCTION(f));
+            p->m[k].self = Py_NewRef(PyMethod_GET_SELF(f));
+        } else {
+            p->m[k].func = Py_NewRef(f);
+        }
+    }
+    Py_DECREF(bound);
+    Py_XSETREF(p->handler, Py_NewRef(handler));
+    return 0;
+}
+
+/* Call method k with (conn[, arg]); argv[0] is scratch for the method's self. */
+static PyObject *call(Method *m, PyObject *conn, PyObject *arg)
+{
+    PyObject *argv[4];
+    size_t n = 0;
+    argv[n++] = NULL;
+    if (m->self != NULL)
+        argv[n++] = m->self;
+    argv[n++] = conn;
+    if (arg != NULL)
+        argv[n++] = arg;
+    return PyObject_Vectorcall(m->func, argv + 1, (n - 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                               NULL);
+}
+
+static PyObject *conn_at(Poller *p, uint32_t cid)
+{
+    if (cid < (size_t)PyList_GET_SIZE(p->conns))
+        return Py_NewRef(PyList_GET_ITEM(p->conns, cid));
+    PyObject *idx = PyLong_FromUnsignedLong(cid);
+    if (idx == NULL)
+        return NULL;
+    PyObject *c = PyObject_CallOneArg(p->slot, idx);
+    Py_DECREF(idx);
+    return c;
+}
+
+/* The exception being raised, kept aside while we clean up. */
+typedef struct {
+    PyObject *type, *value, *tb;
+} Saved;
+
+static void save_error(Saved *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    e->value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&e->type, &e->value, &e->tb);
+#endif
+}
+
+static void restore_error(Saved *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(e->value);
+#else
+    PyErr_Restore(e->type, e->value, e->tb);
+#endif
+}
+
+/* Release the data view after the handler: a view nobody else holds is simply dropped;
+ * one the handler kept is released so it cannot outlive the call (an export of it that
+ * is still alive is the handler's error). Returns -1 with an exception set then. */
+static int drop_view(Poller *p, PyObject *view, PyObject *conn, int handler_failed)
+{
+    int rc = 0;
+    if (Py_REFCNT(view) > 1) {
+        Saved exc = {NULL, NULL, NULL};
+        if (handler_failed)
+            save_error(&exc);
+        PyObject *r = PyObject_CallMethodNoArgs(view, str_release);
+        if (r != NULL) {
+            Py_DECREF(r);
+        } else if (handler_failed) {
+            PyErr_Clear(); /* still exported: the handler's own exception is the one raised */
+        } else if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            PyObject *err = PyObject_CallFunction(p->kept_export, "Os", conn, "on_data");
+            if (err != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+                Py_DECREF(err);
+            }
+            rc = -1;
+        } else {
+            rc = -1;
+        }
+        if (handler_failed)
+            restore_error(&exc);
+    }
+    Py_DECREF(view);
+    return rc;
+}
+
+/* The handler's return as a count of unconsumed bytes in 0..size, or -1 with an error. */
+static long long remaining_of(Poller *p, PyObject *rem, uint32_t size, PyObject *conn)
+{
+    if (rem == Py_None)
+        return 0;
+    if (PyLong_CheckExact(rem)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(rem, &overflow);
+        if (!overflow && v >= 0 && v <= size)
+            return v;
+    }
+    PyObject *r = PyObject_CallFunction(p->remaining, "OIOs", rem, (unsigned)size, conn,
+                                        "on_data");
+    if (r == NULL)
+        return -1;
+    long long v = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    return v;
+}
+
+/* Dispatch events [start, n). Returns 0, or -1 with the handler's exception set; `resume`
+ * says where the next poll goes on (a DATA event whose handler failed is presented again). */
+static int dispatch(Poller *p, int start, int n)
+{
+    p->pending = n;
+    for (int i = start; i < n; i++) {
+        pn_event *ev = &p->events[i];
+        uint32_t t = ev->type;
+        PyObject *conn = conn_at(p, ev->conn_id);
+        if (conn == NULL) {
+            p->resume = i;
+            return -1;
+        }
+        if (!PyObject_TypeCheck(conn, &CoreConnType)) {
+            Py_DECREF(conn);
+            p->resume = i;
+            PyErr_SetString(PyExc_SystemError, "efvi connection slots must be CoreConn");
+            return -1;
+        }
+        CoreConn *c = (CoreConn *)conn;
+        PyObject *r = Py_None;
+        Py_INCREF(r);
+        if (t == PN_EV_DATA) {
+            Method *m = &p->m[M_DATA];
+            if (!c->closed && m->func != NULL) {
+                p->resume = i; /* pending until the handler returns a valid count */
+                uint32_t size = ev->len;
+                PyObject *view = PyMemoryView_FromMemory((char *)ev->data, size, PyBUF_READ);
+                Py_DECREF(r);
+                r = view ? call(m, conn, view) : NULL;
+                if (view != NULL && drop_view(p, view, conn, r == NULL) < 0)
+                    Py_CLEAR(r);
+                if (r != NULL) {
+                    long long rem = remaining_of(p, r, size, conn);
+                    if (rem < 0) {
+                        Py_CLEAR(r);
+                    } else {
+                        c->kept = (unsigned int)rem;
+                        if (rem)
+                            ev->remaining = (uint32_t)rem;
+                    }
+                }
+            }
+        } else {
+            p->resume = i + 1; /* a non-DATA event is dispatched once, even if it raises */
+            if (t == PN_EV_MORE_SENDABLE || t == PN_EV_USER_TIMEOUT) {
+                Method *m = &p->m[t == PN_EV_MORE_SENDABLE ? M_MORE : M_TIMER];
+                if (!c->closed && m->func != NULL) {
+                    Py_DECREF(r);
+                    if (t == PN_EV_MORE_SENDABLE) {
+                        r = call(m, conn, NULL);
+                    } else {
+                        PyObject *id = PyLong_FromUnsignedLong(ev->timer_id);
+                        r = id ? call(m, conn, id) : NULL;
+                        Py_XDECREF(id);
+                    }
+                }
+            } else {
+                Py_DECREF(r);
+                r = PyObject_CallFunction(p->event, "i", i);
+            }
+        }
+        Py_DECREF(conn);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        p->resume = i + 1;
+    }
+    return 0;
+}
+
+static PyObject *poller_poll(Poller *p, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    PyObject *handler = NULL, *now_obj = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 1 || nargs > 2) {
+        if (nargs != 0 || nkw == 0) {
+            PyErr_SetString(PyExc_TypeError, "poll(handler, now_ns=None)");
+            return NULL;
+        }
+    }
+    if (nargs >= 1) handler = args[0];
+    if (nargs == 2) now_obj = args[1];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        if (PyUnicode_CompareWithASCIIString(key, "now_ns") == 0 && nargs < 2)
+            now_obj = args[nargs + k];
+        else if (PyUnicode_CompareWithASCIIString(key, "handler") == 0 && handler == NULL)
+            handler = args[nargs + k];
+        else {
+            PyErr_Format(PyExc_TypeError, "poll() got an unexpected keyword argument '%U'",
+                         key);
+            return NULL;
+        }
+    }
+    if (handler == NULL) {
+        PyErr_SetString(PyExc_TypeError, "poll() missing required argument 'handler'");
+        return NULL;
+    }
+    if (p->stack == NULL) {
+        PyObject *r = PyObject_CallNoArgs(p->closed_error);
+        Py_XDECREF(r);
+        if (r != NULL)
+            PyErr_SetString(PyExc_RuntimeError, "poll on a closed endpoint");
+        return NULL;
+    }
+    if (handler != p->handler && poller_rebind(p, handler) < 0)
+        return NULL;
+    if (p->resume < p->pending && dispatch(p, p->resume, p->pending) < 0)
+        return NULL;
+
+    uint64_t now = 0;
+    PyObject *clock = now_obj;
+    if (now_obj == Py_None && p->wire != Py_None) {
+        clock = PyObject_GetAttr(p->wire, str_now_ns);
+        if (clock == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(clock);
+    }
+    if (clock != Py_None) {
+        now = PyLong_AsUnsignedLongLong(clock);
+        if (now == (uint64_t)-1 && PyErr_Occurred()) {
+            Py_DECREF(clock);
+            return NULL;
+        }
+    }
+    Py_DECREF(clock);
+    if (p->stack == NULL) { /* a handler of the resumed batch closed the endpoint */
+        PyObject *r = PyObject_CallNoArgs(p->closed_error);
+        Py_XDECREF(r);
+        return NULL;
+    }
+
+    int n = core_poll(p->stack, now, p->events, p->max_events);
+    p->resume = p->pending = 0;
+    Py_ssize_t nerr = PyList_GET_SIZE(p->accept_errors);
+    if (nerr > 0) {
+        PyObject *err = Py_NewRef(PyList_GET_ITEM(p->accept_errors, nerr - 1));
+        if (PyList_SetSlice(p->accept_errors, 0, nerr, NULL) < 0) {
+            Py_DECREF(err);
+            return NULL;
+        }
+        if (n > 0)
+            p->pending = n; /* keep the batch for the next poll */
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+        Py_DECREF(err);
+        return NULL;
+    }
+    if (n < 0) {
+        PyObject *r = PyObject_CallFunction(p->poll_error, "i", n);
+        Py_XDECREF(r);
+        if (r != NULL)
+            PyErr_Format(PyExc_RuntimeError, "pn_poll returned %d", n);
+        return NULL;
+    }
+    if (n > 0 && dispatch(p, 0, n) < 0)
+        return NULL;
+    return PyLong_FromLong(n);
+}
+
+static PyObject *poller_detach(Poller *p, PyObject *Py_UNUSED(ignored))
+{
+    p->stack = NULL;
+    p->resume = p->pending = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *poller_undispatched(Poller *p, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(p->resume < p->pending);
+}
+
+static PyMethodDef poller_methods[] = {
+    {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS,
+     "poll(handler, now_ns=None) -> int: one pn_poll and its events dispatched."},
+    {"detach", (PyCFunction)poller_detach, METH_NOARGS, "The stack is gone: poll no more."},
+    {"undispatched", (PyCFunction)poller_undispatched, METH_NOARGS,
+     "True while events of the last batch wait (a handler raised mid-batch)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef poller_members[] = {
+    {"resume", T_INT, offsetof(Poller, resume), READONLY, NULL},
+    {"pending", T_INT, offsetof(Poller, pending), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject PollerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.Poller",
+    .tp_basicsize = sizeof(Poller),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "An efvi endpoint's poll() and event dispatch, compiled.",
+    .tp_traverse = (traverseproc)poller_traverse,
+    .tp_clear = (inquiry)poller_clear,
+    .tp_dealloc = (destructor)poller_dealloc,
+    .tp_methods = poller_methods,
+    .tp_members = poller_members,
+    .tp_init = (initproc)poller_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    unsigned long long poll_addr, send_addr;
+    if (!PyArg_ParseTuple(args, "KK:bind_core", &poll_addr, &send_addr))
+        return NULL;
+    if (poll_addr == 0 || send_addr == 0) {
+        PyErr_SetString(PyExc_ValueError, "bind_core: null function address");
+        return NULL;
+    }
+    core_poll = (poll_fn)(uintptr_t)poll_addr;
+    core_send = (send_fn)(uintptr_t)send_addr;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"bind_core", bind_core, METH_VARARGS,
+     "bind_core(pn_poll_address, pn_send_address): the core this module calls."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "pollnet._pnfast",
+    "The efvi backend's per-message path, compiled (see native/ext/pnfast.c).", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__pnfast(void)
+{
+    if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0)
+        return NULL;
+    if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
+        !(str_release = PyUnicode_InternFromString("release")) ||
+        !(str_now_ns = PyUnicode_InternFromString("now_ns")))
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "CoreConn", (PyObject *)&CoreConnType) < 0 ||
+        PyModule_AddObjectRef(m, "Poller", (PyObject *)&PollerType) < 0 ||
+        PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
