@@ -5,9 +5,12 @@ from typing import Any
 
 EVENT_SIZE: int
 
-def bind_core(pn_poll_address: int, pn_send_address: int) -> None: ...
+def bind_core(pn_poll: int, pn_send: int, pn_set_user_timer: int,
+              byte_view: Callable[[object, str], Any],
+              checked_remaining: Callable[[object, int], int]) -> None: ...
 
 class CoreConn:
+    user_data: Any
     conn_id: int
     _core_stack: int
     _kept: int
@@ -26,5 +29,22 @@ class Poller:
                  remaining: Callable[..., int], kept_export: Callable[..., BaseException]
                  ) -> None: ...
     def poll(self, handler: object, now_ns: int | None = None) -> int: ...
+    def set_pollnet(self, on_data: Callable[[Any, memoryview], object] | None) -> None: ...
     def detach(self) -> None: ...
     def undispatched(self) -> bool: ...
+
+class PollConnCore:
+    _core: Any
+    _held: Any
+    _outq: bytearray | None
+    _rx_total: int
+    _kept: int
+    _send_left: int
+    _recv_left: int
+    _connected: bool
+    _announced: bool
+    def write_some(self, data: bytes | bytearray | memoryview, more: bool = False) -> int: ...
+    def write_nonblock(self, data: bytes | bytearray | memoryview, more: bool = False
+                       ) -> bool: ...
+    def write(self, data: bytes | bytearray | memoryview, more: bool = False) -> bool: ...
+    def _use_plan(self, plan: Any) -> None: ...

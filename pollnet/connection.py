@@ -10,7 +10,7 @@ expressed through the backend's `write_some`. A backend implements `write_some` 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pollnet.api import BytesLike, Peername
 
@@ -45,17 +45,21 @@ def error_text(reason: str, errno_value: int = 0) -> str:
 
 
 class ConnectionBase:
-    __slots__ = (
-        "_closed_queue",
-        "_connected",
-        "_error",
-        "_last_recv_ns",
-        "_last_send_ns",
-        "_peer",
-        "_received",
-        "_sent",
-        "user_data",
-    )
+    """What every backend's pollnet connection does, without its storage: the slots are
+    ConnectionSlots', or (efvi) partly those of a compiled base class."""
+
+    if not TYPE_CHECKING:  # (mypy would take the empty tuple for the subclasses' slots)
+        __slots__ = ()
+
+    user_data: Any
+    _closed_queue: list[ConnectionBase]
+    _connected: bool
+    _error: str
+    _last_recv_ns: int
+    _last_send_ns: int
+    _peer: Peername | None
+    _received: bool
+    _sent: bool
 
     def __init__(
         self, closed_queue: list[ConnectionBase], peer: Peername | None, now_ns: int
@@ -125,3 +129,19 @@ class ConnectionBase:
         if n >= 0:
             self._shutdown("send buffer full (write_nonblock could not send all)")
         return False
+
+
+class ConnectionSlots(ConnectionBase):
+    """ConnectionBase with its storage (the socket and tcpdirect connections)."""
+
+    __slots__ = (
+        "_closed_queue",
+        "_connected",
+        "_error",
+        "_last_recv_ns",
+        "_last_send_ns",
+        "_peer",
+        "_received",
+        "_sent",
+        "user_data",
+    )

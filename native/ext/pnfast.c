@@ -23,14 +23,23 @@
 
 typedef int (*poll_fn)(pn_stack *, uint64_t, pn_event *, int);
 typedef int32_t (*send_fn)(pn_stack *, uint32_t, const void *, uint32_t, int);
+typedef int (*timer_fn)(pn_stack *, uint32_t, uint32_t, uint32_t);
 
 static poll_fn core_poll;
 static send_fn core_send;
+static timer_fn core_set_timer;
+
+/* Python helpers the compiled code defers to off its fast path (set_helpers). */
+static PyObject *py_byte_view;        /* pollnet.connection.byte_view(data, method) */
+static PyObject *py_checked_remaining; /* pollnet.handler.checked_remaining(r, size) */
+
+enum { SEND_TIMER = 0, RECV_TIMER = 1 }; /* the pollnet adapter's user timers */
 
 /* ------------------------------------------------------------------ CoreConn */
 
 typedef struct {
     PyObject_HEAD
+    PyObject *user_data;
     unsigned long long stack_addr; /* pn_stack *, 0 once the stack is gone */
     unsigned int conn_id;
     unsigned int kept;        /* bytes on_data left unconsumed last time */
@@ -135,7 +144,28 @@ static PyMethodDef conn_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int conn_traverse(CoreConn *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->user_data);
+    return 0;
+}
+
+static int conn_clear(CoreConn *c)
+{
+    Py_CLEAR(c->user_data);
+    return 0;
+}
+
+static void conn_dealloc(CoreConn *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    conn_clear(c);
+    tp->tp_free((PyObject *)c);
+}
+
 static PyMemberDef conn_members[] = {
+    {"user_data", T_OBJECT, offsetof(CoreConn, user_data), 0, "the application's, free"},
     {"conn_id", T_UINT, offsetof(CoreConn, conn_id), 0, "the core's slot number"},
     {"_core_stack", T_ULONGLONG, offsetof(CoreConn, stack_addr), 0, NULL},
     {"_kept", T_UINT, offsetof(CoreConn, kept), 0, NULL},
@@ -151,10 +181,312 @@ static PyTypeObject CoreConnType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pollnet._pnfast.CoreConn",
     .tp_basicsize = sizeof(CoreConn),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The compiled part of an efvi Connection: its slot, flags and send().",
+    .tp_traverse = (traverseproc)conn_traverse,
+    .tp_clear = (inquiry)conn_clear,
+    .tp_dealloc = (destructor)conn_dealloc,
     .tp_methods = conn_methods,
     .tp_members = conn_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ PollConnCore */
+
+/* The pollnet-level efvi connection's per-message state (EfviPollConnection's base): what
+ * the write methods and the compiled delivery read on every message. Everything rarer
+ * (the backlog's held bytes, chunked delivery, closing) stays in Python. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *core;  /* the efvitcp-level Connection (a CoreConn) */
+    PyObject *held;  /* bytes held in Python while in a server's backlog, or None */
+    PyObject *outq;  /* a write's tail waiting for send buffers, or None */
+    unsigned long long rx_total; /* bytes ever presented (the FIN-or-RST choice) */
+    unsigned int kept;           /* bytes the handler left unconsumed last time */
+    int send_left, recv_left;    /* timer chunks left before on_send/recv_timeout */
+    int recv_size, recv_ms, recv_chunks, send_ms, send_chunks; /* the owner's Plan */
+    char connected, announced;
+} PollConnCore;
+
+static PyTypeObject PollConnType;
+static PyObject *str_send_failed, *str_queue, *str_shutdown, *str_recv_full;
+
+static int pc_traverse(PollConnCore *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->core);
+    Py_VISIT(c->held);
+    Py_VISIT(c->outq);
+    return 0;
+}
+
+static int pc_clear(PollConnCore *c)
+{
+    Py_CLEAR(c->core);
+    Py_CLEAR(c->held);
+    Py_CLEAR(c->outq);
+    return 0;
+}
+
+static void pc_dealloc(PollConnCore *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    pc_clear(c);
+    tp->tp_free((PyObject *)c);
+}
+
+static CoreConn *pc_core(PollConnCore *c)
+{
+    if (c->core == NULL || !PyObject_TypeCheck(c->core, &CoreConnType)) {
+        PyErr_SetString(PyExc_SystemError, "EfviPollConnection._core must be a Connection");
+        return NULL;
+    }
+    return (CoreConn *)c->core;
+}
+
+/* Parse (data, more=False) of a write method: `*obj` gets a new reference to what the
+ * buffer was taken from (data, or its byte_view for other buffers). */
+static int write_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                      const char *method, PyObject **obj, Py_buffer *buf, int *more)
+{
+    PyObject *data = NULL, *more_obj = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", method,
+                     nargs);
+        return -1;
+    }
+    if (nargs >= 1) data = args[0];
+    if (nargs >= 2) more_obj = args[1];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        PyObject **slot = NULL;
+        if (PyUnicode_CompareWithASCIIString(key, "data") == 0)
+            slot = &data;
+        else if (PyUnicode_CompareWithASCIIString(key, "more") == 0)
+            slot = &more_obj;
+        if (slot == NULL || *slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword "
+                         "argument '%U'", method, key);
+            return -1;
+        }
+        *slot = args[nargs + k];
+    }
+    if (data == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'data'", method);
+        return -1;
+    }
+    *more = 0;
+    if (more_obj != NULL && (*more = PyObject_IsTrue(more_obj)) < 0)
+        return -1;
+    if (PyBytes_CheckExact(data) || PyByteArray_CheckExact(data)) {
+        *obj = Py_NewRef(data);
+    } else { /* anything else: a byte view of it, or the TypeError naming what is taken */
+        *obj = PyObject_CallFunction(py_byte_view, "Os", data, method);
+        if (*obj == NULL)
+            return -1;
+    }
+    if (PyObject_GetBuffer(*obj, buf, PyBUF_SIMPLE) < 0) {
+        Py_CLEAR(*obj);
+        return -1;
+    }
+    return 0;
+}
+
+static void write_done(PyObject *obj, Py_buffer *buf)
+{
+    PyBuffer_Release(buf);
+    Py_DECREF(obj);
+}
+
+static int outq_waiting(PollConnCore *c)
+{
+    return c->outq != NULL && c->outq != Py_None && PyObject_Size(c->outq) > 0;
+}
+
+static void sent_some(PollConnCore *c, CoreConn *core)
+{
+    if (c->send_ms) { /* re-arm the send idle timer (the connection is alive: it just sent) */
+        c->send_left = c->send_chunks;
+        core_set_timer((pn_stack *)(uintptr_t)core->stack_addr, core->conn_id, SEND_TIMER,
+                       (uint32_t)c->send_ms);
+    }
+}
+
+/* pn_send of the whole buffer: bytes accepted, or -1 after telling Python (which closes
+ * the connection with the core's error), or -2 with an exception set. */
+static long long send_buffer(PollConnCore *c, CoreConn *core, Py_buffer *buf, int more)
+{
+    if (core->closed || core->stack_addr == 0) {
+        PyObject *r = PyObject_CallMethod((PyObject *)c, "_send_failed", "i", 0);
+        Py_XDECREF(r);
+        return r ? -1 : -2;
+    }
+    uint32_t n = buf->len > UINT32_MAX ? UINT32_MAX : (uint32_t)buf->len;
+    int32_t rc = core_send((pn_stack *)(uintptr_t)core->stack_addr, core->conn_id, buf->buf,
+                           n, more);
+    if (rc < 0) {
+        PyObject *code = PyLong_FromLong(rc);
+        PyObject *r = code ? PyObject_CallMethodOneArg((PyObject *)c, str_send_failed, code)
+                           : NULL;
+        Py_XDECREF(code);
+        Py_XDECREF(r);
+        return r ? -1 : -2;
+    }
+    if (rc)
+        sent_some(c, core);
+    return rc;
+}
+
+static PyObject *pc_write_some(PollConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write_some", &obj, &buf, &more) < 0)
+        return NULL;
+    long long n;
+    CoreConn *core;
+    if (!c->connected)
+        n = -1;
+    else if (outq_waiting(c))
+        n = 0; /* an earlier write's tail goes first */
+    else if ((core = pc_core(c)) == NULL)
+        n = -2;
+    else
+        n = send_buffer(c, core, &buf, more);
+    write_done(obj, &buf);
+    return n == -2 ? NULL : PyLong_FromLongLong(n);
+}
+
+static PyObject *pc_write_nonblock(PollConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write_nonblock", &obj, &buf, &more) < 0)
+        return NULL;
+    if (!c->connected) {
+        write_done(obj, &buf);
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t size = buf.len;
+    long long n = 0;
+    CoreConn *core = NULL;
+    if (!outq_waiting(c))
+        n = (core = pc_core(c)) == NULL ? -2 : send_buffer(c, core, &buf, more);
+    write_done(obj, &buf);
+    if (n == -2)
+        return NULL;
+    if (n == size)
+        Py_RETURN_TRUE;
+    if (n >= 0 && c->connected) {
+        PyObject *why = PyUnicode_FromFormat("send buffer full: write_nonblock sent %lld of "
+                                             "%zd bytes", n, size);
+        PyObject *r = why ? PyObject_CallMethodOneArg((PyObject *)c, str_shutdown, why) : NULL;
+        Py_XDECREF(why);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *pc_write(PollConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write", &obj, &buf, &more) < 0)
+        return NULL;
+    if (!c->connected) {
+        write_done(obj, &buf);
+        Py_RETURN_FALSE;
+    }
+    long long n = 0;
+    if (c->outq == NULL || c->outq == Py_None) {
+        CoreConn *core = pc_core(c);
+        n = core == NULL ? -2 : send_buffer(c, core, &buf, more);
+    }
+    Py_ssize_t size = buf.len;
+    PyBuffer_Release(&buf);
+    PyObject *r;
+    if (n < 0) {
+        r = n == -1 ? Py_NewRef(Py_False) : NULL;
+    } else if (n == size) {
+        r = Py_NewRef(Py_True);
+    } else { /* the rest waits in the queue, sent by the following polls */
+        PyObject *off = PyLong_FromLongLong(n);
+        r = off ? PyObject_CallMethodObjArgs((PyObject *)c, str_queue, obj, off, NULL) : NULL;
+        Py_XDECREF(off);
+    }
+    Py_DECREF(obj);
+    return r;
+}
+
+static PyObject *pc_use_plan(PollConnCore *c, PyObject *plan)
+{
+    static const char *names[] = {"recv_size", "recv_ms", "recv_chunks", "send_ms",
+                                  "send_chunks"};
+    int *fields[] = {&c->recv_size, &c->recv_ms, &c->recv_chunks, &c->send_ms,
+                     &c->send_chunks};
+    for (int k = 0; k < 5; k++) {
+        PyObject *v = PyObject_GetAttrString(plan, names[k]);
+        long x = v ? PyLong_AsLong(v) : -1;
+        Py_XDECREF(v);
+        if (x == -1 && PyErr_Occurred())
+            return NULL;
+        if (x < 0 || x > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "plan.%s = %ld is out of range", names[k], x);
+            return NULL;
+        }
+        *fields[k] = (int)x;
+    }
+    Py_RETURN_NONE;
+}
+
+#define WRITE_DOC(name, what) name "(data, more=False): " what
+static PyMethodDef pc_methods[] = {
+    {"write_some", (PyCFunction)(void (*)(void))pc_write_some, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write_some", "bytes the send buffers took now (0 while a queue waits), -1 "
+               "when not connected.")},
+    {"write_nonblock", (PyCFunction)(void (*)(void))pc_write_nonblock,
+     METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write_nonblock", "all of data now, or the connection closes; False then.")},
+    {"write", (PyCFunction)(void (*)(void))pc_write, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write", "all of data in order, never blocking (the rest is queued).")},
+    {"_use_plan", (PyCFunction)pc_use_plan, METH_O, "Copy the owner's Plan numbers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef pc_members[] = {
+    {"_core", T_OBJECT_EX, offsetof(PollConnCore, core), 0, NULL},
+    {"_held", T_OBJECT, offsetof(PollConnCore, held), 0, NULL},
+    {"_outq", T_OBJECT, offsetof(PollConnCore, outq), 0, NULL},
+    {"_rx_total", T_ULONGLONG, offsetof(PollConnCore, rx_total), 0, NULL},
+    {"_kept", T_UINT, offsetof(PollConnCore, kept), 0, NULL},
+    {"_send_left", T_INT, offsetof(PollConnCore, send_left), 0, NULL},
+    {"_recv_left", T_INT, offsetof(PollConnCore, recv_left), 0, NULL},
+    {"_connected", T_BOOL, offsetof(PollConnCore, connected), 0, NULL},
+    {"_announced", T_BOOL, offsetof(PollConnCore, announced), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject PollConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.PollConnCore",
+    .tp_basicsize = sizeof(PollConnCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled part of a pollnet-level efvi connection: writes and the state "
+              "the per-message path reads.",
+    .tp_traverse = (traverseproc)pc_traverse,
+    .tp_clear = (inquiry)pc_clear,
+    .tp_dealloc = (destructor)pc_dealloc,
+    .tp_methods = pc_methods,
+    .tp_members = pc_members,
     .tp_new = PyType_GenericNew,
 };
 
@@ -183,6 +515,7 @@ typedef struct {
     PyObject *accept_errors; /* list: what allow_new_connection raised inside pn_poll */
     PyObject *handler;       /* the handler the methods below belong to */
     Method m[N_METHODS];
+    Method pollnet;          /* the pollnet handler's on_tcp_data (set_pollnet), or none */
     /* the endpoint's Python side, bound methods */
     PyObject *bind, *slot, *event, *closed_error, *poll_error, *remaining, *kept_export;
 } Poller;
@@ -203,6 +536,8 @@ static int poller_traverse(Poller *p, visitproc visit, void *arg)
         Py_VISIT(p->m[k].func);
         Py_VISIT(p->m[k].self);
     }
+    Py_VISIT(p->pollnet.func);
+    Py_VISIT(p->pollnet.self);
     Py_VISIT(p->bind);
     Py_VISIT(p->slot);
     Py_VISIT(p->event);
@@ -221,6 +556,7 @@ static int poller_clear(Poller *p)
     Py_CLEAR(p->handler);
     for (int k = 0; k < N_METHODS; k++)
         method_clear(&p->m[k]);
+    method_clear(&p->pollnet);
     Py_CLEAR(p->bind);
     Py_CLEAR(p->slot);
     Py_CLEAR(p->event);
@@ -288,6 +624,19 @@ static int poller_init(Poller *p, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+static void method_set(Method *m, PyObject *f)
+{
+    method_clear(m);
+    if (f == Py_None)
+        return;
+    if (PyMethod_Check(f)) {
+        m->func = Py_NewRef(PyMethod_GET_FUNCTION(f));
+        m->self = Py_NewRef(PyMethod_GET_SELF(f));
+    } else {
+        m->func = Py_NewRef(f);
+    }
+}
+
 /* Take a handler's Bound tuple (Endpoint._bind) apart into vectorcall-ready methods. */
 static int poller_rebind(Poller *p, PyObject *handler)
 {
@@ -299,18 +648,8 @@ static int poller_rebind(Poller *p, PyObject *handler)
         PyErr_SetString(PyExc_SystemError, "Endpoint._bind must return a Bound of 10 methods");
         return -1;
     }
-    for (int k = 0; k < N_METHODS; k++) {
-        PyObject *f = PyTuple_GET_ITEM(bound, k);
-        method_clear(&p->m[k]);
-        if (f == Py_None)
-            continue;
-        if (PyMethod_Check(f)) {
-            p->m[k].func = Py_NewRef(PyMethod_GET_FUNCTION(f));
-            p->m[k].self = Py_NewRef(PyMethod_GET_SELF(f));
-        } else {
-            p->m[k].func = Py_NewRef(f);
-        }
-    }
+    for (int k = 0; k < N_METHODS; k++)
+        method_set(&p->m[k], PyTuple_GET_ITEM(bound, k));
     Py_DECREF(bound);
     Py_XSETREF(p->handler, Py_NewRef(handler));
     return 0;
@@ -419,6 +758,73 @@ static long long remaining_of(Poller *p, PyObject *rem, uint32_t size, PyObject 
     return v;
 }
 
+/* The pollnet adapter's delivery (EfviPollConnection.deliver), for the common case: the
+ * connection announced, nothing held in Python, the event within the receive buffer. */
+static int deliver(Poller *p, PollConnCore *pc, CoreConn *c, pn_event *ev)
+{
+    uint32_t size = ev->len;
+    if (pc->recv_ms) { /* data arrived: the receive idle timer starts again */
+        pc->recv_left = pc->recv_chunks;
+        core_set_timer((pn_stack *)(uintptr_t)c->stack_addr, c->conn_id, RECV_TIMER,
+                       (uint32_t)pc->recv_ms);
+    }
+    PyObject *view = PyMemoryView_FromMemory((char *)ev->data, size, PyBUF_READ);
+    if (view == NULL)
+        return -1;
+    Py_INCREF(pc); /* the handler may drop every other reference */
+    PyObject *r = call(&p->pollnet, (PyObject *)pc, view);
+    if (drop_view(p, view, (PyObject *)c, r == NULL) < 0)
+        Py_CLEAR(r);
+    long long rem = -1;
+    if (r == Py_None) {
+        rem = 0;
+    } else if (r != NULL && PyLong_CheckExact(r)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
+        if (!overflow && v >= 0 && v <= size)
+            rem = v;
+    }
+    if (rem < 0 && r != NULL) { /* None, int subclasses, or the HandlerError */
+        PyObject *checked = PyObject_CallFunction(py_checked_remaining, "OI", r, (unsigned)size);
+        if (checked != NULL) {
+            rem = PyLong_AsLongLong(checked);
+            Py_DECREF(checked);
+        }
+    }
+    Py_XDECREF(r);
+    if (rem < 0) { /* nothing is counted: the event is presented again */
+        Py_DECREF(pc);
+        return -1;
+    }
+    pc->rx_total += size - pc->kept;
+    int rc = 0;
+    if (!pc->connected) {
+        rem = 0;
+    } else if (rem == size && size >= (uint32_t)pc->recv_size) {
+        rem = 0; /* a full receive buffer left unconsumed closes the connection */
+        PyObject *res = PyObject_CallMethodNoArgs((PyObject *)pc, str_recv_full);
+        Py_XDECREF(res);
+        rc = res ? 0 : -1;
+    }
+    pc->kept = (unsigned int)rem;
+    c->kept = (unsigned int)rem;
+    if (rem)
+        ev->remaining = (uint32_t)rem;
+    Py_DECREF(pc);
+    return rc;
+}
+
+/* A DATA event the compiled pollnet delivery takes: 1, or 0 for the Python path. */
+static int delivers(Poller *p, CoreConn *c, uint32_t size)
+{
+    if (p->pollnet.func == NULL || c->closed || c->user_data == NULL ||
+        !PyObject_TypeCheck(c->user_data, &PollConnType))
+        return 0;
+    PollConnCore *pc = (PollConnCore *)c->user_data;
+    return pc->connected && pc->announced && (pc->held == NULL || pc->held == Py_None) &&
+           size <= (uint32_t)pc->recv_size;
+}
+
 /* Dispatch events [start, n). Returns 0, or -1 with the handler's exception set; `resume`
  * says where the next poll goes on (a DATA event whose handler failed is presented again). */
 static int dispatch(Poller *p, int start, int n)
@@ -441,6 +847,15 @@ static int dispatch(Poller *p, int start, int n)
         CoreConn *c = (CoreConn *)conn;
         PyObject *r = Py_None;
         Py_INCREF(r);
+        if (t == PN_EV_DATA && delivers(p, c, ev->len)) {
+            p->resume = i;
+            int rc = deliver(p, (PollConnCore *)c->user_data, c, ev);
+            Py_DECREF(conn);
+            if (rc < 0)
+                return -1;
+            p->resume = i + 1;
+            continue;
+        }
         if (t == PN_EV_DATA) {
             Method *m = &p->m[M_DATA];
             if (!c->closed && m->func != NULL) {
@@ -588,6 +1003,12 @@ static PyObject *poller_detach(Poller *p, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static PyObject *poller_set_pollnet(Poller *p, PyObject *on_data)
+{
+    method_set(&p->pollnet, on_data);
+    Py_RETURN_NONE;
+}
+
 static PyObject *poller_undispatched(Poller *p, PyObject *Py_UNUSED(ignored))
 {
     return PyBool_FromLong(p->resume < p->pending);
@@ -597,6 +1018,9 @@ static PyMethodDef poller_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS,
      "poll(handler, now_ns=None) -> int: one pn_poll and its events dispatched."},
     {"detach", (PyCFunction)poller_detach, METH_NOARGS, "The stack is gone: poll no more."},
+    {"set_pollnet", (PyCFunction)poller_set_pollnet, METH_O,
+     "set_pollnet(on_tcp_data or None): DATA events of pollnet-level connections go to it "
+     "from C (EfviPollConnection.deliver's common case)."},
     {"undispatched", (PyCFunction)poller_undispatched, METH_NOARGS,
      "True while events of the last batch wait (a handler raised mid-batch)."},
     {NULL, NULL, 0, NULL},
@@ -627,21 +1051,27 @@ static PyTypeObject PollerType = {
 
 static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
 {
-    unsigned long long poll_addr, send_addr;
-    if (!PyArg_ParseTuple(args, "KK:bind_core", &poll_addr, &send_addr))
+    unsigned long long poll_addr, send_addr, timer_addr;
+    PyObject *byte_view, *checked_remaining;
+    if (!PyArg_ParseTuple(args, "KKKOO:bind_core", &poll_addr, &send_addr, &timer_addr,
+                          &byte_view, &checked_remaining))
         return NULL;
-    if (poll_addr == 0 || send_addr == 0) {
+    if (poll_addr == 0 || send_addr == 0 || timer_addr == 0) {
         PyErr_SetString(PyExc_ValueError, "bind_core: null function address");
         return NULL;
     }
     core_poll = (poll_fn)(uintptr_t)poll_addr;
     core_send = (send_fn)(uintptr_t)send_addr;
+    core_set_timer = (timer_fn)(uintptr_t)timer_addr;
+    Py_XSETREF(py_byte_view, Py_NewRef(byte_view));
+    Py_XSETREF(py_checked_remaining, Py_NewRef(checked_remaining));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"bind_core", bind_core, METH_VARARGS,
-     "bind_core(pn_poll_address, pn_send_address): the core this module calls."},
+     "bind_core(pn_poll, pn_send, pn_set_user_timer, byte_view, checked_remaining): the "
+     "core's functions (addresses) and the Python helpers this module calls."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -653,17 +1083,23 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__pnfast(void)
 {
-    if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0)
+    if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0 ||
+        PyType_Ready(&PollConnType) < 0)
         return NULL;
     if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
         !(str_release = PyUnicode_InternFromString("release")) ||
-        !(str_now_ns = PyUnicode_InternFromString("now_ns")))
+        !(str_now_ns = PyUnicode_InternFromString("now_ns")) ||
+        !(str_send_failed = PyUnicode_InternFromString("_send_failed")) ||
+        !(str_queue = PyUnicode_InternFromString("_queue")) ||
+        !(str_shutdown = PyUnicode_InternFromString("_shutdown")) ||
+        !(str_recv_full = PyUnicode_InternFromString("_recv_full")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "CoreConn", (PyObject *)&CoreConnType) < 0 ||
         PyModule_AddObjectRef(m, "Poller", (PyObject *)&PollerType) < 0 ||
+        PyModule_AddObjectRef(m, "PollConnCore", (PyObject *)&PollConnType) < 0 ||
         PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
         Py_DECREF(m);
         return NULL;

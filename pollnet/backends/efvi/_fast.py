@@ -16,6 +16,8 @@ import sys
 from types import ModuleType
 
 from pollnet.backends.efvi import _core
+from pollnet.connection import byte_view
+from pollnet.handler import checked_remaining
 
 _MODULE = "pollnet._pnfast"
 
@@ -42,8 +44,10 @@ def _load() -> tuple[ModuleType | None, str]:
         return None, (f"{_MODULE} was built for another core (pn_event is "
                       f"{mod.EVENT_SIZE} bytes there, {_core.ffi.sizeof('pn_event')} here): "
                       "rebuild with `pip install -e .`")
-    mod.bind_core(address(_core.ffi.addressof(_core.lib, "pn_poll")),
-                  address(_core.ffi.addressof(_core.lib, "pn_send")))
+    ffi, lib = _core.ffi, _core.lib
+    mod.bind_core(address(ffi.addressof(lib, "pn_poll")), address(ffi.addressof(lib, "pn_send")),
+                  address(ffi.addressof(lib, "pn_set_user_timer")), byte_view,
+                  checked_remaining)
     return mod, ""
 
 

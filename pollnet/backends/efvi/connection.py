@@ -61,10 +61,11 @@ class PyCoreConn:
     of Connection where the extension is not used (see `_fast`)."""
 
     __slots__ = ("_closed", "_core_stack", "_established", "_kept", "_local_port",
-                 "_remote_ip", "_remote_port", "conn_id")
+                 "_remote_ip", "_remote_port", "conn_id", "user_data")
 
     _lib: Any
     _stack: Any
+    user_data: Any
     conn_id: int
     _core_stack: int
     _kept: int
@@ -119,7 +120,6 @@ class Connection(_ConnBase):
         "_lib",
         "_stack",
         "end_reason",
-        "user_data",
     )
 
     def __init__(self, handle: StackHandle, conn_id: int) -> None:

@@ -147,6 +147,13 @@ class Base(Owner):
                 if isinstance(view, memoryview):
                     view.release()
 
+    def deliver_to(self, methods: HandlerMethods) -> None:
+        """A new pollnet handler: the compiled dispatch hands data to its on_data itself
+        (EfviPollConnection.deliver's common case), the rest goes through StackEvents."""
+        ep = self.ep
+        if ep is not None and ep._fast is not None:
+            ep._fast.set_pollnet(methods.on_data)
+
     def now(self, now_ns: int | None) -> int:
         net = self.net
         if net is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pollnet.api import BytesLike, Peername
+from pollnet.backends.efvi._fast import FAST
 from pollnet.backends.efvi.errors import EfviError
 from pollnet.connection import ConnectionBase, byte_view
 from pollnet.handler import checked_remaining
@@ -75,26 +76,114 @@ class Owner:
         raise NotImplementedError
 
 
-class EfviPollConnection(ConnectionBase):
+class PyPollConnCore:
+    """What the compiled `pollnet._pnfast.PollConnCore` holds and does, in Python: the base
+    of EfviPollConnection where the extension is not used (see `_fast`). The per-message
+    state, and the write methods (their rarer cases call back the subclass's helpers)."""
+
+    __slots__ = ("_announced", "_connected", "_core", "_held", "_kept", "_outq", "_recv_left",
+                 "_rx_total", "_send_left")
+
+    _core: Connection
+    _held: RecvBuffer | None
+    _outq: bytearray | None
+    _rx_total: int
+    _kept: int
+    _send_left: int
+    _recv_left: int
+    _connected: bool
+    _announced: bool
+
+    _send: Callable[[BytesLike, bool], int]
+
+    if TYPE_CHECKING:  # EfviPollConnection's (the compiled base calls them too)
+        def _sent_some(self) -> None: ...
+        def _send_error(self, exc: EfviError) -> None: ...
+        def _queue(self, data: BytesLike, n: int) -> bool: ...
+        def _shutdown(self, reason: str, errno_value: int = 0) -> None: ...
+
+    def _use_plan(self, plan: Plan) -> None:
+        """The compiled base copies the plan's numbers; this one reads `_plan`."""
+
+    def _try_send(self, data: BytesLike, more: bool) -> int:
+        """pn_send: bytes accepted, or -1 (the connection was closed with the error)."""
+        try:
+            n = self._send(data, more)
+        except EfviError as exc:
+            self._send_error(exc)
+            return -1
+        if n:
+            self._sent_some()
+        return n
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_some")
+        if not self._connected:
+            return -1
+        if self._outq:
+            return 0  # an earlier write's tail goes first
+        return self._try_send(data, more)
+
+    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_nonblock")
+        if not self._connected:
+            return False
+        size = len(data)  # bytes: byte_view made it so
+        n = 0 if self._outq else self._try_send(data, more)
+        if n == size:
+            return True
+        if n >= 0 and self._connected:
+            self._shutdown(f"send buffer full: write_nonblock sent {n} of {size} bytes")
+        return False
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        """All of `data`, in order, never blocking: what the send buffers cannot take now
+        is copied to this connection's queue and sent by the following polls as
+        acknowledgements free the buffers (the stack only progresses when polled, and a
+        peer polled by the same thread could never drain a busy-wait). Until the queue
+        is empty `write_some` takes nothing and `write_nonblock` fails."""
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write")
+        if not self._connected:
+            return False
+        n = 0
+        if self._outq is None:
+            n = self._try_send(data, more)
+            if n < 0:
+                return False
+        if n == len(data):  # bytes: byte_view made it so
+            return True
+        return self._queue(data, n)
+
+
+if TYPE_CHECKING:
+    _PollConnBase = PyPollConnCore
+else:
+    _PollConnBase = PyPollConnCore if FAST is None else FAST.PollConnCore
+
+
+class EfviPollConnection(_PollConnBase, ConnectionBase):
     __slots__ = (
-        "_announced",
         "_base",
-        "_core",
+        "_closed_queue",
         "_core_dead",
+        "_error",
         "_fin_after",
         "_fin_pending",
         "_fin_seen",
-        "_held",
-        "_kept",
-        "_outq",
+        "_last_recv_ns",
+        "_last_send_ns",
         "_owner",
+        "_peer",
         "_plan",
-        "_recv_left",
+        "_received",
         "_resume_off",
-        "_rx_total",
         "_send",
-        "_send_left",
+        "_sent",
         "_set_timer",
+        "user_data",
     )
 
     def __init__(
@@ -111,6 +200,7 @@ class EfviPollConnection(ConnectionBase):
         # to the owner (which holds the stack) would make a cycle the GC must break.
         self._owner: Owner = cast(Owner, weakref.proxy(owner))
         self._plan = owner.plan
+        self._use_plan(owner.plan)
         self._send = core.send  # bound once: the data path is one call into the core
         self._set_timer = core.set_user_timer
         self._core_dead = False  # the core freed the slot (reset/closed/timeout)
@@ -295,57 +385,20 @@ class EfviPollConnection(ConnectionBase):
         self._core_dead = True
         self._shutdown(f"send error: {exc}")
 
-    def write_some(self, data: BytesLike, more: bool = False) -> int:
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = byte_view(data, "write_some")
-        if not self._connected:
-            return -1
-        if self._outq:
-            return 0  # an earlier write's tail goes first
+    def _send_failed(self, rc: int) -> None:
+        """pn_send failed with `rc` (0: the core's connection is closed already)."""
         try:
-            n = self._send(data, more)
+            if rc == 0:
+                raise self._core._dead("send")
+            self._core._check(rc, "send")
         except EfviError as exc:
             self._send_error(exc)
-            return -1
-        if n:
-            self._sent_some()
-        return n
 
-    def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = byte_view(data, "write_nonblock")
-        if not self._connected:
-            return False
-        size = len(data)  # bytes: byte_view made it so
-        n = 0 if self._outq else self.write_some(data, more)
-        if n == size:
-            return True
-        if n >= 0 and self._connected:
-            self._shutdown(f"send buffer full: write_nonblock sent {n} of {size} bytes")
-        return False
-
-    def write(self, data: BytesLike, more: bool = False) -> bool:
-        """All of `data`, in order, never blocking: what the send buffers cannot take now
-        is copied to this connection's queue and sent by the following polls as
-        acknowledgements free the buffers (the stack only progresses when polled, and a
-        peer polled by the same thread could never drain a busy-wait). Until the queue
-        is empty `write_some` takes nothing and `write_nonblock` fails."""
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = byte_view(data, "write")
-        if not self._connected:
-            return False
+    def _queue(self, data: BytesLike, n: int) -> bool:
+        """A write's bytes from `n` on did not fit: copy them to the queue that later
+        polls send (behind what is queued already)."""
         if self._outq is not None:
-            self._outq += data
-            return True
-        try:
-            n = self._send(data, more)
-        except EfviError as exc:
-            self._send_error(exc)
-            return False
-        size = len(data)  # bytes: byte_view made it so
-        if n:
-            self._sent_some()
-        if n == size:
+            self._outq += memoryview(data)[n:]
             return True
         self._outq = bytearray(memoryview(data)[n:])
         try:
@@ -354,6 +407,9 @@ class EfviPollConnection(ConnectionBase):
             self._shutdown("send error: the client or server of this connection is gone")
             return False
         return True
+
+    def _recv_full(self) -> None:
+        self._shutdown(buffer_full_reason(self._plan.recv_size, _RECV_SIZES))
 
     def send_queued(self) -> bool:
         """Send what the buffers take of the queue; True when it is empty (or dead)."""

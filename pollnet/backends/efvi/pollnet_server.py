@@ -103,6 +103,7 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
         methods = self._handlers.methods
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
+            self.deliver_to(methods)
         self._methods = methods
         self._events.m = methods  # read by the event methods without the weak proxy
         now = self.now(now_ns)

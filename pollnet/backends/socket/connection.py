@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 
 from pollnet.api import BytesLike, Peername
-from pollnet.connection import ConnectionBase, byte_view
+from pollnet.connection import ConnectionBase, ConnectionSlots, byte_view
 from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
@@ -14,7 +14,7 @@ _FLAGS = socket.MSG_NOSIGNAL  # a dead peer is an error return, never SIGPIPE
 _FLAGS_MORE = socket.MSG_NOSIGNAL | socket.MSG_MORE
 
 
-class SocketConnection(ConnectionBase):
+class SocketConnection(ConnectionSlots):
     __slots__ = ("_buf", "_recv_into", "_send", "_sock", "fd", "redeliver")
 
     def __init__(

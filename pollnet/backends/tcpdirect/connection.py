@@ -16,7 +16,7 @@ from typing import Any
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.stack import Stack
-from pollnet.connection import ConnectionBase, byte_view
+from pollnet.connection import ConnectionBase, ConnectionSlots, byte_view
 from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
@@ -30,7 +30,7 @@ _RETRY = (-errno.EAGAIN, -errno.ENOMEM)
 MAX_PACKETS_PER_POLL = 64
 
 
-class TcpdirectConnection(ConnectionBase):
+class TcpdirectConnection(ConnectionSlots):
     __slots__ = (
         "_buf",
         "_free_pending",
