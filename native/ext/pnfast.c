@@ -18,6 +18,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "pncore.h"
 
@@ -210,6 +211,7 @@ typedef struct {
 
 static PyTypeObject PollConnType;
 static PyObject *str_send_failed, *str_queue, *str_shutdown, *str_recv_full;
+static PyObject *str_rebind, *str_sim_now, *str_send_queued, *str_after;
 
 static int pc_traverse(PollConnCore *c, visitproc visit, void *arg)
 {
@@ -516,6 +518,12 @@ typedef struct {
     PyObject *handler;       /* the handler the methods below belong to */
     Method m[N_METHODS];
     Method pollnet;          /* the pollnet handler's on_tcp_data (set_pollnet), or none */
+    /* the pollnet level (pollnet_setup): its owner (a weak reference), the efvitcp-level
+     * handler of its events, its lists of queued writers and closed connections */
+    PyObject *pn_owner, *pn_events, *pn_flush, *pn_closed, *pn_handler;
+    char pn_sim;       /* the owner's clock is the sim net's (its _sim_now) */
+    char dispatching;  /* inside the pollnet poll's dispatch: the stack must not be pumped */
+    char owner_idle;   /* the owner has nothing to do after a poll but what the lists say */
     /* the endpoint's Python side, bound methods */
     PyObject *bind, *slot, *event, *closed_error, *poll_error, *remaining, *kept_export;
 } Poller;
@@ -538,6 +546,11 @@ static int poller_traverse(Poller *p, visitproc visit, void *arg)
     }
     Py_VISIT(p->pollnet.func);
     Py_VISIT(p->pollnet.self);
+    Py_VISIT(p->pn_owner);
+    Py_VISIT(p->pn_events);
+    Py_VISIT(p->pn_flush);
+    Py_VISIT(p->pn_closed);
+    Py_VISIT(p->pn_handler);
     Py_VISIT(p->bind);
     Py_VISIT(p->slot);
     Py_VISIT(p->event);
@@ -557,6 +570,11 @@ static int poller_clear(Poller *p)
     for (int k = 0; k < N_METHODS; k++)
         method_clear(&p->m[k]);
     method_clear(&p->pollnet);
+    Py_CLEAR(p->pn_owner);
+    Py_CLEAR(p->pn_events);
+    Py_CLEAR(p->pn_flush);
+    Py_CLEAR(p->pn_closed);
+    Py_CLEAR(p->pn_handler);
     Py_CLEAR(p->bind);
     Py_CLEAR(p->slot);
     Py_CLEAR(p->event);
@@ -905,70 +923,66 @@ static int dispatch(Poller *p, int start, int n)
     return 0;
 }
 
-static PyObject *poller_poll(Poller *p, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* poll(handler, now_ns=None)'s arguments. */
+static int poll_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                     PyObject **handler, PyObject **now_obj)
 {
-    PyObject *handler = NULL, *now_obj = Py_None;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs < 1 || nargs > 2) {
-        if (nargs != 0 || nkw == 0) {
-            PyErr_SetString(PyExc_TypeError, "poll(handler, now_ns=None)");
-            return NULL;
-        }
+    *handler = NULL;
+    *now_obj = Py_None;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "poll(handler, now_ns=None)");
+        return -1;
     }
-    if (nargs >= 1) handler = args[0];
-    if (nargs == 2) now_obj = args[1];
+    if (nargs >= 1) *handler = args[0];
+    if (nargs == 2) *now_obj = args[1];
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, k);
-        if (PyUnicode_CompareWithASCIIString(key, "now_ns") == 0 && nargs < 2)
-            now_obj = args[nargs + k];
-        else if (PyUnicode_CompareWithASCIIString(key, "handler") == 0 && handler == NULL)
-            handler = args[nargs + k];
-        else {
+        if (PyUnicode_CompareWithASCIIString(key, "now_ns") == 0 && nargs < 2) {
+            *now_obj = args[nargs + k];
+        } else if (PyUnicode_CompareWithASCIIString(key, "handler") == 0 && *handler == NULL) {
+            *handler = args[nargs + k];
+        } else {
             PyErr_Format(PyExc_TypeError, "poll() got an unexpected keyword argument '%U'",
                          key);
-            return NULL;
+            return -1;
         }
     }
-    if (handler == NULL) {
+    if (*handler == NULL) {
         PyErr_SetString(PyExc_TypeError, "poll() missing required argument 'handler'");
-        return NULL;
+        return -1;
     }
-    if (p->stack == NULL) {
-        PyObject *r = PyObject_CallNoArgs(p->closed_error);
-        Py_XDECREF(r);
-        if (r != NULL)
-            PyErr_SetString(PyExc_RuntimeError, "poll on a closed endpoint");
-        return NULL;
-    }
+    return 0;
+}
+
+static int as_ns(PyObject *obj, uint64_t *ns)
+{
+    *ns = PyLong_AsUnsignedLongLong(obj);
+    return *ns == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The endpoint was closed: its own error (Endpoint._s) says so. */
+static int stack_gone(Poller *p)
+{
+    PyObject *r = PyObject_CallNoArgs(p->closed_error);
+    Py_XDECREF(r);
+    if (r != NULL)
+        PyErr_SetString(PyExc_RuntimeError, "poll on a closed endpoint");
+    return -1;
+}
+
+/* One poll for `handler` at `now`: the rest of a batch a handler interrupted, pn_poll,
+ * its events. Returns the batch's event count, or -1 with an exception set. */
+static int run(Poller *p, PyObject *handler, uint64_t now)
+{
+    if (p->stack == NULL)
+        return stack_gone(p);
     if (handler != p->handler && poller_rebind(p, handler) < 0)
-        return NULL;
+        return -1;
     if (p->resume < p->pending && dispatch(p, p->resume, p->pending) < 0)
-        return NULL;
-
-    uint64_t now = 0;
-    PyObject *clock = now_obj;
-    if (now_obj == Py_None && p->wire != Py_None) {
-        clock = PyObject_GetAttr(p->wire, str_now_ns);
-        if (clock == NULL)
-            return NULL;
-    } else {
-        Py_INCREF(clock);
-    }
-    if (clock != Py_None) {
-        now = PyLong_AsUnsignedLongLong(clock);
-        if (now == (uint64_t)-1 && PyErr_Occurred()) {
-            Py_DECREF(clock);
-            return NULL;
-        }
-    }
-    Py_DECREF(clock);
-    if (p->stack == NULL) { /* a handler of the resumed batch closed the endpoint */
-        PyObject *r = PyObject_CallNoArgs(p->closed_error);
-        Py_XDECREF(r);
-        return NULL;
-    }
-
+        return -1;
+    if (p->stack == NULL) /* a handler of the resumed batch closed the endpoint */
+        return stack_gone(p);
     int n = core_poll(p->stack, now, p->events, p->max_events);
     p->resume = p->pending = 0;
     Py_ssize_t nerr = PyList_GET_SIZE(p->accept_errors);
@@ -976,24 +990,137 @@ static PyObject *poller_poll(Poller *p, PyObject *const *args, Py_ssize_t nargs,
         PyObject *err = Py_NewRef(PyList_GET_ITEM(p->accept_errors, nerr - 1));
         if (PyList_SetSlice(p->accept_errors, 0, nerr, NULL) < 0) {
             Py_DECREF(err);
-            return NULL;
+            return -1;
         }
         if (n > 0)
             p->pending = n; /* keep the batch for the next poll */
         PyErr_SetObject((PyObject *)Py_TYPE(err), err);
         Py_DECREF(err);
-        return NULL;
+        return -1;
     }
     if (n < 0) {
         PyObject *r = PyObject_CallFunction(p->poll_error, "i", n);
         Py_XDECREF(r);
         if (r != NULL)
             PyErr_Format(PyExc_RuntimeError, "pn_poll returned %d", n);
-        return NULL;
+        return -1;
     }
     if (n > 0 && dispatch(p, 0, n) < 0)
+        return -1;
+    return n;
+}
+
+static PyObject *poller_poll(Poller *p, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    PyObject *handler, *now_obj;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
         return NULL;
-    return PyLong_FromLong(n);
+    uint64_t now = 0; /* 0: the core reads the clock */
+    if (now_obj != Py_None) {
+        if (as_ns(now_obj, &now) < 0)
+            return NULL;
+    } else if (p->wire != Py_None) { /* the sim wire's virtual clock */
+        PyObject *clock = PyObject_GetAttr(p->wire, str_now_ns);
+        int rc = clock ? as_ns(clock, &now) : -1;
+        Py_XDECREF(clock);
+        if (rc < 0)
+            return NULL;
+    }
+    int n = run(p, handler, now);
+    return n < 0 ? NULL : PyLong_FromLong(n);
+}
+
+/* ---- the pollnet level's poll (EfviTcpClient / EfviTcpServer): the same control flow
+ * as their Python poll(), with the owner's Python methods called only when there is
+ * work for them (a new handler, queued writes, connections closed, connecting). */
+
+static PyObject *owner_call(Poller *p, PyObject *name, PyObject *arg)
+{
+    PyObject *owner = PyWeakref_GetObject(p->pn_owner);
+    if (owner == NULL)
+        return NULL;
+    if (owner == Py_None) {
+        PyErr_SetString(PyExc_ReferenceError, "poll: its pollnet client or server is gone");
+        return NULL;
+    }
+    Py_INCREF(owner);
+    PyObject *r = arg ? PyObject_CallMethodOneArg(owner, name, arg)
+                      : PyObject_CallMethodNoArgs(owner, name);
+    Py_DECREF(owner);
+    return r;
+}
+
+static int owner_do(Poller *p, PyObject *name, PyObject *arg)
+{
+    PyObject *r = owner_call(p, name, arg);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+static PyObject *poller_pollnet(Poller *p, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    PyObject *handler, *now_obj;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
+        return NULL;
+    if (p->pn_owner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pollnet_setup was not called");
+        return NULL;
+    }
+    if (handler != p->pn_handler) {
+        if (owner_do(p, str_rebind, handler) < 0)
+            return NULL;
+        Py_XSETREF(p->pn_handler, Py_NewRef(handler));
+    }
+    uint64_t now;
+    if (p->pn_sim) { /* the sim net's clock (and its closed-host pump) */
+        PyObject *t = owner_call(p, str_sim_now, now_obj);
+        int rc = t ? as_ns(t, &now) : -1;
+        Py_XDECREF(t);
+        if (rc < 0)
+            return NULL;
+    } else if (now_obj == Py_None) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    } else if (as_ns(now_obj, &now) < 0) {
+        return NULL;
+    }
+    p->dispatching = 1;
+    int n = run(p, p->pn_events, now);
+    p->dispatching = 0;
+    if (n < 0)
+        return NULL;
+    if (PyList_GET_SIZE(p->pn_flush) && owner_do(p, str_send_queued, NULL) < 0)
+        return NULL;
+    if (!p->owner_idle || PyList_GET_SIZE(p->pn_closed)) {
+        PyObject *t = PyLong_FromUnsignedLongLong(now);
+        int rc = t ? owner_do(p, str_after, t) : -1;
+        Py_XDECREF(t);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *poller_pollnet_setup(Poller *p, PyObject *args)
+{
+    PyObject *owner, *events, *flush, *closed;
+    int sim;
+    if (!PyArg_ParseTuple(args, "OOO!O!p:pollnet_setup", &owner, &events, &PyList_Type,
+                          &flush, &PyList_Type, &closed, &sim))
+        return NULL;
+    PyObject *ref = PyWeakref_NewRef(owner, NULL);
+    if (ref == NULL)
+        return NULL;
+    Py_XSETREF(p->pn_owner, ref);
+    Py_XSETREF(p->pn_events, Py_NewRef(events));
+    Py_XSETREF(p->pn_flush, Py_NewRef(flush));
+    Py_XSETREF(p->pn_closed, Py_NewRef(closed));
+    Py_CLEAR(p->pn_handler);
+    p->pn_sim = (char)sim;
+    Py_RETURN_NONE;
 }
 
 static PyObject *poller_detach(Poller *p, PyObject *Py_UNUSED(ignored))
@@ -1018,6 +1145,10 @@ static PyMethodDef poller_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS,
      "poll(handler, now_ns=None) -> int: one pn_poll and its events dispatched."},
     {"detach", (PyCFunction)poller_detach, METH_NOARGS, "The stack is gone: poll no more."},
+    {"pollnet_poll", (PyCFunction)(void (*)(void))poller_pollnet, METH_FASTCALL | METH_KEYWORDS,
+     "pollnet_poll(handler, now_ns=None): the pollnet client's or server's poll()."},
+    {"pollnet_setup", (PyCFunction)poller_pollnet_setup, METH_VARARGS,
+     "pollnet_setup(owner, events, flush, closed, sim): what pollnet_poll works with."},
     {"set_pollnet", (PyCFunction)poller_set_pollnet, METH_O,
      "set_pollnet(on_tcp_data or None): DATA events of pollnet-level connections go to it "
      "from C (EfviPollConnection.deliver's common case)."},
@@ -1029,6 +1160,8 @@ static PyMethodDef poller_methods[] = {
 static PyMemberDef poller_members[] = {
     {"resume", T_INT, offsetof(Poller, resume), READONLY, NULL},
     {"pending", T_INT, offsetof(Poller, pending), READONLY, NULL},
+    {"dispatching", T_BOOL, offsetof(Poller, dispatching), READONLY, NULL},
+    {"owner_idle", T_BOOL, offsetof(Poller, owner_idle), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1092,7 +1225,11 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_send_failed = PyUnicode_InternFromString("_send_failed")) ||
         !(str_queue = PyUnicode_InternFromString("_queue")) ||
         !(str_shutdown = PyUnicode_InternFromString("_shutdown")) ||
-        !(str_recv_full = PyUnicode_InternFromString("_recv_full")))
+        !(str_recv_full = PyUnicode_InternFromString("_recv_full")) ||
+        !(str_rebind = PyUnicode_InternFromString("_rebind")) ||
+        !(str_sim_now = PyUnicode_InternFromString("_sim_now")) ||
+        !(str_send_queued = PyUnicode_InternFromString("send_queued")) ||
+        !(str_after = PyUnicode_InternFromString("_after")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

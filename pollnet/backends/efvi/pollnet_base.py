@@ -32,11 +32,12 @@ from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, Plan, 
 from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
 from pollnet.config import EfviOptions
 from pollnet.errors import ConfigError, TransportError
-from pollnet.handler import HandlerMethods
+from pollnet.handler import HandlerCache, HandlerMethods
 
 if TYPE_CHECKING:
     from pollnet.backends.efvi.connection import Connection
     from pollnet.backends.efvi.endpoint import Endpoint
+    from pollnet.connection import ConnectionBase
 
 _CLONE_NEWNET = 0x40000000
 CORE_MIN_RECV_BUF = 512  # the core's smallest conn_recv_buf_size
@@ -107,11 +108,16 @@ def _close_in_netns(ep: Endpoint, netns: str) -> None:
 
 
 class Base(Owner):
-    """The owner side of `EfviPollConnection`, and the clock."""
+    """The owner side of `EfviPollConnection`, the clock, and poll()'s control flow."""
+
+    _handlers: HandlerCache
+    _events: StackEvents
+    _methods: HandlerMethods | None
 
     def __init__(self, efvi: EfviOptions, send_timeout_sec: float, recv_timeout_sec: float,
                  recv_size: int) -> None:
-        self.dispatching = False
+        self._dispatching = False
+        self._fast: Any = None  # the stack's compiled Poller, once `_compile_poll` ran
         self.plan = Plan(send_timeout_sec, recv_timeout_sec, recv_size)
         self.send_ms, self.send_chunks = timer_plan(send_timeout_sec)
         self.recv_ms, self.recv_chunks = timer_plan(recv_timeout_sec)
@@ -120,7 +126,6 @@ class Base(Owner):
         self.net: SimNet | None = sim_net(efvi) if efvi.link == "sim" else None
         self.ep: Endpoint | None = None
         self._lib: Any = _core.lib
-        self._pump_events: Any = None
 
     def _start(self, ep: Endpoint, netns: str = "") -> None:
         self.ep = ep
@@ -132,8 +137,61 @@ class Base(Owner):
             # A link is destroyed where it was made: detaching an XDP program from the
             # host namespace would miss the interface and leave the program attached.
             weakref.finalize(self, _close_in_netns, ep, netns)
-        self._stack_ptr: Any = ep._stack
-        self._pump_events = ep._events
+
+    def _compile_poll(self, events: StackEvents, closed: list[ConnectionBase]) -> None:
+        """Where the compiled path runs, poll() is the stack's Poller's `pollnet_poll`: the
+        same control flow as the Python poll() of the subclass, calling back `_rebind`,
+        `_sim_now`, `send_queued` and `_after` only when they have work."""
+        ep = self.ep
+        if ep is None or ep._fast is None:
+            return
+        self._fast = ep._fast
+        self._fast.pollnet_setup(self, events, self.flush, closed, self.net is not None)
+        self.poll = self._fast.pollnet_poll  # type: ignore[method-assign]
+
+    @property
+    def dispatching(self) -> bool:
+        """Inside poll()'s dispatch: the stack must not be polled (pump) then."""
+        fast = self._fast
+        return bool(fast.dispatching) if fast is not None else self._dispatching
+
+    def _idle(self, idle: bool) -> None:
+        """Whether the next poll has work for `_after` beyond closed connections."""
+        if self._fast is not None:
+            self._fast.owner_idle = idle
+
+    def poll(self, handler: object, now_ns: int | None = None) -> None:
+        """The pollnet poll() (the Python path): one poll of the stack, its events as
+        pollnet callbacks, then the owner's bookkeeping (`_after`)."""
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            self._rebind(handler)
+        now = self._sim_now(now_ns) if self.net is not None else self.now(now_ns)
+        self._dispatching = True
+        try:
+            self._endpoint_poll(now)
+        finally:
+            self._dispatching = False
+        if self.flush:
+            self.send_queued()
+        self._after(now)
+
+    def _rebind(self, handler: object) -> None:
+        methods = self._handlers.get(handler)
+        self._methods = methods
+        self._events.m = methods  # read by the event methods without the weak proxy
+        self.deliver_to(methods)
+
+    def _sim_now(self, now_ns: int | None) -> int:
+        assert self.net is not None
+        return self.net.now(now_ns)
+
+    def _endpoint_poll(self, now: int) -> None:
+        raise NotImplementedError
+
+    def _after(self, now: int) -> None:
+        """After the stack's events: connecting, disconnect notices, the backlog."""
+        raise NotImplementedError
 
     def __del__(self) -> None:
         # The stack's event-array memoryviews (endpoint.py) export buffers to each other;
@@ -175,13 +233,13 @@ class Base(Owner):
         if ep.undispatched():
             return  # a handler raised mid-batch: its events are not dispatched yet
         now = self.net.now() if self.net is not None else 0
-        rc = self._lib.pn_poll(ep._stack, now, self._pump_events, 0)
+        rc = self._lib.pn_poll(ep._stack, now, ep._events, 0)
         if rc < 0:
             raise _core.core_error(rc, "poll", ep._link.last_error())
 
     def send_queued(self) -> None:
         """Writes that did not fit: send what the buffers take now, keep the rest."""
-        self.flush = [pc for pc in self.flush if not pc.send_queued()]
+        self.flush[:] = [pc for pc in self.flush if not pc.send_queued()]
 
 
 def dead(core: Connection, reason: str, err: int = 0) -> None:

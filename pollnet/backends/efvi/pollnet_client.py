@@ -56,26 +56,25 @@ class EfviTcpClient(Base, ClientBase[EfviPollConnection, Connection]):
         self._methods: HandlerMethods | None = None
         self._events = _ClientEvents(self)
         self._to_closed_host = False
+        self._compile_poll(self._events, self._closed)
 
     # ---------------------------------------------------------------- the pollnet API
 
-    def poll(self, handler: object, now_ns: int | None = None) -> None:
-        methods = self._handlers.methods
-        if methods is None or methods.handler is not handler:
-            methods = self._handlers.get(handler)
-            self.deliver_to(methods)
-        self._methods = methods
-        self._events.m = methods  # read by the event methods without the weak proxy
-        now = self.now(now_ns)
-        if self._to_closed_host and self.net is not None:
+    # poll(): Base's, or the compiled one (Base._compile_poll), over these steps
+
+    def _sim_now(self, now_ns: int | None) -> int:
+        assert self.net is not None
+        now = self.net.now(now_ns)
+        if self._to_closed_host:
             self.net.pump_closed_host()
-        self.dispatching = True
-        try:
-            self.client.poll(self._events, now)
-        finally:
-            self.dispatching = False
-        if self.flush:
-            self.send_queued()
+        return now
+
+    def _endpoint_poll(self, now: int) -> None:
+        self.client.poll(self._events, now)
+
+    def _after(self, now: int) -> None:
+        methods = self._methods
+        assert methods is not None
         if self._conn is None:
             if self._connecting is not None:
                 if self._connect_timed_out(now):
@@ -84,6 +83,7 @@ class EfviTcpClient(Base, ClientBase[EfviPollConnection, Connection]):
                 self._start_connect(methods, now)
         if self._closed:
             self._drain(methods)
+        self._idle(self._conn is not None)
 
     # ---------------------------------------------------------------- connecting
 

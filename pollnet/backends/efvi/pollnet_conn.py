@@ -63,7 +63,6 @@ class Owner:
     polls the stack without taking events, and the list of connections whose writes
     are sent by later polls."""
 
-    dispatching: bool
     plan: Plan
     send_ms: int
     send_chunks: int
@@ -71,6 +70,10 @@ class Owner:
     recv_chunks: int
     recv_size: int
     flush: list[EfviPollConnection]
+
+    @property
+    def dispatching(self) -> bool:
+        raise NotImplementedError
 
     def pump(self) -> None:
         raise NotImplementedError

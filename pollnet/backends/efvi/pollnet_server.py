@@ -78,6 +78,7 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
         self._events = _ServerEvents(self)
         self._backlog: deque[EfviPollConnection] = deque()
         self._backlog_gone: list[ConnectionBase] = []
+        self._compile_poll(self._events, self._closed)
 
     def _listen(self, port: int) -> int:
         server = self.server
@@ -99,26 +100,20 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
 
     # ---------------------------------------------------------------- the pollnet API
 
-    def poll(self, handler: object, now_ns: int | None = None) -> None:
-        methods = self._handlers.methods
-        if methods is None or methods.handler is not handler:
-            methods = self._handlers.get(handler)
-            self.deliver_to(methods)
-        self._methods = methods
-        self._events.m = methods  # read by the event methods without the weak proxy
-        now = self.now(now_ns)
-        self.dispatching = True
-        try:
-            self.server.poll(self._events, now)
-        finally:
-            self.dispatching = False
-        if self.flush:
-            self.send_queued()
+    # poll(): Base's, or the compiled one (Base._compile_poll), over these steps
+
+    def _endpoint_poll(self, now: int) -> None:
+        self.server.poll(self._events, now)
+
+    def _after(self, now: int) -> None:
+        methods = self._methods
+        assert methods is not None
         if self._closed:
             self._drain(methods)
         if self._backlog and not self._is_closed:
             self._backlog_gone.clear()
             self._accept(methods)
+        self._idle(not self._backlog or self._is_closed)
 
     def _stop_listening(self) -> None:
         if self.net is not None:
@@ -152,6 +147,7 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
             conn._announced = False
             conn._closed_queue = self._backlog_gone  # no notice for what was never announced
             self._backlog.append(conn)
+            self._idle(False)
 
     def _announce(self, conn: EfviPollConnection) -> None:
         methods = self._methods
