@@ -5,8 +5,8 @@
 #   3. the real links' C tests under ASan+UBSan in private namespaces (root)
 #   4. the efvi Python tests against an ASan+UBSan build of the core and of the compiled
 #      per-message path (pollnet._pnfast)
-#   5. the efvi tests and the behaviour suite's efvi rows on the Python per-message path
-#      (the fallback where _pnfast cannot be built)
+#   5. the efvi tests and the whole behaviour suite on the Python per-message path (the
+#      fallback where _pnfast cannot be built)
 #   6. the whole pytest suite against the optimised build (its summary line comes last)
 # A failing stage does not stop the later ones; the exit status is non-zero if any failed.
 # A stage that cannot run here says SKIPPED with its reason, never ok (scripts/stage.sh).
@@ -22,8 +22,9 @@ stage "real links, ASan+UBSan" native/tests/links/run.sh --asan
 stage "efvi Python tests on the ASan+UBSan core" scripts/pytest-asan.sh tests/efvi
 stage "behaviour suite's efvi:sim rows on the ASan+UBSan core" scripts/pytest-asan.sh \
   tests/behaviour -k "efvi:sim"
-stage "efvi on the Python per-message path" env POLLNET_PURE_PYTHON=1 "$PY" -m pytest -q \
-  -p no:cacheprovider tests/efvi tests/behaviour -k "efvi"
+stage "the Python per-message path (POLLNET_PURE_PYTHON=1)" env POLLNET_PURE_PYTHON=1 \
+  "$PY" -m pytest -q -p no:cacheprovider tests/efvi tests/efvi_adapter tests/behaviour \
+  tests/unit/test_socket_fastpath.py
 stage "pytest" "$PY" -m pytest -q -p no:cacheprovider
 
 if [ ${#skipped[@]} -gt 0 ]; then

@@ -17,7 +17,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "pncore.h"
@@ -1180,14 +1182,278 @@ static PyTypeObject PollerType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ SockConnCore */
+
+/* The socket backend's connection (SocketConnection's base): recv and send straight
+ * from C on its non-blocking fd. The receive buffer is the Python RecvBuffer; its
+ * common case (nothing kept from last time) is read here, everything else in Python. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *rb;      /* the RecvBuffer */
+    PyObject *rbview;  /* its memoryview (the handler gets slices of it) */
+    PyObject *rbbytes; /* its bytearray (never resized: the memoryview exports it) */
+    Py_ssize_t size;
+    int fd;
+    char connected, sent, received, redeliver;
+} SockConnCore;
+
+static PyTypeObject SockConnType;
+static PyObject *str_read_slow, *str_keep_after, *str_bad_return, *str_tail, *str_view,
+    *str_buf;
+
+static int sc_traverse(SockConnCore *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->rb);
+    Py_VISIT(c->rbview);
+    Py_VISIT(c->rbbytes);
+    return 0;
+}
+
+static int sc_clear(SockConnCore *c)
+{
+    Py_CLEAR(c->rb);
+    Py_CLEAR(c->rbview);
+    Py_CLEAR(c->rbbytes);
+    return 0;
+}
+
+static void sc_dealloc(SockConnCore *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    sc_clear(c);
+    tp->tp_free((PyObject *)c);
+}
+
+static PyObject *sc_attach(SockConnCore *c, PyObject *args)
+{
+    PyObject *rb;
+    int fd;
+    if (!PyArg_ParseTuple(args, "Oi:_attach", &rb, &fd))
+        return NULL;
+    PyObject *view = PyObject_GetAttr(rb, str_view);
+    PyObject *bytes = PyObject_GetAttr(rb, str_buf);
+    if (view == NULL || bytes == NULL || !PyMemoryView_Check(view) ||
+        !PyByteArray_CheckExact(bytes)) {
+        Py_XDECREF(view);
+        Py_XDECREF(bytes);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_attach: a RecvBuffer (bytearray + view)");
+        return NULL;
+    }
+    Py_XSETREF(c->rb, Py_NewRef(rb));
+    Py_XSETREF(c->rbview, view);
+    Py_XSETREF(c->rbbytes, bytes);
+    c->size = PyByteArray_GET_SIZE(bytes);
+    c->fd = fd;
+    Py_RETURN_NONE;
+}
+
+/* Call the owner's Python (method name, args...) and drop its result. */
+static int py_do(PyObject *self, PyObject *name, PyObject *a, PyObject *b)
+{
+    PyObject *r = PyObject_CallMethodObjArgs(self, name, a, b, NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+static int sc_shutdown(SockConnCore *c, const char *reason, int err)
+{
+    PyObject *why = PyUnicode_FromString(reason);
+    PyObject *code = PyLong_FromLong(err);
+    int rc = why && code ? py_do((PyObject *)c, str_shutdown, why, code) : -1;
+    Py_XDECREF(why);
+    Py_XDECREF(code);
+    return rc;
+}
+
+static PyObject *sc_read(SockConnCore *c, PyObject *on_data)
+{
+    if (c->rb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read: no receive buffer attached");
+        return NULL;
+    }
+    PyObject *tail = c->redeliver ? NULL : PyObject_GetAttr(c->rb, str_tail);
+    if (tail == NULL && PyErr_Occurred())
+        return NULL;
+    int kept = tail == NULL || PyObject_IsTrue(tail);
+    Py_XDECREF(tail);
+    if (kept) /* bytes kept from last time, or presented again: the Python path */
+        return PyObject_CallMethodOneArg((PyObject *)c, str_read_slow, on_data);
+    ssize_t n = recv(c->fd, PyByteArray_AS_STRING(c->rbbytes), (size_t)c->size, MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            Py_RETURN_NONE;
+        return sc_shutdown(c, "recv error", errno) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (n == 0)
+        return sc_shutdown(c, "remote close", 0) < 0 ? NULL : Py_NewRef(Py_None);
+    c->received = 1;
+    PyObject *view = n == c->size ? Py_NewRef(c->rbview)
+                                  : PySequence_GetSlice(c->rbview, 0, n);
+    PyObject *size = PyLong_FromSsize_t(n);
+    PyObject *r = NULL;
+    if (view != NULL && size != NULL) {
+        PyObject *argv[3] = {NULL, (PyObject *)c, view};
+        r = PyObject_Vectorcall(on_data, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    Py_XDECREF(view);
+    if (r == NULL) { /* the bytes stay whole and come again at the next poll */
+        Saved exc = {NULL, NULL, NULL};
+        save_error(&exc);
+        if (size != NULL)
+            PyObject_SetAttr(c->rb, str_tail, size);
+        c->redeliver = 1;
+        PyErr_Clear();
+        restore_error(&exc);
+        Py_XDECREF(size);
+        return NULL;
+    }
+    int rc = 0;
+    if (r != Py_None) { /* None and 0: everything consumed, the buffer stays empty */
+        int overflow = 1;
+        long long v = PyLong_CheckExact(r) ? PyLong_AsLongLongAndOverflow(r, &overflow) : -1;
+        if (overflow || v < 0 || v > n)
+            rc = py_do((PyObject *)c, str_bad_return, r, size);
+        else if (v > 0)
+            rc = py_do((PyObject *)c, str_keep_after, r, size);
+    }
+    Py_DECREF(r);
+    Py_DECREF(size);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* send() of the whole buffer: bytes sent (0 for EAGAIN), or -1 after closing the
+ * connection on an error, or -2 with an exception set. */
+static ssize_t sc_send(SockConnCore *c, const char *p, size_t len, int more)
+{
+    ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    return sc_shutdown(c, "send error", errno) < 0 ? -2 : -1;
+}
+
+static PyObject *sc_write(SockConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write", &obj, &buf, &more) < 0)
+        return NULL;
+    PyObject *r = Py_False;
+    if (c->connected) {
+        size_t off = 0, len = (size_t)buf.len;
+        ssize_t n = sc_send(c, buf.buf, len, more);
+        if (n >= 0)
+            c->sent = 1;
+        /* Partial: busy-retry the rest, as pollnet's write does (signals still count). */
+        while (n >= 0 && (off += (size_t)n) < len) {
+            if (PyErr_CheckSignals() < 0) {
+                n = -2;
+                break;
+            }
+            n = sc_send(c, (const char *)buf.buf + off, len - off, more);
+        }
+        r = n == -2 ? NULL : n < 0 ? Py_False : Py_True;
+    }
+    write_done(obj, &buf);
+    return r ? Py_NewRef(r) : NULL;
+}
+
+static PyObject *sc_write_some(SockConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write_some", &obj, &buf, &more) < 0)
+        return NULL;
+    ssize_t n = -1;
+    if (c->connected) {
+        n = sc_send(c, buf.buf, (size_t)buf.len, more);
+        if (n >= 0)
+            c->sent = 1;
+    }
+    write_done(obj, &buf);
+    return n == -2 ? NULL : PyLong_FromSsize_t(n);
+}
+
+static PyObject *sc_write_nonblock(SockConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write_nonblock", &obj, &buf, &more) < 0)
+        return NULL;
+    Py_ssize_t len = buf.len;
+    ssize_t n = c->connected ? sc_send(c, buf.buf, (size_t)len, more) : -1;
+    write_done(obj, &buf);
+    if (n == -2)
+        return NULL;
+    if (n == len) {
+        c->sent = 1;
+        Py_RETURN_TRUE;
+    }
+    if (n >= 0) {
+        PyObject *why = PyUnicode_FromFormat("send buffer full: write_nonblock sent %zd of "
+                                             "%zd bytes", n, len);
+        PyObject *r = why ? PyObject_CallMethodOneArg((PyObject *)c, str_shutdown, why) : NULL;
+        Py_XDECREF(why);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef sc_methods[] = {
+    {"read", (PyCFunction)sc_read, METH_O,
+     "read(on_data): one recv into the buffer, then kept + new bytes to the handler."},
+    {"write_some", (PyCFunction)(void (*)(void))sc_write_some, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write_some", "bytes the socket took now (0: none), -1 when not connected.")},
+    {"write_nonblock", (PyCFunction)(void (*)(void))sc_write_nonblock,
+     METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write_nonblock", "all of data now, or the connection closes; False then.")},
+    {"write", (PyCFunction)(void (*)(void))sc_write, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write", "all of data, retrying a partial send at once.")},
+    {"_attach", (PyCFunction)sc_attach, METH_VARARGS, "_attach(recv_buffer, fd)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef sc_members[] = {
+    {"_buf", T_OBJECT, offsetof(SockConnCore, rb), READONLY, NULL},
+    {"fd", T_INT, offsetof(SockConnCore, fd), READONLY, NULL},
+    {"_connected", T_BOOL, offsetof(SockConnCore, connected), 0, NULL},
+    {"_sent", T_BOOL, offsetof(SockConnCore, sent), 0, NULL},
+    {"_received", T_BOOL, offsetof(SockConnCore, received), 0, NULL},
+    {"redeliver", T_BOOL, offsetof(SockConnCore, redeliver), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SockConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.SockConnCore",
+    .tp_basicsize = sizeof(SockConnCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled part of a socket-backend connection: recv, send, its flags.",
+    .tp_traverse = (traverseproc)sc_traverse,
+    .tp_clear = (inquiry)sc_clear,
+    .tp_dealloc = (destructor)sc_dealloc,
+    .tp_methods = sc_methods,
+    .tp_members = sc_members,
+    .tp_new = PyType_GenericNew,
+};
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
 {
     unsigned long long poll_addr, send_addr, timer_addr;
-    PyObject *byte_view, *checked_remaining;
-    if (!PyArg_ParseTuple(args, "KKKOO:bind_core", &poll_addr, &send_addr, &timer_addr,
-                          &byte_view, &checked_remaining))
+    if (!PyArg_ParseTuple(args, "KKK:bind_core", &poll_addr, &send_addr, &timer_addr))
         return NULL;
     if (poll_addr == 0 || send_addr == 0 || timer_addr == 0) {
         PyErr_SetString(PyExc_ValueError, "bind_core: null function address");
@@ -1196,6 +1462,14 @@ static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
     core_poll = (poll_fn)(uintptr_t)poll_addr;
     core_send = (send_fn)(uintptr_t)send_addr;
     core_set_timer = (timer_fn)(uintptr_t)timer_addr;
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_helpers(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    PyObject *byte_view, *checked_remaining;
+    if (!PyArg_ParseTuple(args, "OO:set_helpers", &byte_view, &checked_remaining))
+        return NULL;
     Py_XSETREF(py_byte_view, Py_NewRef(byte_view));
     Py_XSETREF(py_checked_remaining, Py_NewRef(checked_remaining));
     Py_RETURN_NONE;
@@ -1203,8 +1477,10 @@ static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"bind_core", bind_core, METH_VARARGS,
-     "bind_core(pn_poll, pn_send, pn_set_user_timer, byte_view, checked_remaining): the "
-     "core's functions (addresses) and the Python helpers this module calls."},
+     "bind_core(pn_poll, pn_send, pn_set_user_timer): the efvi core's functions (their "
+     "addresses)."},
+    {"set_helpers", set_helpers, METH_VARARGS,
+     "set_helpers(byte_view, checked_remaining): the Python this module defers to."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1217,7 +1493,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__pnfast(void)
 {
     if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0 ||
-        PyType_Ready(&PollConnType) < 0)
+        PyType_Ready(&PollConnType) < 0 || PyType_Ready(&SockConnType) < 0)
         return NULL;
     if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
         !(str_release = PyUnicode_InternFromString("release")) ||
@@ -1229,7 +1505,13 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_rebind = PyUnicode_InternFromString("_rebind")) ||
         !(str_sim_now = PyUnicode_InternFromString("_sim_now")) ||
         !(str_send_queued = PyUnicode_InternFromString("send_queued")) ||
-        !(str_after = PyUnicode_InternFromString("_after")))
+        !(str_after = PyUnicode_InternFromString("_after")) ||
+        !(str_read_slow = PyUnicode_InternFromString("_read_slow")) ||
+        !(str_keep_after = PyUnicode_InternFromString("_keep_after")) ||
+        !(str_bad_return = PyUnicode_InternFromString("_bad_return")) ||
+        !(str_tail = PyUnicode_InternFromString("tail")) ||
+        !(str_view = PyUnicode_InternFromString("view")) ||
+        !(str_buf = PyUnicode_InternFromString("_buf")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1237,6 +1519,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
     if (PyModule_AddObjectRef(m, "CoreConn", (PyObject *)&CoreConnType) < 0 ||
         PyModule_AddObjectRef(m, "Poller", (PyObject *)&PollerType) < 0 ||
         PyModule_AddObjectRef(m, "PollConnCore", (PyObject *)&PollConnType) < 0 ||
+        PyModule_AddObjectRef(m, "SockConnCore", (PyObject *)&SockConnType) < 0 ||
         PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
         Py_DECREF(m);
         return NULL;
