@@ -3,12 +3,18 @@ server in ONE thread (socket backend over loopback TCP, or efvi on the sim wire)
 round trip takes the same polls and the count repeats run to run whatever the noise.
 User-space instructions only (the kernel's share of a socket round trip is not counted).
 
-    python benchmarks/callgrind_inprocess.py [socket|efvi:sim] [N]    # runs callgrind twice
-    python benchmarks/callgrind_inprocess.py --loop socket N           # the loop itself
+    python benchmarks/callgrind_inprocess.py [ROW ...] [-n N]   # callgrind twice per row
+    python benchmarks/callgrind_inprocess.py --loop socket N     # the loop itself
+
+Rows: socket, efvi:sim (the efvitcp-level TcpClient/TcpServer), efvi-pollnet:sim (the
+pollnet API on the sim link), tcpdirect (the pollnet API on the look-alike library,
+built from native/tcpdirect_shim); default: all. POLLNET_PURE_PYTHON=1 measures the Python
+per-message path instead of the compiled one (pollnet._pnfast): run both for before/after.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,25 +25,50 @@ from typing import Any
 
 from pollnet.bench.handlers import Counter, FastEcho
 
+ROWS = ("socket", "efvi:sim", "efvi-pollnet:sim", "tcpdirect")
+
+
+def _pollnet_pair(cfg: dict[str, Any], h: Any, e: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """A pollnet-API client and server from one config, connected."""
+    from pollnet.config import config_from_dict
+    from pollnet.factory import create_client, create_server
+
+    srv = create_server(config_from_dict(cfg))
+    cfg["client"]["server_port"] = srv.address[1]
+    cli = create_client(config_from_dict(cfg))
+    deadline = time.monotonic() + 5
+    while cli.conn is None or not e.conns:
+        cli.poll(h)
+        srv.poll(e)
+        assert time.monotonic() < deadline, "no connection"
+    return cli.poll, srv.poll, cli.conn.write, h, e
+
+
+def _shim() -> str:
+    """The TCPDirect look-alike (native/tcpdirect_shim), built into native/build."""
+    here = Path(__file__).resolve().parent.parent / "native" / "tcpdirect_shim"
+    out = here.parent / "build" / "tcpdirect_shim"
+    r = subprocess.run([str(here / "build.sh"), str(out)], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"building the TCPDirect look-alike failed:\n{r.stderr}")
+    return str(out / "libzf_shim.so")
+
 
 def pair(row: str) -> tuple[Any, Any, Any, Any, Any]:
     """(client poll, server poll, send, client handler, server handler), connected."""
     h, e = Counter(), FastEcho()
+    local = {"server": {"listen_ip": "127.0.0.1", "port": 0},
+             "client": {"server_ip": "127.0.0.1", "server_port": 0}}
     if row == "socket":
-        from pollnet.config import config_from_dict
-        from pollnet.factory import create_client, create_server
-
-        srv = create_server(config_from_dict({"server": {"listen_ip": "127.0.0.1",
-                                                         "port": 0}}))
-        ip, port = srv.address
-        cli = create_client(config_from_dict({"client": {"server_ip": ip,
-                                                         "server_port": port}}))
-        deadline = time.monotonic() + 5
-        while cli.conn is None or not e.conns:
-            cli.poll(h)
-            srv.poll(e)
-            assert time.monotonic() < deadline, "no connection"
-        return cli.poll, srv.poll, cli.conn.write, h, e
+        return _pollnet_pair(local, h, e)
+    if row == "efvi-pollnet:sim":
+        return _pollnet_pair({"backend": "efvi", "efvi": {"link": "sim"}, **local}, h, e)
+    if row == "tcpdirect":
+        local["client"]["interface"] = local["server"]["interface"] = "lo"
+        return _pollnet_pair({"backend": "tcpdirect", "tcpdirect": {"library": _shim()},
+                              **local}, h, e)
+    if row != "efvi:sim":
+        raise SystemExit(f"unknown row {row!r}: one of {', '.join(ROWS)}")
     from pollnet.backends.efvi import SimWire, TcpClient, TcpServer
     from pollnet.config import EfviOptions
 
@@ -76,13 +107,19 @@ def main() -> None:
     if sys.argv[1:2] == ["--loop"]:
         loop(sys.argv[2], int(sys.argv[3]))
         return
-    row = sys.argv[1] if len(sys.argv) > 1 else "socket"
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    with tempfile.TemporaryDirectory() as tmp:
-        a = collected(row, n, Path(tmp))
-        b = collected(row, 3 * n, Path(tmp))
-    print(f"{row}: {(b - a) / (2 * n):,.0f} user-space instructions per round trip "
-          "(client + server, Python API)")
+    args = sys.argv[1:]
+    n = 2000
+    if "-n" in args:
+        i = args.index("-n")
+        n = int(args[i + 1])
+        del args[i : i + 2]
+    path = "Python" if os.environ.get("POLLNET_PURE_PYTHON") else "compiled"
+    for row in args or ROWS:
+        with tempfile.TemporaryDirectory() as tmp:
+            a = collected(row, n, Path(tmp))
+            b = collected(row, 3 * n, Path(tmp))
+        print(f"{row}: {(b - a) / (2 * n):,.0f} user-space instructions per round trip "
+              f"(client + server, Python API, {path} per-message path)", flush=True)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ typedef struct {
 
 static PyTypeObject PollConnType;
 static PyObject *str_send_failed, *str_queue, *str_shutdown, *str_recv_full;
-static PyObject *str_rebind, *str_sim_now, *str_send_queued, *str_after;
+static PyObject *str_rebind, *str_sim_now, *str_send_queued, *str_after, *str_fast;
 
 static int pc_traverse(PollConnCore *c, visitproc visit, void *arg)
 {
@@ -520,9 +520,9 @@ typedef struct {
     PyObject *handler;       /* the handler the methods below belong to */
     Method m[N_METHODS];
     Method pollnet;          /* the pollnet handler's on_tcp_data (set_pollnet), or none */
-    /* the pollnet level (pollnet_setup): its owner (a weak reference), the efvitcp-level
-     * handler of its events, its lists of queued writers and closed connections */
-    PyObject *pn_owner, *pn_events, *pn_flush, *pn_closed, *pn_handler;
+    /* the pollnet level (pollnet_setup): the efvitcp-level handler of the owner's events,
+     * its lists of queued writers and closed connections */
+    PyObject *pn_events, *pn_flush, *pn_closed, *pn_handler;
     char pn_sim;       /* the owner's clock is the sim net's (its _sim_now) */
     char dispatching;  /* inside the pollnet poll's dispatch: the stack must not be pumped */
     char owner_idle;   /* the owner has nothing to do after a poll but what the lists say */
@@ -548,7 +548,6 @@ static int poller_traverse(Poller *p, visitproc visit, void *arg)
     }
     Py_VISIT(p->pollnet.func);
     Py_VISIT(p->pollnet.self);
-    Py_VISIT(p->pn_owner);
     Py_VISIT(p->pn_events);
     Py_VISIT(p->pn_flush);
     Py_VISIT(p->pn_closed);
@@ -572,7 +571,6 @@ static int poller_clear(Poller *p)
     for (int k = 0; k < N_METHODS; k++)
         method_clear(&p->m[k]);
     method_clear(&p->pollnet);
-    Py_CLEAR(p->pn_owner);
     Py_CLEAR(p->pn_events);
     Py_CLEAR(p->pn_flush);
     Py_CLEAR(p->pn_closed);
@@ -1037,86 +1035,99 @@ static PyObject *poller_poll(Poller *p, PyObject *const *args, Py_ssize_t nargs,
  * as their Python poll(), with the owner's Python methods called only when there is
  * work for them (a new handler, queued writes, connections closed, connecting). */
 
-static PyObject *owner_call(Poller *p, PyObject *name, PyObject *arg)
+static PyObject *owner_call(PyObject *owner, PyObject *name, PyObject *arg)
 {
-    PyObject *owner = PyWeakref_GetObject(p->pn_owner);
-    if (owner == NULL)
-        return NULL;
-    if (owner == Py_None) {
-        PyErr_SetString(PyExc_ReferenceError, "poll: its pollnet client or server is gone");
-        return NULL;
-    }
-    Py_INCREF(owner);
-    PyObject *r = arg ? PyObject_CallMethodOneArg(owner, name, arg)
-                      : PyObject_CallMethodNoArgs(owner, name);
-    Py_DECREF(owner);
-    return r;
+    return arg ? PyObject_CallMethodOneArg(owner, name, arg)
+               : PyObject_CallMethodNoArgs(owner, name);
 }
 
-static int owner_do(Poller *p, PyObject *name, PyObject *arg)
+static int owner_do(PyObject *owner, PyObject *name, PyObject *arg)
 {
-    PyObject *r = owner_call(p, name, arg);
+    PyObject *r = owner_call(owner, name, arg);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
 
-static PyObject *poller_pollnet(Poller *p, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+static PyTypeObject PollerType;
+
+/* EfviTcpClient.poll / EfviTcpServer.poll: a method of the owner's class (owner_poll),
+ * so calling it needs no bound-method object and keeps the owner alive like any method. */
+static PyObject *pollnet_poll(PyObject *owner, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
 {
     PyObject *handler, *now_obj;
     if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
         return NULL;
-    if (p->pn_owner == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "pollnet_setup was not called");
+    PyObject *fast = PyObject_GetAttr(owner, str_fast);
+    if (fast == NULL)
+        return NULL;
+    if (!PyObject_TypeCheck(fast, &PollerType) || ((Poller *)fast)->pn_events == NULL) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_RuntimeError, "poll: the owner's Poller has no pollnet_setup");
         return NULL;
     }
+    Poller *p = (Poller *)fast;
+    PyObject *result = NULL;
     if (handler != p->pn_handler) {
-        if (owner_do(p, str_rebind, handler) < 0)
-            return NULL;
+        if (owner_do(owner, str_rebind, handler) < 0)
+            goto out;
         Py_XSETREF(p->pn_handler, Py_NewRef(handler));
     }
     uint64_t now;
     if (p->pn_sim) { /* the sim net's clock (and its closed-host pump) */
-        PyObject *t = owner_call(p, str_sim_now, now_obj);
+        PyObject *t = owner_call(owner, str_sim_now, now_obj);
         int rc = t ? as_ns(t, &now) : -1;
         Py_XDECREF(t);
         if (rc < 0)
-            return NULL;
+            goto out;
     } else if (now_obj == Py_None) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     } else if (as_ns(now_obj, &now) < 0) {
-        return NULL;
+        goto out;
     }
     p->dispatching = 1;
     int n = run(p, p->pn_events, now);
     p->dispatching = 0;
     if (n < 0)
-        return NULL;
-    if (PyList_GET_SIZE(p->pn_flush) && owner_do(p, str_send_queued, NULL) < 0)
-        return NULL;
+        goto out;
+    if (PyList_GET_SIZE(p->pn_flush) && owner_do(owner, str_send_queued, NULL) < 0)
+        goto out;
     if (!p->owner_idle || PyList_GET_SIZE(p->pn_closed)) {
         PyObject *t = PyLong_FromUnsignedLongLong(now);
-        int rc = t ? owner_do(p, str_after, t) : -1;
+        int rc = t ? owner_do(owner, str_after, t) : -1;
         Py_XDECREF(t);
         if (rc < 0)
-            return NULL;
+            goto out;
     }
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+out:
+    Py_DECREF(fast);
+    return result;
+}
+
+static PyMethodDef pollnet_poll_def = {
+    "poll", (PyCFunction)(void (*)(void))pollnet_poll, METH_FASTCALL | METH_KEYWORDS,
+    "poll(handler, now_ns=None): receive, run timers, transmit, and call the handler for "
+    "every event (compiled: pollnet._pnfast)."};
+
+static PyObject *owner_poll(PyObject *Py_UNUSED(mod), PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "owner_poll(cls): a class");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &pollnet_poll_def);
 }
 
 static PyObject *poller_pollnet_setup(Poller *p, PyObject *args)
 {
-    PyObject *owner, *events, *flush, *closed;
+    PyObject *events, *flush, *closed;
     int sim;
-    if (!PyArg_ParseTuple(args, "OOO!O!p:pollnet_setup", &owner, &events, &PyList_Type,
-                          &flush, &PyList_Type, &closed, &sim))
+    if (!PyArg_ParseTuple(args, "OO!O!p:pollnet_setup", &events, &PyList_Type, &flush,
+                          &PyList_Type, &closed, &sim))
         return NULL;
-    PyObject *ref = PyWeakref_NewRef(owner, NULL);
-    if (ref == NULL)
-        return NULL;
-    Py_XSETREF(p->pn_owner, ref);
     Py_XSETREF(p->pn_events, Py_NewRef(events));
     Py_XSETREF(p->pn_flush, Py_NewRef(flush));
     Py_XSETREF(p->pn_closed, Py_NewRef(closed));
@@ -1147,10 +1158,9 @@ static PyMethodDef poller_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))poller_poll, METH_FASTCALL | METH_KEYWORDS,
      "poll(handler, now_ns=None) -> int: one pn_poll and its events dispatched."},
     {"detach", (PyCFunction)poller_detach, METH_NOARGS, "The stack is gone: poll no more."},
-    {"pollnet_poll", (PyCFunction)(void (*)(void))poller_pollnet, METH_FASTCALL | METH_KEYWORDS,
-     "pollnet_poll(handler, now_ns=None): the pollnet client's or server's poll()."},
     {"pollnet_setup", (PyCFunction)poller_pollnet_setup, METH_VARARGS,
-     "pollnet_setup(owner, events, flush, closed, sim): what pollnet_poll works with."},
+     "pollnet_setup(events, flush, closed, sim): what the owner's compiled poll works "
+     "with (owner_poll)."},
     {"set_pollnet", (PyCFunction)poller_set_pollnet, METH_O,
      "set_pollnet(on_tcp_data or None): DATA events of pollnet-level connections go to it "
      "from C (EfviPollConnection.deliver's common case)."},
@@ -1479,6 +1489,9 @@ static PyMethodDef module_methods[] = {
     {"bind_core", bind_core, METH_VARARGS,
      "bind_core(pn_poll, pn_send, pn_set_user_timer): the efvi core's functions (their "
      "addresses)."},
+    {"owner_poll", owner_poll, METH_O,
+     "owner_poll(cls): poll() for a pollnet-level efvi client or server class, the "
+     "compiled one (it finds its Poller in the instance's _fast)."},
     {"set_helpers", set_helpers, METH_VARARGS,
      "set_helpers(byte_view, checked_remaining): the Python this module defers to."},
     {NULL, NULL, 0, NULL},
@@ -1506,6 +1519,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_sim_now = PyUnicode_InternFromString("_sim_now")) ||
         !(str_send_queued = PyUnicode_InternFromString("send_queued")) ||
         !(str_after = PyUnicode_InternFromString("_after")) ||
+        !(str_fast = PyUnicode_InternFromString("_fast")) ||
         !(str_read_slow = PyUnicode_InternFromString("_read_slow")) ||
         !(str_keep_after = PyUnicode_InternFromString("_keep_after")) ||
         !(str_bad_return = PyUnicode_InternFromString("_bad_return")) ||

@@ -30,7 +30,14 @@ def _start_long_bench() -> subprocess.Popen[str]:
     # Long enough to be interrupted mid-run, bounded if the test itself goes wrong.
     cmd = [sys.executable, "-m", "pollnet", "bench", "--net", "netns", "--backends", "socket",
            "-n", "5000000", "-t", "60", "--no-progress"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The default SIGINT disposition, as a terminal gives it: a test run started in the
+    # background (`cmd &` in a script) ignores SIGINT, and exec keeps that for the bench.
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_namespaces(proc: subprocess.Popen[str]) -> None:

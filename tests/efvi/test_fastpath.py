@@ -62,3 +62,30 @@ def test_send_on_a_closed_connection_names_it() -> None:
         c.send(b"abc")
     with pytest.raises(ConnectionClosedError):
         c.send("text")  # type: ignore[arg-type]
+
+
+def test_a_kept_bound_poll_keeps_its_client_alive() -> None:
+    # poll is a method like any other: holding `client.poll` holds the client (a compiled
+    # poll that only knew its owner weakly raised ReferenceError here).
+    from pollnet.config import config_from_dict
+    from pollnet.factory import create_client, create_server
+
+    cfg = {"backend": "efvi", "efvi": {"link": "sim"},
+           "server": {"listen_ip": "127.0.0.1", "port": 40123},
+           "client": {"server_ip": "127.0.0.1", "server_port": 40123}}
+    server = create_server(config_from_dict(cfg))
+    poll = create_client(config_from_dict(cfg)).poll
+    connected: list[object] = []
+
+    class H:
+        def on_tcp_connected(self, conn: object) -> None:
+            connected.append(conn)
+
+    h = H()
+    for _ in range(1000):
+        poll(h)
+        server.poll(object())
+        if connected:
+            break
+    assert connected
+    server.close()

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.efvi import _core
+from pollnet.backends.efvi._fast import FAST
 from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, Plan, timer_plan
 from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
 from pollnet.config import EfviOptions
@@ -139,15 +140,14 @@ class Base(Owner):
             weakref.finalize(self, _close_in_netns, ep, netns)
 
     def _compile_poll(self, events: StackEvents, closed: list[ConnectionBase]) -> None:
-        """Where the compiled path runs, poll() is the stack's Poller's `pollnet_poll`: the
-        same control flow as the Python poll() of the subclass, calling back `_rebind`,
-        `_sim_now`, `send_queued` and `_after` only when they have work."""
+        """Where the compiled path runs, poll() is `compiled_poll`'s: the same control flow
+        as Base.poll, over the stack's Poller, calling back `_rebind`, `_sim_now`,
+        `send_queued` and `_after` only when they have work."""
         ep = self.ep
         if ep is None or ep._fast is None:
             return
         self._fast = ep._fast
-        self._fast.pollnet_setup(self, events, self.flush, closed, self.net is not None)
-        self.poll = self._fast.pollnet_poll  # type: ignore[method-assign]
+        self._fast.pollnet_setup(events, self.flush, closed, self.net is not None)
 
     @property
     def dispatching(self) -> bool:
@@ -240,6 +240,13 @@ class Base(Owner):
     def send_queued(self) -> None:
         """Writes that did not fit: send what the buffers take now, keep the rest."""
         self.flush[:] = [pc for pc in self.flush if not pc.send_queued()]
+
+
+def compiled_poll(cls: type[Base]) -> None:
+    """Give the class the compiled poll() (a method of the class, found by
+    `pollnet._pnfast.owner_poll`), where the compiled path runs."""
+    if FAST is not None:
+        setattr(cls, "poll", FAST.owner_poll(cls))  # noqa: B010 (mypy: a method)
 
 
 def dead(core: Connection, reason: str, err: int = 0) -> None:

@@ -16,6 +16,7 @@ from pollnet.backends.efvi.errors import EfviError
 from pollnet.backends.efvi.pollnet_base import (
     Base,
     StackEvents,
+    compiled_poll,
     dead,
     in_netns,
     split_interface,
@@ -147,6 +148,9 @@ class EfviTcpClient(Base, ClientBase[EfviPollConnection, Connection]):
             self._connecting = None
             self._to_closed_host = False
             core.close()  # RST (nothing if the SYN was never answered)
+
+
+compiled_poll(EfviTcpClient)
 
 
 class _ClientEvents(StackEvents):

@@ -22,6 +22,7 @@ from pollnet.backends.efvi.errors import EfviError
 from pollnet.backends.efvi.pollnet_base import (
     Base,
     StackEvents,
+    compiled_poll,
     in_netns,
     split_interface,
     stack_options,
@@ -179,6 +180,9 @@ class EfviTcpServer(Base, ServerBase[EfviPollConnection]):
             assert isinstance(conn, EfviPollConnection)
             conns.pop(id(conn), None)
             methods.on_disconnect(conn)
+
+
+compiled_poll(EfviTcpServer)
 
 
 class _ServerEvents(StackEvents):
