@@ -7,9 +7,10 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from pollnet.bench import sockperf
+from pollnet.bench import pyloops, sockperf
 
-KINDS = ("socket", "efvi", "efvi-pollnet", "native", "tcpdirect", "sockperf", "iperf3")
+KINDS = ("socket", "efvi", "efvi-pollnet", "native", "tcpdirect", "sockperf", "iperf3",
+         *pyloops.KINDS)
 LINKS = ("sim", "af_packet", "af_xdp", "efvi")
 REAL_LINKS = ("af_packet", "af_xdp")
 # Everything --matrix tries, in table order (the socket baseline first).
@@ -28,6 +29,9 @@ MATRIX = (
     "native:sim",
     "sockperf",
     "iperf3",
+    "python-busy",
+    "asyncio",
+    "uvloop",
 )
 
 
@@ -82,8 +86,8 @@ def parse_row(item: str) -> Row:
     if kind not in KINDS:
         raise RowSpecError(
             f"unknown row {item!r}: rows are socket, efvi:<link>, efvi-pollnet:<link>, "
-            f"native:<link>, tcpdirect, "
-            f"sockperf, iperf3 (links: {', '.join(LINKS)})")
+            f"native:<link>, tcpdirect, sockperf, iperf3, python-busy, asyncio, uvloop "
+            f"(links: {', '.join(LINKS)})")
     if kind in ("efvi", "efvi-pollnet", "native"):
         link = link or "sim"
         if link not in LINKS:
@@ -99,6 +103,8 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
     """Why `row` cannot run here ("" when it can)."""
     if row.kind == "socket":
         return ""
+    if row.kind in pyloops.KINDS:
+        return pyloops.unavailable(row.kind)
     if row.kind == "sockperf":
         if sockperf.which() is None:
             return "sockperf is not installed (apt-get install sockperf)"
@@ -146,9 +152,11 @@ def default_rows(netns: bool) -> list[Row]:
     """`pollnet bench` with no arguments: every row that makes sense on this net."""
     if netns:
         names = ["socket", "efvi-pollnet:af_xdp", "efvi:af_xdp", "efvi:af_packet", "efvi:sim",
-                 "tcpdirect", "native:af_xdp", "native:af_packet", "native:sim", "sockperf"]
+                 "tcpdirect", "native:af_xdp", "native:af_packet", "native:sim", "sockperf",
+                 *pyloops.KINDS]
     else:
-        names = ["socket", "efvi-pollnet:sim", "efvi:sim", "tcpdirect", "native:sim", "sockperf"]
+        names = ["socket", "efvi-pollnet:sim", "efvi:sim", "tcpdirect", "native:sim", "sockperf",
+                 *pyloops.KINDS]
     if os.environ.get("POLLNET_BENCH_ROWS"):
         return parse_rows(os.environ["POLLNET_BENCH_ROWS"])
     return [parse_row(n) for n in names]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pollnet.bench import netns, sockperf
+from pollnet.bench import netns, pyloops, sockperf
 from pollnet.bench.rows import Row, parse_row, unavailable_reason
 from pollnet.bench.stats import LatencyStats, latency_stats
 from pollnet.errors import PollnetError
@@ -297,13 +297,15 @@ class Bench:
     def run_row(self, row: Row) -> RowResult:
         why = unavailable_reason(row, self.pair is not None, self.netns_why,
                                  self.p.tcpdirect_library)
-        if not why and self.p.mode != "latency" and row.kind == "sockperf":
-            why = "sockperf rows measure latency only"
+        if not why and self.p.mode != "latency" and row.kind in ("sockperf", *pyloops.KINDS):
+            why = f"{row.kind} rows measure latency only"
         if not why and self.p.mode != "latency" and row.kind == "native":
             why = ("the native loop measures latency (ping-pong in C); efvi:<link> rows "
                    "measure this mode, and their idle figures include pn_poll in C")
         if not why and self.p.mode != "throughput" and row.kind == "iperf3":
             why = "iperf3 rows measure throughput only"
+        if not why and self.p.peer == "sockperf" and row.kind in pyloops.KINDS:
+            why = "--peer sockperf: this row has its own peer"
         if not why and self.p.peer == "sockperf" and row.kind not in (
                 "socket", "efvi", "efvi-pollnet", "sockperf", "tcpdirect"):
             why = "--peer sockperf: this row has its own peer"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from pollnet.bench import loops, sockperf
+from pollnet.bench import loops, pyloops, sockperf
 from pollnet.bench.handlers import Counter, Echo, FastEcho, Sink
 
 Spec = dict[str, Any]
@@ -198,9 +198,12 @@ def make_sim_server(spec: Spec) -> Any:
 
 
 def serve(spec: Spec) -> None:
-    server, ip, port = make_server(spec)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    if spec["kind"] in pyloops.KINDS:
+        pyloops.serve(spec, lambda ip, port: emit("READY", f"{ip} {port}"), lambda: _stop[0])
+        return
+    server, ip, port = make_server(spec)
     emit("READY", f"{ip} {port}")
     if spec["kind"] == "native":
         from pollnet.backends.efvi import _core
@@ -241,6 +244,8 @@ def _progress() -> Callable[[int, int], None]:
 
 
 def latency(spec: Spec) -> dict[str, Any]:
+    if spec["kind"] in pyloops.KINDS:
+        return pyloops.latency(spec)
     handler = Counter()
     sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
     if sim_server is not None:

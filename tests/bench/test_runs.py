@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def _bench(runner: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize(
-    "name", ["socket", "efvi:sim", "efvi-pollnet:sim", "native:sim", "tcpdirect", "sockperf"])
+    "name", ["socket", "efvi:sim", "efvi-pollnet:sim", "native:sim", "tcpdirect", "sockperf",
+             "python-busy", "asyncio", "uvloop"])
 def test_short_latency_run_per_row(runner: CliRunner, name: str) -> None:
     why = unavailable_reason(parse_row(name), netns=False)
     if why:
@@ -45,6 +47,19 @@ def test_short_latency_run_per_row(runner: CliRunner, name: str) -> None:
         assert lat["count"] == 300
         assert sum(b["count"] for b in lat["histogram"]["buckets"]) == 300
         assert lat["cold"] > 0
+
+
+def test_python_rows_measure_latency_only(runner: CliRunner) -> None:
+    data = _bench(runner, "--backends", "socket,python-busy", "--mode", "connect", "-t", "0.2",
+                  *SHORT)
+    assert data["rows"][1]["status"] == "unavailable"
+    assert data["rows"][1]["reason"] == "python-busy rows measure latency only"
+
+
+def test_a_missing_uvloop_is_a_reason_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    why = unavailable_reason(parse_row("uvloop"), netns=False)
+    assert why == "uvloop is not installed: pip install 'pollnet[uvloop]'"
 
 
 def test_unavailable_rows_carry_their_reason(runner: CliRunner) -> None:
