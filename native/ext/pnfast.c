@@ -19,6 +19,8 @@
 #include <structmember.h>
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -1458,6 +1460,243 @@ static PyTypeObject SockConnType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ SockPoll */
+
+/* What the socket client's and server's compiled poll() read on every call (the owner
+ * keeps it in `_fast` and in step: `conn`, `handler`/`on_data` via _rebind). Anything
+ * beyond reading connections (connecting, timeouts, handler errors to redeliver) runs
+ * the owner's Python `_poll_py`; closed connections its `_drain_now`. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *handler;  /* the handler on_data belongs to */
+    PyObject *on_data;
+    PyObject *conn;     /* client: its connection (a SockConnCore) or None */
+    PyObject *conns;    /* server: {fd: connection} */
+    PyObject *closed;   /* connections closed, their notices not yet given */
+    PyObject *again;    /* server: connections whose handler raised (read again) */
+    int epfd, lfd;      /* server: its epoll set and listener */
+    char timeouts_on;
+} SockPoll;
+
+static PyObject *str_poll_py, *str_drain_now, *str_on_listener;
+
+static int sp_traverse(SockPoll *p, visitproc visit, void *arg)
+{
+    Py_VISIT(p->handler);
+    Py_VISIT(p->on_data);
+    Py_VISIT(p->conn);
+    Py_VISIT(p->conns);
+    Py_VISIT(p->closed);
+    Py_VISIT(p->again);
+    return 0;
+}
+
+static int sp_clear(SockPoll *p)
+{
+    Py_CLEAR(p->handler);
+    Py_CLEAR(p->on_data);
+    Py_CLEAR(p->conn);
+    Py_CLEAR(p->conns);
+    Py_CLEAR(p->closed);
+    Py_CLEAR(p->again);
+    return 0;
+}
+
+static void sp_dealloc(SockPoll *p)
+{
+    PyObject_GC_UnTrack(p);
+    sp_clear(p);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int sp_init(SockPoll *p, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"closed", "conns", "again", "epfd", "lfd", "timeouts_on", NULL};
+    PyObject *closed, *conns = Py_None, *again = Py_None;
+    int epfd = -1, lfd = -1, timeouts_on = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|OOiip:SockPoll", kw, &PyList_Type,
+                                     &closed, &conns, &again, &epfd, &lfd, &timeouts_on))
+        return -1;
+    if ((conns != Py_None && !PyDict_Check(conns)) || (again != Py_None && !PyList_Check(again))) {
+        PyErr_SetString(PyExc_TypeError, "SockPoll: conns is a dict and again a list");
+        return -1;
+    }
+    Py_XSETREF(p->closed, Py_NewRef(closed));
+    Py_XSETREF(p->conns, conns == Py_None ? NULL : Py_NewRef(conns));
+    Py_XSETREF(p->again, again == Py_None ? NULL : Py_NewRef(again));
+    Py_XSETREF(p->conn, Py_NewRef(Py_None));
+    p->epfd = epfd;
+    p->lfd = lfd;
+    p->timeouts_on = (char)timeouts_on;
+    return 0;
+}
+
+static PyMemberDef sp_members[] = {
+    {"handler", T_OBJECT, offsetof(SockPoll, handler), 0, NULL},
+    {"on_data", T_OBJECT, offsetof(SockPoll, on_data), 0, NULL},
+    {"conn", T_OBJECT, offsetof(SockPoll, conn), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SockPollType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.SockPoll",
+    .tp_basicsize = sizeof(SockPoll),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "What the socket backend's compiled poll() reads on every call.",
+    .tp_traverse = (traverseproc)sp_traverse,
+    .tp_clear = (inquiry)sp_clear,
+    .tp_dealloc = (destructor)sp_dealloc,
+    .tp_members = sp_members,
+    .tp_init = (initproc)sp_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* The owner's SockPoll, with the handler bound (a new reference), or NULL. */
+static SockPoll *sock_state(PyObject *owner, PyObject *handler)
+{
+    PyObject *st = PyObject_GetAttr(owner, str_fast);
+    if (st == NULL)
+        return NULL;
+    if (!PyObject_TypeCheck(st, &SockPollType)) {
+        Py_DECREF(st);
+        PyErr_SetString(PyExc_RuntimeError, "poll: the owner's _fast is not a SockPoll");
+        return NULL;
+    }
+    SockPoll *p = (SockPoll *)st;
+    if ((handler != p->handler || p->on_data == NULL) &&
+        owner_do(owner, str_rebind, handler) < 0) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    if (p->on_data == NULL) {
+        Py_DECREF(st);
+        PyErr_SetString(PyExc_RuntimeError, "poll: _rebind set no on_data");
+        return NULL;
+    }
+    return p;
+}
+
+static PyObject *poll_py(PyObject *owner, PyObject *handler, PyObject *now_obj)
+{
+    return PyObject_CallMethodObjArgs(owner, str_poll_py, handler, now_obj, NULL);
+}
+
+static PyObject *drained(PyObject *owner, SockPoll *p)
+{
+    if (PyList_GET_SIZE(p->closed) && owner_do(owner, str_drain_now, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *socket_client_poll(PyObject *owner, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *handler, *now_obj, *r;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
+        return NULL;
+    SockPoll *p = sock_state(owner, handler);
+    if (p == NULL)
+        return NULL;
+    PyObject *conn = p->conn;
+    if (conn == NULL || !PyObject_TypeCheck(conn, &SockConnType) || p->timeouts_on ||
+        PyList_GET_SIZE(p->closed)) {
+        r = poll_py(owner, handler, now_obj); /* connecting, timeouts, notices */
+    } else {
+        Py_INCREF(conn);
+        r = sc_read((SockConnCore *)conn, p->on_data);
+        Py_DECREF(conn);
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = drained(owner, p);
+        }
+    }
+    Py_DECREF(p);
+    return r;
+}
+
+enum { SOCK_EVENTS = 64 };
+
+static PyObject *socket_server_poll(PyObject *owner, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *handler, *now_obj;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
+        return NULL;
+    SockPoll *p = sock_state(owner, handler);
+    if (p == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    if (p->conns == NULL || p->again == NULL || p->timeouts_on || PyList_GET_SIZE(p->again)) {
+        result = poll_py(owner, handler, now_obj); /* timeouts, handler errors to redo */
+        goto out;
+    }
+    struct epoll_event evs[SOCK_EVENTS];
+    int n = epoll_wait(p->epfd, evs, SOCK_EVENTS, 0);
+    if (n < 0) {
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        n = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        PyObject *key = PyLong_FromLong(fd);
+        PyObject *conn = key ? PyDict_GetItemWithError(p->conns, key) : NULL;
+        Py_XDECREF(key);
+        if (conn == NULL && PyErr_Occurred())
+            goto out;
+        if (conn != NULL && PyObject_TypeCheck(conn, &SockConnType)) {
+            SockConnCore *c = (SockConnCore *)conn;
+            if (!c->connected)
+                continue;
+            Py_INCREF(conn);
+            PyObject *r = sc_read(c, p->on_data);
+            if (r == NULL) { /* its bytes come again at the next poll */
+                if (c->redeliver) {
+                    Saved exc = {NULL, NULL, NULL};
+                    save_error(&exc);
+                    PyList_Append(p->again, conn);
+                    PyErr_Clear();
+                    restore_error(&exc);
+                }
+                Py_DECREF(conn);
+                goto out;
+            }
+            Py_DECREF(r);
+            Py_DECREF(conn);
+        } else if (fd == p->lfd && owner_do(owner, str_on_listener, now_obj) < 0) {
+            goto out;
+        }
+    }
+    result = drained(owner, p);
+out:
+    Py_DECREF(p);
+    return result;
+}
+
+static PyMethodDef socket_client_poll_def = {
+    "poll", (PyCFunction)(void (*)(void))socket_client_poll, METH_FASTCALL | METH_KEYWORDS,
+    "poll(handler, now_ns=None): read the connection, connect, notices (compiled)."};
+static PyMethodDef socket_server_poll_def = {
+    "poll", (PyCFunction)(void (*)(void))socket_server_poll, METH_FASTCALL | METH_KEYWORDS,
+    "poll(handler, now_ns=None): one epoll_wait(0), its connections read (compiled)."};
+
+static PyObject *socket_poll(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    PyObject *cls;
+    const char *role;
+    if (!PyArg_ParseTuple(args, "O!s:socket_poll", &PyType_Type, &cls, &role))
+        return NULL;
+    if (strcmp(role, "client") != 0 && strcmp(role, "server") != 0) {
+        PyErr_Format(PyExc_ValueError, "socket_poll: role is client or server, not %s", role);
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, role[0] == 'c' ? &socket_client_poll_def
+                                                                 : &socket_server_poll_def);
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
@@ -1492,6 +1731,8 @@ static PyMethodDef module_methods[] = {
     {"owner_poll", owner_poll, METH_O,
      "owner_poll(cls): poll() for a pollnet-level efvi client or server class, the "
      "compiled one (it finds its Poller in the instance's _fast)."},
+    {"socket_poll", socket_poll, METH_VARARGS,
+     "socket_poll(cls, 'client'|'server'): the compiled poll() for a socket-backend class."},
     {"set_helpers", set_helpers, METH_VARARGS,
      "set_helpers(byte_view, checked_remaining): the Python this module defers to."},
     {NULL, NULL, 0, NULL},
@@ -1506,7 +1747,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__pnfast(void)
 {
     if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0 ||
-        PyType_Ready(&PollConnType) < 0 || PyType_Ready(&SockConnType) < 0)
+        PyType_Ready(&PollConnType) < 0 || PyType_Ready(&SockConnType) < 0 ||
+        PyType_Ready(&SockPollType) < 0)
         return NULL;
     if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
         !(str_release = PyUnicode_InternFromString("release")) ||
@@ -1525,7 +1767,10 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_bad_return = PyUnicode_InternFromString("_bad_return")) ||
         !(str_tail = PyUnicode_InternFromString("tail")) ||
         !(str_view = PyUnicode_InternFromString("view")) ||
-        !(str_buf = PyUnicode_InternFromString("_buf")))
+        !(str_buf = PyUnicode_InternFromString("_buf")) ||
+        !(str_poll_py = PyUnicode_InternFromString("_poll_py")) ||
+        !(str_drain_now = PyUnicode_InternFromString("_drain_now")) ||
+        !(str_on_listener = PyUnicode_InternFromString("_on_listener")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1534,6 +1779,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         PyModule_AddObjectRef(m, "Poller", (PyObject *)&PollerType) < 0 ||
         PyModule_AddObjectRef(m, "PollConnCore", (PyObject *)&PollConnType) < 0 ||
         PyModule_AddObjectRef(m, "SockConnCore", (PyObject *)&SockConnType) < 0 ||
+        PyModule_AddObjectRef(m, "SockPoll", (PyObject *)&SockPollType) < 0 ||
         PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
         Py_DECREF(m);
         return NULL;

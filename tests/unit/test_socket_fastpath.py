@@ -49,6 +49,11 @@ def test_the_compiled_path_runs_unless_told_not_to() -> None:
         return
     assert _fast.FAST is not None, _fast.WHY
     assert issubclass(SocketConnection, _fast.FAST.SockConnCore)
+    from pollnet.backends.socket.client import SocketTcpClient
+    from pollnet.backends.socket.server import SocketTcpServer
+
+    for cls in (SocketTcpClient, SocketTcpServer):  # poll() itself compiled
+        assert type(cls.__dict__["poll"]).__name__ == "method_descriptor"
 
 
 def test_a_connected_client_reads_without_epoll() -> None:

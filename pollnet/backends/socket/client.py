@@ -6,6 +6,7 @@ import errno
 import select
 import socket
 import time
+from typing import Any
 
 from pollnet._fast import FAST
 from pollnet.backends.socket.connection import SocketConnection
@@ -36,10 +37,25 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         # client does (a recv that finds nothing costs less than an epoll_wait first); the
         # Python read would pay for a BlockingIOError instead, so it asks epoll.
         self._direct = FAST is not None
+        # What the compiled poll() reads (kept in step by _rebind and _sync).
+        self._fast: Any = (None if FAST is None else
+                           FAST.SockPoll(self._closed, timeouts_on=self._timeouts_on))
 
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
+        """Read the connection, or connect; then timeouts and disconnect notices. (The
+        compiled poll, where it runs, reads the connection itself and comes here for the
+        rest: see `_compiled`.)"""
+        self._poll_py(handler, now_ns)
+
+    def _poll_py(self, handler: object, now_ns: int | None) -> None:
+        try:
+            self._poll_steps(handler, now_ns)
+        finally:
+            self._sync()
+
+    def _poll_steps(self, handler: object, now_ns: int | None) -> None:
         methods = self._handlers.methods
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
@@ -57,6 +73,25 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         if self._closed:
             self._drain(methods)
         self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
+
+    # ---------------------------------------------------------------- the compiled poll
+
+    def _rebind(self, handler: object) -> None:
+        methods = self._handlers.get(handler)
+        self._fast.handler = handler
+        self._fast.on_data = methods.on_data
+
+    def _drain_now(self) -> None:
+        methods = self._handlers.methods
+        assert methods is not None
+        try:
+            self._drain(methods)
+        finally:
+            self._sync()
+
+    def _sync(self) -> None:
+        if self._fast is not None:
+            self._fast.conn = self._conn
 
     # ---------------------------------------------------------------- connecting
 
@@ -128,3 +163,7 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         if sock is not None:
             self._connecting = None
             sock.close()  # also leaves the epoll set
+
+
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.socket_poll)
+    setattr(SocketTcpClient, "poll", FAST.socket_poll(SocketTcpClient, "client"))  # noqa: B010

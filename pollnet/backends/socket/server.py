@@ -6,7 +6,9 @@ import select
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
+from pollnet._fast import FAST
 from pollnet.api import Peername
 from pollnet.backends.socket.connection import SocketConnection
 from pollnet.backends.socket.options import new_tcp_socket, peer_of, set_nodelay
@@ -58,10 +60,20 @@ class SocketTcpServer(ServerBase[SocketConnection]):
         self._epoll.register(self._lfd, select.EPOLLIN)
         self._accepting = True
         self._again: list[SocketConnection] = []
+        # What the compiled poll() reads (the handler kept in step by _rebind).
+        self._fast: Any = (None if FAST is None else FAST.SockPoll(
+            self._closed, self._conns, self._again, self._epoll.fileno(), self._lfd,
+            self._timeouts_on))
 
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
+        """One epoll_wait(0): read the ready connections, accept; then timeouts and
+        notices. (The compiled poll, where it runs, reads and dispatches the ready
+        connections itself and comes here when timeouts or redeliveries need it.)"""
+        self._poll_py(handler, now_ns)
+
+    def _poll_py(self, handler: object, now_ns: int | None) -> None:
         methods = self._handlers.methods
         if methods is None or methods.handler is not handler:
             methods = self._handlers.get(handler)
@@ -91,6 +103,21 @@ class SocketTcpServer(ServerBase[SocketConnection]):
                     check(conn, now, methods)
         if self._closed:
             self._drain(methods)
+
+    def _rebind(self, handler: object) -> None:
+        methods = self._handlers.get(handler)
+        self._fast.handler = handler
+        self._fast.on_data = methods.on_data
+
+    def _on_listener(self, now_ns: int | None) -> None:
+        methods = self._handlers.methods
+        if self._accepting and methods is not None:
+            self._accept(methods, now_ns)
+
+    def _drain_now(self) -> None:
+        methods = self._handlers.methods
+        assert methods is not None
+        self._drain(methods)
 
     def _read_again(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
         """Connections whose handler raised last poll: their bytes again, new or not."""
@@ -164,3 +191,7 @@ class SocketTcpServer(ServerBase[SocketConnection]):
             methods.on_disconnect(conn)
         if self._count < self._max:
             self._set_accepting(True)
+
+
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.socket_poll)
+    setattr(SocketTcpServer, "poll", FAST.socket_poll(SocketTcpServer, "server"))  # noqa: B010
