@@ -28,7 +28,8 @@ README = ROOT / "README.md"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 LATENCY_ROWS = ("socket,efvi-pollnet:af_xdp,efvi:af_xdp,efvi:af_packet,efvi:sim,native:af_xdp,"
-                "native:af_packet,native:sim,sockperf,tcpdirect,efvi:efvi")
+                "native:af_packet,native:sim,sockperf,python-busy,asyncio,uvloop,tcpdirect,"
+                "efvi:efvi")
 THROUGHPUT_ROWS = "socket,efvi:af_xdp,efvi:af_packet,efvi:sim,iperf3"
 MODE_ROWS = "socket,efvi:af_xdp,efvi:af_packet,efvi:sim"
 
@@ -233,8 +234,15 @@ server --tcp --nonblocked`, kernel to kernel.
     print(f"wrote {RESULTS}", file=sys.stderr)
     if not args.no_readme and README.exists():
         text = README.read_text()
+        thr_table = figures_table(thr, [("MB/s", "mb_per_s", 1)])
         block = (f"{START}\n_{machine_line(lat)}_ (see benchmarks/RESULTS.md)\n\n"
-                 f"{main_table}\n{END}")
+                 "Latency, 64 B ping-pong, half round trip (µs). The `:sim` rows run client and "
+                 "server in one process over the in-process sim wire, not the veth the other "
+                 "rows cross: compare them with each other, not with the socket row.\n\n"
+                 f"{main_table}\n\n"
+                 "Bulk transfer beside it, one stream, 16 KiB writes (MB/s): our stack moves a "
+                 "fraction of what the kernel moves over the same veth (issue 14 is on it).\n\n"
+                 f"{thr_table}\n{END}")
         if START in text and END in text:
             text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text,
                           flags=re.S)

@@ -115,7 +115,7 @@ def test_default_without_root_is_loopback_and_sim(
     names = [r["row"] for r in data["rows"]]
     assert names[0] == "socket"
     assert set(names) <= {"socket", "efvi:sim", "efvi-pollnet:sim", "tcpdirect", "native:sim",
-                          "sockperf"}
+                          "sockperf", "python-busy", "asyncio", "uvloop"}
     assert all(r["status"] == "ok" for r in data["rows"])  # the default hides what cannot run
 
 
