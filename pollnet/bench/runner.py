@@ -138,7 +138,9 @@ def pick_cpus(pin: bool) -> tuple[int | None, int | None]:
 
 
 def child_env() -> dict[str, str]:
-    keep = ("POLLNET_CORE_MODULE",)
+    """The workers' environment: no config overrides (a row's config is its own), but the
+    build's choices: which core and which per-message path run."""
+    keep = ("POLLNET_CORE_MODULE", "POLLNET_FAST_MODULE", "POLLNET_PURE_PYTHON")
     return {k: v for k, v in os.environ.items() if not k.startswith("POLLNET_") or k in keep}
 
 

@@ -127,3 +127,17 @@ def test_plot_writes_a_png(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "p.png"
     _bench(runner, "--backends", "socket", "--plot", str(path), *SHORT)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_workers_run_the_per_message_path_the_bench_was_told(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Config overrides stay out of the workers (a row's config is its own), the build's
+    # choices go in: without them POLLNET_PURE_PYTHON=1 measured the compiled path.
+    from pollnet.bench.runner import child_env
+
+    monkeypatch.setenv("POLLNET_PURE_PYTHON", "1")
+    monkeypatch.setenv("POLLNET_FAST_MODULE", "/x/_pnfast.so")
+    monkeypatch.setenv("POLLNET_CLIENT__SERVER_PORT", "1")
+    env = child_env()
+    assert env["POLLNET_PURE_PYTHON"] == "1" and env["POLLNET_FAST_MODULE"] == "/x/_pnfast.so"
+    assert "POLLNET_CLIENT__SERVER_PORT" not in env
