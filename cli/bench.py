@@ -40,10 +40,12 @@ def _parse_rows(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def _efvi_knobs(items: tuple[str, ...]) -> dict[str, Any]:
-    """--efvi KNOB=VALUE pairs, checked against the [efvi] config model."""
+    """--efvi KNOB=VALUE pairs, checked against the [efvi] config model. VALUE is read as
+    the environment overrides are (JSON when it parses: `delayed_ack_ms=0` is the int 0);
+    a dotted KNOB sets a field of a sub-section (`sim.loss=0.01`)."""
     from pydantic import ValidationError
 
-    from pollnet.config import EfviOptions
+    from pollnet.config import EfviOptions, text_value
 
     knobs: dict[str, Any] = {}
     for item in items:
@@ -52,14 +54,21 @@ def _efvi_knobs(items: tuple[str, ...]) -> dict[str, Any]:
             raise click.BadParameter(f"{item!r} is not KNOB=VALUE", param_hint="--efvi")
         if key in ("link", "interface", "local_ip"):
             raise click.BadParameter(f"{key} is chosen per row", param_hint="--efvi")
-        knobs[key.strip()] = value.strip()
+        *path, leaf = key.strip().split(".")
+        where = knobs
+        for part in path:
+            where = where.setdefault(part, {})
+            if not isinstance(where, dict):
+                raise click.BadParameter(f"{key}: {part} is not a section", param_hint="--efvi")
+        where[leaf] = text_value(value.strip())
     try:
         checked = EfviOptions(**knobs)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise click.BadParameter(f"{where}: {first['msg']}", param_hint="--efvi") from None
-    return {k: getattr(checked, k) for k in knobs}
+    dumped = checked.model_dump()
+    return {k: dumped[k] for k in knobs}
 
 
 class _Bars:
@@ -217,3 +226,9 @@ def bench(
     if all(r.status != "ok" for rep in reports for r in rep.rows):
         raise RuntimeProblem("no row could run: " + "; ".join(
             f"{r.row.name}: {r.reason}" for rep in reports for r in rep.rows))
+    # A row that should have run and failed fails the command, in any mode (a row that
+    # cannot run here is only "unavailable": its reason is in the table).
+    failed = [(rep.params.mode, r) for rep in reports for r in rep.rows if r.status == "failed"]
+    if failed:
+        raise RuntimeProblem(f"{len(failed)} row(s) failed: " + "; ".join(
+            f"{r.row.name} ({mode}): {r.reason}" for mode, r in failed))

@@ -344,7 +344,7 @@ def _env_overrides(env: Mapping[str, str]
             if not isinstance(child, dict):
                 raise ConfigError(f"environment {name}: {key} is both a value and a section")
             node = child
-        node[parts[-1]] = _env_value(raw)
+        node[parts[-1]] = text_value(raw)
         names[tuple(parts)] = name
     return out, names
 
@@ -359,7 +359,9 @@ def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple
     return out
 
 
-def _env_value(raw: str) -> Any:
+def text_value(raw: str) -> Any:
+    """A value given as text (an environment variable, a command-line KNOB=VALUE): JSON when
+    it parses to a scalar (`0`, `true`, `0.01`), the text itself otherwise."""
     try:
         value = json.loads(raw)
     except ValueError:

@@ -141,3 +141,31 @@ def test_workers_run_the_per_message_path_the_bench_was_told(
     env = child_env()
     assert env["POLLNET_PURE_PYTHON"] == "1" and env["POLLNET_FAST_MODULE"] == "/x/_pnfast.so"
     assert "POLLNET_CLIENT__SERVER_PORT" not in env
+
+
+def test_a_failed_row_fails_the_command_in_every_mode(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pollnet.bench import runner as bench_runner
+
+    real = bench_runner.Bench.run_worker_row
+
+    def broken(self: bench_runner.Bench, row: object) -> object:
+        if getattr(row, "name", "") == "efvi:sim":
+            raise bench_runner.BenchError("the row broke")
+        return real(self, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench_runner.Bench, "run_worker_row", broken)
+    result = runner.invoke(cli, ["bench", "--backends", "socket,efvi:sim", "--mode", "all",
+                                 "-t", "0.2", *SHORT])
+    assert result.exit_code == 1, result.output
+    assert "row(s) failed: efvi:sim (latency): the row broke" in result.output
+    assert "efvi:sim (idle): the row broke" in result.output
+
+
+def test_efvi_knobs_are_read_as_values(runner: CliRunner) -> None:
+    # --efvi delayed_ack_ms=0 (the --help example) was refused as "not a valid integer".
+    data = _bench(runner, "--backends", "efvi:sim", "--efvi", "delayed_ack_ms=0",
+                  "--efvi", "sim.delay_us=5", *SHORT)
+    assert data["params"]["efvi"]["delayed_ack_ms"] == 0
+    assert data["params"]["efvi"]["sim"]["delay_us"] == 5
+    assert data["rows"][0]["status"] == "ok"
