@@ -65,8 +65,8 @@ def _efvi_knobs(items: tuple[str, ...]) -> dict[str, Any]:
         checked = EfviOptions(**knobs)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise click.BadParameter(f"{where}: {first['msg']}", param_hint="--efvi") from None
+        loc = ".".join(str(x) for x in first["loc"])
+        raise click.BadParameter(f"{loc}: {first['msg']}", param_hint="--efvi") from None
     dumped = checked.model_dump()
     return {k: dumped[k] for k in knobs}
 
