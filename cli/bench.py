@@ -87,8 +87,10 @@ class _Bars:
 
 @click.command("bench")
 @click.option("--backends", "rows", callback=_parse_rows, default=None, metavar="ROWS",
-              help="Rows side by side, comma separated: socket, efvi:<link> (sim, af_packet, "
-                   "af_xdp, efvi), native:<link> (the C loop), tcpdirect, sockperf.")
+              help="Rows side by side, comma separated: socket, efvi:<link> (the efvitcp "
+                   "API; links sim, af_packet, af_xdp, efvi), efvi-pollnet:<link> (the pollnet "
+                   "API), native:<link> (the C loop), tcpdirect, sockperf, iperf3, python-busy, "
+                   "asyncio, uvloop.")
 @click.option("--backend", type=click.Choice(["socket", "efvi", "tcpdirect"]), default=None,
               help="One backend (efvi means efvi:sim); same as --backends NAME.")
 @click.option("--matrix", is_flag=True,
@@ -116,6 +118,9 @@ class _Bars:
 @click.option("--net", type=click.Choice(["auto", "netns", "loopback"]), default="auto",
               show_default=True,
               help="auto: a private veth namespace pair as root, else loopback.")
+@click.option("--wide", is_flag=True,
+              help="Every latency column (the whole ladder, samples, cold, msgs/s); the "
+                   "default fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print everything as JSON on stdout (with histograms).")
 @click.option("--full-log", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -148,6 +153,7 @@ def bench(
     streams: int,
     peer: str,
     net: str,
+    wide: bool,
     as_json: bool,
     full_log: str | None,
     plot_path: str | None,
@@ -222,7 +228,7 @@ def bench(
     else:
         out = Console(width=None if sys.stdout.isatty() else 230)
         for rep in reports:
-            out.print(table(rep))
+            out.print(table(rep, wide))
     if all(r.status != "ok" for rep in reports for r in rep.rows):
         raise RuntimeProblem("no row could run: " + "; ".join(
             f"{r.row.name}: {r.reason}" for rep in reports for r in rep.rows))

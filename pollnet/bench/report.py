@@ -35,7 +35,13 @@ def _fmt(v: float | None) -> str:
     return f"{v:,.3f}" if v < 100 else f"{v:,.1f}"
 
 
-def table(report: Report) -> Table:
+# The latency columns that fit a 100-column terminal (sockperf's summary shows as few);
+# --wide and --json have the whole ladder.
+NARROW_LADDER = ("99.9", "99", "50", "min")
+
+
+def table(report: Report, wide: bool = False) -> Table:
+    """The report as a rich table: rows by the name one types (`efvi-pollnet:af_xdp`)."""
     p = report.params
     net = report.network.get("rtt", report.network.get("kind", ""))
     if p.mode == "latency":
@@ -44,15 +50,23 @@ def table(report: Report) -> Table:
                  + (", peer sockperf server" if p.peer == "sockperf" else ""))
     else:
         title = f"pollnet bench: {p.mode}, {p.size} B messages"
-    notes = [f"[{i}] {r.row.label}: {'failed: ' if r.status == 'failed' else ''}{r.reason}"
+    notes = [f"[{i}] {r.row.name}: {'failed: ' if r.status == 'failed' else ''}{r.reason}"
              for i, r in enumerate((r for r in report.rows if r.status != "ok"), 1)]
+    if p.mode == "overhead":
+        notes.insert(0, "compared with: efvi rows (both API levels) the native loop on their "
+                        "link; socket, tcpdirect and the Python rows sockperf")
     caption = "\n".join([f"{report.date_line()}; {net}", *notes])
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     t.add_column("row", no_wrap=True)
+    ladder = [lab for lab, _ in LADDER if wide or lab in NARROW_LADDER]
     if p.mode == "latency":
-        for head in ("samples", "mean", "stddev", *(lab.upper() if lab in ("max", "min")
-                                                    else lab for lab, _ in LADDER),
-                     "cold", "msgs/s", "x sock p50", "x sock p99"):
+        heads = [*(lab.upper() if lab in ("max", "min") else lab for lab in ladder)]
+        if wide:
+            heads = ["samples", "mean", "stddev", *heads, "cold", "msgs/s", "x sock p50",
+                     "x sock p99"]
+        else:
+            heads = ["mean", *heads, "x sock p50"]
+        for head in heads:
             t.add_column(head, justify="right")
     else:
         for head, _, _ in FIGURE_COLUMNS[p.mode]:
@@ -62,24 +76,26 @@ def table(report: Report) -> Table:
     for r in report.rows:
         if r.status != "ok":
             note += 1
-        t.add_row(*_cells(r, p.mode, note))
+        t.add_row(*_cells(r, p.mode, note, ladder, wide))
     return t
 
 
-def _cells(r: RowResult, mode: str, note: int = 0) -> list[str]:
-    label = r.row.label
-    ncols = (17 if mode == "latency" else len(FIGURE_COLUMNS[mode]) + 1)
+def _cells(r: RowResult, mode: str, note: int, ladder: list[str], wide: bool) -> list[str]:
+    label = r.row.name
+    ncols = ((len(ladder) + (8 if wide else 2)) if mode == "latency"
+             else len(FIGURE_COLUMNS[mode]) + 1)
     if r.status != "ok":
         why = ("n/a" if r.status == "unavailable" else "failed") + f" [{note}]"
         return [label, why] + [""] * (ncols - 1)
     if mode == "latency":
         s = r.latency
         assert s is not None
-        cells = [label, f"{s.count:,}", _fmt(s.mean), _fmt(s.stddev)]
-        cells += [_fmt(s.ladder.get(lab)) for lab, _ in LADDER]
-        cells += [_fmt(s.cold), f"{s.msgs_per_sec:,.0f}"]
-        cells += [f"{r.ratio[k]:.2f}" if k in r.ratio else "-" for k in ("p50", "p99")]
-        return cells
+        ratio = [f"{r.ratio[k]:.2f}" if k in r.ratio else "-" for k in ("p50", "p99")]
+        lad = [_fmt(s.ladder.get(lab)) for lab in ladder]
+        if not wide:
+            return [label, _fmt(s.mean), *lad, ratio[0]]
+        return [label, f"{s.count:,}", _fmt(s.mean), _fmt(s.stddev), *lad, _fmt(s.cold),
+                f"{s.msgs_per_sec:,.0f}", *ratio]
     cells = [label]
     for _, key, fmt in FIGURE_COLUMNS[mode]:
         v = r.figures.get(key)

@@ -263,8 +263,8 @@ class Bench:
 
     def run_overhead(self, rows: list[Row]) -> list[RowResult]:
         """Per-message cost of the Python API: each row's p50 round trip against a C
-        program on the same transport in the same run (efvi:<link> against the native
-        loop on that link; socket and tcpdirect against sockperf, kernel to kernel),
+        program on the same transport in the same run (efvi:<link> and efvi-pollnet:<link>
+        against the native loop on that link; the kernel rows against sockperf),
         halved: a round trip is one message handled on each side (receive + send)."""
         mode = self.p.mode
         self.p.mode = "latency"
@@ -274,7 +274,7 @@ class Bench:
             for row in rows:
                 if row.kind in ("native", "sockperf"):
                     continue
-                ref_row = (parse_row(f"native:{row.link}") if row.kind == "efvi"
+                ref_row = (parse_row(f"native:{row.link}") if row.kind in ("efvi", "efvi-pollnet")
                            else parse_row("sockperf"))
                 if ref_row.name not in refs:
                     refs[ref_row.name] = self.run_row(ref_row)

@@ -169,3 +169,40 @@ def test_efvi_knobs_are_read_as_values(runner: CliRunner) -> None:
     assert data["params"]["efvi"]["delayed_ack_ms"] == 0
     assert data["params"]["efvi"]["sim"]["delay_us"] == 5
     assert data["rows"][0]["status"] == "ok"
+
+
+def test_the_table_fits_100_columns_and_names_rows_as_typed(runner: CliRunner) -> None:
+    args = ["bench", "--backends", "socket,efvi-pollnet:sim,efvi:af_xdp", *SHORT]
+    narrow = runner.invoke(cli, args)
+    assert narrow.exit_code == 0, narrow.output
+    table = [line for line in narrow.output.splitlines() if line.startswith(("┃", "│", "┏"))]
+    assert table and max(len(line) for line in table) <= 100, narrow.output
+    assert "…" not in narrow.output
+    assert "│ efvi-pollnet:sim " in narrow.output  # the spelling --backends takes
+    wide = runner.invoke(cli, [*args, "--wide"])
+    assert wide.exit_code == 0, wide.output
+    assert "samples" in wide.output and "99.999" in wide.output and "msgs/s" in wide.output
+
+
+def test_overhead_compares_each_api_with_c_on_its_own_transport(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # efvi-pollnet rows were compared with sockperf (kernel TCP): a negative "cost".
+    from pollnet.bench import runner as bench_runner
+
+    asked: list[str] = []
+
+    def fake(self: bench_runner.Bench, row: bench_runner.Row) -> bench_runner.RowResult:
+        asked.append(row.name)
+        return bench_runner.RowResult(row, "unavailable", "not measured here")
+
+    monkeypatch.setattr(bench_runner.Bench, "run_row", fake)
+    params = bench_runner.Params(mode="overhead", size=64, count=10, warmup=0, warmup_sec=0.0,
+                                 duration=0.0, mps=0, full_rtt=False, streams=1,
+                                 peer="pollnet", pin=False, net="loopback", timeout=10.0,
+                                 tcpdirect_library="x", efvi={})
+    bench = bench_runner.Bench.__new__(bench_runner.Bench)
+    bench.p = params
+    rows = [parse_row(n) for n in ("efvi-pollnet:sim", "efvi:sim", "socket", "python-busy")]
+    bench_runner.Bench.run_overhead(bench, rows)
+    assert asked == ["native:sim", "efvi-pollnet:sim", "efvi:sim", "sockperf", "socket",
+                     "python-busy"]

@@ -130,7 +130,7 @@ def test_bench_json_small_count(runner: CliRunner) -> None:
 
 def test_bench_table(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["bench", "--backends", "socket", "--net", "loopback",
-                                 "-n", "100", "--warmup", "0", "--no-pin"])
+                                 "-n", "100", "--warmup", "0", "--no-pin", "--wide"])
     assert result.exit_code == 0, result.output
     for label in ("samples", "MIN", "50", "90", "99", "99.9", "MAX", "msgs/s", "cold"):
         assert label in result.output
