@@ -71,6 +71,23 @@ def _efvi_knobs(items: tuple[str, ...]) -> dict[str, Any]:
     return {k: dumped[k] for k in knobs}
 
 
+class _Lines:
+    """Progress as plain lines (stderr is not a terminal but --progress asked for it): a
+    row's start, every tenth of it, its end."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.shown: dict[str, int] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        step = max(1, total // 10)
+        last = self.shown.get(label)
+        if last is not None and done < total and done - last < step:
+            return
+        self.shown[label] = done
+        click.echo(f"bench {self.mode} {label}: {done:,}/{total:,}", err=True)
+
+
 class _Bars:
     """One progress bar per row on stderr."""
 
@@ -200,6 +217,9 @@ def bench(
                             full_rtt=full_rtt, streams=streams, peer=peer, pin=not no_pin,
                             net=net, timeout=timeout, tcpdirect_library=tcpdirect_library,
                             efvi=efvi)
+            if show and not err.is_terminal:
+                reports.append(Bench(params, _Lines(m)).run(selected))
+                continue
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=err, transient=True,
                           disable=not show) as bar:

@@ -318,7 +318,12 @@ class Bench:
         if self.pair is not None:
             mixed = row.kind in ("efvi", "efvi-pollnet", "native") and self.p.peer == "sockperf"
             self.pair.set_tx_offload(not mixed)
+        # Only the latency client reports how far it got: the other modes (and sockperf)
+        # show a row starting and ending.
+        steps = self.progress is not None and self.p.mode != "latency"
         try:
+            if steps and self.progress is not None:
+                self.progress(row.label, 0, 1)
             if row.kind == "sockperf":
                 return self.run_sockperf(row)
             if row.kind == "iperf3":
@@ -327,6 +332,8 @@ class Bench:
         except BenchError as exc:
             return RowResult(row, "failed", str(exc))
         finally:
+            if steps and self.progress is not None:
+                self.progress(row.label, 1, 1)
             for c in self.children:
                 c.stop()
             self.children.clear()

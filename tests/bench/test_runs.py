@@ -206,3 +206,18 @@ def test_overhead_compares_each_api_with_c_on_its_own_transport(
     bench_runner.Bench.run_overhead(bench, rows)
     assert asked == ["native:sim", "efvi-pollnet:sim", "efvi:sim", "sockperf", "socket",
                      "python-busy"]
+
+
+@pytest.mark.parametrize("mode", ["latency", "connect"])
+def test_forced_progress_into_a_pipe_prints_lines(runner: CliRunner, mode: str) -> None:
+    # Into a pipe, --progress printed nothing (rich draws no bar there), and modes other
+    # than latency never showed any.
+    result = runner.invoke(cli, ["bench", "--backends", "socket", "--mode", mode, "-t", "0.2",
+                                 "--progress", *SHORT])
+    assert result.exit_code == 0, result.output
+    try:
+        err = result.stderr
+    except ValueError:  # click < 8.2 mixes stderr into output
+        err = result.output
+    done = "300/300" if mode == "latency" else "1/1"
+    assert f"bench {mode} socket: {done}" in err, err
