@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pollnet.bench import netns, pyloops, sockperf
-from pollnet.bench.rows import Row, parse_row, unavailable_reason
+from pollnet.bench.rows import REAL_LINKS, Row, parse_row, unavailable_reason
 from pollnet.bench.stats import LatencyStats, latency_stats
 from pollnet.errors import PollnetError
 
@@ -306,6 +306,13 @@ class Bench:
                    "measure this mode, and their idle figures include pn_poll in C")
         if not why and self.p.mode != "throughput" and row.kind == "iperf3":
             why = "iperf3 rows measure throughput only"
+        streams = max(self.p.streams, 50) if self.p.mode == "memory" else self.p.streams
+        if not why and row.kind == "efvi-pollnet" and row.link in REAL_LINKS and streams > 1:
+            # Each pollnet-level client is one connection on a stack of its own, and a
+            # real link takes one stack per interface queue (af_xdp) and address.
+            why = (f"{streams} connections need {streams} pollnet-level clients, each a "
+                   f"stack on its own {row.link} link; one interface queue takes one: the "
+                   f"efvi:{row.link} row measures many connections on one stack")
         if not why and self.p.peer == "sockperf" and row.kind in pyloops.KINDS:
             why = "--peer sockperf: this row has its own peer"
         if not why and self.p.peer == "sockperf" and row.kind not in (

@@ -221,3 +221,21 @@ def test_forced_progress_into_a_pipe_prints_lines(runner: CliRunner, mode: str) 
         err = result.output
     done = "300/300" if mode == "latency" else "1/1"
     assert f"bench {mode} socket: {done}" in err, err
+
+
+def test_memory_on_a_real_link_pollnet_row_says_why_it_cannot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # It failed every time instead: "queue 0 already has an AF_XDP socket" (50 clients,
+    # 50 stacks, one interface queue).
+    from pollnet.bench import runner as bench_runner
+
+    monkeypatch.setattr(bench_runner, "unavailable_reason", lambda *a, **k: "")
+    bench = bench_runner.Bench.__new__(bench_runner.Bench)
+    bench.p = bench_runner.Params(mode="memory", size=64, count=10, warmup=0, warmup_sec=0.0,
+                                  duration=0.0, mps=0, full_rtt=False, streams=1,
+                                  peer="pollnet", pin=False, net="netns", timeout=10.0,
+                                  tcpdirect_library="x", efvi={})
+    bench.pair, bench.netns_why, bench.children = None, "", []
+    res = bench.run_row(parse_row("efvi-pollnet:af_xdp"))
+    assert res.status == "unavailable"
+    assert res.reason.startswith("50 connections need 50 pollnet-level clients")
