@@ -232,12 +232,6 @@ def _ethtool_value(fd: int, ifname: str, cmd: int) -> int | None:
     return value
 
 
-def interface_driver(ifname: str) -> str:
-    """The driver of an interface (ethtool's name, e.g. veth), "" when unknown."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        return _driver(s.fileno(), ifname)
-
-
 def _driver(fd: int, ifname: str) -> str:
     buf = bytearray(struct.pack("I", _ETHTOOL_GDRVINFO) + bytes(192))
     if _ethtool(fd, ifname, buf):

@@ -128,26 +128,11 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
     err = ffi.new("char[]", _ERRLEN)
     ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
     if ptr == ffi.NULL:
-        if options.link == "af_xdp" and options.xdp_mode == "zerocopy":
-            _no_zerocopy(ifname)
         raise BackendUnavailable(
             "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
         )
     return Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
                 gateway_ip=_default_gateway(ifname))
-
-
-def _no_zerocopy(ifname: str) -> None:
-    """xdp_mode = "zerocopy" failed: when the driver is not one with AF_XDP zero-copy (as
-    `pollnet info` knows), say that instead of the bind's errno (EINVAL on veth)."""
-    from pollnet.probe import ZEROCOPY_DRIVERS, interface_driver
-
-    driver = interface_driver(ifname)
-    if driver and driver not in ZEROCOPY_DRIVERS:
-        raise ConfigError(
-            f"efvi.xdp_mode = \"zerocopy\": the driver of {ifname!r} ({driver}) has no AF_XDP "
-            "zero-copy; set xdp_mode = \"auto\" (zero-copy where the driver has it, copy mode "
-            "elsewhere) or \"native\"")
 
 
 def _interface_address(ifname: str) -> tuple[int, int]:
