@@ -598,6 +598,12 @@ def test_pollnet_info_per_interface(netns_pair_plain: Pair) -> None:
     tried = _last_json(t.a.run([sys.executable, "-c", TRY_LINK, "af_packet", "auto", "pn0",
                                 t.free_ip()]).stdout)
     assert tried["ok"], tried
+    if _has_bpf():  # zero-copy asked of veth: the driver's lack is named, with the fix
+        tried = _last_json(t.a.run([sys.executable, "-c", TRY_LINK, "af_xdp", "zerocopy",
+                                    "pn0", t.free_ip()]).stdout)
+        assert not tried["ok"], tried
+        assert ("the driver of 'pn0' has no AF_XDP zero-copy (veth has copy mode only): use "
+                "mode auto" in tried["err"]), tried
     # GRO on: af_packet and generic XDP refuse, and info says why; native XDP still works.
     t.a.run(["ethtool", "-K", "pn0", "gro", "on"])
     pn0 = _info(t, "pn0")["pn0"]
