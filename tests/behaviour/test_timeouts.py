@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pollnet.api import PollConnection
 from pollnet.testing import PairMaker, RecordingHandler, poll_for, poll_until
 
@@ -54,9 +56,16 @@ def test_zero_disables_timeouts(make_pair: PairMaker) -> None:
 
 
 def test_traffic_keeps_send_timeout_quiet(make_pair: PairMaker) -> None:
-    # With a long timeout and a write every round, no send timeout can be due.
-    pair = make_pair(client={"send_timeout_sec": 5})
-    for _ in range(200):
+    # Writes every round for four send timeouts: each write starts the idle period again,
+    # so none fires (if writes did not re-arm it, three would). The clock only drives the
+    # loop; nothing asserts a duration.
+    pair = make_pair(client={"send_timeout_sec": 0.1})
+    end = time.monotonic() + 0.4
+    rounds = 0
+    while time.monotonic() < end or rounds < 100:
         pair.client_conn.write(b"k")
         pair.poll()
+        rounds += 1
     assert pair.client_handler.send_timeouts == 0
+    # Stopping the writes: it fires (the same run can tell the two apart).
+    assert poll_until(lambda: pair.client_handler.send_timeouts >= 1, pair)
