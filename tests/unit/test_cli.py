@@ -230,3 +230,29 @@ def test_a_missing_interface_is_named(runner: CliRunner, tmp_path: Path, link: s
     assert result.exit_code == 2, result.output
     assert result.output.startswith(
         "Error: efvi.interface = 'nope0': no such network interface here"), result.output
+
+
+@pytest.mark.parametrize("text, line", [
+    ('backend = "efvi"\n[efvi]\nlink = "af_xdp"\ninterface = "nope0"\nlocal_ip = "10.9.9.9"\n',
+     "efvi.interface = 'nope0' (link = 'af_xdp', xdp_mode = 'auto'): no interface nope0"),
+    ('[server]\nlisten_ip = "10.99.99.99"\n',
+     "server.listen_ip = '10.99.99.99': cannot bind it (Cannot assign requested address)"),
+    ('backend = "tcpdirect"\n[tcpdirect]\nlibrary = "/nonexistent/libzf.so"\n',
+     "tcpdirect.library = '/nonexistent/libzf.so': /nonexistent/libzf.so does not load"),
+])
+def test_config_check_live_names_what_this_machine_lacks(
+        runner: CliRunner, tmp_path: Path, text: str, line: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert runner.invoke(cli, ["config", "check", str(path)]).exit_code == 0  # valid
+    result = runner.invoke(cli, ["config", "check", "--live", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "valid, but not here" in result.output and line in result.output, result.output
+
+
+def test_config_check_live_ok_here(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nlisten_ip = "127.0.0.1"\n[client]\nlocal_ip = "127.0.0.1"\n')
+    result = runner.invoke(cli, ["config", "check", "--live", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ok (backend = socket, and here)" in result.output
