@@ -20,11 +20,12 @@ stage "mypy --strict" "$PY" -m mypy pollnet cli
 stage "C core, -O2 and ASan+UBSan" make -s -C native test
 stage "real links, ASan+UBSan" native/tests/links/run.sh --asan
 stage "efvi Python tests on the ASan+UBSan core" scripts/pytest-asan.sh tests/efvi
-stage "behaviour suite's efvi:sim rows on the ASan+UBSan core" scripts/pytest-asan.sh \
-  tests/behaviour -k "efvi:sim"
+stage "the compiled per-message path under ASan+UBSan (behaviour suite, tcpdirect)" \
+  scripts/pytest-asan.sh tests/behaviour tests/tcpdirect tests/unit/test_socket_fastpath.py \
+  -k "efvi:sim or socket or tcpdirect"
 stage "the Python per-message path (POLLNET_PURE_PYTHON=1)" env POLLNET_PURE_PYTHON=1 \
   "$PY" -m pytest -q -p no:cacheprovider tests/efvi tests/efvi_adapter tests/behaviour \
-  tests/unit/test_socket_fastpath.py
+  tests/unit/test_socket_fastpath.py tests/tcpdirect
 stage "pytest" "$PY" -m pytest -q -p no:cacheprovider
 
 if [ ${#skipped[@]} -gt 0 ]; then

@@ -1460,6 +1460,323 @@ static PyTypeObject SockConnType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ TdConnCore */
+
+/* The tcpdirect backend's connection (TcpdirectConnection's base): zft_zc_recv lends a
+ * packet, the handler reads it in place, zft_zc_recv_done gives it back; zft_send_single
+ * sends. The library is the one the backend loaded (ABI mode): its functions' addresses
+ * come with each connection. The layout of struct zft_msg with one iovec is TCPDirect's
+ * (zf/zf_tcp.h), as the backend's cdef has it. */
+struct td_iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+struct td_msg {
+    int reserved[4];
+    int pkts_left;
+    int flags;
+    int iovcnt;
+    struct td_iovec iov[1];
+};
+typedef void (*td_zc_recv_fn)(void *, struct td_msg *, int);
+typedef int (*td_zc_done_fn)(void *, struct td_msg *);
+typedef ssize_t (*td_send_fn)(void *, const void *, size_t, int);
+
+enum { TD_MAX_PACKETS = 64 }; /* per zocket per poll (connection.py's MAX_PACKETS_PER_POLL) */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *rb, *rbview, *rbbytes; /* the RecvBuffer, as SockConnCore holds it */
+    Py_ssize_t size;
+    void *zock;
+    td_zc_recv_fn zc_recv;
+    td_zc_done_fn zc_done;
+    td_send_fn send;
+    struct td_msg msg;
+    char connected, sent, received, redeliver, in_zc, free_pending;
+} TdConnCore;
+
+static PyTypeObject TdConnType;
+static PyObject *str_stream_ended, *str_free_zocket, *str_deliver_packet, *str_write_from,
+    *str_send_failed_td, *str_keep_packet;
+
+static int td_traverse(TdConnCore *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->rb);
+    Py_VISIT(c->rbview);
+    Py_VISIT(c->rbbytes);
+    return 0;
+}
+
+static int td_clear(TdConnCore *c)
+{
+    Py_CLEAR(c->rb);
+    Py_CLEAR(c->rbview);
+    Py_CLEAR(c->rbbytes);
+    return 0;
+}
+
+static void td_dealloc(TdConnCore *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    td_clear(c);
+    tp->tp_free((PyObject *)c);
+}
+
+static PyObject *td_attach(TdConnCore *c, PyObject *args)
+{
+    PyObject *rb;
+    unsigned long long zock, zc_recv, zc_done, send;
+    if (!PyArg_ParseTuple(args, "OKKKK:_attach", &rb, &zock, &zc_recv, &zc_done, &send))
+        return NULL;
+    if (!zock || !zc_recv || !zc_done || !send) {
+        PyErr_SetString(PyExc_ValueError, "_attach: a null zocket or function");
+        return NULL;
+    }
+    PyObject *view = PyObject_GetAttr(rb, str_view);
+    PyObject *bytes = PyObject_GetAttr(rb, str_buf);
+    if (view == NULL || bytes == NULL || !PyByteArray_CheckExact(bytes)) {
+        Py_XDECREF(view);
+        Py_XDECREF(bytes);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_attach: a RecvBuffer (bytearray + view)");
+        return NULL;
+    }
+    Py_XSETREF(c->rb, Py_NewRef(rb));
+    Py_XSETREF(c->rbview, view);
+    Py_XSETREF(c->rbbytes, bytes);
+    c->size = PyByteArray_GET_SIZE(bytes);
+    c->zock = (void *)(uintptr_t)zock;
+    c->zc_recv = (td_zc_recv_fn)(uintptr_t)zc_recv;
+    c->zc_done = (td_zc_done_fn)(uintptr_t)zc_done;
+    c->send = (td_send_fn)(uintptr_t)send;
+    Py_RETURN_NONE;
+}
+
+/* The packet goes back to the library; a zocket closed meanwhile is freed now. */
+static int td_done(TdConnCore *c)
+{
+    c->in_zc = 0;
+    c->zc_done(c->zock, &c->msg);
+    if (c->free_pending) {
+        c->free_pending = 0;
+        return owner_do((PyObject *)c, str_free_zocket, NULL);
+    }
+    return 0;
+}
+
+/* One lent packet of n bytes to the handler, nothing kept from before: 0, or -1. */
+static int td_packet(TdConnCore *c, PyObject *on_data, char *base, size_t n)
+{
+    PyObject *view = PyMemoryView_FromMemory(base, (Py_ssize_t)n, PyBUF_READ);
+    if (view == NULL)
+        return -1;
+    PyObject *r;
+    if ((Py_ssize_t)n > c->size) { /* longer than the receive buffer: the Python way */
+        PyObject *len = PyLong_FromSize_t(n);
+        r = len ? PyObject_CallMethodObjArgs((PyObject *)c, str_deliver_packet, view, len,
+                                             on_data, NULL) : NULL;
+        Py_XDECREF(len);
+    } else {
+        PyObject *argv[3] = {NULL, (PyObject *)c, view};
+        r = PyObject_Vectorcall(on_data, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        long long rem = -1;
+        if (r == Py_None) {
+            rem = 0;
+        } else if (r != NULL && PyLong_CheckExact(r)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
+            rem = overflow || v < 0 || v > (long long)n ? -1 : v;
+        }
+        if (r != NULL && rem != 0) { /* keep the tail, or the Python checks and keeps */
+            PyObject *got = PyLong_FromSize_t(n);
+            PyObject *k = got ? PyObject_CallMethodObjArgs((PyObject *)c, str_keep_packet, view,
+                                                           got, r, NULL) : NULL;
+            Py_XDECREF(got);
+            Py_DECREF(r);
+            r = k;
+        } else if (r == NULL) { /* the handler raised: what it saw stays for the next poll */
+            Saved exc = {NULL, NULL, NULL};
+            save_error(&exc);
+            PyObject *got = PyLong_FromSize_t(n);
+            PyObject *k = got ? PyObject_CallMethodObjArgs((PyObject *)c, str_keep_packet,
+                                                           view, got, Py_None, NULL) : NULL;
+            Py_XDECREF(got);
+            Py_XDECREF(k);
+            PyErr_Clear();
+            restore_error(&exc);
+            c->redeliver = 1;
+        }
+    }
+    /* The memory goes back to the library: a view the handler kept is released. */
+    if (Py_REFCNT(view) > 1) {
+        Saved exc = {NULL, NULL, NULL};
+        save_error(&exc);
+        PyObject *rel = PyObject_CallMethodNoArgs(view, str_release);
+        Py_XDECREF(rel);
+        PyErr_Clear();
+        restore_error(&exc);
+    }
+    Py_DECREF(view);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Bytes kept in the receive buffer (its tail): 1, 0, or -1 with an error. */
+static int rb_kept(PyObject *rb)
+{
+    PyObject *tail = PyObject_GetAttr(rb, str_tail);
+    int kept = tail ? PyObject_IsTrue(tail) : -1;
+    Py_XDECREF(tail);
+    return kept;
+}
+
+static PyObject *td_read(TdConnCore *c, PyObject *on_data)
+{
+    if (c->rb == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read: no zocket attached");
+        return NULL;
+    }
+    int kept = c->redeliver ? 1 : rb_kept(c->rb);
+    if (kept < 0)
+        return NULL;
+    if (kept)
+        return PyObject_CallMethodOneArg((PyObject *)c, str_read_slow, on_data);
+    for (int i = 0; i < TD_MAX_PACKETS; i++) {
+        c->msg.iovcnt = 1;
+        c->zc_recv(c->zock, &c->msg, 0);
+        if (c->msg.iovcnt == 0)
+            Py_RETURN_FALSE;
+        size_t n = c->msg.iov[0].iov_len;
+        if (n == 0) { /* end of stream: zft_zc_recv_done says whether orderly */
+            int rc = c->zc_done(c->zock, &c->msg);
+            PyObject *code = PyLong_FromLong(rc);
+            int ok = code ? owner_do((PyObject *)c, str_stream_ended, code) : -1;
+            Py_XDECREF(code);
+            return ok < 0 ? NULL : Py_NewRef(Py_False);
+        }
+        c->received = 1;
+        c->in_zc = 1;
+        int rc = td_packet(c, on_data, c->msg.iov[0].iov_base, n);
+        if (rc < 0) {
+            Saved exc = {NULL, NULL, NULL};
+            save_error(&exc);
+            td_done(c);
+            PyErr_Clear();
+            restore_error(&exc);
+            return NULL;
+        }
+        if (td_done(c) < 0)
+            return NULL;
+        if (!c->connected)
+            Py_RETURN_FALSE;
+        if ((kept = rb_kept(c->rb)) != 0) /* bytes kept: the next read is the Python one */
+            return kept < 0 ? NULL : PyObject_CallMethodOneArg((PyObject *)c, str_read_slow,
+                                                               on_data);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *td_write_some(TdConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write_some", &obj, &buf, &more) < 0)
+        return NULL;
+    ssize_t n = -1;
+    PyObject *r = NULL;
+    if (c->connected) {
+        n = buf.len ? c->send(c->zock, buf.buf, (size_t)buf.len, more ? MSG_MORE : 0) : 0;
+        if (n >= 0) {
+            c->sent = c->sent || buf.len > 0;
+        } else if (n == -EAGAIN || n == -ENOMEM) {
+            n = 0;
+        } else {
+            PyObject *code = PyLong_FromSsize_t(n);
+            n = code && owner_do((PyObject *)c, str_send_failed_td, code) == 0 ? -1 : -2;
+            Py_XDECREF(code);
+        }
+    }
+    if (n != -2)
+        r = PyLong_FromSsize_t(n);
+    write_done(obj, &buf);
+    return r;
+}
+
+static PyObject *td_write(TdConnCore *c, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *obj;
+    Py_buffer buf;
+    int more;
+    if (write_args(args, nargs, kwnames, "write", &obj, &buf, &more) < 0)
+        return NULL;
+    PyObject *r;
+    if (!c->connected) {
+        r = Py_NewRef(Py_False);
+    } else if (buf.len == 0) {
+        r = Py_NewRef(Py_True);
+    } else {
+        ssize_t n = c->send(c->zock, buf.buf, (size_t)buf.len, more ? MSG_MORE : 0);
+        if (n == buf.len) {
+            c->sent = 1;
+            r = Py_NewRef(Py_True);
+        } else { /* partial or refused: the Python loop runs the stack between tries */
+            PyObject *rc = PyLong_FromSsize_t(n);
+            PyObject *m = PyBool_FromLong(more);
+            r = rc ? PyObject_CallMethodObjArgs((PyObject *)c, str_write_from, obj, m, rc,
+                                                NULL) : NULL;
+            Py_XDECREF(rc);
+            Py_XDECREF(m);
+        }
+    }
+    write_done(obj, &buf);
+    return r;
+}
+
+static PyMethodDef td_methods[] = {
+    {"read", (PyCFunction)td_read, METH_O,
+     "read(on_data) -> bool: the packets the reactor brought in, one handler call each; "
+     "True when it stopped at the per-poll limit."},
+    {"write_some", (PyCFunction)(void (*)(void))td_write_some, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write_some", "bytes the zocket took now (0: none), -1 when not connected.")},
+    {"write", (PyCFunction)(void (*)(void))td_write, METH_FASTCALL | METH_KEYWORDS,
+     WRITE_DOC("write", "all of data, running the stack between retries.")},
+    {"_attach", (PyCFunction)td_attach, METH_VARARGS,
+     "_attach(recv_buffer, zock, zft_zc_recv, zft_zc_recv_done, zft_send_single)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef td_members[] = {
+    {"_buf", T_OBJECT, offsetof(TdConnCore, rb), READONLY, NULL},
+    {"_connected", T_BOOL, offsetof(TdConnCore, connected), 0, NULL},
+    {"_sent", T_BOOL, offsetof(TdConnCore, sent), 0, NULL},
+    {"_received", T_BOOL, offsetof(TdConnCore, received), 0, NULL},
+    {"redeliver", T_BOOL, offsetof(TdConnCore, redeliver), 0, NULL},
+    {"_in_zc", T_BOOL, offsetof(TdConnCore, in_zc), 0, NULL},
+    {"_free_pending", T_BOOL, offsetof(TdConnCore, free_pending), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject TdConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.TdConnCore",
+    .tp_basicsize = sizeof(TdConnCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled part of a tcpdirect-backend connection: zero-copy receive, send.",
+    .tp_traverse = (traverseproc)td_traverse,
+    .tp_clear = (inquiry)td_clear,
+    .tp_dealloc = (destructor)td_dealloc,
+    .tp_methods = td_methods,
+    .tp_members = td_members,
+    .tp_new = PyType_GenericNew,
+};
+
 /* ------------------------------------------------------------------ SockPoll */
 
 /* What the socket client's and server's compiled poll() read on every call (the owner
@@ -1748,7 +2065,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
 {
     if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0 ||
         PyType_Ready(&PollConnType) < 0 || PyType_Ready(&SockConnType) < 0 ||
-        PyType_Ready(&SockPollType) < 0)
+        PyType_Ready(&SockPollType) < 0 || PyType_Ready(&TdConnType) < 0)
         return NULL;
     if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
         !(str_release = PyUnicode_InternFromString("release")) ||
@@ -1770,7 +2087,13 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_buf = PyUnicode_InternFromString("_buf")) ||
         !(str_poll_py = PyUnicode_InternFromString("_poll_py")) ||
         !(str_drain_now = PyUnicode_InternFromString("_drain_now")) ||
-        !(str_on_listener = PyUnicode_InternFromString("_on_listener")))
+        !(str_on_listener = PyUnicode_InternFromString("_on_listener")) ||
+        !(str_stream_ended = PyUnicode_InternFromString("_stream_ended")) ||
+        !(str_free_zocket = PyUnicode_InternFromString("_free_zocket")) ||
+        !(str_deliver_packet = PyUnicode_InternFromString("_deliver")) ||
+        !(str_write_from = PyUnicode_InternFromString("_write_from")) ||
+        !(str_send_failed_td = PyUnicode_InternFromString("_send_failed")) ||
+        !(str_keep_packet = PyUnicode_InternFromString("_keep_packet")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1780,6 +2103,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         PyModule_AddObjectRef(m, "PollConnCore", (PyObject *)&PollConnType) < 0 ||
         PyModule_AddObjectRef(m, "SockConnCore", (PyObject *)&SockConnType) < 0 ||
         PyModule_AddObjectRef(m, "SockPoll", (PyObject *)&SockPollType) < 0 ||
+        PyModule_AddObjectRef(m, "TdConnCore", (PyObject *)&TdConnType) < 0 ||
         PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pollnet._fast import FAST
 from pollnet.api import BytesLike, Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.stack import Stack
-from pollnet.connection import ConnectionBase, ConnectionSlots, byte_view
+from pollnet.connection import ConnectionBase, byte_view
 from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 _ffi = zf.ffi
 _buffer = _ffi.buffer
 _from_buffer = _ffi.from_buffer
+
+
+def _address(pointer: Any) -> int:
+    """A cffi pointer (a zocket, a library function) as the integer the compiled base takes."""
+    return int(_ffi.cast("uintptr_t", pointer))
 _MORE = zf.MSG_MORE
 # Send queue full, or no packet buffers right now: nothing sent, try again later.
 _RETRY = (-errno.EAGAIN, -errno.ENOMEM)
@@ -30,21 +36,96 @@ _RETRY = (-errno.EAGAIN, -errno.ENOMEM)
 MAX_PACKETS_PER_POLL = 64
 
 
-class TcpdirectConnection(ConnectionSlots):
+class PyTdConnCore:
+    """What the compiled `pollnet._pnfast.TdConnCore` holds and does, in Python: the base of
+    TcpdirectConnection where the extension is not used (pollnet._fast)."""
+
+    __slots__ = ("_buf", "_connected", "_free_pending", "_in_zc", "_received", "_sent",
+                 "redeliver")
+
+    _buf: RecvBuffer
+    _connected: bool
+    _free_pending: bool
+    _in_zc: bool
+    _received: bool
+    _sent: bool
+    redeliver: bool
+    _send: Any
+    zock: Any
+
+    if TYPE_CHECKING:  # TcpdirectConnection's (the compiled base calls them too)
+        def _read_slow(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> bool: ...
+        def _send_failed(self, rc: int) -> None: ...
+        def _write_from(self, data: BytesLike, more: bool, rc: int) -> bool: ...
+
+    def _attach(self, buf: RecvBuffer, *_addresses: int) -> None:
+        self._buf = buf
+
+    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> bool:
+        """Hand the packets the reactor brought in to `on_data`, one call per packet.
+
+        True when it stopped at MAX_PACKETS_PER_POLL with more perhaps waiting."""
+        return self._read_slow(on_data)
+
+    def write_some(self, data: BytesLike, more: bool = False) -> int:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write_some")
+        if not self._connected:
+            return -1
+        size = len(data)
+        if not size:
+            return 0
+        ptr = data if type(data) is bytes else _from_buffer(data)
+        rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
+        if rc >= 0:
+            self._sent = True
+            return rc
+        if rc in _RETRY:
+            return 0
+        self._send_failed(rc)
+        return -1
+
+    def write(self, data: BytesLike, more: bool = False) -> bool:
+        """Send everything, running the reactor between tries: on TCPDirect the send
+        queue only drains while the stack is polled."""
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = byte_view(data, "write")
+        if not self._connected:
+            return False
+        size = len(data)
+        if not size:
+            return True
+        ptr = data if type(data) is bytes else _from_buffer(data)
+        rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
+        if rc == size:
+            self._sent = True
+            return True
+        return self._write_from(data, more, rc)
+
+
+if TYPE_CHECKING:
+    _TdBase = PyTdConnCore
+else:
+    _TdBase = PyTdConnCore if FAST is None else FAST.TdConnCore
+
+
+class TcpdirectConnection(_TdBase, ConnectionBase):
     __slots__ = (
-        "_buf",
-        "_free_pending",
-        "_in_zc",
+        "_closed_queue",
+        "_error",
         "_iov",
+        "_last_recv_ns",
+        "_last_send_ns",
         "_lib",
         "_msg",
+        "_peer",
         "_send",
         "_stack",
         "_waitable",
         "_zc_done",
         "_zc_recv",
         "key",
-        "redeliver",
+        "user_data",
         "zock",
     )
 
@@ -65,7 +146,8 @@ class TcpdirectConnection(ConnectionSlots):
         self._lib = lib
         self._stack = stack
         self.zock = zock
-        self._buf = buf
+        self._attach(buf, _address(zock), _address(lib.zft_zc_recv),
+                     _address(lib.zft_zc_recv_done), _address(lib.zft_send_single))
         # One zft_msg with a single iovec, made once: the receive path allocates no struct.
         self._msg = _ffi.new("struct zft_msg *", {"iov": 1})
         self._iov = self._msg.iov[0]  # a view into _msg, read after each zft_zc_recv
@@ -97,10 +179,9 @@ class TcpdirectConnection(ConnectionSlots):
 
     # ---------------------------------------------------------------- receive
 
-    def read(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> bool:
-        """Hand the packets the reactor brought in to `on_data`, one call per packet.
-
-        True when it stopped at MAX_PACKETS_PER_POLL with more perhaps waiting."""
+    def _read_slow(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> bool:
+        """read(), all of it in Python (the compiled read comes here when bytes are kept
+        from last time or presented again)."""
         if self.redeliver:
             self.redeliver = False
             buf = self._buf
@@ -118,11 +199,7 @@ class TcpdirectConnection(ConnectionSlots):
                 return False
             n = iov.iov_len
             if n == 0:  # end of stream: zft_zc_recv_done says whether orderly
-                rc = self._zc_done(zock, msg)
-                if rc == 0:
-                    self._shutdown("remote close")
-                else:
-                    self._shutdown("recv error", self._lib.zft_error(zock) or -rc)
+                self._stream_ended(self._zc_done(zock, msg))
                 return False
             self._received = True
             self._in_zc = True
@@ -137,6 +214,37 @@ class TcpdirectConnection(ConnectionSlots):
             if not self._connected:
                 return False
         return True
+
+    def _stream_ended(self, rc: int) -> None:
+        """zft_zc_recv_done's verdict on an end of stream: 0 is an orderly close."""
+        if rc == 0:
+            self._shutdown("remote close")
+        else:
+            self._shutdown("recv error", self._lib.zft_error(self.zock) or -rc)
+
+    def _keep_packet(self, packet: memoryview, n: int, result: object) -> None:
+        """The compiled read's handler left bytes of the lent packet unconsumed, or raised
+        (result None): copy what stays into the buffer before the packet goes back."""
+        buf = self._buf
+        if result is not None:
+            try:
+                remaining = (result if type(result) is int and 0 <= result <= n
+                             else checked_remaining(result, n))
+            except BaseException:
+                buf.view[:n] = packet
+                buf.tail = n
+                self.redeliver = True
+                raise
+            if not self._connected or not remaining:
+                return
+            if remaining >= buf.size:
+                self._shutdown(buffer_full_reason(buf.size))
+                return
+            buf.view[:remaining] = packet[n - remaining :]
+            buf.tail = remaining
+            return
+        buf.view[:n] = packet
+        buf.tail = n
 
     def _deliver(
         self, packet: memoryview, n: int, on_data: Callable[[ConnectionBase, memoryview], int]
@@ -195,43 +303,14 @@ class TcpdirectConnection(ConnectionSlots):
 
     # ---------------------------------------------------------------- send
 
-    def write_some(self, data: BytesLike, more: bool = False) -> int:
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = byte_view(data, "write_some")
-        if not self._connected:
-            return -1
+    def _write_from(self, data: BytesLike, more: bool, rc: int) -> bool:
+        """write() after a first zft_send_single that took `rc` (< len) of `data`: the
+        rest, running the reactor between tries."""
         size = len(data)
-        if not size:
-            return 0
-        ptr = data if type(data) is bytes else _from_buffer(data)
-        rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
-        if rc >= 0:
-            self._sent = True
-            return rc
-        if rc in _RETRY:
-            return 0
-        self._send_failed(rc)
-        return -1
-
-    def write(self, data: BytesLike, more: bool = False) -> bool:
-        """Send everything, running the reactor between tries: on TCPDirect the send
-        queue only drains while the stack is polled."""
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = byte_view(data, "write")
-        if not self._connected:
-            return False
-        size = len(data)
-        if not size:
-            return True
-        ptr = data if type(data) is bytes else _from_buffer(data)
         flags = _MORE if more else 0
         send = self._send
         zock = self.zock
-        rc: int = send(zock, ptr, size, flags)
-        if rc == size:
-            self._sent = True
-            return True
-        base = _from_buffer(data)  # partial: a pointer we can offset
+        base = _from_buffer(data)  # a pointer we can offset
         done = 0
         while True:
             if rc >= 0:
