@@ -12,35 +12,24 @@ POLLNET_PURE_PYTHON=1 measures the Python per-message path instead of the compil
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from callgrind_inprocess import ROWS, pair
+from callgrind_inprocess import pair, path_name, round_trips, rows_and_count
 
 
 def measure(row: str, n: int) -> str:
-    cpoll, spoll, send, h, e = pair(row)
-    msg = bytes(64)
-
-    def run(count: int) -> None:
-        for _ in range(count):
-            h.got = 0
-            send(msg)
-            while h.got < 64:
-                spoll(e)
-                cpoll(h)
-
-    run(10_000)  # warm: every object a steady state needs exists now
+    p = pair(row)
+    round_trips(p, 10_000)  # warm: every object a steady state needs exists now
     gc.collect()
     gc.disable()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     base, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
-    run(n)
+    round_trips(p, n)
     _, peak = tracemalloc.get_traced_memory()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
@@ -51,8 +40,7 @@ def measure(row: str, n: int) -> str:
     diff = [d for d in after.compare_to(before, "lineno") if d.count_diff or d.size_diff]
     blocks = sum(d.count_diff for d in diff)
     size = sum(d.size_diff for d in diff)
-    path = "Python" if os.environ.get("POLLNET_PURE_PYTHON") else "compiled"
-    lines = [f"{row} ({path} per-message path), {n:,} round trips: {blocks:+,} blocks "
+    lines = [f"{row} ({path_name()} per-message path), {n:,} round trips: {blocks:+,} blocks "
              f"{size:+,} bytes still allocated ({blocks / n:+.6f} blocks per round trip); "
              f"peak {peak - base:,} bytes above the start"]
     for d in sorted(diff, key=lambda d: -abs(d.size_diff))[:5]:
@@ -61,13 +49,8 @@ def measure(row: str, n: int) -> str:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    n = 1_000_000
-    if "-n" in args:
-        i = args.index("-n")
-        n = int(args[i + 1])
-        del args[i : i + 2]
-    for row in args or ROWS:
+    rows, n = rows_and_count(sys.argv[1:], 1_000_000)
+    for row in rows:
         print(measure(row, n), flush=True)
 
 

@@ -82,8 +82,12 @@ def pair(row: str) -> tuple[Any, Any, Any, Any, Any]:
     return client.poll, server.poll, conn.send, h, e
 
 
-def loop(row: str, n: int) -> None:
-    cpoll, spoll, send, h, e = pair(row)
+Pair = tuple[Any, Any, Any, Any, Any]
+
+
+def round_trips(p: Pair, n: int) -> None:
+    """n ping-pongs of 64 B through a pair: send, poll both until the echo is back."""
+    cpoll, spoll, send, h, e = p
     msg = bytes(64)
     for _ in range(n):
         h.got = 0
@@ -91,6 +95,10 @@ def loop(row: str, n: int) -> None:
         while h.got < 64:
             spoll(e)
             cpoll(h)
+
+
+def loop(row: str, n: int) -> None:
+    round_trips(pair(row), n)
 
 
 def collected(row: str, n: int, out: Path) -> int:
@@ -103,23 +111,32 @@ def collected(row: str, n: int, out: Path) -> int:
     return int(m.group(1))
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--loop"]:
-        loop(sys.argv[2], int(sys.argv[3]))
-        return
-    args = sys.argv[1:]
-    n = 2000
+def rows_and_count(args: list[str], n: int) -> tuple[list[str], int]:
+    """`[ROW ...] [-n N]` -> (the rows, all of them by default; N)."""
+    args = list(args)
     if "-n" in args:
         i = args.index("-n")
         n = int(args[i + 1])
         del args[i : i + 2]
-    path = "Python" if os.environ.get("POLLNET_PURE_PYTHON") else "compiled"
-    for row in args or ROWS:
+    return args or list(ROWS), n
+
+
+def path_name() -> str:
+    """Which per-message path this process runs (POLLNET_PURE_PYTHON chooses)."""
+    return "Python" if os.environ.get("POLLNET_PURE_PYTHON") else "compiled"
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--loop"]:
+        loop(sys.argv[2], int(sys.argv[3]))
+        return
+    rows, n = rows_and_count(sys.argv[1:], 2000)
+    for row in rows:
         with tempfile.TemporaryDirectory() as tmp:
             a = collected(row, n, Path(tmp))
             b = collected(row, 3 * n, Path(tmp))
         print(f"{row}: {(b - a) / (2 * n):,.0f} user-space instructions per round trip "
-              f"(client + server, Python API, {path} per-message path)", flush=True)
+              f"(client + server, Python API, {path_name()} per-message path)", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ core (pollnet/backends/efvi/_fast.py).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import sys
 from types import ModuleType
+
+from pollnet import _modload
 
 _MODULE = "pollnet._pnfast"
 
@@ -21,17 +20,8 @@ _MODULE = "pollnet._pnfast"
 def _load() -> tuple[ModuleType | None, str]:
     if os.environ.get("POLLNET_PURE_PYTHON", "") not in ("", "0"):
         return None, "POLLNET_PURE_PYTHON is set"
-    path = os.environ.get("POLLNET_FAST_MODULE", "")
     try:
-        if path:
-            spec = importlib.util.spec_from_file_location(_MODULE, path)
-            if spec is None or spec.loader is None:
-                return None, f"POLLNET_FAST_MODULE={path} is not a loadable module"
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[_MODULE] = mod
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(_MODULE)
+        mod = _modload.load(_MODULE, "POLLNET_FAST_MODULE")
     except ImportError as exc:
         return None, f"{_MODULE} is not built ({exc}); build it with `pip install -e .`"
     from pollnet.connection import byte_view

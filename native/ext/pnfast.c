@@ -1194,6 +1194,61 @@ static PyTypeObject PollerType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ RecvHold */
+
+/* A connection's Python RecvBuffer as the compiled reads use it: the object, its
+ * memoryview (handlers get slices of it) and its bytearray (never resized: the
+ * memoryview exports it). Shared by the socket and tcpdirect connections. */
+typedef struct {
+    PyObject *rb, *view, *bytes;
+    Py_ssize_t size;
+} RecvHold;
+
+static PyObject *str_tail, *str_view, *str_buf;
+
+static int hold_traverse(RecvHold *h, visitproc visit, void *arg)
+{
+    Py_VISIT(h->rb);
+    Py_VISIT(h->view);
+    Py_VISIT(h->bytes);
+    return 0;
+}
+
+static void hold_clear(RecvHold *h)
+{
+    Py_CLEAR(h->rb);
+    Py_CLEAR(h->view);
+    Py_CLEAR(h->bytes);
+}
+
+static int hold_attach(RecvHold *h, PyObject *rb)
+{
+    PyObject *view = PyObject_GetAttr(rb, str_view);
+    PyObject *bytes = PyObject_GetAttr(rb, str_buf);
+    if (view == NULL || bytes == NULL || !PyMemoryView_Check(view) ||
+        !PyByteArray_CheckExact(bytes)) {
+        Py_XDECREF(view);
+        Py_XDECREF(bytes);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_attach: a RecvBuffer (bytearray + view)");
+        return -1;
+    }
+    Py_XSETREF(h->rb, Py_NewRef(rb));
+    Py_XSETREF(h->view, view);
+    Py_XSETREF(h->bytes, bytes);
+    h->size = PyByteArray_GET_SIZE(bytes);
+    return 0;
+}
+
+/* Bytes kept in the receive buffer (its tail): 1, 0, or -1 with an error. */
+static int rb_kept(PyObject *rb)
+{
+    PyObject *tail = PyObject_GetAttr(rb, str_tail);
+    int kept = tail ? PyObject_IsTrue(tail) : -1;
+    Py_XDECREF(tail);
+    return kept;
+}
+
 /* ------------------------------------------------------------------ SockConnCore */
 
 /* The socket backend's connection (SocketConnection's base): recv and send straight
@@ -1201,31 +1256,22 @@ static PyTypeObject PollerType = {
  * common case (nothing kept from last time) is read here, everything else in Python. */
 typedef struct {
     PyObject_HEAD
-    PyObject *rb;      /* the RecvBuffer */
-    PyObject *rbview;  /* its memoryview (the handler gets slices of it) */
-    PyObject *rbbytes; /* its bytearray (never resized: the memoryview exports it) */
-    Py_ssize_t size;
+    RecvHold buf;
     int fd;
     char connected, sent, received, redeliver;
 } SockConnCore;
 
 static PyTypeObject SockConnType;
-static PyObject *str_read_slow, *str_keep_after, *str_bad_return, *str_tail, *str_view,
-    *str_buf;
+static PyObject *str_read_slow, *str_keep_after, *str_bad_return;
 
 static int sc_traverse(SockConnCore *c, visitproc visit, void *arg)
 {
-    Py_VISIT(c->rb);
-    Py_VISIT(c->rbview);
-    Py_VISIT(c->rbbytes);
-    return 0;
+    return hold_traverse(&c->buf, visit, arg);
 }
 
 static int sc_clear(SockConnCore *c)
 {
-    Py_CLEAR(c->rb);
-    Py_CLEAR(c->rbview);
-    Py_CLEAR(c->rbbytes);
+    hold_clear(&c->buf);
     return 0;
 }
 
@@ -1241,22 +1287,8 @@ static PyObject *sc_attach(SockConnCore *c, PyObject *args)
 {
     PyObject *rb;
     int fd;
-    if (!PyArg_ParseTuple(args, "Oi:_attach", &rb, &fd))
+    if (!PyArg_ParseTuple(args, "Oi:_attach", &rb, &fd) || hold_attach(&c->buf, rb) < 0)
         return NULL;
-    PyObject *view = PyObject_GetAttr(rb, str_view);
-    PyObject *bytes = PyObject_GetAttr(rb, str_buf);
-    if (view == NULL || bytes == NULL || !PyMemoryView_Check(view) ||
-        !PyByteArray_CheckExact(bytes)) {
-        Py_XDECREF(view);
-        Py_XDECREF(bytes);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "_attach: a RecvBuffer (bytearray + view)");
-        return NULL;
-    }
-    Py_XSETREF(c->rb, Py_NewRef(rb));
-    Py_XSETREF(c->rbview, view);
-    Py_XSETREF(c->rbbytes, bytes);
-    c->size = PyByteArray_GET_SIZE(bytes);
     c->fd = fd;
     Py_RETURN_NONE;
 }
@@ -1281,18 +1313,17 @@ static int sc_shutdown(SockConnCore *c, const char *reason, int err)
 
 static PyObject *sc_read(SockConnCore *c, PyObject *on_data)
 {
-    if (c->rb == NULL) {
+    if (c->buf.rb == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "read: no receive buffer attached");
         return NULL;
     }
-    PyObject *tail = c->redeliver ? NULL : PyObject_GetAttr(c->rb, str_tail);
-    if (tail == NULL && PyErr_Occurred())
+    int kept = c->redeliver ? 1 : rb_kept(c->buf.rb);
+    if (kept < 0)
         return NULL;
-    int kept = tail == NULL || PyObject_IsTrue(tail);
-    Py_XDECREF(tail);
     if (kept) /* bytes kept from last time, or presented again: the Python path */
         return PyObject_CallMethodOneArg((PyObject *)c, str_read_slow, on_data);
-    ssize_t n = recv(c->fd, PyByteArray_AS_STRING(c->rbbytes), (size_t)c->size, MSG_DONTWAIT);
+    ssize_t n = recv(c->fd, PyByteArray_AS_STRING(c->buf.bytes), (size_t)c->buf.size,
+                     MSG_DONTWAIT);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             Py_RETURN_NONE;
@@ -1301,8 +1332,8 @@ static PyObject *sc_read(SockConnCore *c, PyObject *on_data)
     if (n == 0)
         return sc_shutdown(c, "remote close", 0) < 0 ? NULL : Py_NewRef(Py_None);
     c->received = 1;
-    PyObject *view = n == c->size ? Py_NewRef(c->rbview)
-                                  : PySequence_GetSlice(c->rbview, 0, n);
+    PyObject *view = n == c->buf.size ? Py_NewRef(c->buf.view)
+                                      : PySequence_GetSlice(c->buf.view, 0, n);
     PyObject *size = PyLong_FromSsize_t(n);
     PyObject *r = NULL;
     if (view != NULL && size != NULL) {
@@ -1314,7 +1345,7 @@ static PyObject *sc_read(SockConnCore *c, PyObject *on_data)
         Saved exc = {NULL, NULL, NULL};
         save_error(&exc);
         if (size != NULL)
-            PyObject_SetAttr(c->rb, str_tail, size);
+            PyObject_SetAttr(c->buf.rb, str_tail, size);
         c->redeliver = 1;
         PyErr_Clear();
         restore_error(&exc);
@@ -1437,7 +1468,7 @@ static PyMethodDef sc_methods[] = {
 };
 
 static PyMemberDef sc_members[] = {
-    {"_buf", T_OBJECT, offsetof(SockConnCore, rb), READONLY, NULL},
+    {"_buf", T_OBJECT, offsetof(SockConnCore, buf.rb), READONLY, NULL},
     {"fd", T_INT, offsetof(SockConnCore, fd), READONLY, NULL},
     {"_connected", T_BOOL, offsetof(SockConnCore, connected), 0, NULL},
     {"_sent", T_BOOL, offsetof(SockConnCore, sent), 0, NULL},
@@ -1486,8 +1517,7 @@ enum { TD_MAX_PACKETS = 64 }; /* per zocket per poll (connection.py's MAX_PACKET
 
 typedef struct {
     PyObject_HEAD
-    PyObject *rb, *rbview, *rbbytes; /* the RecvBuffer, as SockConnCore holds it */
-    Py_ssize_t size;
+    RecvHold buf;
     void *zock;
     td_zc_recv_fn zc_recv;
     td_zc_done_fn zc_done;
@@ -1502,17 +1532,12 @@ static PyObject *str_stream_ended, *str_free_zocket, *str_deliver_packet, *str_w
 
 static int td_traverse(TdConnCore *c, visitproc visit, void *arg)
 {
-    Py_VISIT(c->rb);
-    Py_VISIT(c->rbview);
-    Py_VISIT(c->rbbytes);
-    return 0;
+    return hold_traverse(&c->buf, visit, arg);
 }
 
 static int td_clear(TdConnCore *c)
 {
-    Py_CLEAR(c->rb);
-    Py_CLEAR(c->rbview);
-    Py_CLEAR(c->rbbytes);
+    hold_clear(&c->buf);
     return 0;
 }
 
@@ -1534,19 +1559,8 @@ static PyObject *td_attach(TdConnCore *c, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "_attach: a null zocket or function");
         return NULL;
     }
-    PyObject *view = PyObject_GetAttr(rb, str_view);
-    PyObject *bytes = PyObject_GetAttr(rb, str_buf);
-    if (view == NULL || bytes == NULL || !PyByteArray_CheckExact(bytes)) {
-        Py_XDECREF(view);
-        Py_XDECREF(bytes);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "_attach: a RecvBuffer (bytearray + view)");
+    if (hold_attach(&c->buf, rb) < 0)
         return NULL;
-    }
-    Py_XSETREF(c->rb, Py_NewRef(rb));
-    Py_XSETREF(c->rbview, view);
-    Py_XSETREF(c->rbbytes, bytes);
-    c->size = PyByteArray_GET_SIZE(bytes);
     c->zock = (void *)(uintptr_t)zock;
     c->zc_recv = (td_zc_recv_fn)(uintptr_t)zc_recv;
     c->zc_done = (td_zc_done_fn)(uintptr_t)zc_done;
@@ -1573,7 +1587,7 @@ static int td_packet(TdConnCore *c, PyObject *on_data, char *base, size_t n)
     if (view == NULL)
         return -1;
     PyObject *r;
-    if ((Py_ssize_t)n > c->size) { /* longer than the receive buffer: the Python way */
+    if ((Py_ssize_t)n > c->buf.size) { /* longer than the receive buffer: the Python way */
         PyObject *len = PyLong_FromSize_t(n);
         r = len ? PyObject_CallMethodObjArgs((PyObject *)c, str_deliver_packet, view, len,
                                              on_data, NULL) : NULL;
@@ -1625,22 +1639,13 @@ static int td_packet(TdConnCore *c, PyObject *on_data, char *base, size_t n)
     return 0;
 }
 
-/* Bytes kept in the receive buffer (its tail): 1, 0, or -1 with an error. */
-static int rb_kept(PyObject *rb)
-{
-    PyObject *tail = PyObject_GetAttr(rb, str_tail);
-    int kept = tail ? PyObject_IsTrue(tail) : -1;
-    Py_XDECREF(tail);
-    return kept;
-}
-
 static PyObject *td_read(TdConnCore *c, PyObject *on_data)
 {
-    if (c->rb == NULL) {
+    if (c->buf.rb == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "read: no zocket attached");
         return NULL;
     }
-    int kept = c->redeliver ? 1 : rb_kept(c->rb);
+    int kept = c->redeliver ? 1 : rb_kept(c->buf.rb);
     if (kept < 0)
         return NULL;
     if (kept)
@@ -1673,7 +1678,7 @@ static PyObject *td_read(TdConnCore *c, PyObject *on_data)
             return NULL;
         if (!c->connected)
             Py_RETURN_FALSE;
-        if ((kept = rb_kept(c->rb)) != 0) /* bytes kept: the next read is the Python one */
+        if ((kept = rb_kept(c->buf.rb)) != 0) /* bytes kept: the next read is the Python one */
             return kept < 0 ? NULL : PyObject_CallMethodOneArg((PyObject *)c, str_read_slow,
                                                                on_data);
     }
@@ -1753,7 +1758,7 @@ static PyMethodDef td_methods[] = {
 };
 
 static PyMemberDef td_members[] = {
-    {"_buf", T_OBJECT, offsetof(TdConnCore, rb), READONLY, NULL},
+    {"_buf", T_OBJECT, offsetof(TdConnCore, buf.rb), READONLY, NULL},
     {"_connected", T_BOOL, offsetof(TdConnCore, connected), 0, NULL},
     {"_sent", T_BOOL, offsetof(TdConnCore, sent), 0, NULL},
     {"_received", T_BOOL, offsetof(TdConnCore, received), 0, NULL},

@@ -9,15 +9,12 @@ sanitised build of scripts/pytest-asan.sh uses it).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import ipaddress
-import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
+from pollnet import _modload
 from pollnet.backends.efvi.errors import (
     ConnectionClosedError,
     ConnectionTableFull,
@@ -31,17 +28,8 @@ _MODULE = "pollnet._pncore"
 
 
 def _load() -> tuple[Any, Any, str]:
-    path = os.environ.get("POLLNET_CORE_MODULE", "")
     try:
-        if path:
-            spec = importlib.util.spec_from_file_location(_MODULE, path)
-            if spec is None or spec.loader is None:
-                return None, None, f"POLLNET_CORE_MODULE={path} is not a loadable module"
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[_MODULE] = mod
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(_MODULE)
+        mod = _modload.load(_MODULE, "POLLNET_CORE_MODULE")
     except ImportError as exc:
         return None, None, f"{_MODULE} is not built ({exc})"
     return mod.ffi, mod.lib, ""

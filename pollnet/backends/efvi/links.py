@@ -8,6 +8,7 @@ naming what to install.
 from __future__ import annotations
 
 import fcntl
+import gc
 import socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -127,12 +128,21 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         params.local_ip = ip
     err = ffi.new("char[]", _ERRLEN)
     ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
+    if ptr == ffi.NULL and _QUEUE_TAKEN in _core.c_string(err):
+        # One of our own stacks holds the queue. If nothing can reach it any more (left in a
+        # reference cycle, e.g. by a traceback), collecting it closes its link: try again.
+        gc.collect()
+        ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
     if ptr == ffi.NULL:
         raise BackendUnavailable(
             "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
         )
     return Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
                 gateway_ip=_default_gateway(ifname))
+
+
+# link_af_xdp.c's words when the interface queue already has an AF_XDP socket.
+_QUEUE_TAKEN = "already has an AF_XDP socket"
 
 
 def _interface_address(ifname: str) -> tuple[int, int]:
