@@ -6,6 +6,10 @@ The dispatch loop allocates nothing per event beyond what Python must (the memor
 on_data/on_fin): the event array, the connection objects and the handler's bound methods
 are all made in advance. A batch of exactly one DATA event (every message of a
 ping-pong) is dispatched inline by poll() itself, with the same effects as the loop.
+
+Where the compiled per-message path runs (pollnet._pnfast, see pollnet/_fast.py), poll()
+is its Poller's: the same steps in C, which hands ESTABLISHED, FIN and the endings to
+`_event` here; the Python poll() and `_dispatch` are then the fallback.
 """
 
 from __future__ import annotations
