@@ -16,6 +16,7 @@ import pytest
 import pollnet
 from pollnet.backends.efvi import _core
 from pollnet.config import AnyConfig, config_from_dict
+from pollnet.errors import ConfigError
 from pollnet.testing import RecordingHandler, free_port, loopback_config, poll_until
 
 # How an efvi client's connect to a kernel socket on 127.0.0.1 fails, per link: the sim
@@ -34,6 +35,24 @@ def kernel_loopback_unreachable(cfg: AnyConfig) -> str | None:
     if cfg.backend != "efvi":
         return None
     return _LOOPBACK_FAILURE[cfg.efvi.link]
+
+
+def one_address_per_stack(cfg: AnyConfig) -> bool:
+    """efvi on a real link: each client stack needs an address of its own on the
+    interface, so a second client from one config (one efvi.local_ip) is refused."""
+    return cfg.backend == "efvi" and cfg.efvi.link != "sim"
+
+
+def assert_second_client_refused(cfg: AnyConfig) -> None:
+    """The documented difference: the second client of one config is a ConfigError naming
+    the address, while the first runs."""
+    first = pollnet.create_client(cfg)
+    try:
+        with pytest.raises(ConfigError, match=r"efvi\.local_ip = .* another efvi stack of "
+                                               r"this process has that address there"):
+            pollnet.create_client(cfg)
+    finally:
+        first.close()
 
 
 def assert_connect_fails(cfg: AnyConfig, why: str) -> None:
@@ -56,21 +75,6 @@ REFUSING_PEER_TESTS = {
     "test_camel_case_connect_failed",
 }
 
-REAL_LINK_SKIPS = {
-    "test_max_conns_leaves_extra_clients_in_the_backlog": (
-        "it makes several clients from one config, which names one efvi.local_ip: on one "
-        "interface each client stack needs an address of its own"
-    ),
-    "test_foreach_conn_visits_every_live_connection": (
-        "several clients from one config (one efvi.local_ip): each client stack needs "
-        "an address of its own on the interface"
-    ),
-    "test_server_close_closes_everything": (
-        "several clients from one config (one efvi.local_ip): each client stack needs "
-        "an address of its own on the interface"
-    ),
-}
-
 
 
 def efvi_config(request: pytest.FixtureRequest, link: str) -> Iterator[AnyConfig]:
@@ -78,8 +82,6 @@ def efvi_config(request: pytest.FixtureRequest, link: str) -> Iterator[AnyConfig
     if link == "sim":
         yield loopback_config("efvi", efvi={"link": "sim"})
         return
-    if name in REAL_LINK_SKIPS:
-        pytest.skip(f"efvi:{link}: {REAL_LINK_SKIPS[name]}")
     topo = request.getfixturevalue("efvi_netns")
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
         pytest.skip("efvi:af_xdp: this build of pollnet._pncore has no af_xdp link "

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import os
 import socket
 import struct
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.efvi import _core
@@ -46,6 +49,7 @@ class Link:
         self.mac = bytes(_core.ffi.buffer(ptr.mac, 6))
         self.mtu = int(ptr.mtu)
         self._keepalive = keepalive  # the sim wire outlives its links
+        self._address_key: tuple[int, str, int] | None = None  # its entry in _IN_USE
 
     def describe(self) -> str:
         return f"the {self.kind} link {self.where}"
@@ -58,6 +62,9 @@ class Link:
             _core.lib.pn_link_destroy(self.ptr)
             self.ptr = None
             self._keepalive = None
+        key = self._address_key
+        if key is not None and (ref := _IN_USE.get(key)) is not None and ref() is self:
+            del _IN_USE[key]
 
     def stats(self) -> dict[str, int]:
         """A real link's counters (`pn_real_link_stats`); {} for other links."""
@@ -118,6 +125,16 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         raise BackendUnavailable(
             "efvi", f"interface {ifname!r} has no IPv4 address: set efvi.local_ip in the config"
         )
+    key = (_netns_id(), ifname, ip)
+    if _held(key):
+        gc.collect()  # a holder nothing can reach any more closes its link now
+        if _held(key):
+            raise ConfigError(
+                f"efvi.local_ip = {_core.int_to_ip(ip)!r} on {ifname!r}: another efvi stack "
+                "of this process has that address there already; each client or server "
+                "stack needs an address of its own on an interface (give this one another "
+                "efvi.local_ip, or make several connections from one TcpClient with "
+                "max_conns)")
     params = ffi.new("pn_real_link_params *")
     name = ffi.new("char[]", ifname.encode())
     params.ifname = name
@@ -137,8 +154,27 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         raise BackendUnavailable(
             "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
         )
-    return Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
+    link = Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
                 gateway_ip=_default_gateway(ifname))
+    link._address_key = key
+    _IN_USE[key] = weakref.ref(link)
+    return link
+
+
+# The real links this process has open, by (network namespace, interface, address): two
+# stacks on one address would take each other's segments for strangers' and reset them.
+_IN_USE: dict[tuple[int, str, int], weakref.ref[Link]] = {}
+
+
+def _netns_id() -> int:
+    """This thread's network namespace (links open in the one the thread is in)."""
+    return os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
+
+
+def _held(key: tuple[int, str, int]) -> bool:
+    ref = _IN_USE.get(key)
+    link = ref() if ref is not None else None
+    return link is not None and link.ptr is not None
 
 
 # link_af_xdp.c's words when the interface queue already has an AF_XDP socket.
