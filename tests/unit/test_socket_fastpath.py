@@ -84,3 +84,27 @@ def test_a_connected_client_reads_without_epoll() -> None:
     finally:
         client.close()
         server.close()
+
+
+def test_an_idle_server_poll_allocates_little() -> None:
+    # epoll.poll(0) without maxevents allocated room for 1023 events (12 KB) on every poll
+    # of the Python path (found by a helper; the compiled poll's epoll_wait allocates none).
+    import tracemalloc
+
+    from pollnet.testing import Pair, loopback_config
+
+    pair = Pair(loopback_config("socket"))
+    for _ in range(10):
+        pair.poll()
+    tracemalloc.start()
+    try:
+        rises = []
+        for _ in range(5):
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            pair.server.poll(pair.server_handler)
+            rises.append(tracemalloc.get_traced_memory()[1] - start)
+    finally:
+        tracemalloc.stop()
+    assert max(rises) < 2048, rises
+    pair.close()

@@ -21,6 +21,11 @@ from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
 
 
+# Events taken per Python poll: epoll.poll() without maxevents allocates room for 1023
+# (12 KB) on every call; the rest stay ready (level-triggered) for the next poll.
+_MAX_EVENTS = 32
+
+
 class SocketTcpServer(ServerBase[SocketConnection]):
     """Listens on `listen_ip:port` (SO_REUSEADDR) and serves up to `max_conns`.
 
@@ -79,7 +84,7 @@ class SocketTcpServer(ServerBase[SocketConnection]):
             methods = self._handlers.get(handler)
         if self._again:
             self._read_again(methods.on_data)
-        events = self._ready(0)
+        events = self._ready(0, _MAX_EVENTS)
         if events:
             conns = self._conns
             on_data = methods.on_data
