@@ -20,7 +20,6 @@ from pollnet.recvbuf import RecvBuffer
 from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
 
-
 # Events taken per Python poll: epoll.poll() without maxevents allocates room for 1023
 # (12 KB) on every call; the rest stay ready (level-triggered) for the next poll.
 _MAX_EVENTS = 32
