@@ -263,6 +263,10 @@ typedef struct pn_real_link_stats {
                                                     (to_own: own_ip frames, ARP replies) */
     uint64_t tc_hidden;          /* af_packet, shared address: flow frames kept from the
                                     kernel by its tc filter */
+    uint64_t rx_fill_deferred;   /* af_xdp: returns that found the fill ring full (the
+                                    frames waited and went in later, none lost) */
+    uint64_t rx_fill_lost;       /* af_xdp: frames lost returning to the fill ring (0
+                                    unless the link's invariant breaks) */
     uint32_t xdp_mode;           /* af_xdp: PN_XDP_MODE_NATIVE/GENERIC/ZEROCOPY in force */
     uint32_t ports_reserved;     /* shared-address mode: kernel sockets holding our ports */
 } pn_real_link_stats;
