@@ -96,6 +96,10 @@ typedef struct pn_config {
                                         rejects, duplicate SYNs in SYN-RECEIVED, TIME_WAIT
                                         SYNs and data (Linux's tcp_invalid_ratelimit);
                                         500; 0 = no limit */
+    uint32_t fin_timeout_ms;         /* a connection in FIN_WAIT_2 whose peer never sends
+                                        its FIN ends after this long (RST, event
+                                        CONNECTION_TIMEOUT, PN_REASON_FIN_WAIT_2; Linux's
+                                        tcp_fin_timeout); 60000; 0 = never */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
@@ -351,6 +355,7 @@ enum {
     PN_REASON_PROBES,             /* tcp_retries zero-window probes unanswered */
     PN_REASON_ZERO_WINDOW,        /* the peer's window stayed zero zero_window_timeout_ms */
     PN_REASON_RESET,              /* the peer sent an acceptable RST */
+    PN_REASON_FIN_WAIT_2,         /* no FIN from the peer within fin_timeout_ms */
 };
 const char *pn_reason_str(uint32_t reason);
 
@@ -447,6 +452,7 @@ typedef struct pn_stats {
                                                 repaired (a bug: report it) */
     uint64_t TcpExtTCPACKSkippedPAWS, TcpExtTCPACKSkippedSynRecv;   /* replies held back */
     uint64_t TcpExtTCPACKSkippedSeq, TcpExtTCPACKSkippedTimeWait;   /* by oow_rate_limit_ms */
+    uint64_t PnFinWait2Timeouts;             /* ended in FIN_WAIT_2 by fin_timeout_ms */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -666,8 +666,13 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     bool fin_acked = c->fin_queued && seq_gt(c->snd_una, c->data_end);
     switch (c->state) {
     case PN_TCP_FIN_WAIT_1:
-        if (fin_acked)
+        if (fin_acked) {
             c->state = PN_TCP_FIN_WAIT_2;
+            /* nothing is in flight now: the retransmission timer bounds the wait for the
+             * peer's FIN (tcp_timer.c, fin_timeout_ms) */
+            if (s->cfg.fin_timeout_ms)
+                pn_timer_set(s, &c->t_rtx, s->now + (uint64_t)s->cfg.fin_timeout_ms * 1000000u);
+        }
         break;
     case PN_TCP_CLOSING:
     case PN_TCP_LAST_ACK:

@@ -50,6 +50,16 @@ static void backoff(pn_stack *s, pn_conn *c)
 
 static void rtx_timeout(pn_stack *s, pn_conn *c)
 {
+    if (c->state == PN_TCP_FIN_WAIT_2) {
+        /* fin_timeout_ms passed without the peer's FIN (armed in tcp_in.c): end it as
+         * Linux's tcp_fin_timeout does, with a RST the peer's half-open side can use */
+        s->st.PnFinWait2Timeouts++;
+        s->end_reason = PN_REASON_FIN_WAIT_2;
+        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+        s->st.TcpOutRsts++;
+        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        return;
+    }
     switch (c->state) {
     case PN_TCP_SYN_SENT:
     case PN_TCP_SYN_RECEIVED:
