@@ -100,6 +100,12 @@ typedef struct pn_config {
                                         its FIN ends after this long (RST, event
                                         CONNECTION_TIMEOUT, PN_REASON_FIN_WAIT_2; Linux's
                                         tcp_fin_timeout); 60000; 0 = never */
+    uint32_t keepalive_idle_ms;      /* RFC 1122 4.2.3.6: probe a connection the peer has
+                                        been silent on this long; 0 (default) = off,
+                                        as Linux without SO_KEEPALIVE (its idle: 7200 s) */
+    uint32_t keepalive_intvl_ms;     /* between unanswered probes; 75000 as Linux */
+    uint32_t keepalive_cnt;          /* unanswered probes that end the connection
+                                        (PN_REASON_KEEPALIVE); 9 as Linux */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
@@ -356,6 +362,7 @@ enum {
     PN_REASON_ZERO_WINDOW,        /* the peer's window stayed zero zero_window_timeout_ms */
     PN_REASON_RESET,              /* the peer sent an acceptable RST */
     PN_REASON_FIN_WAIT_2,         /* no FIN from the peer within fin_timeout_ms */
+    PN_REASON_KEEPALIVE,          /* keepalive_cnt keepalive probes unanswered */
 };
 const char *pn_reason_str(uint32_t reason);
 
@@ -453,6 +460,8 @@ typedef struct pn_stats {
     uint64_t TcpExtTCPACKSkippedPAWS, TcpExtTCPACKSkippedSynRecv;   /* replies held back */
     uint64_t TcpExtTCPACKSkippedSeq, TcpExtTCPACKSkippedTimeWait;   /* by oow_rate_limit_ms */
     uint64_t PnFinWait2Timeouts;             /* ended in FIN_WAIT_2 by fin_timeout_ms */
+    uint64_t TcpExtTCPKeepAlive;             /* keepalive probes sent */
+    uint64_t PnKeepaliveTimeouts;            /* ended by keepalive_cnt unanswered probes */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -75,6 +75,9 @@ static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     c->backoff = 0;
     pn_timer_del(s, &c->t_rtx);
     pn_cc_init(s, c);
+    c->ka_rx_ns = s->now;
+    if (s->cfg.keepalive_idle_ms)
+        pn_timer_set(s, &c->t_ka, s->now + (uint64_t)s->cfg.keepalive_idle_ms * 1000000u);
     pn_ev_push(s, c, PN_EV_CONNECTION_ESTABLISHED);
 }
 
@@ -511,6 +514,8 @@ static void challenge_ack(pn_stack *s, pn_conn *c)
 static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     uint8_t fl = t->flags;
+    c->ka_rx_ns = s->now;      /* the peer is alive: the keepalive clock restarts */
+    c->ka_probes = 0;
     /* a retransmitted SYN while our SYN-ACK is outstanding: answer it again */
     if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && !(fl & PN_TH_ACK) &&
         t->seq == c->irs) {
