@@ -173,6 +173,12 @@ class EfviOptions(_Section):
     max_conns_per_source: Annotated[int, Field(ge=0, le=1 << 20)] = 0  # 0 = no limit
     challenge_ack_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # per second
     oow_rate_limit_ms: Annotated[int, Field(ge=0, le=60_000)] = 500  # 0 = no limit
+    # FIN_WAIT_2 without the peer's FIN ends after this (Linux's tcp_fin_timeout); 0 = never
+    fin_timeout_ms: Annotated[int, Field(ge=0, le=(1 << 32) - 1)] = 60_000
+    # keepalive (RFC 1122 4.2.3.6): probe after this much silence from the peer; 0 = off
+    keepalive_idle_ms: Annotated[int, Field(ge=0, le=(1 << 32) - 1)] = 0
+    keepalive_intvl_ms: Annotated[int, Field(ge=1, le=(1 << 32) - 1)] = 75_000
+    keepalive_cnt: Annotated[int, Field(ge=1, le=1 << 16)] = 9  # unanswered probes: end
     sim: SimOptions = Field(default_factory=SimOptions)
 
     @field_validator("local_ip")

@@ -96,6 +96,16 @@ typedef struct pn_config {
                                         rejects, duplicate SYNs in SYN-RECEIVED, TIME_WAIT
                                         SYNs and data (Linux's tcp_invalid_ratelimit);
                                         500; 0 = no limit */
+    uint32_t fin_timeout_ms;         /* a connection in FIN_WAIT_2 whose peer never sends
+                                        its FIN ends after this long (RST, event
+                                        CONNECTION_TIMEOUT, PN_REASON_FIN_WAIT_2; Linux's
+                                        tcp_fin_timeout); 60000; 0 = never */
+    uint32_t keepalive_idle_ms;      /* RFC 1122 4.2.3.6: probe a connection the peer has
+                                        been silent on this long; 0 (default) = off,
+                                        as Linux without SO_KEEPALIVE (its idle: 7200 s) */
+    uint32_t keepalive_intvl_ms;     /* between unanswered probes; 75000 as Linux */
+    uint32_t keepalive_cnt;          /* unanswered probes that end the connection
+                                        (PN_REASON_KEEPALIVE); 9 as Linux */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
@@ -263,6 +273,10 @@ typedef struct pn_real_link_stats {
                                                     (to_own: own_ip frames, ARP replies) */
     uint64_t tc_hidden;          /* af_packet, shared address: flow frames kept from the
                                     kernel by its tc filter */
+    uint64_t rx_fill_deferred;   /* af_xdp: returns that found the fill ring full (the
+                                    frames waited and went in later, none lost) */
+    uint64_t rx_fill_lost;       /* af_xdp: frames lost returning to the fill ring (0
+                                    unless the link's invariant breaks) */
     uint32_t xdp_mode;           /* af_xdp: PN_XDP_MODE_NATIVE/GENERIC/ZEROCOPY in force */
     uint32_t ports_reserved;     /* shared-address mode: kernel sockets holding our ports */
 } pn_real_link_stats;
@@ -347,6 +361,8 @@ enum {
     PN_REASON_PROBES,             /* tcp_retries zero-window probes unanswered */
     PN_REASON_ZERO_WINDOW,        /* the peer's window stayed zero zero_window_timeout_ms */
     PN_REASON_RESET,              /* the peer sent an acceptable RST */
+    PN_REASON_FIN_WAIT_2,         /* no FIN from the peer within fin_timeout_ms */
+    PN_REASON_KEEPALIVE,          /* keepalive_cnt keepalive probes unanswered */
 };
 const char *pn_reason_str(uint32_t reason);
 
@@ -443,6 +459,9 @@ typedef struct pn_stats {
                                                 repaired (a bug: report it) */
     uint64_t TcpExtTCPACKSkippedPAWS, TcpExtTCPACKSkippedSynRecv;   /* replies held back */
     uint64_t TcpExtTCPACKSkippedSeq, TcpExtTCPACKSkippedTimeWait;   /* by oow_rate_limit_ms */
+    uint64_t PnFinWait2Timeouts;             /* ended in FIN_WAIT_2 by fin_timeout_ms */
+    uint64_t TcpExtTCPKeepAlive;             /* keepalive probes sent */
+    uint64_t PnKeepaliveTimeouts;            /* ended by keepalive_cnt unanswered probes */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

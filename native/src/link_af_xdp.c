@@ -110,6 +110,8 @@ void pn_rl_tc_hide_close(pn_tc_hide *h)
 #include <bpf/libbpf.h>
 #include <xdp/xsk.h>
 
+#include "ax_fill.h"
+
 #include "pn_xdp_obj.h"
 
 #define DEFAULT_RING_FRAMES 1024u
@@ -155,6 +157,7 @@ typedef struct af_xdp_link {
     uint32_t frame_size;
     uint64_t *tx_free;
     uint32_t tx_free_n;
+    pn_ax_fill_backlog fill_wait; /* RX frames the fill ring had no room for yet */
     uint64_t tx_pending;         /* the buffer tx_buf() handed out, not yet sent */
     int tx_has_pending;
     int tx_dirty;                /* TX ring may hold frames the kernel has not taken */
@@ -537,6 +540,8 @@ static int ax_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max
     (void)now_ns;
     af_xdp_link *x = (af_xdp_link *)l;
     uint32_t idx = 0;
+    if (x->fill_wait.n)
+        pn_ax_fill_flush(&x->fill, &x->fill_wait);
     uint32_t n = max > 0 ? xsk_ring_cons__peek(&x->rx, (uint32_t)max, &idx) : 0;
     if (n == 0) {
         if (xsk_ring_prod__needs_wakeup(&x->fill))
@@ -565,12 +570,16 @@ static void ax_rx_release(pn_link *l, const pn_rx_frame *frames, int n)
     af_xdp_link *x = (af_xdp_link *)l;
     if (n <= 0)
         return;
-    uint32_t idx = 0;
-    /* The fill ring holds every RX frame, so there is always room. */
-    uint32_t got = xsk_ring_prod__reserve(&x->fill, (uint32_t)n, &idx);
-    for (uint32_t i = 0; i < got; i++)
-        *xsk_ring_prod__fill_addr(&x->fill, idx + i) = chunk_of(x, frames[i].handle);
-    xsk_ring_prod__submit(&x->fill, got);
+    /* The fill ring has room for twice the RX frames, but the kernel can be slow to
+     * retire slots; what does not fit now waits in fill_wait (never dropped). */
+    uint64_t addr[64];
+    for (int off = 0; off < n; off += 64) {
+        uint32_t k = (uint32_t)(n - off < 64 ? n - off : 64);
+        for (uint32_t i = 0; i < k; i++)
+            addr[i] = chunk_of(x, frames[off + (int)i].handle);
+        if (pn_ax_fill_return(&x->fill, &x->fill_wait, addr, k, &x->rl.stats.rx_fill_lost))
+            x->rl.stats.rx_fill_deferred++;
+    }
 }
 
 static void reclaim_completions(af_xdp_link *x)
@@ -770,6 +779,7 @@ static void ax_destroy(pn_link *l)
         munmap(x->area, x->area_len);
     pn_rl_ports_free(&x->ports);
     free(x->tx_free);
+    free(x->fill_wait.addr);
     free(x);
 }
 
@@ -813,7 +823,7 @@ static int make_socket(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
     memset(&x->tx, 0, sizeof x->tx);
     struct xsk_umem_config uc;
     memset(&uc, 0, sizeof uc);
-    uc.fill_size = x->frames;
+    uc.fill_size = 2 * x->frames;   /* above the frame count: see ax_rx_release */
     uc.comp_size = x->frames;
     uc.frame_size = x->frame_size;
     uc.frame_headroom = 0;
@@ -873,8 +883,10 @@ static int make_socket(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
     for (uint32_t i = 0; i < x->frames; i++)
         *xsk_ring_prod__fill_addr(&x->fill, idx + i) = (uint64_t)i * x->frame_size;
     xsk_ring_prod__submit(&x->fill, x->frames);
+    x->fill_wait.addr = malloc(x->frames * sizeof *x->fill_wait.addr);
+    x->fill_wait.cap = x->frames;
     x->tx_free = malloc(x->frames * sizeof *x->tx_free);
-    if (x->tx_free == NULL) {
+    if (x->tx_free == NULL || x->fill_wait.addr == NULL) {
         pn_rl_errf(err, errlen, WHO, "out of memory");
         return PN_ENOMEM;
     }

@@ -39,7 +39,7 @@ static inline uint32_t seq_max(uint32_t a, uint32_t b) { return seq_gt(a, b) ? a
 static inline uint32_t seq_min(uint32_t a, uint32_t b) { return seq_lt(a, b) ? a : b; }
 
 /* ------------------------------------------------------------------ timers (a binary heap) */
-enum { PN_T_RTX = 1, PN_T_DELACK, PN_T_USER, PN_T_ARP };
+enum { PN_T_RTX = 1, PN_T_DELACK, PN_T_USER, PN_T_ARP, PN_T_KEEPALIVE };
 
 typedef struct pn_timer {
     uint64_t when;
@@ -120,6 +120,11 @@ typedef struct pn_conn {
 
     pn_timer t_rtx, t_delack;
     pn_timer *t_user;
+
+    /* keepalive (RFC 1122 4.2.3.6; tcp_timer.c) */
+    pn_timer t_ka;
+    uint64_t ka_rx_ns;       /* when the peer last sent a segment */
+    uint32_t ka_probes;      /* probes sent since then, unanswered */
 } pn_conn;
 
 typedef struct pn_tw {       /* a TIME_WAIT entry (time_wait.c) */
@@ -268,6 +273,7 @@ int pn_tcp_send_syn(pn_stack *s, pn_conn *c);
 void pn_tcp_output(pn_stack *s, pn_conn *c);
 void pn_tcp_output_force(pn_stack *s, pn_conn *c);
 int pn_tcp_send_probe(pn_stack *s, pn_conn *c);
+int pn_tcp_send_keepalive(pn_stack *s, pn_conn *c);
 uint32_t pn_tcp_ack_seq(const pn_conn *c);
 int pn_tcp_send_ctl(pn_stack *s, pn_conn *c, uint8_t flags);
 void pn_tcp_send_ack(pn_stack *s, pn_conn *c);

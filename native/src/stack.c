@@ -58,6 +58,10 @@ void pn_config_default(pn_config *c)
     c->max_conns_per_source = 0;
     c->challenge_ack_limit = PN_CHALLENGE_ACK_LIMIT;
     c->oow_rate_limit_ms = 500;
+    c->fin_timeout_ms = 60000;       /* Linux's tcp_fin_timeout */
+    c->keepalive_idle_ms = 0;        /* off, as Linux without SO_KEEPALIVE */
+    c->keepalive_intvl_ms = 75000;   /* Linux's tcp_keepalive_intvl */
+    c->keepalive_cnt = 9;            /* Linux's tcp_keepalive_probes */
 }
 
 const char *pn_reason_str(uint32_t reason)
@@ -69,6 +73,8 @@ const char *pn_reason_str(uint32_t reason)
     case PN_REASON_PROBES: return "zero-window probes unanswered (tcp_retries)";
     case PN_REASON_ZERO_WINDOW: return "peer's window stayed zero (zero_window_timeout_ms)";
     case PN_REASON_RESET: return "reset by the peer";
+    case PN_REASON_FIN_WAIT_2: return "no FIN from the peer in FIN_WAIT_2 (fin_timeout_ms)";
+    case PN_REASON_KEEPALIVE: return "keepalive probes unanswered (keepalive_cnt)";
     default: return "unknown reason";
     }
 }
@@ -96,6 +102,8 @@ const char *const pn_stats_names[] = {
     "PnInvariantRepairs",
     "TcpExtTCPACKSkippedPAWS", "TcpExtTCPACKSkippedSynRecv",
     "TcpExtTCPACKSkippedSeq", "TcpExtTCPACKSkippedTimeWait",
+    "PnFinWait2Timeouts",
+    "TcpExtTCPKeepAlive", "PnKeepaliveTimeouts",
     NULL,
 };
 

@@ -65,10 +65,11 @@ void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_
     c->remote_ip = rip;
     c->remote_port = rport;
     c->local_port = lport;
-    c->t_rtx.heap_idx = c->t_delack.heap_idx = PN_NONE32;
-    c->t_rtx.owner = c->t_delack.owner = idx;
+    c->t_rtx.heap_idx = c->t_delack.heap_idx = c->t_ka.heap_idx = PN_NONE32;
+    c->t_rtx.owner = c->t_delack.owner = c->t_ka.owner = idx;
     c->t_rtx.kind = PN_T_RTX;
     c->t_delack.kind = PN_T_DELACK;
+    c->t_ka.kind = PN_T_KEEPALIVE;
     for (uint32_t j = 0; j < s->cfg.user_timer_cnt; j++) {
         tu[j].heap_idx = PN_NONE32;
         tu[j].owner = idx;
@@ -111,6 +112,7 @@ void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev)
     }
     pn_timer_del(s, &c->t_rtx);
     pn_timer_del(s, &c->t_delack);
+    pn_timer_del(s, &c->t_ka);
     for (uint32_t j = 0; j < s->cfg.user_timer_cnt; j++)
         pn_timer_del(s, &c->t_user[j]);
     if (c->in_ht) {
@@ -151,6 +153,7 @@ void pn_conn_closed(pn_stack *s, pn_conn *c)
     c->state = PN_TCP_TIME_WAIT;
     pn_timer_del(s, &c->t_rtx);
     pn_timer_del(s, &c->t_delack);
+    pn_timer_del(s, &c->t_ka);
 }
 
 /* At the start of a poll, after `remaining` was applied: FIN events held back behind a

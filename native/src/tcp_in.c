@@ -75,6 +75,9 @@ static void became_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     c->backoff = 0;
     pn_timer_del(s, &c->t_rtx);
     pn_cc_init(s, c);
+    c->ka_rx_ns = s->now;
+    if (s->cfg.keepalive_idle_ms)
+        pn_timer_set(s, &c->t_ka, s->now + (uint64_t)s->cfg.keepalive_idle_ms * 1000000u);
     pn_ev_push(s, c, PN_EV_CONNECTION_ESTABLISHED);
 }
 
@@ -511,6 +514,8 @@ static void challenge_ack(pn_stack *s, pn_conn *c)
 static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     uint8_t fl = t->flags;
+    c->ka_rx_ns = s->now;      /* the peer is alive: the keepalive clock restarts */
+    c->ka_probes = 0;
     /* a retransmitted SYN while our SYN-ACK is outstanding: answer it again */
     if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && !(fl & PN_TH_ACK) &&
         t->seq == c->irs) {
@@ -666,8 +671,13 @@ static void sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     bool fin_acked = c->fin_queued && seq_gt(c->snd_una, c->data_end);
     switch (c->state) {
     case PN_TCP_FIN_WAIT_1:
-        if (fin_acked)
+        if (fin_acked) {
             c->state = PN_TCP_FIN_WAIT_2;
+            /* nothing is in flight now: the retransmission timer bounds the wait for the
+             * peer's FIN (tcp_timer.c, fin_timeout_ms) */
+            if (s->cfg.fin_timeout_ms)
+                pn_timer_set(s, &c->t_rtx, s->now + (uint64_t)s->cfg.fin_timeout_ms * 1000000u);
+        }
         break;
     case PN_TCP_CLOSING:
     case PN_TCP_LAST_ACK:

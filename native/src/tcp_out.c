@@ -320,6 +320,14 @@ int pn_tcp_send_probe(pn_stack *s, pn_conn *c)
     return -1;
 }
 
+/* A keepalive probe (RFC 1122 4.2.3.6, as Linux's tcp_xmit_probe_skb): an ACK with
+ * seq = snd_una - 1 and no data, below the peer's window, so it must answer with an ACK. */
+int pn_tcp_send_keepalive(pn_stack *s, pn_conn *c)
+{
+    tx_args a = {c->snd_una - 1, PN_TH_ACK, NULL, 0};
+    return emit(s, c, &a);
+}
+
 /* Resend the first unacknowledged segment (fast retransmit, RFC 5681 3.2; a partial ACK,
  * RFC 6582 3.2; the RTO, RFC 6298 5.4), window or not. advance: after an RTO, snd_nxt
  * restarts from snd_una (go-back-N) and moves past what was resent. */

@@ -50,6 +50,16 @@ static void backoff(pn_stack *s, pn_conn *c)
 
 static void rtx_timeout(pn_stack *s, pn_conn *c)
 {
+    if (c->state == PN_TCP_FIN_WAIT_2) {
+        /* fin_timeout_ms passed without the peer's FIN (armed in tcp_in.c): end it as
+         * Linux's tcp_fin_timeout does, with a RST the peer's half-open side can use */
+        s->st.PnFinWait2Timeouts++;
+        s->end_reason = PN_REASON_FIN_WAIT_2;
+        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+        s->st.TcpOutRsts++;
+        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        return;
+    }
     switch (c->state) {
     case PN_TCP_SYN_SENT:
     case PN_TCP_SYN_RECEIVED:
@@ -123,6 +133,39 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     pn_rtx_arm(s, c);             /* RFC 6298 5.6 */
 }
 
+/* RFC 1122 4.2.3.6, as Linux: after keepalive_idle_ms without a segment from the peer,
+ * send a probe (seq snd_una - 1, no data: the peer answers with an ACK) every
+ * keepalive_intvl_ms; keepalive_cnt unanswered probes end the connection. Data in flight
+ * leaves it to the retransmission timer. */
+static void keepalive_timeout(pn_stack *s, pn_conn *c)
+{
+    uint64_t idle = (uint64_t)s->cfg.keepalive_idle_ms * 1000000u;
+    uint64_t intvl = (uint64_t)s->cfg.keepalive_intvl_ms * 1000000u;
+    if (idle == 0 || (c->state != PN_TCP_ESTABLISHED && c->state != PN_TCP_CLOSE_WAIT))
+        return;
+    if (c->snd_una != c->snd_max || c->persist) {
+        pn_timer_set(s, &c->t_ka, s->now + idle);
+        return;
+    }
+    uint64_t quiet = s->now - c->ka_rx_ns;
+    if (c->ka_probes == 0 && quiet < idle) {
+        pn_timer_set(s, &c->t_ka, c->ka_rx_ns + idle);
+        return;
+    }
+    if (c->ka_probes >= s->cfg.keepalive_cnt) {
+        s->st.PnKeepaliveTimeouts++;
+        s->end_reason = PN_REASON_KEEPALIVE;
+        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+        s->st.TcpOutRsts++;
+        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        return;
+    }
+    pn_tcp_send_keepalive(s, c);
+    s->st.TcpExtTCPKeepAlive++;
+    c->ka_probes++;
+    pn_timer_set(s, &c->t_ka, s->now + (intvl ? intvl : 1000000u));
+}
+
 void pn_tcp_timer(pn_stack *s, pn_conn *c, pn_timer *t)
 {
     if (c->in_use != 1)
@@ -134,6 +177,9 @@ void pn_tcp_timer(pn_stack *s, pn_conn *c, pn_timer *t)
     case PN_T_DELACK:
         if (c->delack_bytes)
             pn_tcp_send_ack(s, c);
+        break;
+    case PN_T_KEEPALIVE:
+        keepalive_timeout(s, c);
         break;
     case PN_T_USER: {
         int i = pn_ev_push(s, c, PN_EV_USER_TIMEOUT);

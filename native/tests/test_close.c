@@ -493,6 +493,149 @@ static void test_data_with_fin(void)
  * events (about 72 minutes at a million a second). Start both stacks just below the wrap
  * and run eight connections through data, a four-way close and TIME_WAIT across it: no
  * event may be lost or aliased, and every connection slot comes back. */
+/* FIN_WAIT_2 whose peer never sends its FIN: fin_timeout_ms ends it (RST, TIMEOUT event
+ * with PN_REASON_FIN_WAIT_2, PnFinWait2Timeouts); 0 keeps it forever. */
+static uint32_t fw2_reason;
+static void note_reason(node *n, pn_event *e)
+{
+    (void)n;
+    if (e->type == PN_EV_CONNECTION_TIMEOUT)
+        fw2_reason = e->reason;
+}
+
+static void fin_wait_2_run(uint32_t fin_timeout_ms, uint64_t wait_ns, bool expect_end)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    CHECK_EQ(c.fin_timeout_ms, 60000);          /* Linux's default */
+    c.fin_timeout_ms = fin_timeout_ms;
+    node *cl = world_add(&w, &c, CIP, 1);
+    cfg_for(&c, SIP);
+    node *sv = world_add(&w, &c, SIP, 2);
+    pn_listen(sv->s, 80);                       /* auto_fin 0: the server never sends FIN */
+    cl->hook = note_reason;
+    fw2_reason = 0;
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    CHECK_EQ(pn_send_fin(cl->s, st->conn), 0);
+    uint32_t conn = st->conn;
+    world_run(&w, 1000000000ull, NULL, NULL);
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), 0);
+    CHECK_EQ(ci.state, PN_TCP_FIN_WAIT_2);
+    world_run(&w, wait_ns, NULL, NULL);
+    pn_stats a, b;
+    pn_stack_stats(cl->s, &a);
+    pn_stack_stats(sv->s, &b);
+    if (expect_end) {
+        CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), PN_EBADCONN);
+        CHECK(st->timeout);
+        CHECK_EQ(fw2_reason, PN_REASON_FIN_WAIT_2);
+        CHECK_EQ(a.PnFinWait2Timeouts, 1);
+        CHECK_EQ(b.TcpInRsts, 1);               /* the peer's CLOSE_WAIT learns of it */
+        CHECK_EQ(sv->counts[PN_EV_CONNECTION_RESET], 1);
+    } else {
+        CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), 0);
+        CHECK_EQ(ci.state, PN_TCP_FIN_WAIT_2);
+        CHECK_EQ(a.PnFinWait2Timeouts, 0);
+    }
+    world_free(&w);
+}
+
+static void test_fin_wait_2_timeout(void)
+{
+    fin_wait_2_run(2000, 3000000000ull, true);
+    fin_wait_2_run(0, 120000000000ull, false);
+    fin_wait_2_run(60000, 30000000000ull, false);   /* not yet at the default */
+}
+
+/* Keepalive (RFC 1122 4.2.3.6): off by default; on, an idle connection is probed every
+ * keepalive_idle_ms and stays up while the peer (our own stack, its out-of-window ACK
+ * under oow_rate_limit_ms) answers; a peer that vanishes ends it after keepalive_cnt
+ * probes, keepalive_intvl_ms apart, with PN_REASON_KEEPALIVE. */
+static void keepalive_run(bool vanish)
+{
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    pn_config c;
+    cfg_for(&c, CIP);
+    CHECK_EQ(c.keepalive_idle_ms, 0);
+    CHECK_EQ(c.keepalive_intvl_ms, 75000);
+    CHECK_EQ(c.keepalive_cnt, 9);
+    c.keepalive_idle_ms = 2000;
+    c.keepalive_intvl_ms = 1000;
+    c.keepalive_cnt = 3;
+    node *cl = world_add(&w, &c, CIP, 1);
+    cfg_for(&c, SIP);
+    node *sv = world_add(&w, &c, SIP, 2);
+    pn_listen(sv->s, 80);
+    cl->hook = note_reason;
+    fw2_reason = 0;
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    uint32_t conn = st->conn;
+    pn_stats a, b;
+    pn_conn_info ci;
+    if (!vanish) {
+        world_run(&w, 21000000000ull, NULL, NULL);
+        pn_stack_stats(cl->s, &a);
+        pn_stack_stats(sv->s, &b);
+        CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), 0);
+        CHECK(a.TcpExtTCPKeepAlive >= 9 && a.TcpExtTCPKeepAlive <= 11);   /* one per idle */
+        CHECK_EQ(a.PnKeepaliveTimeouts, 0);
+        CHECK_EQ(b.TcpExtTCPACKSkippedSeq, 0);   /* every probe answered */
+        CHECK_EQ(pn_conn_info_get(sv->s, 0, &ci) == 0 || sv->counts[PN_EV_CONNECTION_ESTABLISHED] == 1, 1);
+        world_free(&w);
+        return;
+    }
+    /* the server vanishes: its next frames (the probes' answers) are dropped */
+    const uint8_t src[4] = {(uint8_t)(SIP >> 24), (uint8_t)(SIP >> 16), (uint8_t)(SIP >> 8),
+                            (uint8_t)SIP};
+    for (int i = 0; i < 6; i++)
+        pn_sim_wire_drop_nth(w.wire, 1, 26, src, NULL, 4);
+    world_run(&w, 4500000000ull, NULL, NULL);   /* idle 2 s, then probes at 2, 3, 4 s */
+    pn_stack_stats(cl->s, &a);
+    CHECK_EQ(a.TcpExtTCPKeepAlive, 3);
+    CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), 0);
+    world_run(&w, 1000000000ull, NULL, NULL);   /* the fourth interval ends it */
+    pn_stack_stats(cl->s, &a);
+    CHECK_EQ(pn_conn_info_get(cl->s, conn, &ci), PN_EBADCONN);
+    CHECK(st->timeout);
+    CHECK_EQ(fw2_reason, PN_REASON_KEEPALIVE);
+    CHECK_EQ(a.PnKeepaliveTimeouts, 1);
+    CHECK_EQ(a.TcpExtTCPKeepAlive, 3);
+    world_free(&w);
+}
+
+static void test_keepalive(void)
+{
+    keepalive_run(false);
+    keepalive_run(true);
+}
+
+static void test_keepalive_off_by_default(void)
+{
+    world w;
+    node *cl, *sv;
+    setup(&w, &cl, &sv, 100);
+    stream *st = client_open(cl, SIP, 80, 0, 0);
+    world_run(&w, 5000000000ull, est2, NULL);
+    world_run(&w, 100000000000ull, NULL, NULL);
+    pn_stats a;
+    pn_stack_stats(cl->s, &a);
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(cl->s, st->conn, &ci), 0);
+    CHECK_EQ(a.TcpExtTCPKeepAlive, 0);
+    CHECK_EQ(a.TcpOutSegs, 2);                  /* SYN and the handshake's ACK only */
+    world_free(&w);
+}
+
 static void test_event_queue_wrap(void)
 {
     world w;
@@ -533,6 +676,9 @@ int main(void)
     RUN(test_time_wait_pool_full);
     RUN(test_time_wait_reack);
     RUN(test_time_wait_reuse);
+    RUN(test_fin_wait_2_timeout);
+    RUN(test_keepalive);
+    RUN(test_keepalive_off_by_default);
     RUN(test_time_wait_replies_are_rate_limited);
     RUN(test_time_wait_reopen_above_old_sequence_space);
     RUN(test_timestamp_offset_is_per_address_pair);

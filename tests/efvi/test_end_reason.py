@@ -99,6 +99,35 @@ def test_reset_refused_closed_and_local_close() -> None:
 
 
 
+def test_fin_wait_2_without_the_peers_fin_times_out() -> None:
+    # The client's FIN is acknowledged; the server never sends its own: fin_timeout_ms
+    # (Linux's tcp_fin_timeout) ends the client's FIN_WAIT_2 with a RST.
+    sh, ch = Reasons(), Reasons()
+    n = make_net(client_opts=options(fin_timeout_ms=2000), sh=sh, ch=ch)
+    assert options().fin_timeout_ms == 60_000
+    c, _ = n.connect()
+    c.send_fin()
+    assert n.drive.run_until(lambda: "fin" in sh.names())
+    assert n.drive.run_until(lambda: ch.reasons and sh.reasons, timeout_ms=120_000)
+    assert ch.reasons == [("timeout", reason_text("FIN_WAIT_2"))]
+    assert sh.reasons == [("reset", reason_text("RESET"))]
+    assert n.client.stats()["PnFinWait2Timeouts"] == 1
+
+
+def test_keepalive_ends_a_connection_whose_peer_vanished() -> None:
+    ch = Reasons()
+    assert options().keepalive_idle_ms == 0  # off by default, as Linux
+    n = make_net(client_opts=options(keepalive_idle_ms=2000, keepalive_intvl_ms=1000,
+                                     keepalive_cnt=3), ch=ch)
+    n.connect()
+    n.server.close()  # gone without a RST: nothing answers the probes
+    drive = SimDriver(n.wire, (n.client, ch))
+    assert drive.run_until(lambda: ch.reasons, timeout_ms=120_000)
+    assert ch.reasons == [("timeout", reason_text("KEEPALIVE"))]
+    assert reason_text("KEEPALIVE").startswith("keepalive probes unanswered")
+    assert n.client.stats()["TcpExtTCPKeepAlive"] == 3
+
+
 def test_a_clean_close_and_the_next_connection() -> None:
     sh, ch = Reasons(), Reasons()
     n = make_net(sh=sh, ch=ch)

@@ -78,7 +78,8 @@ def end_reason_text(event: int, reason: int) -> str:
 _SYN_COOKIES = {"never": "PN_SYN_COOKIES_NEVER", "when_full": "PN_SYN_COOKIES_WHEN_FULL",
                 "always": "PN_SYN_COOKIES_ALWAYS"}
 _HOSTILE_KNOBS = ("max_syn_backlog", "max_ooo_segs", "max_ooo_bytes", "zero_window_timeout_ms",
-                  "max_conns_per_source", "challenge_ack_limit", "oow_rate_limit_ms")
+                  "max_conns_per_source", "challenge_ack_limit", "oow_rate_limit_ms",
+                  "fin_timeout_ms", "keepalive_idle_ms", "keepalive_intvl_ms", "keepalive_cnt")
 
 
 def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netmask: int,
