@@ -126,15 +126,17 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
             "efvi", f"interface {ifname!r} has no IPv4 address: set efvi.local_ip in the config"
         )
     key = (_netns_id(), ifname, ip)
+    if any(k[:2] == key[:2] and _held(k) for k in list(_IN_USE)):
+        # Another of our stacks is on this interface. If nothing can reach it any more (a
+        # reference cycle, a traceback), collecting it closes its link and frees its address
+        # and (af_xdp) the interface queue before we take them.
+        gc.collect()
     if _held(key):
-        gc.collect()  # a holder nothing can reach any more closes its link now
-        if _held(key):
-            raise ConfigError(
-                f"efvi.local_ip = {_core.int_to_ip(ip)!r} on {ifname!r}: another efvi stack "
-                "of this process has that address there already; each client or server "
-                "stack needs an address of its own on an interface (give this one another "
-                "efvi.local_ip, or make several connections from one TcpClient with "
-                "max_conns)")
+        raise ConfigError(
+            f"efvi.local_ip = {_core.int_to_ip(ip)!r} on {ifname!r}: another efvi stack of "
+            "this process has that address there already; each client or server stack "
+            "needs an address of its own on an interface (give this one another "
+            "efvi.local_ip, or make several connections from one TcpClient with max_conns)")
     params = ffi.new("pn_real_link_params *")
     name = ffi.new("char[]", ifname.encode())
     params.ifname = name
@@ -145,11 +147,6 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         params.local_ip = ip
     err = ffi.new("char[]", _ERRLEN)
     ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
-    if ptr == ffi.NULL and _QUEUE_TAKEN in _core.c_string(err):
-        # One of our own stacks holds the queue. If nothing can reach it any more (left in a
-        # reference cycle, e.g. by a traceback), collecting it closes its link: try again.
-        gc.collect()
-        ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
     if ptr == ffi.NULL:
         raise BackendUnavailable(
             "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
@@ -175,10 +172,6 @@ def _held(key: tuple[int, str, int]) -> bool:
     ref = _IN_USE.get(key)
     link = ref() if ref is not None else None
     return link is not None and link.ptr is not None
-
-
-# link_af_xdp.c's words when the interface queue already has an AF_XDP socket.
-_QUEUE_TAKEN = "already has an AF_XDP socket"
 
 
 def _interface_address(ifname: str) -> tuple[int, int]:
