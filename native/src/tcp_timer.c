@@ -48,16 +48,23 @@ static void backoff(pn_stack *s, pn_conn *c)
         c->backoff++;
 }
 
+/* A limit ran out on a connection the peer may still hold open: tell it with a RST, then
+ * free the slot with CONNECTION_TIMEOUT and `reason`. */
+static void abort_with_rst(pn_stack *s, pn_conn *c, uint32_t reason)
+{
+    s->end_reason = reason;
+    pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
+    s->st.TcpOutRsts++;
+    pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+}
+
 static void rtx_timeout(pn_stack *s, pn_conn *c)
 {
     if (c->state == PN_TCP_FIN_WAIT_2) {
         /* fin_timeout_ms passed without the peer's FIN (armed in tcp_in.c): end it as
          * Linux's tcp_fin_timeout does, with a RST the peer's half-open side can use */
         s->st.PnFinWait2Timeouts++;
-        s->end_reason = PN_REASON_FIN_WAIT_2;
-        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
-        s->st.TcpOutRsts++;
-        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        abort_with_rst(s, c, PN_REASON_FIN_WAIT_2);
         return;
     }
     switch (c->state) {
@@ -94,10 +101,7 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
             s->now - c->zw_since >= (uint64_t)s->cfg.zero_window_timeout_ms * 1000000u) {
             s->st.TcpExtTCPAbortOnTimeout++;
             s->st.PnZeroWindowAborts++;
-            s->end_reason = PN_REASON_ZERO_WINDOW;
-            pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
-            s->st.TcpOutRsts++;
-            pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+            abort_with_rst(s, c, PN_REASON_ZERO_WINDOW);
             return;
         }
         if (c->pshift < 15)
@@ -154,10 +158,7 @@ static void keepalive_timeout(pn_stack *s, pn_conn *c)
     }
     if (c->ka_probes >= s->cfg.keepalive_cnt) {
         s->st.PnKeepaliveTimeouts++;
-        s->end_reason = PN_REASON_KEEPALIVE;
-        pn_tcp_send_ctl(s, c, PN_TH_RST | PN_TH_ACK);
-        s->st.TcpOutRsts++;
-        pn_conn_free(s, c, PN_EV_CONNECTION_TIMEOUT);
+        abort_with_rst(s, c, PN_REASON_KEEPALIVE);
         return;
     }
     pn_tcp_send_keepalive(s, c);

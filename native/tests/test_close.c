@@ -6,22 +6,30 @@
 
 static uint32_t SIP, CIP;
 
-/* A client and a listening server; max_events 0 = the core's own sizing. */
-static void setup_events(world *w, node **cl, node **sv, uint32_t tw, uint32_t max_events)
+/* A client with config `cc` (cfg_for(CIP) and the test's knobs) and a server listening
+ * on port 80, with the client's TIME_WAIT pool and event queue sizes. */
+static void setup_client(world *w, node **cl, node **sv, const pn_config *cc)
 {
     pn_sim_params p;
     pn_sim_params_default(&p);
     world_init(w, &p);
+    *cl = world_add(w, cc, CIP, 1);
+    pn_config c;
+    cfg_for(&c, SIP);
+    c.max_time_wait_conn_cnt = cc->max_time_wait_conn_cnt;
+    c.max_events = cc->max_events;
+    *sv = world_add(w, &c, SIP, 2);
+    pn_listen((*sv)->s, 80);
+}
+
+/* A client and a listening server; max_events 0 = the core's own sizing. */
+static void setup_events(world *w, node **cl, node **sv, uint32_t tw, uint32_t max_events)
+{
     pn_config c;
     cfg_for(&c, CIP);
     c.max_time_wait_conn_cnt = tw;
     c.max_events = max_events;
-    *cl = world_add(w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    c.max_time_wait_conn_cnt = tw;
-    c.max_events = max_events;
-    *sv = world_add(w, &c, SIP, 2);
-    pn_listen((*sv)->s, 80);
+    setup_client(w, cl, sv, &c);
 }
 
 static void setup(world *w, node **cl, node **sv, uint32_t tw)
@@ -505,18 +513,13 @@ static void note_reason(node *n, pn_event *e)
 
 static void fin_wait_2_run(uint32_t fin_timeout_ms, uint64_t wait_ns, bool expect_end)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
-    world w;
-    world_init(&w, &p);
     pn_config c;
     cfg_for(&c, CIP);
     CHECK_EQ(c.fin_timeout_ms, 60000);          /* Linux's default */
     c.fin_timeout_ms = fin_timeout_ms;
-    node *cl = world_add(&w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    node *sv = world_add(&w, &c, SIP, 2);
-    pn_listen(sv->s, 80);                       /* auto_fin 0: the server never sends FIN */
+    world w;
+    node *cl, *sv;
+    setup_client(&w, &cl, &sv, &c);             /* auto_fin 0: the server never sends FIN */
     cl->hook = note_reason;
     fw2_reason = 0;
     stream *st = client_open(cl, SIP, 80, 0, 0);
@@ -559,10 +562,6 @@ static void test_fin_wait_2_timeout(void)
  * probes, keepalive_intvl_ms apart, with PN_REASON_KEEPALIVE. */
 static void keepalive_run(bool vanish)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
-    world w;
-    world_init(&w, &p);
     pn_config c;
     cfg_for(&c, CIP);
     CHECK_EQ(c.keepalive_idle_ms, 0);
@@ -571,10 +570,9 @@ static void keepalive_run(bool vanish)
     c.keepalive_idle_ms = 2000;
     c.keepalive_intvl_ms = 1000;
     c.keepalive_cnt = 3;
-    node *cl = world_add(&w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    node *sv = world_add(&w, &c, SIP, 2);
-    pn_listen(sv->s, 80);
+    world w;
+    node *cl, *sv;
+    setup_client(&w, &cl, &sv, &c);
     cl->hook = note_reason;
     fw2_reason = 0;
     stream *st = client_open(cl, SIP, 80, 0, 0);
