@@ -72,37 +72,50 @@ static PyObject *raise_dead(PyObject *self, const char *doing)
     return NULL;
 }
 
-static PyObject *conn_send(CoreConn *self, PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames)
+/* The (data, more=False) of every send and write method (vectorcall arguments). */
+static int data_more_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                          const char *method, PyObject **data, int *more)
 {
-    static const char *const names[] = {"data", "more"};
-    PyObject *data = NULL, *more_obj = NULL;
+    PyObject *more_obj = NULL;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    *data = NULL;
     if (nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "send() takes at most 2 arguments (%zd given)", nargs);
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", method,
+                     nargs);
+        return -1;
     }
-    if (nargs >= 1) data = args[0];
+    if (nargs >= 1) *data = args[0];
     if (nargs >= 2) more_obj = args[1];
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, k);
         PyObject **slot = NULL;
-        for (int j = 0; j < 2; j++)
-            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
-                slot = j == 0 ? &data : &more_obj;
+        if (PyUnicode_CompareWithASCIIString(key, "data") == 0)
+            slot = data;
+        else if (PyUnicode_CompareWithASCIIString(key, "more") == 0)
+            slot = &more_obj;
         if (slot == NULL || *slot != NULL) {
-            PyErr_Format(PyExc_TypeError, "send() got an unexpected or repeated keyword "
-                         "argument '%U'", key);
-            return NULL;
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword "
+                         "argument '%U'", method, key);
+            return -1;
         }
         *slot = args[nargs + k];
     }
-    if (data == NULL) {
-        PyErr_SetString(PyExc_TypeError, "send() missing required argument 'data'");
-        return NULL;
+    if (*data == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'data'", method);
+        return -1;
     }
-    int more = 0;
-    if (more_obj != NULL && (more = PyObject_IsTrue(more_obj)) < 0)
+    *more = 0;
+    if (more_obj != NULL && (*more = PyObject_IsTrue(more_obj)) < 0)
+        return -1;
+    return 0;
+}
+
+static PyObject *conn_send(CoreConn *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    PyObject *data;
+    int more;
+    if (data_more_args(args, nargs, kwnames, "send", &data, &more) < 0)
         return NULL;
     if (self->closed || self->stack_addr == 0)
         return raise_dead((PyObject *)self, "send");
@@ -255,35 +268,8 @@ static CoreConn *pc_core(PollConnCore *c)
 static int write_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                       const char *method, PyObject **obj, Py_buffer *buf, int *more)
 {
-    PyObject *data = NULL, *more_obj = NULL;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", method,
-                     nargs);
-        return -1;
-    }
-    if (nargs >= 1) data = args[0];
-    if (nargs >= 2) more_obj = args[1];
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
-        PyObject **slot = NULL;
-        if (PyUnicode_CompareWithASCIIString(key, "data") == 0)
-            slot = &data;
-        else if (PyUnicode_CompareWithASCIIString(key, "more") == 0)
-            slot = &more_obj;
-        if (slot == NULL || *slot != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword "
-                         "argument '%U'", method, key);
-            return -1;
-        }
-        *slot = args[nargs + k];
-    }
-    if (data == NULL) {
-        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'data'", method);
-        return -1;
-    }
-    *more = 0;
-    if (more_obj != NULL && (*more = PyObject_IsTrue(more_obj)) < 0)
+    PyObject *data;
+    if (data_more_args(args, nargs, kwnames, method, &data, more) < 0)
         return -1;
     if (PyBytes_CheckExact(data) || PyByteArray_CheckExact(data)) {
         *obj = Py_NewRef(data);
