@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from pollnet.config import AnyConfig
-from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
+from tests.tcpdirect.shim import (
+    build_shim,
+    real_emulator,
+    real_library,
+    real_tcpdirect_config,
+    tcpdirect_config,
+    violations,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +33,9 @@ def shim_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def no_contract_violations(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that broke a TCPDirect contract the shim checks (see zf_shim.h)."""
-    if "shim_library" not in request.fixturenames:
+    callspec = getattr(request.node, "callspec", None)
+    on_shim = callspec is not None and callspec.params.get("td_config") == "shim"
+    if "shim_library" not in request.fixturenames and not on_shim:
         yield
         return
     library: Path = request.getfixturevalue("shim_library")
@@ -37,6 +46,15 @@ def no_contract_violations(request: pytest.FixtureRequest) -> Iterator[None]:
     assert after == before, f"{after - before} TCPDirect contract violation(s); last: {last}"
 
 
-@pytest.fixture
-def td_config(shim_library: Path) -> AnyConfig:
-    return tcpdirect_config(shim_library)
+@pytest.fixture(params=["shim", "real"])
+def td_config(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AnyConfig]:
+    """The tests taking `td_config` run twice: on the look-alike, and on the real library in
+    TCPDirect's emulator when POLLNET_TCPDIRECT_LIBRARY names one (skipped otherwise)."""
+    if request.param == "shim":
+        yield tcpdirect_config(request.getfixturevalue("shim_library"))
+        return
+    library = real_library()
+    with real_emulator(monkeypatch):
+        yield real_tcpdirect_config(library)

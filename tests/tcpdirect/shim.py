@@ -3,8 +3,13 @@ loopback configs that load it. Used by tests/tcpdirect and by the behaviour suit
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,75 @@ def tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> AnyConf
         "tcpdirect": {"library": str(library)},
         "client": {"interface": "lo"},
         "server": {"interface": "lo"},
+    }
+    for name, values in sections.items():
+        merged.setdefault(name, {}).update(values)
+    return loopback_config("tcpdirect", **merged)
+
+
+# ---------------------------------------------------------------- the real library
+
+REAL_LIBRARY_ENV = "POLLNET_TCPDIRECT_LIBRARY"
+NO_REAL_LIBRARY = "no real TCPDirect library (set POLLNET_TCPDIRECT_LIBRARY)"
+HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+_emu_runs = itertools.count()
+
+
+def real_library() -> Path:
+    """The real libonload_zf.so that POLLNET_TCPDIRECT_LIBRARY names, or skip."""
+    name = os.environ.get(REAL_LIBRARY_ENV, "")
+    if not name:
+        pytest.skip(NO_REAL_LIBRARY)
+    path = Path(name)
+    if not path.is_file():
+        pytest.skip(f"{REAL_LIBRARY_ENV}={name!r} is not a file: {NO_REAL_LIBRARY}")
+    return path
+
+
+def _free_hugepages() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("HugePages_Free:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _sweep_emulator_shm() -> None:
+    for leftover in Path("/dev/shm").glob("zf_emu_*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
+@contextlib.contextmanager
+def real_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """ZF_ATTR for TCPDirect's emulator (no Solarflare NIC needed): a back-to-back pair
+    `b2b0`/`b2b1` on a fresh shared-memory name, in this process. The emulator needs 2 MB
+    huge pages; as root this raises vm.nr_hugepages to 512 when there are none free."""
+    if _free_hugepages() < 64:
+        with contextlib.suppress(OSError):
+            HUGEPAGES.write_text("512\n")
+        if _free_hugepages() < 64:
+            pytest.skip(
+                "TCPDirect's emulator needs 2 MB huge pages and fewer than 64 are free "
+                "(as root: echo 512 > /proc/sys/vm/nr_hugepages)"
+            )
+    _sweep_emulator_shm()
+    shm = f"pn{os.getpid()}_{next(_emu_runs)}"
+    monkeypatch.setenv("ZF_ATTR", f"emu=1;interface=lo2;n_bufs=1024;emu_shmname={shm}")
+    try:
+        yield
+    finally:
+        gc.collect()  # stacks are freed when their client/server is collected
+        _sweep_emulator_shm()
+
+
+def real_tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> AnyConfig:
+    """A config for the emulator's layout (TCPDirect's own zf_unit B2B tests use it): the
+    server on `b2b0` listening on 127.0.0.4, the client on `b2b1` bound to 127.0.0.3 (an
+    unbound emulated client sends from 0.0.0.0 and the emulator aborts)."""
+    merged: dict[str, dict[str, Any]] = {
+        "tcpdirect": {"library": str(library)},
+        "client": {"interface": "b2b1", "local_ip": "127.0.0.3", "server_ip": "127.0.0.4"},
+        "server": {"interface": "b2b0", "listen_ip": "127.0.0.4"},
     }
     for name, values in sections.items():
         merged.setdefault(name, {}).update(values)
