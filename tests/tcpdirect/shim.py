@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import os
 import shutil
 import subprocess
@@ -67,7 +66,7 @@ def tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> AnyConf
 REAL_LIBRARY_ENV = "POLLNET_TCPDIRECT_LIBRARY"
 NO_REAL_LIBRARY = "no real TCPDirect library (set POLLNET_TCPDIRECT_LIBRARY)"
 HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
-_emu_runs = itertools.count()
+_emu_started: list[str] = []
 
 
 def real_library() -> Path:
@@ -107,14 +106,17 @@ def real_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 "TCPDirect's emulator needs 2 MB huge pages and fewer than 64 are free "
                 "(as root: echo 512 > /proc/sys/vm/nr_hugepages)"
             )
-    _sweep_emulator_shm()
-    shm = f"pn{os.getpid()}_{next(_emu_runs)}"
+    # One name per test process: the emulator is per process, and a stack a failed test
+    # still holds (its traceback) keeps it alive; a fresh name per test stalled connects.
+    shm = f"pn{os.getpid()}"
+    if not _emu_started:
+        _sweep_emulator_shm()  # what killed runs left
+        _emu_started.append(shm)
     monkeypatch.setenv("ZF_ATTR", f"emu=1;interface=lo2;n_bufs=1024;emu_shmname={shm}")
     try:
         yield
     finally:
         gc.collect()  # stacks are freed when their client/server is collected
-        _sweep_emulator_shm()
 
 
 def real_tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> AnyConfig:

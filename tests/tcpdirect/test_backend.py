@@ -25,7 +25,7 @@ def test_factory_makes_tcpdirect_objects(td_config: AnyConfig) -> None:
     client = pollnet.create_client(td_config)
     assert isinstance(server, TcpdirectTcpServer)
     assert isinstance(client, TcpdirectTcpClient)
-    assert server.address == ("127.0.0.1", td_config.server.port)
+    assert server.address == (td_config.server.listen_ip, td_config.server.port)
     server.close()
     assert server.is_closed
 
@@ -34,7 +34,7 @@ def test_connect_and_echo_both_ways(td_config: AnyConfig) -> None:
     pair = Pair(td_config)
     assert pair.client_conn.peername == pair.server.address
     peer = pair.server_conn.peername
-    assert peer is not None and peer[0] == "127.0.0.1"
+    assert peer is not None and peer[0] == (td_config.client.local_ip or "127.0.0.1")
     assert pair.client.write(b"ping")
     assert poll_until(lambda: pair.server_handler.received == b"ping", pair)
     assert pair.server_conn.write(b"pong")
