@@ -1510,6 +1510,7 @@ typedef struct {
     td_send_fn send;
     struct td_msg msg;
     char connected, sent, received, redeliver, in_zc, free_pending;
+    char queued; /* write() left bytes in the connection's send queue: new ones go behind */
 } TdConnCore;
 
 static PyTypeObject TdConnType;
@@ -1681,7 +1682,9 @@ static PyObject *td_write_some(TdConnCore *c, PyObject *const *args, Py_ssize_t 
         return NULL;
     ssize_t n = -1;
     PyObject *r = NULL;
-    if (c->connected) {
+    if (c->connected && c->queued) {
+        n = 0; /* sending now would overtake the queued bytes */
+    } else if (c->connected) {
         n = buf.len ? c->send(c->zock, buf.buf, (size_t)buf.len, more ? MSG_MORE : 0) : 0;
         if (n >= 0) {
             c->sent = c->sent || buf.len > 0;
@@ -1713,11 +1716,12 @@ static PyObject *td_write(TdConnCore *c, PyObject *const *args, Py_ssize_t nargs
     } else if (buf.len == 0) {
         r = Py_NewRef(Py_True);
     } else {
-        ssize_t n = c->send(c->zock, buf.buf, (size_t)buf.len, more ? MSG_MORE : 0);
+        ssize_t n = c->queued ? 0 : c->send(c->zock, buf.buf, (size_t)buf.len,
+                                              more ? MSG_MORE : 0);
         if (n == buf.len) {
             c->sent = 1;
             r = Py_NewRef(Py_True);
-        } else { /* partial or refused: the Python loop runs the stack between tries */
+        } else { /* partial, refused or behind queued bytes: Python queues the rest */
             PyObject *rc = PyLong_FromSsize_t(n);
             PyObject *m = PyBool_FromLong(more);
             r = rc ? PyObject_CallMethodObjArgs((PyObject *)c, str_write_from, obj, m, rc,
@@ -1751,6 +1755,7 @@ static PyMemberDef td_members[] = {
     {"redeliver", T_BOOL, offsetof(TdConnCore, redeliver), 0, NULL},
     {"_in_zc", T_BOOL, offsetof(TdConnCore, in_zc), 0, NULL},
     {"_free_pending", T_BOOL, offsetof(TdConnCore, free_pending), 0, NULL},
+    {"_queued", T_BOOL, offsetof(TdConnCore, queued), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -16,7 +16,7 @@ from pollnet.backends.tcpdirect.client import TcpdirectTcpClient
 from pollnet.backends.tcpdirect.server import TcpdirectTcpServer
 from pollnet.config import AnyConfig
 from pollnet.errors import BackendUnavailable, ConfigError
-from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until, with_sections
+from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
 from tests.tcpdirect.shim import tcpdirect_config
 
 
@@ -63,6 +63,33 @@ def test_bulk_transfer_arrives_whole_and_in_order(td_config: AnyConfig) -> None:
     assert pair.server_handler.received == data
     # Packets were lent one at a time (the shim's packets are at most 1460 bytes).
     assert max(len(p) for p in pair.server_handler.presented) <= 1460
+    pair.close()
+
+
+def test_write_queues_what_the_library_cannot_take_and_polls_send_it(
+    td_config: AnyConfig,
+) -> None:
+    # The server is polled by this same thread, so while write() runs nobody drains the
+    # path: a write that waited for room would never return. It queues instead.
+    pair = Pair(td_config)
+    big = bytes(i % 251 for i in range(8 << 20))
+    assert pair.client.write(big)
+    assert pair.client_conn.write_some(b"x") == 0  # queued bytes go first
+    assert pair.client.write(b"tail")  # behind the queue, in order
+    assert poll_until(lambda: len(pair.server_handler.received) >= len(big) + 4, pair,
+                      timeout=60)
+    assert pair.server_handler.received == big + b"tail"
+    pair.close()
+
+
+def test_close_sends_the_queued_bytes_before_the_fin(td_config: AnyConfig) -> None:
+    pair = Pair(td_config)
+    big = bytes(i % 249 for i in range(4 << 20))
+    assert pair.client.write(big)
+    pair.client_conn.close("done")
+    assert poll_until(lambda: len(pair.server_handler.disconnected) == 1, pair, timeout=60)
+    assert pair.server_handler.received == big
+    assert pair.server_handler.disconnected[0].last_error == "remote close"
     pair.close()
 
 
@@ -232,12 +259,13 @@ def test_peer_close_disconnects_exactly_once(td_config: AnyConfig) -> None:
     pair.close()
 
 
-def test_peer_reset_is_a_recv_error(td_config: AnyConfig) -> None:
-    # A kernel server that closes with RST (SO_LINGER 0).
+def test_peer_reset_is_a_recv_error(shim_library: Path) -> None:
+    # A kernel server that closes with RST (SO_LINGER 0). Look-alike only: the emulator
+    # the real library runs in here carries no frames to or from kernel sockets.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        cfg = with_sections(td_config, client={"server_port": listener.getsockname()[1]})
+        cfg = tcpdirect_config(shim_library, client={"server_port": listener.getsockname()[1]})
         client = pollnet.create_client(cfg)
         ch = RecordingHandler()
         assert poll_until(lambda: bool(ch.connected), (client, ch))
@@ -304,12 +332,10 @@ def test_listening_on_all_addresses_is_a_config_error(shim_library: Path) -> Non
 
 
 def test_listen_on_a_port_in_use_is_a_transport_error(td_config: AnyConfig) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        cfg = with_sections(td_config, server={"port": taken.getsockname()[1]})
-        with pytest.raises(pollnet.TransportError, match="Address already in use"):
-            pollnet.create_server(cfg)
+    first = pollnet.create_server(td_config)
+    with pytest.raises(pollnet.TransportError, match="Address already in use"):
+        pollnet.create_server(td_config)
+    first.close()
 
 
 def test_missing_interface_names_the_field(shim_library: Path) -> None:

@@ -74,6 +74,8 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         stack = self._stack
         if self._perform(self._st) > 0:
             stack.pending = True
+        if stack.queued:
+            stack.flush()
         conn = self._conn
         if conn is not None:
             # zf_reactor_perform never misses an event (false positives only), so an

@@ -40,13 +40,14 @@ class PyTdConnCore:
     """What the compiled `pollnet._pnfast.TdConnCore` holds and does, in Python: the base of
     TcpdirectConnection where the extension is not used (pollnet._fast)."""
 
-    __slots__ = ("_buf", "_connected", "_free_pending", "_in_zc", "_received", "_sent",
-                 "redeliver")
+    __slots__ = ("_buf", "_connected", "_free_pending", "_in_zc", "_queued", "_received",
+                 "_sent", "redeliver")
 
     _buf: RecvBuffer
     _connected: bool
     _free_pending: bool
     _in_zc: bool
+    _queued: bool
     _received: bool
     _sent: bool
     redeliver: bool
@@ -73,7 +74,7 @@ class PyTdConnCore:
         if not self._connected:
             return -1
         size = len(data)
-        if not size:
+        if not size or self._queued:  # queued bytes go first
             return 0
         ptr = data if type(data) is bytes else _from_buffer(data)
         rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
@@ -95,6 +96,8 @@ class PyTdConnCore:
         size = len(data)
         if not size:
             return True
+        if self._queued:
+            return self._write_from(data, more, 0)
         ptr = data if type(data) is bytes else _from_buffer(data)
         rc: int = self._send(self.zock, ptr, size, _MORE if more else 0)
         if rc == size:
@@ -117,8 +120,11 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
         "_last_recv_ns",
         "_last_send_ns",
         "_lib",
+        "_linger",
         "_msg",
         "_peer",
+        "_queue",
+        "_queue_more",
         "_send",
         "_stack",
         "_waitable",
@@ -156,21 +162,40 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
         self._zc_done = lib.zft_zc_recv_done
         self._in_zc = False  # a packet is lent to us (between zc_recv and zc_recv_done)
         self._free_pending = False  # closed while lent: free after zc_recv_done
+        # Bytes write() could not hand to the library yet, sent by the stack's next polls.
+        self._queue = bytearray()
+        self._queued = False
+        self._queue_more = False  # the last write's `more`, for the queue's last bytes
+        self._linger = False  # closed with bytes queued: free the zocket once they are sent
         self._waitable: Any = None  # set by a server that watches it with its muxer
         self.key = 0  # the server's muxer user data for it
 
     # ---------------------------------------------------------------- lifetime
 
+    def close(self, reason: str = "closed by application") -> None:
+        self._linger = True  # as the kernel: what write() queued goes out before the FIN
+        self._shutdown(reason)
+
     def _release(self) -> None:
+        if self._queued and self._linger:
+            self._stop_watching()
+            return  # the stack's flush frees the zocket when the queue is sent
         if self._in_zc:
             self._free_pending = True  # zft_free must wait for zft_zc_recv_done
             return
         self._free_zocket()
 
-    def _free_zocket(self) -> None:
+    def _stop_watching(self) -> None:
         if self._waitable is not None:
             self._lib.zf_muxer_del(self._waitable)
             self._waitable = None
+
+    def _free_zocket(self) -> None:
+        self._stop_watching()
+        if self._queued:  # closed on an error: what was queued is lost with the zocket
+            self._queued = False
+            self._queue.clear()
+            self._stack.queued.remove(self)
         self._lib.zft_free(self.zock)
 
     def _send_failed(self, rc: int) -> None:
@@ -218,6 +243,7 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
     def _stream_ended(self, rc: int) -> None:
         """zft_zc_recv_done's verdict on an end of stream: 0 is an orderly close."""
         if rc == 0:
+            self._linger = True  # the peer still reads until it closes: send the queue
             self._shutdown("remote close")
         else:
             self._shutdown("recv error", self._lib.zft_error(self.zock) or -rc)
@@ -304,26 +330,50 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
     # ---------------------------------------------------------------- send
 
     def _write_from(self, data: BytesLike, more: bool, rc: int) -> bool:
-        """write() after a first zft_send_single that took `rc` (< len) of `data`: the
-        rest, running the reactor between tries."""
-        size = len(data)
-        flags = _MORE if more else 0
-        send = self._send
-        zock = self.zock
-        base = _from_buffer(data)  # a pointer we can offset
-        done = 0
-        while True:
-            if rc >= 0:
-                done += rc
-                self._sent = True
-                if done >= size:
-                    return True
-            elif rc in _RETRY:
-                self._stack.perform()
-            else:
-                self._send_failed(rc)
+        """write() after a first zft_send_single that took `rc` (< len) of `data`, or
+        0 when bytes are queued already: queue the rest, in order, for the stack's next
+        polls. It never blocks: the reactor only moves when polled, and a peer polled by
+        this same thread could never drain a busy-wait (as on efvi)."""
+        if rc < 0 and rc not in _RETRY:
+            self._send_failed(rc)
+            return False
+        if rc > 0:
+            self._sent = True
+        view = memoryview(data).cast("B")
+        self._queue += view[rc:] if rc > 0 else view
+        self._queue_more = more
+        if not self._queued:
+            self._queued = True
+            self._stack.queued.append(self)
+        return True
+
+    def _flush(self) -> bool:
+        """Hand queued bytes to the library; True when none are left (or it is closed)."""
+        queue = self._queue
+        rc: int = self._send(self.zock, _from_buffer(queue), len(queue),
+                             _MORE if self._queue_more else 0)
+        if rc in _RETRY:
+            return False
+        if rc >= 0:
+            self._sent = True
+            del queue[:rc]
+            if queue:
                 return False
-            rc = send(zock, base + done, size - done, flags)
+        self._queued = False
+        queue.clear()
+        if self._connected:
+            if rc < 0:
+                self._send_failed(rc)
+        else:  # closed with bytes queued: its zocket waited for them
+            self._free_zocket()
+        return True
+
+    def _abandon_queue(self) -> None:
+        """The stack is being freed: drop what is still queued, free a closed zocket."""
+        self._queued = False
+        self._queue.clear()
+        if not self._connected:
+            self._free_zocket()
 
     def write_nonblock(self, data: BytesLike, more: bool = False) -> bool:
         if type(data) is not bytes and type(data) is not bytearray:

@@ -135,6 +135,8 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
     def _poll(self, methods: HandlerMethods, now_ns: int | None) -> None:
         events = self._events
         n: int = self._wait(self._mux, events, MAX_EVENTS, 0)  # runs the reactor too
+        if self._stack.queued:
+            self._stack.flush()
         on_data = methods.on_data
         more = self._more
         if more:

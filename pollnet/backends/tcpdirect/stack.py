@@ -7,13 +7,21 @@ A client or a server owns one stack bound to its interface, as pollnet's C++ wra
 from __future__ import annotations
 
 import errno
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from pollnet.backends.tcpdirect import zf
 from pollnet.config import TcpdirectOptions
 from pollnet.errors import BackendUnavailable, ConfigError
 
+if TYPE_CHECKING:
+    from pollnet.backends.tcpdirect.connection import TcpdirectConnection
+
 _ffi = zf.ffi
+
+# How long freeing a stack waits for it to finish its connections' closes (queued bytes
+# sent, FINs acknowledged): TCPDirect sends nothing more for a stack freed before that.
+SETTLE_SEC = 1.0
 
 # What zf_stack_alloc's documented failures mean for the person running pollnet.
 _STACK_ERRORS = {
@@ -26,7 +34,7 @@ _STACK_ERRORS = {
 
 
 class Stack:
-    __slots__ = ("_perform", "attr", "lib", "pending", "ptr")
+    __slots__ = ("_perform", "attr", "lib", "pending", "ptr", "queued")
 
     def __init__(self, opts: TcpdirectOptions, interface: str, section: str) -> None:
         lib = zf.load(opts.library)
@@ -50,6 +58,8 @@ class Stack:
         self._perform = lib.zf_reactor_perform
         # zf_reactor_perform said something happened that nobody has looked at yet.
         self.pending = True
+        # Connections holding bytes write() could not hand to the library yet.
+        self.queued: list[TcpdirectConnection] = []
 
     def perform(self) -> int:
         """Process the stack's events once (zf_reactor_perform); > 0 if anything happened."""
@@ -58,9 +68,29 @@ class Stack:
             self.pending = True
         return rc
 
+    def flush(self) -> None:
+        """Hand what write() queued to the library: every poll, after the reactor ran."""
+        self.queued = [conn for conn in self.queued if not conn._flush()]
+
+    def settle(self) -> None:
+        """Run the reactor until queued bytes are sent and the stack is quiescent (no
+        close in progress), at most SETTLE_SEC; then free what is still queued."""
+        deadline = time.monotonic() + SETTLE_SEC
+        while time.monotonic() < deadline:
+            if self.queued:
+                self.flush()
+            elif self.lib.zf_stack_is_quiescent(self.ptr):
+                break
+            self._perform(self.ptr)
+        for conn in self.queued:
+            conn._abandon_queue()
+        self.queued = []
+
     def free(self) -> None:
-        """Free the stack; every zocket in it must have been freed first."""
+        """Free the stack once it has settled; every zocket in it must have been freed or
+        be closing."""
         if self.ptr is not None:
+            self.settle()
             self.lib.zf_stack_free(self.ptr)
             self.lib.zf_attr_free(self.attr)
             self.ptr = self.attr = None

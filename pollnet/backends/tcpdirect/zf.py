@@ -50,6 +50,7 @@ int zf_init(void);
 int zf_deinit(void);
 int zf_stack_alloc(struct zf_attr* attr, struct zf_stack** stack_out);
 int zf_stack_free(struct zf_stack* stack);
+int zf_stack_is_quiescent(struct zf_stack* stack);
 
 /* attr.h */
 int zf_attr_alloc(struct zf_attr** attr_out);
@@ -104,7 +105,7 @@ ssize_t zft_send_single(struct zft* ts, const void* buf, size_t buflen, int flag
 
 #: The functions above, in the order a test lists them.
 FUNCTIONS = (
-    "zf_init", "zf_deinit", "zf_stack_alloc", "zf_stack_free",
+    "zf_init", "zf_deinit", "zf_stack_alloc", "zf_stack_free", "zf_stack_is_quiescent",
     "zf_attr_alloc", "zf_attr_free", "zf_attr_set_int", "zf_attr_set_str",
     "zf_reactor_perform",
     "zf_muxer_alloc", "zf_muxer_free", "zf_muxer_add", "zf_muxer_del", "zf_muxer_wait",

@@ -8,7 +8,7 @@
  * real <zf/zf.h> instead (see docs/tcpdirect.md).
  *
  * Where each declaration comes from:
- *   zf_stack.h    zf_init, zf_deinit, zf_stack_alloc, zf_stack_free
+ *   zf_stack.h    zf_init, zf_deinit, zf_stack_alloc, zf_stack_free, zf_stack_is_quiescent
  *   attr.h        zf_attr_alloc, zf_attr_free, zf_attr_set_int, zf_attr_set_str
  *   zf_reactor.h  zf_reactor_perform
  *   muxer.h       zf_muxer_alloc, zf_muxer_free, zf_muxer_add, zf_muxer_del, zf_muxer_wait
@@ -48,6 +48,7 @@ int zf_init(void);
 int zf_deinit(void);
 int zf_stack_alloc(struct zf_attr* attr, struct zf_stack** stack_out);
 int zf_stack_free(struct zf_stack* stack);
+int zf_stack_is_quiescent(struct zf_stack* stack);
 
 /* attr.h */
 int zf_attr_alloc(struct zf_attr** attr_out);
