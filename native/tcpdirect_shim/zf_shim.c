@@ -280,6 +280,11 @@ static int check_sin(const struct sockaddr* addr, socklen_t len) {
 /* ------------------------------------------------------------------ stack */
 
 int zf_init(void) {
+  /* As TCPDirect's: ZF_ATTR is parsed here already, so a malformed one fails zf_init. */
+  struct zf_attr* a;
+  int rc = zf_attr_alloc(&a);
+  if (rc < 0) return rc;
+  zf_attr_free(a);
   g_inited = 1;
   return 0;
 }
@@ -295,7 +300,8 @@ int zf_stack_alloc(struct zf_attr* attr, struct zf_stack** stack_out) {
     return -ENOENT;
   }
   const char* ifname = attr_get_str(attr, "interface");
-  if (ifname[0] == '\0' || if_nametoindex(ifname) == 0) return -ENODEV;
+  if (ifname[0] == '\0') return -ENODEV;
+  if (if_nametoindex(ifname) == 0) return -ENOENT; /* what TCPDirect answers a bad name */
   struct zf_stack* st = calloc(1, sizeof *st);
   if (st == NULL) return -ENOMEM;
   st->n_tcp = attr_get_int(attr, "max_tcp_endpoints");

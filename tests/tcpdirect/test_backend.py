@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,9 +17,16 @@ import pollnet
 from pollnet.api import PollConnection
 from pollnet.backends.tcpdirect.client import TcpdirectTcpClient
 from pollnet.backends.tcpdirect.server import TcpdirectTcpServer
-from pollnet.config import AnyConfig
+from pollnet.config import AnyConfig, TcpdirectConfig
 from pollnet.errors import BackendUnavailable, ConfigError
-from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
+from pollnet.testing import (
+    Pair,
+    RecordingHandler,
+    free_port,
+    poll_for,
+    poll_until,
+    with_sections,
+)
 from tests.tcpdirect.shim import tcpdirect_config
 
 
@@ -360,6 +370,40 @@ def test_malformed_zf_attr_is_a_config_error(
     monkeypatch.setenv("ZF_ATTR", "interface")
     with pytest.raises(ConfigError, match="ZF_ATTR"):
         pollnet.create_client(tcpdirect_config(shim_library))
+
+
+def test_zf_attr_the_library_refuses_fails_zf_init_as_a_config_error(
+    td_config: AnyConfig,
+) -> None:
+    # zf_init (once a process) parses ZF_ATTR itself: a fresh process meets it there.
+    code = (
+        "import sys, pollnet\n"
+        "from tests.tcpdirect.shim import tcpdirect_config\n"
+        "try:\n"
+        "    pollnet.create_client(tcpdirect_config(sys.argv[1]))\n"
+        "except pollnet.ConfigError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    assert isinstance(td_config, TcpdirectConfig)
+    env = {**os.environ, "ZF_ATTR": "no_such_attribute=1"}
+    done = subprocess.run([sys.executable, "-c", code, td_config.tcpdirect.library],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "ZF_ATTR = 'no_such_attribute=1'" in done.stdout
+
+
+def test_an_interface_the_host_lacks_names_the_field(td_config: AnyConfig) -> None:
+    cfg = with_sections(td_config, client={"interface": "nosuch0"})
+    with pytest.raises(ConfigError, match=r"^client\.interface = 'nosuch0': no such interface"):
+        pollnet.create_client(cfg)
+
+
+def test_an_attribute_out_of_range_names_the_attributes(td_config: AnyConfig) -> None:
+    # The look-alike refuses it when set, the real library only at zf_stack_alloc.
+    cfg = with_sections(td_config, tcpdirect={"attributes": {"max_tcp_endpoints": 100000}})
+    with pytest.raises(ConfigError, match=r"^tcpdirect\.attributes.*max_tcp_endpoints.*100000"):
+        pollnet.create_server(cfg)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ A client or a server owns one stack bound to its interface, as pollnet's C++ wra
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,33 @@ _STACK_ERRORS = {
 }
 
 
+def _is_kernel_interface(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def _raise_config_error(rc: int, interface: str, section: str, opts: TcpdirectOptions) -> None:
+    """zf_stack_alloc's failures that are the config's doing, as ConfigErrors naming it."""
+    if rc == -errno.ENOENT and interface and not _is_kernel_interface(interface):
+        # TCPDirect answers an interface it does not know with ENOENT, which its header
+        # documents as "drivers not loaded"; a name the host does not have is the config's.
+        raise ConfigError(
+            f"{section}.interface = {interface!r}: no such interface here (zf_stack_alloc: "
+            "ENOENT); name the Solarflare interface there or in ZF_ATTR (interface=NAME)"
+        )
+    if rc == -errno.EINVAL:
+        attrs = ", ".join(f"{k}={v}" for k, v in opts.attributes.items()) or "none"
+        raise ConfigError(
+            f"tcpdirect.attributes ({attrs}) or ZF_ATTR = "
+            f"{os.environ.get('ZF_ATTR', '')!r}: TCPDirect refused the stack, an attribute "
+            "is out of range (zf_stack_alloc: EINVAL; the library's message on stderr "
+            "names it); bring it into range"
+        )
+
+
 class Stack:
     __slots__ = ("_perform", "attr", "lib", "pending", "ptr", "queued")
 
@@ -46,6 +75,7 @@ class Stack:
         if rc < 0:
             lib.zf_attr_free(self.attr)
             self.attr = None
+            _raise_config_error(rc, interface, section, opts)
             if rc == -errno.ENODEV:
                 raise ConfigError(
                     f"{section}.interface = {interface!r}: TCPDirect cannot use this "

@@ -172,7 +172,17 @@ def load(library: str = DEFAULT_LIBRARY) -> Any:
             )
         _libs[library] = lib
     if library not in _inited:
+        # zf_init applies ZF_ATTR already: a malformed one fails it with -EINVAL.
+        env = os.environ.get("ZF_ATTR")
+        if env is not None:
+            parse_zf_attr(env)
         rc = lib.zf_init()
+        if rc == -errno.EINVAL and env is not None:
+            raise ConfigError(
+                f"ZF_ATTR = {env!r}: TCPDirect's zf_init refused it (EINVAL): an unknown "
+                "attribute or a value of the wrong type (the library's message on stderr "
+                "names it); fix ZF_ATTR or unset it"
+            )
         if rc < 0:
             raise BackendUnavailable(
                 "tcpdirect",
