@@ -1,7 +1,9 @@
 """Behaviour tests of the pollnet interface, written once and run on every backend.
 
 `backend_config` yields one config per backend: `socket`, `tcpdirect` (our look-alike
-library), `efvi:sim`, and as root `efvi:af_packet` / `efvi:af_xdp` (tests/behaviour/
+library), `tcpdirect:real` when POLLNET_TCPDIRECT_LIBRARY names the real libonload_zf.so
+(run in TCPDirect's emulator; tests/tcpdirect/test_real_library.py says when it is
+absent), `efvi:sim`, and as root `efvi:af_packet` / `efvi:af_xdp` (tests/behaviour/
 efvi_params.py; docs/backends.md lists the explained skips). Tests build their server and
 client from it through the public factory, never through a backend's classes.
 """
@@ -23,10 +25,19 @@ from netns.netns import sweep_stale as netns_sweep_stale
 
 from pollnet.config import AnyConfig
 from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
-from tests.behaviour.efvi_params import efvi_config
-from tests.tcpdirect.shim import build_shim, tcpdirect_config, violations
+from tests.behaviour.efvi_params import REFUSING_PEER_TESTS, efvi_config
+from tests.tcpdirect.shim import (
+    REAL_ROWS,
+    build_shim,
+    real_emulator,
+    real_library,
+    real_tcpdirect_config,
+    tcpdirect_config,
+    violations,
+)
 
-BACKENDS = ["socket", "tcpdirect", "efvi:sim", "efvi:af_packet", "efvi:af_xdp"]
+BACKENDS = ["socket", "tcpdirect", *(["tcpdirect:real"] if REAL_ROWS else []), "efvi:sim",
+            "efvi:af_packet", "efvi:af_xdp"]
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +63,15 @@ def backend_config(request: pytest.FixtureRequest) -> Iterator[AnyConfig]:
     backend: str = request.param
     if backend.startswith("efvi:"):
         yield from efvi_config(request, backend.split(":", 1)[1])
+        return
+    if backend == "tcpdirect:real":
+        if request.node.originalname in REFUSING_PEER_TESTS:
+            pytest.skip("tcpdirect:real: in TCPDirect's emulator a port no zocket listens on "
+                        "answers nothing (on a NIC the kernel behind the stack refuses), so "
+                        "a refusal is a connect timeout there")
+        library = real_library()
+        with real_emulator(request.getfixturevalue("monkeypatch")):
+            yield real_tcpdirect_config(library)
         return
     if backend != "tcpdirect":
         yield loopback_config(backend)

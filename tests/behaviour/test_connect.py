@@ -38,9 +38,11 @@ def test_connect_announces_both_ends_once(make_pair: PairMaker) -> None:
     server_peer = pair.server_conn.peername
     client_peer = pair.client_conn.peername
     assert client_peer == pair.server.address
-    # The client's own address: loopback, or on a real efvi link the stack's local_ip.
+    # The client's own address: its local_ip, on a real efvi link the stack's, or loopback.
     cfg = pair.config
-    own = cfg.efvi.local_ip if isinstance(cfg, EfviConfig) and cfg.efvi.local_ip else "127.0.0.1"
+    own = cfg.client.local_ip or (
+        cfg.efvi.local_ip if isinstance(cfg, EfviConfig) and cfg.efvi.local_ip else "127.0.0.1"
+    )
     assert server_peer is not None and server_peer[0] == own
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from pollnet.config import AnyConfig
 from tests.tcpdirect.shim import (
+    REAL_ROWS,
     build_shim,
     real_emulator,
     real_library,
@@ -46,7 +47,7 @@ def no_contract_violations(request: pytest.FixtureRequest) -> Iterator[None]:
     assert after == before, f"{after - before} TCPDirect contract violation(s); last: {last}"
 
 
-@pytest.fixture(params=["shim", "real"])
+@pytest.fixture(params=["shim", "real"] if REAL_ROWS else ["shim"])
 def td_config(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AnyConfig]:

@@ -65,7 +65,11 @@ def tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> AnyConf
 
 REAL_LIBRARY_ENV = "POLLNET_TCPDIRECT_LIBRARY"
 NO_REAL_LIBRARY = "no real TCPDirect library (set POLLNET_TCPDIRECT_LIBRARY)"
+# The real-library rows (tcpdirect:real, td_config's "real") exist only when one is named;
+# test_real_library.py is the one test that skips, with the reason, when none is.
+REAL_ROWS = bool(os.environ.get(REAL_LIBRARY_ENV))
 HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+REAL_CLIENT_INTERFACE = "b2b1"  # the emulator's back-to-back pair: clients here, servers b2b0
 _emu_started: list[str] = []
 
 
@@ -125,7 +129,9 @@ def real_tcpdirect_config(library: Path | str, **sections: dict[str, Any]) -> An
     unbound emulated client sends from 0.0.0.0 and the emulator aborts)."""
     merged: dict[str, dict[str, Any]] = {
         "tcpdirect": {"library": str(library)},
-        "client": {"interface": "b2b1", "local_ip": "127.0.0.3", "server_ip": "127.0.0.4"},
+        "client": {
+            "interface": REAL_CLIENT_INTERFACE, "local_ip": "127.0.0.3", "server_ip": "127.0.0.4"
+        },
         "server": {"interface": "b2b0", "listen_ip": "127.0.0.4"},
     }
     for name, values in sections.items():

@@ -1,9 +1,10 @@
 """The binding's cdef against C: struct layouts, constants and every function's type.
 
-ABI mode trusts the cdef blindly, so these compile C next to it. By default the C side is
-`native/tcpdirect_shim/include/zf/zf.h` (typed from TCPDirect's public headers); on a host
-with TCPDirect, POLLNET_ZF_INCLUDE=/path/to/include (the folder holding zf/zf.h) checks
-the binding against the real headers instead.
+ABI mode trusts the cdef blindly, so these compile C next to it, twice: against
+`native/tcpdirect_shim/include/zf/zf.h` (our look-alike's, typed from TCPDirect's public
+headers: alone, a circular check), and against TCPDirect's real headers when there are
+some: POLLNET_ZF_INCLUDE=/path/to/include (the folder holding zf/zf.h), or the source tree
+a POLLNET_TCPDIRECT_LIBRARY was built in. Without them the "real" rows skip saying so.
 """
 
 from __future__ import annotations
@@ -20,9 +21,37 @@ import pytest
 from pollnet.backends.tcpdirect import zf
 from tests.tcpdirect.shim import SHIM_DIR
 
-INCLUDE = Path(os.environ.get("POLLNET_ZF_INCLUDE", SHIM_DIR / "include"))
 CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc)")
+NO_REAL_HEADERS = (
+    "no TCPDirect headers (set POLLNET_ZF_INCLUDE to the folder holding zf/zf.h, or "
+    "POLLNET_TCPDIRECT_LIBRARY to a library built in a TCPDirect source tree)"
+)
+
+
+def real_headers() -> Path | None:
+    named = os.environ.get("POLLNET_ZF_INCLUDE")
+    if named:
+        return Path(named)
+    library = os.environ.get("POLLNET_TCPDIRECT_LIBRARY")
+    # A tree's build: <tree>/build/<target>/lib/libonload_zf.so, headers in <tree>/src/include.
+    for parent in Path(library).resolve().parents if library else ():
+        if (parent / "src" / "include" / "zf" / "zf.h").is_file():
+            return parent / "src" / "include"
+    return None
+
+
+@pytest.fixture(params=["look-alike", "real"])
+def headers(request: pytest.FixtureRequest) -> Path:
+    """The folder holding zf/zf.h that the C side includes."""
+    if request.param == "look-alike":
+        return SHIM_DIR / "include"
+    found = real_headers()
+    if found is None:
+        pytest.skip(NO_REAL_HEADERS)
+    if not (found / "zf" / "zf.h").is_file():
+        pytest.fail(f"POLLNET_ZF_INCLUDE = {str(found)!r} holds no zf/zf.h")
+    return found
 
 PRELUDE = """
 #define _GNU_SOURCE
@@ -62,13 +91,15 @@ CONSTANTS = [
 EPOLL_CONSTANTS = ["EPOLLIN", "EPOLLOUT", "EPOLLHUP", "EPOLLERR"]  # fmt: skip
 
 
-def compile_c(tmp_path: Path, source: str, run: bool = True) -> subprocess.CompletedProcess[str]:
+def compile_c(
+    tmp_path: Path, headers: Path, source: str, run: bool = True
+) -> subprocess.CompletedProcess[str]:
     src = tmp_path / "check.c"
     exe = tmp_path / "check"
     src.write_text(PRELUDE + source)
     assert CC is not None
     # Without `run`, compile only: the functions need no definitions to be type-checked.
-    flags = ["-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{INCLUDE}"] + ([] if run else ["-c"])
+    flags = ["-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{headers}"] + ([] if run else ["-c"])
     built = subprocess.run(
         [CC, *flags, "-o", str(exe), str(src)],
         capture_output=True,
@@ -79,15 +110,15 @@ def compile_c(tmp_path: Path, source: str, run: bool = True) -> subprocess.Compl
     return subprocess.run([str(exe)], capture_output=True, text=True, check=True)
 
 
-def c_values(tmp_path: Path, exprs: list[str]) -> dict[str, int]:
+def c_values(tmp_path: Path, headers: Path, exprs: list[str]) -> dict[str, int]:
     """Evaluate integer C expressions in a compiled program."""
     lines = "".join(f'  printf("%s=%lld\\n", "{e}", (long long)({e}));\n' for e in exprs)
-    done = compile_c(tmp_path, f"int main(void) {{\n{lines}  return 0;\n}}\n")
+    done = compile_c(tmp_path, headers, f"int main(void) {{\n{lines}  return 0;\n}}\n")
     assert done.returncode == 0, done.stderr
     return {k: int(v) for k, _, v in (line.rpartition("=") for line in done.stdout.splitlines())}
 
 
-def test_struct_layouts_match_c(tmp_path: Path) -> None:
+def test_struct_layouts_match_c(tmp_path: Path, headers: Path) -> None:
     exprs: list[str] = []
     expected: dict[str, int] = {}
     for ctype, fields in STRUCTS:
@@ -101,7 +132,7 @@ def test_struct_layouts_match_c(tmp_path: Path) -> None:
     for name in SCALARS:
         exprs.append(f"sizeof({name})")
         expected[exprs[-1]] = zf.ffi.sizeof(name)
-    assert c_values(tmp_path, exprs) == expected
+    assert c_values(tmp_path, headers, exprs) == expected
 
 
 def test_zft_msg_is_followed_by_its_iovecs(tmp_path: Path) -> None:
@@ -113,11 +144,11 @@ def test_zft_msg_is_followed_by_its_iovecs(tmp_path: Path) -> None:
     assert zf.ffi.offsetof("struct zft_msg", "iov") == zf.ffi.sizeof("struct zft_msg")
 
 
-def test_constants_match_c(tmp_path: Path) -> None:
-    assert c_values(tmp_path, CONSTANTS) == {name: getattr(zf, name) for name in CONSTANTS}
+def test_constants_match_c(tmp_path: Path, headers: Path) -> None:
+    assert c_values(tmp_path, headers, CONSTANTS) == {name: getattr(zf, name) for name in CONSTANTS}
     # The epoll bits the server hands zf_muxer_add come from Python's select module.
     expected = {name: getattr(select, name) for name in EPOLL_CONSTANTS}
-    assert c_values(tmp_path, EPOLL_CONSTANTS) == expected
+    assert c_values(tmp_path, headers, EPOLL_CONSTANTS) == expected
 
 
 def _pointer_decls(names: tuple[str, ...]) -> str:
@@ -136,16 +167,16 @@ def _pointer_decls(names: tuple[str, ...]) -> str:
     return "\n".join(lines) + f"\nint main(void) {{ {refs} return 0; }}\n"
 
 
-def test_every_function_type_matches_the_header(tmp_path: Path) -> None:
-    built = compile_c(tmp_path, _pointer_decls(zf.FUNCTIONS), run=False)
+def test_every_function_type_matches_the_header(tmp_path: Path, headers: Path) -> None:
+    built = compile_c(tmp_path, headers, _pointer_decls(zf.FUNCTIONS), run=False)
     assert built.returncode == 0, built.stderr
 
 
-def test_the_function_check_rejects_a_wrong_signature(tmp_path: Path) -> None:
+def test_the_function_check_rejects_a_wrong_signature(tmp_path: Path, headers: Path) -> None:
     # The same check, with zft_zc_recv's flags argument dropped, must not compile.
     wrong = "void (*p_zft_zc_recv)(struct zft*, struct zft_msg*) = &zft_zc_recv;\n"
     built = compile_c(
-        tmp_path, wrong + "int main(void) { (void)p_zft_zc_recv; return 0; }\n", run=False
+        tmp_path, headers, wrong + "int main(void) { (void)p_zft_zc_recv; return 0; }\n", run=False
     )
     assert built.returncode != 0
     assert "incompatible" in built.stderr

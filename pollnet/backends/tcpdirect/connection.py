@@ -245,8 +245,12 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
         if rc == 0:
             self._linger = True  # the peer still reads until it closes: send the queue
             self._shutdown("remote close")
+            return
+        code = self._lib.zft_error(self.zock) or -rc
+        if code == errno.EPIPE:  # zft_error: the peer closed, then refused our bytes
+            self._shutdown("connection reset after the peer's close", code)
         else:
-            self._shutdown("recv error", self._lib.zft_error(self.zock) or -rc)
+            self._shutdown("recv error", code)
 
     def _keep_packet(self, packet: memoryview, n: int, result: object) -> None:
         """The compiled read's handler left bytes of the lent packet unconsumed, or raised
