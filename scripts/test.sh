@@ -18,6 +18,7 @@ PY=${PYTHON:-python3}
 stage "ruff" "$PY" -m ruff check pollnet cli tests
 stage "mypy --strict" "$PY" -m mypy pollnet cli
 stage "C core, -O2 and ASan+UBSan" make -s -C native test
+stage "libFuzzer on the core's frame input (20 s)" scripts/fuzz-stage.sh
 stage "real links, ASan+UBSan" native/tests/links/run.sh --asan
 stage "efvi Python tests on the ASan+UBSan core" scripts/pytest-asan.sh tests/efvi
 stage "the compiled per-message path under ASan+UBSan (behaviour suite, tcpdirect)" \
