@@ -202,6 +202,8 @@ struct pn_stack {
     uint32_t end_reason;     /* PN_REASON_* for the next pn_conn_free() event */
     uint64_t cookie_ns;      /* when the last SYN cookie was sent (0 = never) */
     uint64_t isn_key[2];
+    uint32_t isn_bias;   /* tests only (0 otherwise): added to every ISN, to run connections
+                          * across the 2^32 sequence wrap */
 };
 
 /* ------------------------------------------------------------------ internal API */
@@ -312,8 +314,12 @@ int pn_cookie_ts_decode(uint32_t ts_now, uint32_t tsecr);
 
 /* time_wait.c */
 void pn_tw_enter(pn_stack *s, const pn_conn *c);
+/* 1: a SYN that reopens the entry's 4-tuple goes on to the listener, which must start
+ * the new connection's ISN at *isn_floor or above (the entry is gone). */
 int pn_tw_rx(pn_stack *s, uint32_t twi, const uint8_t *eth_src, uint32_t src_ip,
-             const pn_tcp_seg *t);
+             const pn_tcp_seg *t, uint32_t *isn_floor);
+/* A connection reopening a 4-tuple from TIME_WAIT starts its ISN at `floor` or above. */
+void pn_conn_isn_at_least(pn_conn *c, uint32_t floor);
 void pn_tw_expire(pn_stack *s);
 void pn_tw_kill(pn_stack *s, uint32_t twi);
 

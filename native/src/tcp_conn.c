@@ -12,7 +12,8 @@ uint32_t pn_isn(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport)
     memcpy(b + 4, &rip, 4);
     memcpy(b + 8, &lport, 2);
     memcpy(b + 10, &rport, 2);
-    return (uint32_t)pn_siphash(s->isn_key, b, sizeof b) + (uint32_t)(s->now / 4000u);
+    return (uint32_t)pn_siphash(s->isn_key, b, sizeof b) + (uint32_t)(s->now / 4000u) +
+           s->isn_bias;
 }
 
 /* RFC 7323 7.1: the TSval offset, a keyed hash of the address pair (as Linux): the same
@@ -94,6 +95,14 @@ void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_
         c->rcv_wscale = ws;
     }
     c->ts_offset = pn_ts_offset(s, rip);
+}
+
+void pn_conn_isn_at_least(pn_conn *c, uint32_t floor)
+{
+    if (seq_lt(c->iss, floor)) {
+        c->iss = c->snd_una = c->snd_nxt = c->snd_max = floor;
+        c->data_end = floor + 1;
+    }
 }
 
 void pn_conn_free(pn_stack *s, pn_conn *c, uint32_t ev)
@@ -259,10 +268,8 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
     if (!c)
         return PN_ENOCONN;
     pn_conn_init(s, c, rip, rport, lport);
-    if (reuse && seq_lt(c->iss, isn_floor)) {
-        c->iss = c->snd_una = c->snd_nxt = c->snd_max = isn_floor;
-        c->data_end = isn_floor + 1;
-    }
+    if (reuse)
+        pn_conn_isn_at_least(c, isn_floor);
     c->active = 1;
     c->nexthop = nh;
     pn_flow f = {s->cfg.local_ip, rip, lport, rport};

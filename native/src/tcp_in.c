@@ -167,7 +167,9 @@ static bool cookie_ack(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tc
     return true;
 }
 
-static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t)
+/* isn_floor: not NULL when the SYN reopens a 4-tuple from our TIME_WAIT (pn_tw_rx). */
+static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t,
+                      const uint32_t *isn_floor)
 {
     if (t->flags & PN_TH_RST)
         return;                       /* RFC 9293 3.10.7.2 first */
@@ -208,6 +210,8 @@ static void listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp
     }
     pn_conn *c = pn_conn_alloc(s);
     pn_conn_init(s, c, ip, t->sport, t->dport);
+    if (isn_floor)
+        pn_conn_isn_at_least(c, *isn_floor);
     memcpy(c->dst_mac, mac, 6);
     c->nexthop = ip;
     syn_options(s, c, t);
@@ -763,7 +767,8 @@ void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp,
         s->st.drop_malformed++;        /* SYN+FIN / SYN+RST: nonsense, never answered */
         return;
     }
-    uint32_t v = pn_ht_find(s, ip, t.sport, t.dport);
+    uint32_t v = pn_ht_find(s, ip, t.sport, t.dport), isn_floor = 0;
+    bool reopened = false;
     if (v != PN_NONE32) {
         if (!(v & 0x80000000u)) {
             pn_conn *c = &s->conns[v];
@@ -773,11 +778,12 @@ void pn_tcp_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const uint8_t *tcp,
                 sync_rx(s, c, &t);
             return;
         }
-        if (!pn_tw_rx(s, v & 0x7fffffffu, mac, ip, &t))
+        if (!pn_tw_rx(s, v & 0x7fffffffu, mac, ip, &t, &isn_floor))
             return;
+        reopened = true;
     }
     if (pn_is_listening(s, t.dport))
-        listen_rx(s, mac, ip, &t);
+        listen_rx(s, mac, ip, &t, reopened ? &isn_floor : NULL);
     else if (s->link->caps & PN_LINK_OWN_IP)
         reply_rst(s, mac, ip, &t);
     else

@@ -81,7 +81,8 @@ static void tw_ack(pn_stack *s, const pn_tw *t)
 }
 
 /* Returns 1 when the segment should go on to a listener (the entry is gone). */
-int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *g)
+int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *g,
+             uint32_t *isn_floor)
 {
     (void)mac;
     (void)ip;
@@ -99,6 +100,9 @@ int pn_tw_rx(pn_stack *s, uint32_t i, const uint8_t *mac, uint32_t ip, const pn_
                                              : seq_gt(g->seq, t->rcv_nxt);
         if (newer && pn_is_listening(s, t->local_port)) {
             s->st.TcpExtTWRecycled++;
+            /* as Linux's tcp_timewait_state_process: the new incarnation's sequence space
+             * starts past the old one's, which the ISN clock may not have passed */
+            *isn_floor = t->snd_nxt + 65537u;
             pn_tw_kill(s, i);
             return 1;
         }

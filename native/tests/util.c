@@ -399,8 +399,14 @@ void raw_send(pn_link *raw, const uint8_t *f, uint32_t len)
 
 stream *client_open(node *cl, uint32_t sip, uint16_t port, uint64_t tx, uint64_t rx)
 {
+    return client_open_from(cl, 0, sip, port, tx, rx);
+}
+
+stream *client_open_from(node *cl, uint16_t lport, uint32_t sip, uint16_t port, uint64_t tx,
+                         uint64_t rx)
+{
     uint32_t id = 0;
-    int r = pn_connect(cl->s, sip, port, 0, &id);
+    int r = pn_connect(cl->s, sip, port, lport, &id);
     CHECK_EQ(r, 0);
     if (r < 0)
         return NULL;

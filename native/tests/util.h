@@ -96,3 +96,6 @@ uint32_t build_tcp_frame(uint8_t *f, const raw_seg *r);
 /* Put a frame on the wire from a raw endpoint. */
 void raw_send(pn_link *raw, const uint8_t *f, uint32_t len);
 stream *client_open(node *cl, uint32_t sip, uint16_t port, uint64_t tx, uint64_t rx);
+/* The same from local port `lport` (0: an ephemeral one). */
+stream *client_open_from(node *cl, uint16_t lport, uint32_t sip, uint16_t port, uint64_t tx,
+                         uint64_t rx);
