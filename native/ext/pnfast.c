@@ -29,10 +29,12 @@
 typedef int (*poll_fn)(pn_stack *, uint64_t, pn_event *, int);
 typedef int32_t (*send_fn)(pn_stack *, uint32_t, const void *, uint32_t, int);
 typedef int (*timer_fn)(pn_stack *, uint32_t, uint32_t, uint32_t);
+typedef int (*keep_fn)(pn_stack *, uint32_t, uint32_t);
 
 static poll_fn core_poll;
 static send_fn core_send;
 static timer_fn core_set_timer;
+static keep_fn core_keep;
 
 /* Python helpers the compiled code defers to off its fast path (set_helpers). */
 static PyObject *py_byte_view;        /* pollnet.connection.byte_view(data, method) */
@@ -814,8 +816,8 @@ static int deliver(Poller *p, PollConnCore *pc, CoreConn *c, pn_event *ev)
     }
     pc->kept = (unsigned int)rem;
     c->kept = (unsigned int)rem;
-    if (rem)
-        ev->remaining = (uint32_t)rem;
+    if (rem && p->stack != NULL) /* (a handler may have closed the endpoint) */
+        core_keep(p->stack, ev->conn_id, (uint32_t)rem);
     Py_DECREF(pc);
     return rc;
 }
@@ -878,8 +880,8 @@ static int dispatch(Poller *p, int start, int n)
                         Py_CLEAR(r);
                     } else {
                         c->kept = (unsigned int)rem;
-                        if (rem)
-                            ev->remaining = (uint32_t)rem;
+                        if (rem && p->stack != NULL)
+                            core_keep(p->stack, ev->conn_id, (uint32_t)rem);
                     }
                 }
             }
@@ -2014,16 +2016,18 @@ static PyObject *socket_poll(PyObject *Py_UNUSED(mod), PyObject *args)
 
 static PyObject *bind_core(PyObject *Py_UNUSED(mod), PyObject *args)
 {
-    unsigned long long poll_addr, send_addr, timer_addr;
-    if (!PyArg_ParseTuple(args, "KKK:bind_core", &poll_addr, &send_addr, &timer_addr))
+    unsigned long long poll_addr, send_addr, timer_addr, keep_addr;
+    if (!PyArg_ParseTuple(args, "KKKK:bind_core", &poll_addr, &send_addr, &timer_addr,
+                          &keep_addr))
         return NULL;
-    if (poll_addr == 0 || send_addr == 0 || timer_addr == 0) {
+    if (poll_addr == 0 || send_addr == 0 || timer_addr == 0 || keep_addr == 0) {
         PyErr_SetString(PyExc_ValueError, "bind_core: null function address");
         return NULL;
     }
     core_poll = (poll_fn)(uintptr_t)poll_addr;
     core_send = (send_fn)(uintptr_t)send_addr;
     core_set_timer = (timer_fn)(uintptr_t)timer_addr;
+    core_keep = (keep_fn)(uintptr_t)keep_addr;
     Py_RETURN_NONE;
 }
 
@@ -2039,8 +2043,8 @@ static PyObject *set_helpers(PyObject *Py_UNUSED(mod), PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"bind_core", bind_core, METH_VARARGS,
-     "bind_core(pn_poll, pn_send, pn_set_user_timer): the efvi core's functions (their "
-     "addresses)."},
+     "bind_core(pn_poll, pn_send, pn_set_user_timer, pn_keep): the efvi core's functions "
+     "(their addresses)."},
     {"owner_poll", owner_poll, METH_O,
      "owner_poll(cls): poll() for a pollnet-level efvi client or server class, the "
      "compiled one (it finds its Poller in the instance's _fast)."},

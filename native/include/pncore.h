@@ -343,9 +343,7 @@ typedef struct pn_event {
     uint32_t type;       /* PN_EV_* */
     uint32_t conn_id;
     const uint8_t *data; /* PN_EV_DATA / PN_EV_FIN: into the connection's receive buffer */
-    uint32_t len;
-    uint32_t remaining;  /* DATA/FIN: the caller writes how many of the last bytes it left
-                            unconsumed (0 when untouched); read back at the next pn_poll() */
+    uint32_t len;        /* DATA/FIN: all of it is consumed unless pn_keep() says otherwise */
     uint32_t timer_id;   /* PN_EV_USER_TIMEOUT */
     uint32_t remote_ip;  /* ESTABLISHED: the peer */
     uint16_t remote_port;
@@ -367,17 +365,25 @@ enum {
 const char *pn_reason_str(uint32_t reason);
 
 /*
- * Drive everything: apply the `remaining` counts of the previous batch, receive a burst,
+ * Drive everything: consume the previous batch's DATA/FIN bytes (but what pn_keep() kept),
+ * receive a burst,
  * run timers, flush transmit, and fill up to max events.  Returns the event count (events
  * that did not fit stay queued for the next call) or < 0 on a link error.
  * now_ns: monotonic nanoseconds; 0 = read CLOCK_MONOTONIC.
  * The events array and every data pointer in it stay valid until the next pn_poll(); a
  * connection freed in this batch keeps its conn_id until then (ids are reused like fds).
- * The `remaining` counts are read from the array given to the previous pn_poll(), so that
- * array must still be alive (reuse one array). Calls made between polls (pn_connect,
+ * Calls made between polls (pn_connect,
  * pn_send, timers) run at the time of the last pn_poll(): poll once before the first.
  */
 int pn_poll(pn_stack *s, uint64_t now_ns, pn_event *events, int max);
+
+/* After a DATA event of the last pn_poll(): its last `remaining` bytes stay unconsumed and
+ * come first in the connection's next DATA event (the rest is consumed by the next
+ * pn_poll()). Without a call everything is consumed; a later call replaces an earlier
+ * one; remaining > len counts as len (nothing consumed).
+ * Ignored for FIN events (their bytes are the last). 0, or PN_EINVAL when the last
+ * pn_poll() handed out no DATA/FIN event of conn_id. */
+int pn_keep(pn_stack *s, uint32_t conn_id, uint32_t remaining);
 
 /* Earliest virtual time at which the stack has a timer due, UINT64_MAX if none; the time of
  * the last pn_poll() while events are still queued for the next one (poll again now). */

@@ -33,7 +33,8 @@ static int echo_batch(pn_stack *s, uint64_t now, pn_event *ev, int max,
             int32_t sent = pn_send(s, e->conn_id, e->data, e->len, 0);
             if (sent < 0)
                 sent = (int32_t)e->len;  /* the connection is gone: drop the bytes */
-            e->remaining = e->len - (uint32_t)sent;
+            if ((uint32_t)sent < e->len)
+                pn_keep(s, e->conn_id, e->len - (uint32_t)sent);
             *bytes += (uint64_t)sent;
             break;
         }

@@ -147,7 +147,8 @@ typedef struct pn_neigh {
     pn_timer t;
 } pn_neigh;
 
-typedef struct pn_shadow { uint32_t conn, len, ev; } pn_shadow;
+/* A DATA/FIN event handed out by the last poll: what the next poll consumes of it. */
+typedef struct pn_shadow { uint32_t conn, len, remaining; uint8_t fin; } pn_shadow;
 
 struct pn_stack {
     pn_config cfg;
@@ -184,7 +185,6 @@ struct pn_stack {
 
     pn_shadow *last;         /* DATA/FIN events handed out by the previous poll */
     uint32_t last_n;
-    pn_event *last_events;
 
     uint32_t *ackq;
     uint32_t ackq_n;

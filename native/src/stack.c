@@ -728,14 +728,13 @@ int pn_poll(pn_stack *s, uint64_t now, pn_event *events, int max)
     if (now > s->now)
         s->now = now;
 
-    /* 1. the previous batch's `remaining` counts */
+    /* 1. the previous batch's bytes, less what pn_keep() kept */
     for (uint32_t i = 0; i < s->last_n; i++) {
         pn_shadow *sh = &s->last[i];
         pn_conn *c = &s->conns[sh->conn];
         if (c->in_use != 1)
             continue;
-        const pn_event *e = &s->last_events[sh->ev];
-        pn_apply_remaining(s, c, sh->len, e->type == PN_EV_FIN ? 0 : e->remaining);
+        pn_apply_remaining(s, c, sh->len, sh->fin ? 0 : sh->remaining);
     }
     s->last_n = 0;
     if (s->finq_n)
@@ -780,18 +779,30 @@ int pn_poll(pn_stack *s, uint64_t now, pn_event *events, int max)
             c->data_ev_live = 0;
             events[k].data = c->rbuf;
             events[k].len = c->rlen;
-            events[k].remaining = 0;
             if (s->last_n < s->cfg.max_conn_cnt) {   /* one per connection: always room */
                 pn_shadow *sh = &s->last[s->last_n++];
                 sh->conn = c->idx;
                 sh->len = c->rlen;
-                sh->ev = (uint32_t)k;
+                sh->remaining = 0;
+                sh->fin = e->type == PN_EV_FIN;
             }
         } else if (e->type == PN_EV_MORE_SENDABLE) {
             c->ms_ev_live = 0;
         }
         k++;
     }
-    s->last_events = events;
     return k;
+}
+
+int pn_keep(pn_stack *s, uint32_t conn_id, uint32_t remaining)
+{
+    if (!s)
+        return PN_EINVAL;
+    for (uint32_t i = 0; i < s->last_n; i++) {   /* one per connection, a batch's worth */
+        if (s->last[i].conn == conn_id) {
+            s->last[i].remaining = remaining;
+            return 0;
+        }
+    }
+    return PN_EINVAL;
 }

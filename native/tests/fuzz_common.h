@@ -188,7 +188,7 @@ static void fz_poll(fz *z, const uint8_t *rem, size_t remn)
     for (int i = 0; i < k; i++) {
         z->events++;
         if (z->ev[i].type == PN_EV_DATA || z->ev[i].type == PN_EV_FIN)
-            z->ev[i].remaining = remn ? rem[i % remn] * 37u : 0;   /* any value, even absurd */
+            pn_keep(z->s, z->ev[i].conn_id, remn ? rem[i % remn] * 37u : 0);   /* any, even absurd */
         if (z->ev[i].conn_id == z->conn &&
             (z->ev[i].type == PN_EV_CONNECTION_RESET || z->ev[i].type == PN_EV_CONNECTION_CLOSED ||
              z->ev[i].type == PN_EV_CONNECTION_TIMEOUT))

@@ -466,7 +466,7 @@ static void leave3(node *n, pn_event *e)
                        e->type == PN_EV_CONNECTION_CLOSED))
         order[norder++] = e->type;
     if (e->type == PN_EV_DATA)
-        e->remaining = 3;
+        CHECK_EQ(pn_keep(n->s, e->conn_id, 3), 0);
     if (e->type == PN_EV_FIN && e->len < sizeof fin_seen) {
         memcpy(fin_seen, e->data, e->len);
         fin_seen[e->len] = 0;

@@ -230,7 +230,7 @@ static void pp_echo(node *n, pn_event *e)
         pp_left--;
         pn_send(n->s, e->conn_id, e->data, 64, 0);
     }
-    e->remaining = e->len - 64;
+    CHECK_EQ(pn_keep(n->s, e->conn_id, e->len - 64), 0);
 }
 
 static void test_pingpong_cost(void)

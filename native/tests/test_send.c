@@ -225,7 +225,6 @@ static uint8_t kept[64];
 static uint32_t kept_n, checked;
 static void keep_tail(node *n, pn_event *e)
 {
-    (void)n;
     if (e->type != PN_EV_DATA)
         return;
     if (kept_n) {
@@ -236,7 +235,7 @@ static void keep_tail(node *n, pn_event *e)
     uint32_t r = e->len > 10 ? 10 : e->len;
     memcpy(kept, e->data + e->len - r, r);
     kept_n = r;
-    e->remaining = r;
+    CHECK_EQ(pn_keep(n->s, e->conn_id, r), 0);
 }
 
 static void test_remaining(void)
@@ -259,6 +258,32 @@ static void test_remaining(void)
         world_run(&w, 100000000ull, NULL, NULL);
     }
     CHECK_EQ(checked, 4);
+    world_free(&w);
+}
+
+/* pn_keep, not the caller's event array, carries what stays unconsumed: a caller that
+ * hands each pn_poll() a fresh array (and frees it) loses nothing and reads no dead
+ * memory (the core once read `remaining` back from the previous call's array). */
+static void test_a_fresh_event_array_each_poll(void)
+{
+    world w;
+    node *cl, *sv;
+    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    w.fresh_event_arrays = true;
+    sv->partial = 1;
+    sv->default_tx = 300000;
+    sv->default_rx = 300000;
+    stream *st = client_open(cl, SIP, 80, 300000, 300000);
+    st->partial = 1;
+    CHECK(world_run(&w, 20000000000ull, all_streams_done, NULL));
+    stream *ss = server_stream(sv);
+    CHECK(ss != NULL);
+    CHECK_EQ(st->rx_seen, 300000);
+    CHECK_EQ(st->rx_bad, 0);
+    if (ss) {
+        CHECK_EQ(ss->rx_seen, 300000);
+        CHECK_EQ(ss->rx_bad, 0);
+    }
     world_free(&w);
 }
 
@@ -681,8 +706,8 @@ static void maybe_keep(node *n, pn_event *e)
 {
     if (e->type == PN_EV_DATA && !consume) {
         stream *st = node_stream(n, e->conn_id);
-        st->rx_consumed -= e->len - e->remaining;   /* undo what the stream counted */
-        e->remaining = e->len;
+        st->rx_consumed -= e->len - st->kept;   /* undo what the stream counted */
+        pn_keep(n->s, e->conn_id, e->len);
     }
 }
 
@@ -750,6 +775,7 @@ int main(void)
     RUN(test_zero_window_persist);
     RUN(test_zero_window_reopen);
     RUN(test_remaining);
+    RUN(test_a_fresh_event_array_each_poll);
     RUN(test_options);
     RUN(test_cc);
     RUN(test_delayed_ack);

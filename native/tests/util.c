@@ -189,7 +189,9 @@ static void on_data(node *n, stream *st, pn_event *e)
         rem = (uint32_t)((st->rx_seen * 2654435761u) % 97u) % (e->len + 1);
     if (st->keep_all && e->type == PN_EV_DATA)
         rem = e->len;
-    e->remaining = rem;
+    if (rem)
+        CHECK_EQ(pn_keep(n->s, e->conn_id, rem), 0);
+    st->kept = rem;
     st->rx_consumed += e->len - rem;
     (void)n;
 }
@@ -267,14 +269,21 @@ bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), v
         bool more = false;
         for (int i = 0; i < w->nn; i++) {
             node *n = &w->nodes[i];
-            int k = pn_poll(n->s, w->now, n->ev, EV_MAX);
+            pn_event *ev = n->ev;
+            if (w->fresh_event_arrays) {
+                ev = malloc(EV_MAX * sizeof *ev);
+                memset(ev, 0xA5, EV_MAX * sizeof *ev);
+            }
+            int k = pn_poll(n->s, w->now, ev, EV_MAX);
             w->polls++;
             if (k < 0) {
                 fprintf(stderr, "pn_poll: %d\n", k);
                 return false;
             }
             for (int j = 0; j < k; j++)
-                handle(n, &n->ev[j]);
+                handle(n, &ev[j]);
+            if (ev != n->ev)
+                free(ev);
             if (k == EV_MAX)
                 more = true;
         }

@@ -22,6 +22,7 @@ typedef struct stream {   /* one connection's application state */
     uint64_t tx_total, tx_sent;
     uint64_t rx_expect, rx_consumed, rx_seen, rx_bad;
     uint32_t more_sendable, user_timeouts;
+    uint32_t kept;         /* what the last DATA event left unconsumed (pn_keep) */
     uint8_t partial;       /* leave some bytes unconsumed now and then */
     uint8_t keep_all;      /* consume nothing */
     uint8_t send_fin_when_done;
@@ -57,6 +58,7 @@ typedef struct world {
     int nraw;
     uint64_t raw_rx;
     void (*raw_hook)(struct world *w, const uint8_t *f, uint32_t len);
+    bool fresh_event_arrays;   /* each pn_poll() gets a new array of garbage, freed after */
     void *ctx;
 } world;
 

@@ -303,7 +303,6 @@ int main(int argc, char **argv)
                     memcpy(out + queued, e->data, e->len);
                     queued += e->len;
                 }
-                e->remaining = 0;
                 if (e->type == PN_EV_FIN)
                     fin_in = 1;
                 break;

@@ -67,7 +67,6 @@ static void poll_side(side *x, uint64_t now)
                 if (e->data[k] != x->in(x->got + k))
                     x->bad = 1;
             x->got += e->len;
-            e->remaining = 0;
             break;
         case PN_EV_CONNECTION_CLOSED:
             x->closed = 1;

@@ -25,8 +25,8 @@ def _bind() -> tuple[ModuleType | None, str]:
         return None, (f"{mod.__name__} was built for another core (pn_event is "
                       f"{mod.EVENT_SIZE} bytes there, {ffi.sizeof('pn_event')} here): "
                       "rebuild with `pip install -e .`")
-    mod.bind_core(address(ffi.addressof(lib, "pn_poll")), address(ffi.addressof(lib, "pn_send")),
-                  address(ffi.addressof(lib, "pn_set_user_timer")))
+    mod.bind_core(*(address(ffi.addressof(lib, name))
+                    for name in ("pn_poll", "pn_send", "pn_set_user_timer", "pn_keep")))
     return mod, ""
 
 

@@ -213,7 +213,7 @@ class Endpoint:
         # The uint32 words, uint16 halves and data pointers of the array, as views of the
         # bytearray (see above).
         self._ev_words = memoryview(self._ev_bytes).cast("I")
-        fields = ("conn_id", "len", "remaining", "timer_id", "remote_ip", "reason")
+        fields = ("conn_id", "len", "timer_id", "remote_ip", "reason")
         for field in ("type", *fields):
             assert ffi.offsetof("pn_event", field) % 4 == 0
         off = ffi.offsetof("pn_event", "data")
@@ -227,7 +227,7 @@ class Endpoint:
         self._ev_ptrs = ffi.cast("const uint8_t **", self._events)
         global _ONE
         if not _ONE:
-            _ONE = (_EV_CODES[0], *self._ev_off[1:4], self._ev_off[-1], ffi.buffer)
+            _ONE = (_EV_CODES[0], *self._ev_off[1:3], self._ev_off[-1], ffi.buffer)
 
     # ------------------------------------------------------------ resources
 
@@ -362,7 +362,7 @@ class Endpoint:
             raise err
         if n == 1:
             words = self._ev_words
-            ev_data, o_conn, o_len, o_rem, p_data, buffer = _ONE
+            ev_data, o_conn, o_len, p_data, buffer = _ONE
             if words[0] == ev_data:
                 # One DATA event: _dispatch(bound, 0, 1) inline, step for step.
                 self._pending = 1
@@ -394,8 +394,8 @@ class Endpoint:
                     rem = _remaining(rem, size, conn, "on_data")
                 self._resume = 1
                 conn._kept = rem
-                if rem:
-                    words[o_rem] = rem
+                if rem and self._stack is not None:  # (the handler may have closed us)
+                    self._lib.pn_keep(stack, cid, rem)
                 return 1
         elif n < 0:
             self._poll_error(n)
@@ -407,8 +407,9 @@ class Endpoint:
         (on_data, on_fin, on_more_sendable, on_established, *_, on_user_timeout, _) = bound
         EV_DATA, EV_FIN, EV_MORE, EV_EST, *_, EV_TIMER, _ = _EV_CODES
         words = self._ev_words
-        (stride, o_conn, o_len, o_rem, o_timer, o_rip, o_reason, o_rport, o_lport, p_stride,
+        (stride, o_conn, o_len, o_timer, o_rip, o_reason, o_rport, o_lport, p_stride,
          p_data) = self._ev_off
+        keep = self._lib.pn_keep
         halves = self._ev_halves
         ptrs = self._ev_ptrs
         conns = self._conns
@@ -442,8 +443,8 @@ class Endpoint:
                         rem = _remaining(rem, size, conn, "on_data")
                     i += 1
                     conn._kept = rem
-                    if rem:
-                        words[b + o_rem] = rem
+                    if rem and self._stack is not None:  # (the handler may have closed us)
+                        keep(self._stack, cid, rem)
                 elif t == EV_MORE:
                     if on_more_sendable is not None and not conn._closed:
                         on_more_sendable(conn)
@@ -454,9 +455,8 @@ class Endpoint:
                     if conn._closed or (on_fin is None and on_data is None):
                         continue
                     size = words[b + o_len]
-                    rem = _fin(conn, ptrs[(i - 1) * p_stride + p_data], size, on_data, on_fin)
-                    if rem:
-                        words[b + o_rem] = rem
+                    # (what a FIN's handlers leave is never presented again: nothing follows)
+                    _fin(conn, ptrs[(i - 1) * p_stride + p_data], size, on_data, on_fin)
                 elif t == EV_TIMER:
                     if on_user_timeout is not None and not conn._closed:
                         on_user_timeout(conn, words[b + o_timer])
@@ -478,9 +478,7 @@ class Endpoint:
                               bound.on_connection_established)
         elif t == _EV_CODES[1]:
             if not conn._closed and (bound.on_fin is not None or bound.on_data is not None):
-                rem = _fin(conn, ev.data, ev.len, bound.on_data, bound.on_fin)
-                if rem:
-                    ev.remaining = rem
+                _fin(conn, ev.data, ev.len, bound.on_data, bound.on_fin)
         else:
             self._ended(conn, t, ev.reason, bound)
 
