@@ -240,6 +240,68 @@ static uint32_t rp_conn(void)
     return PN_NONE32;
 }
 
+/* A segment from the raw peer with a timestamp option (NOP NOP TS), and an MSS on a SYN. */
+static void rp_send_ts(uint8_t flags, uint32_t seq, uint32_t ack, uint32_t tsval,
+                       const uint8_t *data, uint32_t n)
+{
+    uint8_t f[1600], o[16] = {2, 4, 0x05, 0xb4, 1, 1, 8, 10};
+    for (int i = 0; i < 4; i++)
+        o[8 + i] = (uint8_t)(tsval >> (24 - 8 * i));   /* TSecr (o[12..15]) stays 0 */
+    bool syn = flags & 0x02;
+    raw_seg r = {rp.raw->mac, rp.sv->mac, RIP, SIP, 4444, 80, seq, ack, flags, 65535,
+                 syn ? o : o + 4, syn ? 16 : 12, data, n};
+    raw_send(rp.raw, f, build_tcp_frame(f, &r));
+}
+
+/* Replies to out-of-window segments are rate-limited per connection (oow_rate_limit_ms,
+ * as Linux's tcp_oow_rate_limited), so a confused or hostile peer cannot make us storm:
+ * ten duplicate SYNs in SYN-RECEIVED draw one SYN-ACK, ten PAWS-rejected segments (an
+ * older TSval) one ACK, each 1 ms apart; the rest are counted. */
+static void test_oow_replies_are_rate_limited(void)
+{
+    pn_config c;
+    cfg_for(&c, SIP);
+    c.timestamps = 1;
+    pn_sim_params p;
+    pn_sim_params_default(&p);
+    world w;
+    world_init(&w, &p);
+    rp.sv = world_add(&w, &c, SIP, 2);
+    pn_listen(rp.sv->s, 80);
+    rp.raw = world_add_raw(&w, 9);
+    w.raw_hook = rp_hook;
+    rp.iss = 777;
+    rp_send_ts(0x02, rp.iss, 0, 100, NULL, 0);
+    world_run(&w, 1000000, NULL, NULL);
+    pn_stats a = stats(rp.sv);
+    for (int i = 0; i < 10; i++) {
+        rp_send_ts(0x02, rp.iss, 0, 100, NULL, 0);
+        world_run(&w, 1000000, NULL, NULL);
+    }
+    pn_stats b = stats(rp.sv);
+    CHECK_EQ(b.TcpOutSegs - a.TcpOutSegs, 1);
+    CHECK_EQ(b.TcpExtTCPACKSkippedSynRecv - a.TcpExtTCPACKSkippedSynRecv, 9);
+    /* complete the handshake; then ten in-window segments whose TSval went back */
+    rp_send_ts(0x10, rp.iss + 1, rp.s_iss + 1, 200, NULL, 0);
+    world_run(&w, 1000000, NULL, NULL);
+    pn_conn_info ci;
+    CHECK_EQ(pn_conn_info_get(rp.sv->s, rp_conn(), &ci), 0);
+    CHECK_EQ(ci.state, PN_TCP_ESTABLISHED);
+    static const uint8_t x[10] = "0123456789";
+    w.now += 600000000ull;   /* (virtual time) past the limit the SYN-ACK above set */
+    a = stats(rp.sv);
+    for (int i = 0; i < 10; i++) {
+        rp_send_ts(0x18, rp.iss + 1, rp.s_iss + 1, 50, x, 10);
+        world_run(&w, 1000000, NULL, NULL);
+    }
+    b = stats(rp.sv);
+    CHECK_EQ(b.TcpExtPAWSEstabRejected - a.TcpExtPAWSEstabRejected, 10);
+    CHECK_EQ(b.TcpOutSegs - a.TcpOutSegs, 1);
+    CHECK_EQ(b.TcpExtTCPACKSkippedPAWS - a.TcpExtTCPACKSkippedPAWS, 9);
+    CHECK_EQ(node_stream(rp.sv, rp_conn())->rx_seen, 0);   /* none of it was taken */
+    world_free(&w);
+}
+
 /* max_ooo_segs / max_ooo_bytes: holes beyond the bounds are dropped and counted; the data
  * still arrives complete once the holes are filled (the peer resends what was dropped). */
 static void test_ooo_bounds(void)
@@ -617,6 +679,7 @@ int main(void)
     RUN(test_forged_cookie_ack);
     RUN(test_ooo_bounds);
     RUN(test_rfc5961_answers);
+    RUN(test_oow_replies_are_rate_limited);
     RUN(test_challenge_ack_limit_one);
     RUN(test_per_source_limit);
     RUN(test_zero_window_and_silent_peers);
