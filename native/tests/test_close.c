@@ -10,16 +10,11 @@ static uint32_t SIP, CIP;
  * on port 80, with the client's TIME_WAIT pool and event queue sizes. */
 static void setup_client(world *w, node **cl, node **sv, const pn_config *cc)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
-    world_init(w, &p);
-    *cl = world_add(w, cc, CIP, 1);
     pn_config c;
     cfg_for(&c, SIP);
     c.max_time_wait_conn_cnt = cc->max_time_wait_conn_cnt;
     c.max_events = cc->max_events;
-    *sv = world_add(w, &c, SIP, 2);
-    pn_listen((*sv)->s, 80);
+    world_pair(w, NULL, cc, &c, cl, sv);
 }
 
 /* A client and a listening server; max_events 0 = the core's own sizing. */

@@ -215,7 +215,8 @@ static void rp_send(uint8_t flags, uint32_t seq, uint32_t ack, const uint8_t *da
     raw_send(rp.raw, f, build_tcp_frame(f, &r));
 }
 
-static void rp_setup(world *w, const pn_config *sc)
+/* A server (config sc) listening on port 80 and the raw peer, before any segment. */
+static void rp_world(world *w, const pn_config *sc)
 {
     pn_sim_params p;
     pn_sim_params_default(&p);
@@ -226,6 +227,12 @@ static void rp_setup(world *w, const pn_config *sc)
     w->raw_hook = rp_hook;
     rp.iss = 777;
     rp.acks = rp.rsts = 0;
+}
+
+/* rp_world, then the raw peer's handshake. */
+static void rp_setup(world *w, const pn_config *sc)
+{
+    rp_world(w, sc);
     rp_send(0x02, rp.iss, 0, NULL, 0);
     world_run(w, 1000000, NULL, NULL);
     rp_send(0x10, rp.iss + 1, rp.s_iss + 1, NULL, 0);
@@ -262,15 +269,8 @@ static void test_oow_replies_are_rate_limited(void)
     pn_config c;
     cfg_for(&c, SIP);
     c.timestamps = 1;
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    rp.sv = world_add(&w, &c, SIP, 2);
-    pn_listen(rp.sv->s, 80);
-    rp.raw = world_add_raw(&w, 9);
-    w.raw_hook = rp_hook;
-    rp.iss = 777;
+    rp_world(&w, &c);
     rp_send_ts(0x02, rp.iss, 0, 100, NULL, 0);
     world_run(&w, 1000000, NULL, NULL);
     pn_stats a = stats(rp.sv);
@@ -602,14 +602,8 @@ static void test_cookie_ack_in_a_flood_burst(void)
     pn_config c;
     cfg_for(&c, SIP);
     c.syn_cookies = PN_SYN_COOKIES_ALWAYS;
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    rp.sv = world_add(&w, &c, SIP, 2);
-    pn_listen(rp.sv->s, 80);
-    rp.raw = world_add_raw(&w, 9);
-    w.raw_hook = rp_hook;
+    rp_world(&w, &c);
     rp_send(0x02, 777, 0, NULL, 0);
     world_run(&w, 1000000, NULL, NULL);
     uint8_t f[100];

@@ -133,16 +133,9 @@ static void test_max_conn(void)
  * next poll, and DATA pointers stay valid until then. */
 static void test_event_overflow(void)
 {
-    pn_sim_params p;
-    pn_sim_params_default(&p);
     world w;
-    world_init(&w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
-    node *cl = world_add(&w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    node *sv = world_add(&w, &c, SIP, 2);
-    pn_listen(sv->s, 80);
+    node *cl, *sv;
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     for (int i = 0; i < 50; i++)
         client_open(cl, SIP, 80, 0, 0);
     /* drive the server by hand with room for 7 events a poll */

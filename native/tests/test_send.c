@@ -9,19 +9,6 @@
 
 static uint32_t SIP, CIP;
 
-static void setup_cfg(world *w, node **cl, node **sv, const pn_config *cc, const pn_config *sc)
-{
-    pn_sim_params p;
-    pn_sim_params_default(&p);
-    world_init(w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
-    *cl = world_add(w, cc ? cc : &c, CIP, 1);
-    cfg_for(&c, SIP);
-    *sv = world_add(w, sc ? sc : &c, SIP, 2);
-    pn_listen((*sv)->s, 80);
-}
-
 static bool est2(world *w, void *ctx)
 {
     (void)ctx;
@@ -41,7 +28,7 @@ static void test_more(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     stream *st = client_open(cl, SIP, 80, 0, 0);
     world_run(&w, 5000000000ull, est2, NULL);
     stream *ss = server_stream(sv);
@@ -70,7 +57,7 @@ static void test_sendv(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     stream *st = client_open(cl, SIP, 80, 0, 0);
     world_run(&w, 5000000000ull, est2, NULL);
     stream *ss = server_stream(sv);
@@ -95,7 +82,7 @@ static void test_sendable(void)
     pn_config c;
     cfg_for(&c, CIP);
     c.conn_send_buf_cnt = 64;
-    setup_cfg(&w, &cl, &sv, &c, NULL);
+    world_pair(&w, NULL, &c, NULL, &cl, &sv);
     stream *st = client_open(cl, SIP, 80, 0, 0);
     world_run(&w, 5000000000ull, est2, NULL);
     CHECK_EQ(pn_sendable(cl->s, st->conn), 64 * 960);
@@ -181,7 +168,7 @@ static void test_zero_window_persist(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     memset(&zp, 0, sizeof zp);
     zp.cl = cl;
     zp.raw = world_add_raw(&w, 9);
@@ -242,7 +229,7 @@ static void test_remaining(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     sv->hook = keep_tail;
     kept_n = checked = 0;
     stream *st = client_open(cl, SIP, 80, 0, 0);
@@ -268,7 +255,7 @@ static void test_a_fresh_event_array_each_poll(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     w.fresh_event_arrays = true;
     sv->partial = 1;
     sv->default_tx = 300000;
@@ -303,7 +290,7 @@ static void negotiate(uint8_t cws, uint8_t cts, uint8_t sws, uint8_t sts, uint8_
     b.window_scale = sws;
     b.timestamps = sts;
     b.conn_recv_buf_size = 1 << 20;
-    setup_cfg(&w, &cl, &sv, &a, &b);
+    world_pair(&w, NULL, &a, &b, &cl, &sv);
     sv->default_tx = 3000000;
     sv->default_rx = 3000000;
     stream *st = client_open(cl, SIP, 80, 3000000, 3000000);
@@ -347,7 +334,7 @@ static void cc_case(uint8_t cc)
     a.conn_recv_buf_size = 1 << 20;
     pn_config b = a;
     b.local_ip = SIP;
-    setup_cfg(&w, &cl, &sv, &a, &b);
+    world_pair(&w, NULL, &a, &b, &cl, &sv);
     sv->default_rx = 20000000;
     stream *st = client_open(cl, SIP, 80, 20000000, 0);
     world_run(&w, 5000000000ull, est2, NULL);
@@ -410,7 +397,7 @@ static void delack_case(uint32_t ms)
     pn_config b;
     cfg_for(&b, SIP);
     b.delayed_ack_ms = ms;
-    setup_cfg(&w, &cl, &sv, NULL, &b);
+    world_pair(&w, NULL, NULL, &b, &cl, &sv);
     stream *st = client_open(cl, SIP, 80, 0, 0);
     world_run(&w, 5000000000ull, est2, NULL);
     world_run(&w, 1000000000ull, NULL, NULL);
@@ -537,7 +524,7 @@ static void test_short_tx_buffers_are_not_overrun(void)
     short_cap = 50;
     short_over = 0;
     wrap_link = make_short;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     wrap_link = NULL;
     uint32_t id;
     CHECK_EQ(pn_connect(cl->s, SIP, 80, 0, &id), 0);   /* needs ARP first */
@@ -579,7 +566,7 @@ static void test_ack_lost_to_a_full_ring_is_retried(void)
     sc.delayed_ack_ms = 0;
     fail_next = 0;
     wrap_link = make_full_once;
-    setup_cfg(&w, &cl, &sv, &cc, &sc);
+    world_pair(&w, NULL, &cc, &sc, &cl, &sv);
     wrap_link = NULL;
     uint32_t id;
     CHECK_EQ(pn_connect(cl->s, SIP, 80, 0, &id), 0);
@@ -616,7 +603,7 @@ static void test_output_cannot_spin(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     uint32_t id;
     CHECK_EQ(pn_connect(cl->s, SIP, 80, 0, &id), 0);
     node_stream(cl, id)->used = 1;
@@ -643,7 +630,7 @@ static void test_tx_ring_full(void)
     world w;
     node *cl, *sv;
     wrap_link = make_flaky;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     wrap_link = NULL;
     sv->default_tx = 2000000;
     sv->default_rx = 2000000;
@@ -667,7 +654,7 @@ static void test_data_timeout(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     memset(&zp, 0, sizeof zp);
     zp.cl = cl;
     zp.raw = world_add_raw(&w, 9);
@@ -715,7 +702,7 @@ static void test_zero_window_reopen(void)
 {
     world w;
     node *cl, *sv;
-    setup_cfg(&w, &cl, &sv, NULL, NULL);
+    world_pair(&w, NULL, NULL, NULL, &cl, &sv);
     sv->hook = maybe_keep;
     sv->default_rx = 100000;
     consume = 0;
@@ -750,7 +737,7 @@ static void test_tiny_receive_buffer(void)
     cfg_for(&b, SIP);
     b.conn_recv_buf_size = 512;
     b.send_buf_1k = 0;
-    setup_cfg(&w, &cl, &sv, &a, &b);
+    world_pair(&w, NULL, &a, &b, &cl, &sv);
     sv->default_tx = 200000;
     sv->default_rx = 200000;
     stream *st = client_open(cl, SIP, 80, 200000, 200000);

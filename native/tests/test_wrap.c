@@ -84,16 +84,11 @@ static void test_every_state_across_the_wrap(void)
     p.reorder = 0.02;
     p.seed = 7;
     world w;
-    world_init(&w, &p);
-    pn_config c;
-    cfg_for(&c, CIP);
-    node *cl = world_add(&w, &c, CIP, 1);
-    cfg_for(&c, SIP);
-    node *sv = world_add(&w, &c, SIP, 2);
+    node *cl, *sv;
+    world_pair(&w, &p, NULL, NULL, &cl, &sv);
     sv->default_tx = BYTES;
     sv->default_rx = BYTES;
     sv->auto_fin = 1;
-    pn_listen(sv->s, 80);
 
     /* 1: handshake, data, retransmissions, FINs and TIME_WAIT across 0 */
     isns a = run_connection(&w, cl, sv, 45001, (uint32_t)0 - 3000, 1);

@@ -73,6 +73,20 @@ node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte)
     return n;
 }
 
+void world_pair(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
+                node **cl, node **sv)
+{
+    pn_sim_params d;
+    pn_sim_params_default(&d);
+    world_init(w, p ? p : &d);
+    pn_config c;
+    cfg_for(&c, PAIR_CIP);
+    *cl = world_add(w, cc ? cc : &c, PAIR_CIP, 1);
+    cfg_for(&c, PAIR_SIP);
+    *sv = world_add(w, sc ? sc : &c, PAIR_SIP, 2);
+    pn_listen((*sv)->s, 80);
+}
+
 pn_link *world_add_raw(world *w, uint8_t macbyte)
 {
     uint8_t mac[6] = {0x02, 0, 0, 0, 0, macbyte};

@@ -22,6 +22,7 @@ from pollnet.backends.efvi.pollnet_conn import MAX_TIMER_MS, timer_plan
 from pollnet.backends.efvi.sim import SYN
 from pollnet.config import AnyConfig, EfviConfig, config_from_dict
 from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
+from tests.efvi_adapter.kernel import kernel_listener
 
 
 def sim_config(**sections: dict[str, Any]) -> AnyConfig:
@@ -175,21 +176,11 @@ def test_write_to_a_kernel_peer_drained_by_a_thread(link: str) -> None:
     if not ok:
         pytest.skip(why)
     from pollnet.backends.efvi import _core
-    from pollnet.backends.efvi.pollnet_base import in_netns
 
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
         pytest.skip("no af_xdp link in this build of pollnet._pncore")
     with NetnsPair(offload=False) as topo:
-        with in_netns(topo.a.name):
-            listener = socket.socket()
-        listener.bind((topo.pa.ip, 0))
-        listener.listen(1)
-        cfg = config_from_dict({
-            "backend": "efvi",
-            "efvi": {"link": link, "interface": "pn0", "local_ip": topo.free_ip(4)},
-            "client": {"server_ip": topo.pa.ip, "server_port": listener.getsockname()[1],
-                       "interface": f"{topo.b.name}/pn0"},
-        })
+        listener, cfg = kernel_listener(topo, link)
         client = pollnet.create_client(cfg)
         handler = RecordingHandler()
         big = bytes(i % 253 for i in range(4 * 1024 * 1024))

@@ -18,8 +18,8 @@ from netns.netns import available as netns_available
 
 import pollnet
 from pollnet.api import PollConnection, PollTcpClient
-from pollnet.config import config_from_dict
 from pollnet.testing import RecordingHandler, poll_until
+from tests.efvi_adapter.kernel import kernel_listener
 
 TCP_CLOSE_WAIT, TCP_CLOSE = 8, 7  # Linux tcpi_state values
 
@@ -55,7 +55,6 @@ def kernel_peer(request: pytest.FixtureRequest) -> Iterator[Any]:
     if not ok:
         pytest.skip(why)
     from pollnet.backends.efvi import _core
-    from pollnet.backends.efvi.pollnet_base import in_netns
 
     link: str = request.param
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
@@ -64,16 +63,7 @@ def kernel_peer(request: pytest.FixtureRequest) -> Iterator[Any]:
     with NetnsPair(offload=False) as topo:
 
         def make(**efvi: object) -> KernelPeer:
-            with in_netns(topo.a.name):
-                listener = socket.socket()
-            listener.bind((topo.pa.ip, 0))
-            listener.listen(1)
-            cfg = config_from_dict({
-                "backend": "efvi",
-                "efvi": {"link": link, "interface": "pn0", "local_ip": topo.free_ip(4), **efvi},
-                "client": {"server_ip": topo.pa.ip, "server_port": listener.getsockname()[1],
-                           "interface": f"{topo.b.name}/pn0", "conn_retry_sec": 0},
-            })
+            listener, cfg = kernel_listener(topo, link, **efvi)
             client = pollnet.create_client(cfg)
             handler = RecordingHandler()
             assert poll_until(lambda: bool(handler.connected), (client, handler))
