@@ -101,6 +101,7 @@ void pn_rl_tc_hide_close(pn_tc_hide *h)
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/if_link.h>
@@ -134,6 +135,7 @@ typedef struct af_xdp_link {
     pn_real_link rl;
     char ifname[IF_NAMESIZE];
     int ifindex;
+    ino_t netns;                 /* the network namespace ifindex is an index of */
     uint32_t queue;
     uint8_t own_ip;
     uint8_t veth;                /* the interface is a veth: see veth_csum_flags() */
@@ -797,10 +799,19 @@ static const pn_link_ops af_xdp_ops = {
 
 /* ------------------------------------------------------------------ creation */
 
+/* This thread's network namespace: interface indexes are per namespace (two veth ends in
+ * two namespaces often share one). */
+static ino_t current_netns(void)
+{
+    struct stat st;
+    return stat("/proc/thread-self/ns/net", &st) == 0 ? st.st_ino : 0;
+}
+
 static int queue_held(const af_xdp_link *x)
 {
     for (const af_xdp_link *o = live_links; o != NULL; o = o->next)
-        if (o != x && o->xsk != NULL && o->ifindex == x->ifindex && o->queue == x->queue)
+        if (o != x && o->xsk != NULL && o->ifindex == x->ifindex && o->netns == x->netns &&
+            o->queue == x->queue)
             return 1;
     return 0;
 }
@@ -954,6 +965,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->rl.refresh_stats = ax_refresh_stats;
     memcpy(x->ifname, p->ifname, strlen(p->ifname) + 1);
     x->ifindex = ifc.ifindex;
+    x->netns = current_netns();
     x->queue = p->queue;
     x->frames = pow2;
     x->frame_size = frame_size;

@@ -209,6 +209,35 @@ def test_write_to_a_kernel_peer_drained_by_a_thread(link: str) -> None:
             del client
 
 
+def test_a_client_reopened_at_once_gets_its_af_xdp_queue() -> None:
+    # The kernel frees a closed AF_XDP socket's queue a little later (a work item); the
+    # link waits for that unless one of our own links holds the queue. Interface indexes
+    # are per namespace: the server's pn0 in namespace a (often the same index as the
+    # client's pn0 in b) counted as holding the client's queue, so reopening failed at once
+    # ("queue 0 already has an AF_XDP socket": 32 of 40 reopens here before).
+    ok, why = netns_available()
+    if not ok:
+        pytest.skip(why)
+    from pollnet.backends.efvi import _core
+
+    if not _core.has("pn_af_xdp_link_create"):
+        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+    with NetnsPair(offload=False) as topo:
+        sip = topo.free_ip(3)
+        cfg = config_from_dict({
+            "backend": "efvi",
+            "efvi": {"link": "af_xdp", "interface": "pn0", "local_ip": topo.free_ip(4)},
+            "server": {"listen_ip": sip, "port": free_port(), "interface": f"{topo.a.name}/pn0"},
+            "client": {"server_ip": sip, "interface": f"{topo.b.name}/pn0"},
+        })
+        server = pollnet.create_server(cfg)
+        try:
+            for _ in range(20):
+                pollnet.create_client(cfg).close()
+        finally:
+            server.close()
+
+
 def test_a_dropped_server_frees_its_name_and_address() -> None:
     import gc
 
