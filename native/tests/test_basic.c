@@ -6,19 +6,6 @@
 
 static uint32_t SIP, CIP;
 
-static void two_nodes(world *w, node **cl, node **sv, const pn_config *ccfg, const pn_config *scfg,
-                      const pn_sim_params *p)
-{
-    pn_sim_params d;
-    pn_sim_params_default(&d);
-    world_init(w, p ? p : &d);
-    pn_config c;
-    cfg_for(&c, CIP);
-    *cl = world_add(w, ccfg ? ccfg : &c, CIP, 1);
-    cfg_for(&c, SIP);
-    *sv = world_add(w, scfg ? scfg : &c, SIP, 2);
-}
-
 static stream *client_connect(node *cl, uint16_t port, uint64_t tx, uint64_t rx)
 {
     uint32_t id = 0;
@@ -50,7 +37,7 @@ static void test_handshake(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     CHECK_EQ(pn_listen(sv->s, 80), 0);
     CHECK_EQ(pn_listen(sv->s, 80), PN_EPORT);
     stream *st = client_connect(cl, 80, 0, 0);
@@ -74,7 +61,7 @@ static void test_transfer_small(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     sv->default_tx = 100000;
     sv->default_rx = 300000;
     pn_listen(sv->s, 80);
@@ -98,7 +85,7 @@ static void test_refused(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     stream *st = client_connect(cl, 81, 0, 0);
     world_run(&w, 5000000000ull, NULL, NULL);
     CHECK(st->refused);
@@ -115,7 +102,7 @@ static void test_rto_after_syn_retransmit(void)
     for (int lose = 0; lose <= 1; lose++) {
         world w;
         node *cl, *sv;
-        two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+        world_two(&w, NULL, NULL, NULL, &cl, &sv);
         pn_listen(sv->s, 80);
         if (lose) {   /* the client's first SYN: its source MAC and the TCP flags byte */
             uint8_t m[42] = {0}, k[42] = {0};
@@ -142,7 +129,7 @@ static void test_syn_timeout(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     uint8_t ghost[6] = {0x02, 0, 0, 0, 0, 0x77};
     pn_stack_add_neighbour(cl->s, IP(10, 0, 0, 9), ghost);
     uint32_t id;
@@ -162,7 +149,7 @@ static void test_arp_failed(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     uint32_t id;
     CHECK_EQ(pn_connect(cl->s, IP(10, 0, 0, 99), 80, 0, &id), 0);
     pn_conn_info ci;
@@ -188,7 +175,7 @@ static void test_accept_reject(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     int calls = 0;
     pn_stack_set_accept(sv->s, reject_odd, &calls);
     pn_listen(sv->s, 80);
@@ -213,7 +200,7 @@ static void test_user_timers(void)
     pn_config c;
     cfg_for(&c, CIP);
     c.user_timer_cnt = 3;
-    two_nodes(&w, &cl, &sv, &c, NULL, NULL);
+    world_two(&w, NULL, &c, NULL, &cl, &sv);
     pn_listen(sv->s, 80);
     stream *st = client_connect(cl, 80, 0, 0);
     world_run(&w, 5000000000ull, established_both, NULL);
@@ -238,7 +225,7 @@ static void test_icmp_echo(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x33};
     char err[100];
     pn_link *raw = pn_sim_link_create(w.wire, mac, err, sizeof err);
@@ -329,7 +316,7 @@ static void test_gratuitous_arp(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     pn_listen(sv->s, 80);
     stream *st = client_connect(cl, 80, 0, 0);
     world_run(&w, 5000000000ull, established_both, NULL);
@@ -365,7 +352,7 @@ static void test_slot_reuse(void)
     pn_config c;
     cfg_for(&c, CIP);
     c.max_conn_cnt = 2;
-    two_nodes(&w, &cl, &sv, &c, NULL, NULL);
+    world_two(&w, NULL, &c, NULL, &cl, &sv);
     uint32_t a, b;
     CHECK_EQ(pn_connect(cl->s, SIP, 81, 0, &a), 0);   /* refused: nobody listens */
     int k = 0, got = 0;
@@ -453,7 +440,7 @@ static void test_simultaneous_open(void)
 {
     world w;
     node *cl, *sv;
-    two_nodes(&w, &cl, &sv, NULL, NULL, NULL);
+    world_two(&w, NULL, NULL, NULL, &cl, &sv);
     pn_stack_add_neighbour(cl->s, SIP, sv->mac);
     pn_stack_add_neighbour(sv->s, CIP, cl->mac);
     uint32_t a, b;

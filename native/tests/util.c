@@ -73,8 +73,8 @@ node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte)
     return n;
 }
 
-void world_pair(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
-                node **cl, node **sv)
+void world_two(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
+               node **cl, node **sv)
 {
     pn_sim_params d;
     pn_sim_params_default(&d);
@@ -84,6 +84,12 @@ void world_pair(world *w, const pn_sim_params *p, const pn_config *cc, const pn_
     *cl = world_add(w, cc ? cc : &c, PAIR_CIP, 1);
     cfg_for(&c, PAIR_SIP);
     *sv = world_add(w, sc ? sc : &c, PAIR_SIP, 2);
+}
+
+void world_pair(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
+                node **cl, node **sv)
+{
+    world_two(w, p, cc, sc, cl, sv);
     pn_listen((*sv)->s, 80);
 }
 

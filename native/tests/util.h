@@ -69,10 +69,13 @@ node *world_add(world *w, const pn_config *cfg, uint32_t ip, uint8_t macbyte);
 /* When set, world_add() gives the stack wrap_link(sim link) instead (e.g. a flaky link). */
 extern pn_link *(*wrap_link)(pn_link *inner);
 void world_free(world *w);
-/* The usual pair: a client at PAIR_CIP and a server at PAIR_SIP listening on port 80, with
- * configs cc / sc (NULL: cfg_for's) on a wire with params p (NULL: the defaults). */
+/* The usual two nodes: a client at PAIR_CIP and a server at PAIR_SIP with configs cc / sc
+ * (NULL: cfg_for's) on a wire with params p (NULL: the defaults); world_pair also has the
+ * server listen on port 80. */
 #define PAIR_CIP IP(10, 0, 0, 1)
 #define PAIR_SIP IP(10, 0, 0, 2)
+void world_two(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
+               node **cl, node **sv);
 void world_pair(world *w, const pn_sim_params *p, const pn_config *cc, const pn_config *sc,
                 node **cl, node **sv);
 pn_link *world_add_raw(world *w, uint8_t macbyte);
