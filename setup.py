@@ -1,5 +1,5 @@
-"""Packaging that pyproject.toml cannot express: the `cli/` folder installed as
-`pollnet.cli`, the cffi-compiled core, and the compiled efvi per-message path
+"""Packaging that pyproject.toml cannot express: the cffi-compiled core, and the compiled
+per-message path
 (`pollnet._pnfast`, optional: where it cannot be built the install goes on and the efvi
 backend runs its Python path)."""
 
@@ -12,7 +12,6 @@ here = os.path.dirname(__file__) or "."
 sys.path.insert(0, os.path.join(here, "native"))
 
 packages = find_packages(include=["pollnet", "pollnet.*"])
-packages += ["pollnet.cli"] + ["pollnet.cli." + p for p in find_packages("cli")]
 
 cffi_modules = []
 ext_modules = []
@@ -26,7 +25,6 @@ if os.path.exists(os.path.join(here, "native", "build_ffi.py")):
 
 setup(
     packages=packages,
-    package_dir={"pollnet.cli": "cli"},
     package_data={"pollnet": ["py.typed", "_pnfast.pyi"]},
     cffi_modules=cffi_modules,
     ext_modules=ext_modules,

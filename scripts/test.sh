@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 . scripts/stage.sh
 
-stage "ruff" "$PY" -m ruff check pollnet cli tests
-stage "mypy --strict" "$PY" -m mypy pollnet cli
+stage "ruff" "$PY" -m ruff check pollnet tests
+stage "mypy --strict" "$PY" -m mypy pollnet
 stage "import layering (import-linter, pyproject.toml)" \
   "$PY" -c "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())"
 stage "C core, -O2 and ASan+UBSan" make -s -C native test
