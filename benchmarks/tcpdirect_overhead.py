@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' packages import from there
 
-from tests.tcpdirect.shim import SHIM_DIR, build_shim  # noqa: E402
+from tcpdirect.shim import SHIM_DIR, build_shim  # noqa: E402
 
 PYTHON_LOOP = """
 import sys, time

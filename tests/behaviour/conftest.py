@@ -16,17 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The module as tests/netns imports it (tests/ is on sys.path, not a package): one
-# copy, so its namespace-name counter is shared and names never collide.
 from netns.netns import Pair as NetnsPair
 from netns.netns import available as netns_available
 from netns.netns import sweep_stale as netns_sweep_stale
-
-from pollnet.config import AnyConfig
-from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
-from tests.behaviour.efvi_params import REFUSING_PEER_TESTS, efvi_config
-from tests.tcpdirect.shim import (
+from tcpdirect.shim import (
     REAL_ROWS,
     build_shim,
     real_emulator,
@@ -35,6 +28,10 @@ from tests.tcpdirect.shim import (
     tcpdirect_config,
     violations,
 )
+
+from behaviour.efvi_params import REFUSING_PEER_TESTS, efvi_config
+from pollnet.config import AnyConfig
+from pollnet.testing import Pair, PairMaker, RecordingHandler, loopback_config, with_sections
 
 BACKENDS = ["socket", "tcpdirect", *(["tcpdirect:real"] if REAL_ROWS else []), "efvi:sim",
             "efvi:af_packet", "efvi:af_xdp"]

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tcpdirect.shim import REAL_CLIENT_INTERFACE
 
 import pollnet
 from pollnet.backends.efvi import _core
 from pollnet.config import AnyConfig, TcpdirectConfig, config_from_dict
 from pollnet.errors import ConfigError
 from pollnet.testing import RecordingHandler, free_port, loopback_config, poll_until
-from tests.tcpdirect.shim import REAL_CLIENT_INTERFACE
 
 # How an efvi client's connect to a kernel socket on 127.0.0.1 fails, per link: the sim
 # wire has no listener on that port (the kernel's is not on it); a real link's stack

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import pollnet
+from behaviour.efvi_params import assert_connect_fails, kernel_loopback_unreachable
 from pollnet.config import AnyConfig, EfviConfig
 from pollnet.testing import (
     PairMaker,
@@ -17,7 +18,6 @@ from pollnet.testing import (
     poll_until,
     with_sections,
 )
-from tests.behaviour.efvi_params import assert_connect_fails, kernel_loopback_unreachable
 
 
 def _unused_port_config(cfg: AnyConfig, **client: object) -> AnyConfig:

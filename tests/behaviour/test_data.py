@@ -8,10 +8,10 @@ import struct
 import threading
 
 import pollnet
+from behaviour.efvi_params import assert_connect_fails, kernel_loopback_unreachable
 from pollnet.api import PollConnection
 from pollnet.config import AnyConfig
 from pollnet.testing import PairMaker, RecordingHandler, poll_for, poll_until, with_sections
-from tests.behaviour.efvi_params import assert_connect_fails, kernel_loopback_unreachable
 
 
 def _frames_parser(out: list[bytes]) -> RecordingHandler:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from tcpdirect.shim import REAL_CLIENT_INTERFACE
 
 import pollnet
+from behaviour.efvi_params import assert_second_client_refused, one_address_per_stack
 from pollnet.api import PollTcpClient, PollTcpServer
 from pollnet.config import AnyConfig, TcpdirectConfig
 from pollnet.testing import RecordingHandler, poll_for, poll_until, with_sections
-from tests.behaviour.efvi_params import assert_second_client_refused, one_address_per_stack
-from tests.tcpdirect.shim import REAL_CLIENT_INTERFACE
 
 
 def _clients(cfg: AnyConfig, n: int) -> list[tuple[PollTcpClient, RecordingHandler]] | None:

@@ -9,20 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-# The module as tests/netns imports it (tests/ is on sys.path, not a package): one
-# copy, so its namespace-name counter is shared and names never collide.
 from netns.netns import Pair as NetnsPair
 from netns.netns import available as netns_available
 
 import pollnet
+from efvi_adapter.kernel import kernel_listener
 from pollnet.api import PollConnection
 from pollnet.backends.efvi.pollnet_adapter import sim_net
 from pollnet.backends.efvi.pollnet_conn import MAX_TIMER_MS, timer_plan
 from pollnet.backends.efvi.sim import SYN
 from pollnet.config import AnyConfig, EfviConfig, config_from_dict
 from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
-from tests.efvi_adapter.kernel import kernel_listener
 
 
 def sim_config(**sections: dict[str, Any]) -> AnyConfig:

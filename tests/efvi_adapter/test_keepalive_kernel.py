@@ -17,9 +17,9 @@ from netns.netns import Pair as NetnsPair
 from netns.netns import available as netns_available
 
 import pollnet
+from efvi_adapter.kernel import kernel_listener
 from pollnet.api import PollConnection, PollTcpClient
 from pollnet.testing import RecordingHandler, poll_until
-from tests.efvi_adapter.kernel import kernel_listener
 
 TCP_CLOSE_WAIT, TCP_CLOSE = 8, 7  # Linux tcpi_state values
 

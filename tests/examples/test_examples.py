@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.tcpdirect.shim import build_shim
+from tcpdirect.shim import build_shim
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CONFIGS = ["socket", "efvi-sim", "tcpdirect"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pollnet.config import AnyConfig
-from tests.tcpdirect.shim import (
+from tcpdirect.shim import (
     REAL_ROWS,
     build_shim,
     real_emulator,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pollnet.backends.tcpdirect import zf
-from tests.tcpdirect.shim import SHIM_DIR
+from tcpdirect.shim import SHIM_DIR
 
 CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc)")

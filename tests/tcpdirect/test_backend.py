@@ -27,7 +27,7 @@ from pollnet.testing import (
     poll_until,
     with_sections,
 )
-from tests.tcpdirect.shim import tcpdirect_config
+from tcpdirect.shim import tcpdirect_config
 
 
 def test_factory_makes_tcpdirect_objects(td_config: AnyConfig) -> None:
@@ -378,7 +378,7 @@ def test_zf_attr_the_library_refuses_fails_zf_init_as_a_config_error(
     # zf_init (once a process) parses ZF_ATTR itself: a fresh process meets it there.
     code = (
         "import sys, pollnet\n"
-        "from tests.tcpdirect.shim import tcpdirect_config\n"
+        "from tcpdirect.shim import tcpdirect_config\n"
         "try:\n"
         "    pollnet.create_client(tcpdirect_config(sys.argv[1]))\n"
         "except pollnet.ConfigError as exc:\n"
@@ -386,7 +386,8 @@ def test_zf_attr_the_library_refuses_fails_zf_init_as_a_config_error(
         "    sys.exit(3)\n"
     )
     assert isinstance(td_config, TcpdirectConfig)
-    env = {**os.environ, "ZF_ATTR": "no_such_attribute=1"}
+    tests_root = str(Path(__file__).resolve().parents[1])  # where tcpdirect.shim imports from
+    env = {**os.environ, "ZF_ATTR": "no_such_attribute=1", "PYTHONPATH": tests_root}
     done = subprocess.run([sys.executable, "-c", code, td_config.tcpdirect.library],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stdout + done.stderr

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tcpdirect.shim import real_emulator, real_library
-from tests.tcpdirect.test_abi import NO_REAL_HEADERS, real_headers
+from tcpdirect.shim import real_emulator, real_library
+from tcpdirect.test_abi import NO_REAL_HEADERS, real_headers
 
 
 def test_the_real_library_is_named_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
