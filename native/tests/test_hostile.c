@@ -207,12 +207,22 @@ static void rp_hook(world *w, const uint8_t *f, uint32_t len)
     rp.s_wnd = (uint16_t)(t[14] << 8 | t[15]);
 }
 
+/* A segment from the raw peer (port 4444) to the server's port 80 with these options. */
+static void rp_send_opts(uint8_t flags, uint32_t seq, uint32_t ack, const uint8_t *opts,
+                         uint32_t optlen, const uint8_t *data, uint32_t n)
+{
+    uint8_t f[1600];
+    raw_seg r = {rp.raw->mac, rp.sv->mac, RIP, SIP, 4444, 80, seq, ack, flags, 65535,
+                 opts, optlen, data, n};
+    raw_send(rp.raw, f, build_tcp_frame(f, &r));
+}
+
+/* The same with an MSS on a SYN and no other option. */
 static void rp_send(uint8_t flags, uint32_t seq, uint32_t ack, const uint8_t *data, uint32_t n)
 {
-    uint8_t f[1600], mss[4] = {2, 4, 0x05, 0xb4};
-    raw_seg r = {rp.raw->mac, rp.sv->mac, RIP, SIP, 4444, 80, seq, ack, flags, 65535,
-                 (flags & 0x02) ? mss : NULL, (flags & 0x02) ? 4 : 0, data, n};
-    raw_send(rp.raw, f, build_tcp_frame(f, &r));
+    static const uint8_t mss[4] = {2, 4, 0x05, 0xb4};
+    bool syn = flags & 0x02;
+    rp_send_opts(flags, seq, ack, syn ? mss : NULL, syn ? 4 : 0, data, n);
 }
 
 /* A server (config sc) listening on port 80 and the raw peer, before any segment. */
@@ -251,13 +261,11 @@ static uint32_t rp_conn(void)
 static void rp_send_ts(uint8_t flags, uint32_t seq, uint32_t ack, uint32_t tsval,
                        const uint8_t *data, uint32_t n)
 {
-    uint8_t f[1600], o[16] = {2, 4, 0x05, 0xb4, 1, 1, 8, 10};
+    uint8_t o[16] = {2, 4, 0x05, 0xb4, 1, 1, 8, 10};
     for (int i = 0; i < 4; i++)
         o[8 + i] = (uint8_t)(tsval >> (24 - 8 * i));   /* TSecr (o[12..15]) stays 0 */
     bool syn = flags & 0x02;
-    raw_seg r = {rp.raw->mac, rp.sv->mac, RIP, SIP, 4444, 80, seq, ack, flags, 65535,
-                 syn ? o : o + 4, syn ? 16 : 12, data, n};
-    raw_send(rp.raw, f, build_tcp_frame(f, &r));
+    rp_send_opts(flags, seq, ack, syn ? o : o + 4, syn ? 16 : 12, data, n);
 }
 
 /* Replies to out-of-window segments are rate-limited per connection (oow_rate_limit_ms,
