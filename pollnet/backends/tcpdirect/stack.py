@@ -45,6 +45,12 @@ def _is_kernel_interface(name: str) -> bool:
 
 def _raise_config_error(rc: int, interface: str, section: str, opts: TcpdirectOptions) -> None:
     """zf_stack_alloc's failures that are the config's doing, as ConfigErrors naming it."""
+    if rc == -errno.ENODEV:
+        raise ConfigError(
+            f"{section}.interface = {interface!r}: TCPDirect cannot use this interface "
+            "(zf_stack_alloc: ENODEV); name the Solarflare interface there or in ZF_ATTR "
+            "(interface=NAME)"
+        )
     if rc == -errno.ENOENT and interface and not _is_kernel_interface(interface):
         # TCPDirect answers an interface it does not know with ENOENT, which its header
         # documents as "drivers not loaded"; a name the host does not have is the config's.
@@ -76,12 +82,6 @@ class Stack:
             lib.zf_attr_free(self.attr)
             self.attr = None
             _raise_config_error(rc, interface, section, opts)
-            if rc == -errno.ENODEV:
-                raise ConfigError(
-                    f"{section}.interface = {interface!r}: TCPDirect cannot use this "
-                    "interface (zf_stack_alloc: ENODEV); name the Solarflare interface "
-                    "there or in ZF_ATTR (interface=NAME)"
-                )
             why = _STACK_ERRORS.get(-rc, zf.strerror(rc))
             raise BackendUnavailable("tcpdirect", f"zf_stack_alloc failed: {why}")
         self.ptr = out[0]
