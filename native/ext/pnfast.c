@@ -1775,27 +1775,113 @@ static PyTypeObject TdConnType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* ------------------------------------------------------------------ SockPoll */
+/* ------------------------------------------------------------------ TdStackCore */
 
-/* What the socket client's and server's compiled poll() read on every call (the owner
- * keeps it in `_fast` and in step: `conn`, `handler`/`on_data` via _rebind). Anything
- * beyond reading connections (connecting, timeouts, handler errors to redeliver) runs
- * the owner's Python `_poll_py`; closed connections its `_drain_now`. */
+/* A TCPDirect stack as the compiled polls use it (Stack's base): the library's reactor
+ * and, for a server, its muxer; `pending` says the reactor reported something a client
+ * has not read yet; `queued` lists the connections holding bytes write() queued. */
+typedef int (*td_perform_fn)(void *);
+typedef int (*td_mux_wait_fn)(void *, struct epoll_event *, int, int64_t);
+
+typedef struct {
+    PyObject_HEAD
+    void *zst, *mux;
+    td_perform_fn perform;
+    td_mux_wait_fn wait;
+    PyObject *queued;
+    char pending;
+} TdStackCore;
+
+static PyTypeObject TdStackType;
+
+static int ts_traverse(TdStackCore *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->queued);
+    return 0;
+}
+
+static int ts_clear(TdStackCore *s)
+{
+    Py_CLEAR(s->queued);
+    return 0;
+}
+
+static void ts_dealloc(TdStackCore *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    ts_clear(s);
+    tp->tp_free((PyObject *)s);
+}
+
+static PyObject *ts_attach(TdStackCore *s, PyObject *args)
+{
+    unsigned long long zst, perform, mux = 0, wait = 0;
+    if (!PyArg_ParseTuple(args, "KK|KK:_attach", &zst, &perform, &mux, &wait))
+        return NULL;
+    if (!zst != !perform || !mux != !wait) {
+        PyErr_SetString(PyExc_ValueError, "_attach: a stack (or muxer) without its function");
+        return NULL;
+    }
+    s->zst = (void *)(uintptr_t)zst;
+    s->perform = (td_perform_fn)(uintptr_t)perform;
+    s->mux = (void *)(uintptr_t)mux;
+    s->wait = (td_mux_wait_fn)(uintptr_t)wait;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ts_methods[] = {
+    {"_attach", (PyCFunction)ts_attach, METH_VARARGS,
+     "_attach(stack, zf_reactor_perform[, muxer, zf_muxer_wait]): addresses; 0, 0 detaches."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ts_members[] = {
+    {"pending", T_BOOL, offsetof(TdStackCore, pending), 0, NULL},
+    {"queued", T_OBJECT_EX, offsetof(TdStackCore, queued), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject TdStackType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pollnet._pnfast.TdStackCore",
+    .tp_basicsize = sizeof(TdStackCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled part of a TCPDirect stack: its reactor and muxer for poll().",
+    .tp_traverse = (traverseproc)ts_traverse,
+    .tp_clear = (inquiry)ts_clear,
+    .tp_dealloc = (destructor)ts_dealloc,
+    .tp_methods = ts_methods,
+    .tp_members = ts_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ PollState */
+
+/* What a socket or tcpdirect client's or server's compiled poll() reads on every call
+ * (the owner keeps it in `_fast` and in step: `conn`, `handler`/`on_data` via _rebind,
+ * `slow` via its _sync). Anything beyond reading connections (connecting, accepting,
+ * timeouts, handler errors to redeliver) runs the owner's Python `_poll_py`; closed
+ * connections its `_drain_now`. */
 typedef struct {
     PyObject_HEAD
     PyObject *handler;  /* the handler on_data belongs to */
     PyObject *on_data;
-    PyObject *conn;     /* client: its connection (a SockConnCore) or None */
-    PyObject *conns;    /* server: {fd: connection} */
+    PyObject *conn;     /* client: its connection or None */
+    PyObject *conns;    /* server: {fd or muxer key: connection} */
     PyObject *closed;   /* connections closed, their notices not yet given */
-    PyObject *again;    /* server: connections whose handler raised (read again) */
-    int epfd, lfd;      /* server: its epoll set and listener */
+    PyObject *again;    /* server: connections to read again next poll */
+    PyObject *stack;    /* tcpdirect: the TdStackCore */
+    int epfd, lfd;      /* socket server: its epoll set and listener */
     char timeouts_on;
-} SockPoll;
+    char slow;          /* the owner has work only its Python poll does */
+    char in_poll;       /* tcpdirect server: handlers are running (a close waits) */
+    char free_after;    /* tcpdirect server: closed by a handler, free it after the poll */
+} PollState;
 
-static PyObject *str_poll_py, *str_drain_now, *str_on_listener;
+static PyObject *str_poll_py, *str_drain_now, *str_on_listener, *str_free_transport;
 
-static int sp_traverse(SockPoll *p, visitproc visit, void *arg)
+static int sp_traverse(PollState *p, visitproc visit, void *arg)
 {
     Py_VISIT(p->handler);
     Py_VISIT(p->on_data);
@@ -1803,10 +1889,11 @@ static int sp_traverse(SockPoll *p, visitproc visit, void *arg)
     Py_VISIT(p->conns);
     Py_VISIT(p->closed);
     Py_VISIT(p->again);
+    Py_VISIT(p->stack);
     return 0;
 }
 
-static int sp_clear(SockPoll *p)
+static int sp_clear(PollState *p)
 {
     Py_CLEAR(p->handler);
     Py_CLEAR(p->on_data);
@@ -1814,31 +1901,37 @@ static int sp_clear(SockPoll *p)
     Py_CLEAR(p->conns);
     Py_CLEAR(p->closed);
     Py_CLEAR(p->again);
+    Py_CLEAR(p->stack);
     return 0;
 }
 
-static void sp_dealloc(SockPoll *p)
+static void sp_dealloc(PollState *p)
 {
     PyObject_GC_UnTrack(p);
     sp_clear(p);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-static int sp_init(SockPoll *p, PyObject *args, PyObject *kwds)
+static int sp_init(PollState *p, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"closed", "conns", "again", "epfd", "lfd", "timeouts_on", NULL};
-    PyObject *closed, *conns = Py_None, *again = Py_None;
+    static char *kw[] = {"closed", "conns", "again", "epfd", "lfd", "timeouts_on", "stack",
+                         NULL};
+    PyObject *closed, *conns = Py_None, *again = Py_None, *stack = Py_None;
     int epfd = -1, lfd = -1, timeouts_on = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|OOiip:SockPoll", kw, &PyList_Type,
-                                     &closed, &conns, &again, &epfd, &lfd, &timeouts_on))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|OOiipO:PollState", kw, &PyList_Type,
+                                     &closed, &conns, &again, &epfd, &lfd, &timeouts_on,
+                                     &stack))
         return -1;
-    if ((conns != Py_None && !PyDict_Check(conns)) || (again != Py_None && !PyList_Check(again))) {
-        PyErr_SetString(PyExc_TypeError, "SockPoll: conns is a dict and again a list");
+    if ((conns != Py_None && !PyDict_Check(conns)) || (again != Py_None && !PyList_Check(again)) ||
+        (stack != Py_None && !PyObject_TypeCheck(stack, &TdStackType))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "PollState: conns is a dict, again a list and stack a TdStackCore");
         return -1;
     }
     Py_XSETREF(p->closed, Py_NewRef(closed));
     Py_XSETREF(p->conns, conns == Py_None ? NULL : Py_NewRef(conns));
     Py_XSETREF(p->again, again == Py_None ? NULL : Py_NewRef(again));
+    Py_XSETREF(p->stack, stack == Py_None ? NULL : Py_NewRef(stack));
     Py_XSETREF(p->conn, Py_NewRef(Py_None));
     p->epfd = epfd;
     p->lfd = lfd;
@@ -1847,18 +1940,21 @@ static int sp_init(SockPoll *p, PyObject *args, PyObject *kwds)
 }
 
 static PyMemberDef sp_members[] = {
-    {"handler", T_OBJECT, offsetof(SockPoll, handler), 0, NULL},
-    {"on_data", T_OBJECT, offsetof(SockPoll, on_data), 0, NULL},
-    {"conn", T_OBJECT, offsetof(SockPoll, conn), 0, NULL},
+    {"handler", T_OBJECT, offsetof(PollState, handler), 0, NULL},
+    {"on_data", T_OBJECT, offsetof(PollState, on_data), 0, NULL},
+    {"conn", T_OBJECT, offsetof(PollState, conn), 0, NULL},
+    {"slow", T_BOOL, offsetof(PollState, slow), 0, NULL},
+    {"in_poll", T_BOOL, offsetof(PollState, in_poll), READONLY, NULL},
+    {"free_after", T_BOOL, offsetof(PollState, free_after), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyTypeObject SockPollType = {
+static PyTypeObject PollStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pollnet._pnfast.SockPoll",
-    .tp_basicsize = sizeof(SockPoll),
+    .tp_name = "pollnet._pnfast.PollState",
+    .tp_basicsize = sizeof(PollState),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "What the socket backend's compiled poll() reads on every call.",
+    .tp_doc = "What the socket and tcpdirect backends' compiled poll() reads on every call.",
     .tp_traverse = (traverseproc)sp_traverse,
     .tp_clear = (inquiry)sp_clear,
     .tp_dealloc = (destructor)sp_dealloc,
@@ -1867,18 +1963,18 @@ static PyTypeObject SockPollType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* The owner's SockPoll, with the handler bound (a new reference), or NULL. */
-static SockPoll *sock_state(PyObject *owner, PyObject *handler)
+/* The owner's PollState, with the handler bound (a new reference), or NULL. */
+static PollState *poll_state(PyObject *owner, PyObject *handler)
 {
     PyObject *st = PyObject_GetAttr(owner, str_fast);
     if (st == NULL)
         return NULL;
-    if (!PyObject_TypeCheck(st, &SockPollType)) {
+    if (!PyObject_TypeCheck(st, &PollStateType)) {
         Py_DECREF(st);
-        PyErr_SetString(PyExc_RuntimeError, "poll: the owner's _fast is not a SockPoll");
+        PyErr_SetString(PyExc_RuntimeError, "poll: the owner's _fast is not a PollState");
         return NULL;
     }
-    SockPoll *p = (SockPoll *)st;
+    PollState *p = (PollState *)st;
     if ((handler != p->handler || p->on_data == NULL) &&
         owner_do(owner, str_rebind, handler) < 0) {
         Py_DECREF(st);
@@ -1897,7 +1993,7 @@ static PyObject *poll_py(PyObject *owner, PyObject *handler, PyObject *now_obj)
     return PyObject_CallMethodObjArgs(owner, str_poll_py, handler, now_obj, NULL);
 }
 
-static PyObject *drained(PyObject *owner, SockPoll *p)
+static PyObject *drained(PyObject *owner, PollState *p)
 {
     if (PyList_GET_SIZE(p->closed) && owner_do(owner, str_drain_now, NULL) < 0)
         return NULL;
@@ -1910,7 +2006,7 @@ static PyObject *socket_client_poll(PyObject *owner, PyObject *const *args, Py_s
     PyObject *handler, *now_obj, *r;
     if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
         return NULL;
-    SockPoll *p = sock_state(owner, handler);
+    PollState *p = poll_state(owner, handler);
     if (p == NULL)
         return NULL;
     PyObject *conn = p->conn;
@@ -1938,7 +2034,7 @@ static PyObject *socket_server_poll(PyObject *owner, PyObject *const *args, Py_s
     PyObject *handler, *now_obj;
     if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
         return NULL;
-    SockPoll *p = sock_state(owner, handler);
+    PollState *p = poll_state(owner, handler);
     if (p == NULL)
         return NULL;
     PyObject *result = NULL;
@@ -1998,18 +2094,170 @@ static PyMethodDef socket_server_poll_def = {
     "poll", (PyCFunction)(void (*)(void))socket_server_poll, METH_FASTCALL | METH_KEYWORDS,
     "poll(handler, now_ns=None): one epoll_wait(0), its connections read (compiled)."};
 
-static PyObject *socket_poll(PyObject *Py_UNUSED(mod), PyObject *args)
+/* ---- the tcpdirect backend's poll: the reactor (client) or the muxer (server) run
+ * from C, the ready zockets read with td_read. */
+
+/* The owner's TdStackCore, attached; NULL (no error) when the Python poll must run. */
+static TdStackCore *td_stack(PollState *p)
+{
+    TdStackCore *s = (TdStackCore *)p->stack;
+    if (s == NULL || s->zst == NULL || p->slow || p->timeouts_on ||
+        PyList_GET_SIZE(p->closed) || s->queued == NULL || !PyList_Check(s->queued) ||
+        PyList_GET_SIZE(s->queued)) /* bytes write() queued: the Python poll flushes */
+        return NULL;
+    return s;
+}
+
+static PyObject *tcpdirect_client_poll(PyObject *owner, PyObject *const *args,
+                                       Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *handler, *now_obj, *r;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
+        return NULL;
+    PollState *p = poll_state(owner, handler);
+    if (p == NULL)
+        return NULL;
+    TdStackCore *s = td_stack(p);
+    PyObject *conn = p->conn;
+    if (s == NULL || !PyObject_TypeCheck(conn, &TdConnType)) {
+        r = poll_py(owner, handler, now_obj); /* connecting, timeouts, queued, notices */
+    } else {
+        TdConnCore *c = (TdConnCore *)conn;
+        /* zf_reactor_perform never misses an event (false positives only), so an idle
+         * poll costs no zft_zc_recv. */
+        if (s->perform(s->zst) > 0)
+            s->pending = 1;
+        r = Py_NewRef(Py_None);
+        if ((s->pending || c->redeliver) && c->connected) {
+            s->pending = 0;
+            Py_DECREF(r);
+            Py_INCREF(conn);
+            r = td_read(c, p->on_data);
+            Py_DECREF(conn);
+            if (r == Py_True)
+                s->pending = 1;
+        }
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = drained(owner, p);
+        }
+    }
+    Py_DECREF(p);
+    return r;
+}
+
+enum { TD_EVENTS = 64 }; /* server.py's MAX_EVENTS; the muxer keeps the rest for later */
+
+/* Read one ready zocket; one to read again next poll goes on `again`. 0, or -1. */
+static int td_serve(PollState *p, PyObject *conn)
+{
+    TdConnCore *c = (TdConnCore *)conn;
+    if (!c->connected)
+        return 0;
+    Py_INCREF(conn);
+    PyObject *r = td_read(c, p->on_data);
+    int rc = 0;
+    if (r == NULL) { /* what the raising handler saw comes again next poll */
+        if (c->redeliver) {
+            Saved exc = {NULL, NULL, NULL};
+            save_error(&exc);
+            PyList_Append(p->again, conn);
+            PyErr_Clear();
+            restore_error(&exc);
+        }
+        rc = -1;
+    } else if (r == Py_True) {
+        rc = PyList_Append(p->again, conn);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(conn);
+    return rc;
+}
+
+static PyObject *tcpdirect_server_poll(PyObject *owner, PyObject *const *args,
+                                       Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *handler, *now_obj;
+    if (poll_args(args, nargs, kwnames, &handler, &now_obj) < 0)
+        return NULL;
+    PollState *p = poll_state(owner, handler);
+    if (p == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    TdStackCore *s = td_stack(p);
+    if (s == NULL || s->mux == NULL || p->conns == NULL || p->again == NULL ||
+        PyList_GET_SIZE(p->again)) {
+        result = poll_py(owner, handler, now_obj); /* accepting, timeouts, reads left over */
+        goto out;
+    }
+    struct epoll_event evs[TD_EVENTS];
+    int n = s->wait(s->mux, evs, TD_EVENTS, 0); /* runs the reactor too */
+    int listener = 0;
+    p->in_poll = 1;
+    for (int i = 0; i < n; i++) {
+        uint64_t key = evs[i].data.u64;
+        if (key == 0) { /* the listener (server.py's _LISTENER) */
+            listener = 1;
+            continue;
+        }
+        PyObject *k = PyLong_FromUnsignedLongLong(key);
+        PyObject *conn = k ? PyDict_GetItemWithError(p->conns, k) : NULL;
+        Py_XDECREF(k);
+        if (conn == NULL && PyErr_Occurred())
+            goto done;
+        if (conn != NULL && PyObject_TypeCheck(conn, &TdConnType) && td_serve(p, conn) < 0)
+            goto done;
+    }
+    if (listener && owner_do(owner, str_on_listener, now_obj) < 0)
+        goto done;
+    result = drained(owner, p);
+done:
+    p->in_poll = 0;
+    if (p->free_after) { /* a handler closed the server: no packet is lent any more */
+        p->free_after = 0;
+        if (result != NULL) {
+            if (owner_do(owner, str_free_transport, NULL) < 0)
+                Py_CLEAR(result);
+        } else { /* the handler's exception is the one raised */
+            Saved exc = {NULL, NULL, NULL};
+            save_error(&exc);
+            owner_do(owner, str_free_transport, NULL);
+            PyErr_Clear();
+            restore_error(&exc);
+        }
+    }
+out:
+    Py_DECREF(p);
+    return result;
+}
+
+static PyMethodDef tcpdirect_client_poll_def = {
+    "poll", (PyCFunction)(void (*)(void))tcpdirect_client_poll, METH_FASTCALL | METH_KEYWORDS,
+    "poll(handler, now_ns=None): the reactor once, the connection read (compiled)."};
+static PyMethodDef tcpdirect_server_poll_def = {
+    "poll", (PyCFunction)(void (*)(void))tcpdirect_server_poll, METH_FASTCALL | METH_KEYWORDS,
+    "poll(handler, now_ns=None): one zf_muxer_wait(0), its zockets read (compiled)."};
+
+/* The compiled poll() for a socket- or tcpdirect-backend client or server class. */
+static PyObject *compiled_poll(PyObject *Py_UNUSED(mod), PyObject *args)
 {
     PyObject *cls;
-    const char *role;
-    if (!PyArg_ParseTuple(args, "O!s:socket_poll", &PyType_Type, &cls, &role))
+    const char *backend, *role;
+    if (!PyArg_ParseTuple(args, "O!ss:compiled_poll", &PyType_Type, &cls, &backend, &role))
         return NULL;
-    if (strcmp(role, "client") != 0 && strcmp(role, "server") != 0) {
-        PyErr_Format(PyExc_ValueError, "socket_poll: role is client or server, not %s", role);
+    int client = strcmp(role, "client") == 0;
+    PyMethodDef *def = NULL;
+    if (strcmp(backend, "socket") == 0)
+        def = client ? &socket_client_poll_def : &socket_server_poll_def;
+    else if (strcmp(backend, "tcpdirect") == 0)
+        def = client ? &tcpdirect_client_poll_def : &tcpdirect_server_poll_def;
+    if (def == NULL || (!client && strcmp(role, "server") != 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "compiled_poll: socket or tcpdirect, client or server; not %s, %s",
+                     backend, role);
         return NULL;
     }
-    return PyDescr_NewMethod((PyTypeObject *)cls, role[0] == 'c' ? &socket_client_poll_def
-                                                                 : &socket_server_poll_def);
+    return PyDescr_NewMethod((PyTypeObject *)cls, def);
 }
 
 /* ------------------------------------------------------------------ module */
@@ -2048,8 +2296,9 @@ static PyMethodDef module_methods[] = {
     {"owner_poll", owner_poll, METH_O,
      "owner_poll(cls): poll() for a pollnet-level efvi client or server class, the "
      "compiled one (it finds its Poller in the instance's _fast)."},
-    {"socket_poll", socket_poll, METH_VARARGS,
-     "socket_poll(cls, 'client'|'server'): the compiled poll() for a socket-backend class."},
+    {"compiled_poll", compiled_poll, METH_VARARGS,
+     "compiled_poll(cls, 'socket'|'tcpdirect', 'client'|'server'): the compiled poll() for "
+     "that backend's class."},
     {"set_helpers", set_helpers, METH_VARARGS,
      "set_helpers(byte_view, checked_remaining): the Python this module defers to."},
     {NULL, NULL, 0, NULL},
@@ -2065,7 +2314,8 @@ PyMODINIT_FUNC PyInit__pnfast(void)
 {
     if (PyType_Ready(&CoreConnType) < 0 || PyType_Ready(&PollerType) < 0 ||
         PyType_Ready(&PollConnType) < 0 || PyType_Ready(&SockConnType) < 0 ||
-        PyType_Ready(&SockPollType) < 0 || PyType_Ready(&TdConnType) < 0)
+        PyType_Ready(&PollStateType) < 0 || PyType_Ready(&TdConnType) < 0 ||
+        PyType_Ready(&TdStackType) < 0)
         return NULL;
     if (!(str_dead = PyUnicode_InternFromString("_dead")) ||
         !(str_release = PyUnicode_InternFromString("release")) ||
@@ -2088,6 +2338,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_poll_py = PyUnicode_InternFromString("_poll_py")) ||
         !(str_drain_now = PyUnicode_InternFromString("_drain_now")) ||
         !(str_on_listener = PyUnicode_InternFromString("_on_listener")) ||
+        !(str_free_transport = PyUnicode_InternFromString("_free_transport")) ||
         !(str_stream_ended = PyUnicode_InternFromString("_stream_ended")) ||
         !(str_free_zocket = PyUnicode_InternFromString("_free_zocket")) ||
         !(str_deliver_packet = PyUnicode_InternFromString("_deliver")) ||
@@ -2102,8 +2353,9 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         PyModule_AddObjectRef(m, "Poller", (PyObject *)&PollerType) < 0 ||
         PyModule_AddObjectRef(m, "PollConnCore", (PyObject *)&PollConnType) < 0 ||
         PyModule_AddObjectRef(m, "SockConnCore", (PyObject *)&SockConnType) < 0 ||
-        PyModule_AddObjectRef(m, "SockPoll", (PyObject *)&SockPollType) < 0 ||
+        PyModule_AddObjectRef(m, "PollState", (PyObject *)&PollStateType) < 0 ||
         PyModule_AddObjectRef(m, "TdConnCore", (PyObject *)&TdConnType) < 0 ||
+        PyModule_AddObjectRef(m, "TdStackCore", (PyObject *)&TdStackType) < 0 ||
         PyModule_AddIntConstant(m, "EVENT_SIZE", (long)sizeof(pn_event)) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -542,3 +542,38 @@ def test_the_compiled_receive_and_send_run_unless_told_not_to() -> None:
         return
     assert _fast.FAST is not None, _fast.WHY
     assert issubclass(TcpdirectConnection, _fast.FAST.TdConnCore)
+
+
+def test_poll_itself_is_compiled_and_stays_in_c_while_connected(shim_library: Path) -> None:
+    """A connected client's and a serving server's poll() run the reactor (or muxer) and
+    read from C: their Python poll runs for connecting and accepting only."""
+    from pollnet import _fast
+    from pollnet.backends.tcpdirect.stack import Stack
+
+    if _fast.FAST is None:
+        pytest.skip(f"the Python path runs here ({_fast.WHY})")
+    assert issubclass(Stack, _fast.FAST.TdStackCore)
+    for cls in (TcpdirectTcpClient, TcpdirectTcpServer):
+        assert type(cls.__dict__["poll"]).__name__ == "method_descriptor"
+    cfg = tcpdirect_config(shim_library)
+    server, client = pollnet.create_server(cfg), pollnet.create_client(cfg)
+    sh = RecordingHandler(on_data=lambda conn, data: conn.write(data))
+    ch = RecordingHandler()
+    assert poll_until(lambda: client.is_connected and server.conn_count == 1,
+                      (server, sh), (client, ch))
+    python_polls = {"client": 0, "server": 0}
+    for name, owner in (("client", client), ("server", server)):
+        def counted(handler: object, now_ns: int | None, name: str = name,
+                    real: object = owner._poll_py) -> None:  # type: ignore[attr-defined]
+            python_polls[name] += 1
+            real(handler, now_ns)  # type: ignore[operator]
+
+        owner._poll_py = counted  # type: ignore[attr-defined]
+    for i in range(50):
+        assert client.write(b"m%02d" % i)
+        assert poll_until(lambda i=i: len(ch.received) == 3 * (i + 1),  # type: ignore[misc]
+                          (server, sh), (client, ch))
+    assert bytes(ch.received) == b"".join(b"m%02d" % i for i in range(50))
+    assert python_polls == {"client": 0, "server": 0}
+    client.free()
+    server.close()

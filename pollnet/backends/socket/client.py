@@ -39,7 +39,7 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         self._direct = FAST is not None
         # What the compiled poll() reads (kept in step by _rebind and _sync).
         self._fast: Any = (None if FAST is None else
-                           FAST.SockPoll(self._closed, timeouts_on=self._timeouts_on))
+                           FAST.PollState(self._closed, timeouts_on=self._timeouts_on))
 
     # ---------------------------------------------------------------- the pollnet API
 
@@ -165,5 +165,5 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
             sock.close()  # also leaves the epoll set
 
 
-if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.socket_poll)
-    setattr(SocketTcpClient, "poll", FAST.socket_poll(SocketTcpClient, "client"))  # noqa: B010
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.compiled_poll)
+    setattr(SocketTcpClient, "poll", FAST.compiled_poll(SocketTcpClient, "socket", "client"))  # noqa: B010

@@ -65,7 +65,7 @@ class SocketTcpServer(ServerBase[SocketConnection]):
         self._accepting = True
         self._again: list[SocketConnection] = []
         # What the compiled poll() reads (the handler kept in step by _rebind).
-        self._fast: Any = (None if FAST is None else FAST.SockPoll(
+        self._fast: Any = (None if FAST is None else FAST.PollState(
             self._closed, self._conns, self._again, self._epoll.fileno(), self._lfd,
             self._timeouts_on))
 
@@ -197,5 +197,5 @@ class SocketTcpServer(ServerBase[SocketConnection]):
             self._set_accepting(True)
 
 
-if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.socket_poll)
-    setattr(SocketTcpServer, "poll", FAST.socket_poll(SocketTcpServer, "server"))  # noqa: B010
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.compiled_poll)
+    setattr(SocketTcpServer, "poll", FAST.compiled_poll(SocketTcpServer, "socket", "server"))  # noqa: B010

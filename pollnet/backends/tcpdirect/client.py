@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pollnet._fast import FAST
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.connection import TcpdirectConnection
 from pollnet.backends.tcpdirect.stack import Stack
@@ -49,6 +50,9 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         # _connecting: the struct zft* of a connect in progress; set last, so __del__
         # knows the stack exists.
         super().__init__(cfg)
+        # What the compiled poll() reads (kept in step by _rebind and _sync).
+        self._fast: Any = (None if FAST is None else FAST.PollState(
+            self._closed, timeouts_on=self._timeouts.enabled, stack=self._stack))
 
     def __del__(self) -> None:
         if hasattr(self, "_connecting"):  # not when __init__ failed
@@ -70,6 +74,18 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
+        """Run the reactor once and read the connection, or connect; then timeouts and
+        notices. (The compiled poll, where it runs, does the first two itself for a
+        connected client and comes here for the rest.)"""
+        self._poll_py(handler, now_ns)
+
+    def _poll_py(self, handler: object, now_ns: int | None) -> None:
+        try:
+            self._poll_steps(handler, now_ns)
+        finally:
+            self._sync()
+
+    def _poll_steps(self, handler: object, now_ns: int | None) -> None:
         methods = self._handlers.get(handler)
         stack = self._stack
         if self._perform(self._st) > 0:
@@ -94,6 +110,25 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         if self._closed:
             self._drain(methods)
         self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
+
+    # ---------------------------------------------------------------- the compiled poll
+
+    def _rebind(self, handler: object) -> None:
+        methods = self._handlers.get(handler)
+        self._fast.handler = handler
+        self._fast.on_data = methods.on_data
+
+    def _drain_now(self) -> None:
+        methods = self._handlers.methods
+        assert methods is not None
+        try:
+            self._drain(methods)
+        finally:
+            self._sync()
+
+    def _sync(self) -> None:
+        if self._fast is not None:
+            self._fast.conn = self._conn
 
     # ---------------------------------------------------------------- connecting
 
@@ -165,3 +200,9 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         if zock is not None:
             self._connecting = None
             self._lib.zft_free(zock)
+
+
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.compiled_poll)
+    setattr(  # noqa: B010
+        TcpdirectTcpClient, "poll", FAST.compiled_poll(TcpdirectTcpClient, "tcpdirect", "client")
+    )

@@ -26,9 +26,6 @@ _buffer = _ffi.buffer
 _from_buffer = _ffi.from_buffer
 
 
-def _address(pointer: Any) -> int:
-    """A cffi pointer (a zocket, a library function) as the integer the compiled base takes."""
-    return int(_ffi.cast("uintptr_t", pointer))
 _MORE = zf.MSG_MORE
 # Send queue full, or no packet buffers right now: nothing sent, try again later.
 _RETRY = (-errno.EAGAIN, -errno.ENOMEM)
@@ -152,8 +149,8 @@ class TcpdirectConnection(_TdBase, ConnectionBase):
         self._lib = lib
         self._stack = stack
         self.zock = zock
-        self._attach(buf, _address(zock), _address(lib.zft_zc_recv),
-                     _address(lib.zft_zc_recv_done), _address(lib.zft_send_single))
+        self._attach(buf, zf.address(zock), zf.address(lib.zft_zc_recv),
+                     zf.address(lib.zft_zc_recv_done), zf.address(lib.zft_send_single))
         # One zft_msg with a single iovec, made once: the receive path allocates no struct.
         self._msg = _ffi.new("struct zft_msg *", {"iov": 1})
         self._iov = self._msg.iov[0]  # a view into _msg, read after each zft_zc_recv

@@ -14,6 +14,7 @@ import select
 import time
 from typing import Any
 
+from pollnet._fast import FAST
 from pollnet.api import Peername
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.connection import TcpdirectConnection
@@ -43,7 +44,8 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
         self._handlers = HandlerCache()
         self._next_key = _LISTENER + 1  # never reused: a stale event finds nothing
-        self._more: list[TcpdirectConnection] = []  # read to the bound last poll
+        # Read to the bound, or their handler raised, last poll: read first this one.
+        self._more: list[TcpdirectConnection] = []
         self._buffers: list[RecvBuffer] = []  # recycled receive buffers
         self._accept_pending = True
         self._in_poll = False
@@ -68,6 +70,12 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
             self._free_transport()
             raise
         self._wait = lib.zf_muxer_wait
+        self._stack._attach(zf.address(self._stack.ptr), zf.address(lib.zf_reactor_perform),
+                            zf.address(self._mux), zf.address(self._wait))
+        # What the compiled poll() reads (kept in step by _rebind and _sync).
+        self._fast: Any = (None if FAST is None else FAST.PollState(
+            self._closed, self._conns, self._more, timeouts_on=self._timeouts.enabled,
+            stack=self._stack))
         laddr = _ffi.new("struct sockaddr_in *")
         laddr_len = _ffi.new("socklen_t *", _SIN_LEN)
         lib.zftl_getname(self._tl, _ffi.cast("struct sockaddr *", laddr), laddr_len)
@@ -101,6 +109,7 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
     def _free_transport(self) -> None:
         """Listener, muxer, stack: in that order, after every zocket was freed."""
         lib = self._lib
+        self._stack._attach(0, 0)  # the compiled poll stops using the muxer
         if self._tl is not None:
             if self._tl_waitable is not None:
                 lib.zf_muxer_del(self._tl_waitable)
@@ -119,6 +128,12 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
     # ---------------------------------------------------------------- the pollnet API
 
     def poll(self, handler: object, now_ns: int | None = None) -> None:
+        """One zf_muxer_wait(0): read the ready zockets, accept; then timeouts and notices.
+        (The compiled poll, where it runs, reads the ready zockets itself and comes here
+        when accepting, timeouts, queued writes or leftover reads need it.)"""
+        self._poll_py(handler, now_ns)
+
+    def _poll_py(self, handler: object, now_ns: int | None) -> None:
         methods = self._handlers.get(handler)
         if self._is_closed:
             if self._closed:
@@ -131,6 +146,7 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
             self._in_poll = False
             if self._is_closed:
                 self._free_transport()  # close() was called from a callback
+            self._sync()
 
     def _poll(self, methods: HandlerMethods, now_ns: int | None) -> None:
         events = self._events
@@ -140,14 +156,15 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
         on_data = methods.on_data
         more = self._more
         if more:
-            self._more = []
-            for k, again in enumerate(more):
+            batch = more[:]
+            more.clear()
+            for k, again in enumerate(batch):
                 try:
                     if again._connected and again.read(on_data):
-                        self._more.append(again)
+                        more.append(again)
                 except BaseException:
                     # Read the rest next poll, this one too if its handler raised.
-                    self._more += more[k if again.redeliver else k + 1:]
+                    more += batch[k if again.redeliver else k + 1:]
                     raise
         conns = self._conns
         for i in range(n):
@@ -159,10 +176,10 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
             if ready is not None and ready._connected:
                 try:
                     if ready.read(on_data):
-                        self._more.append(ready)
+                        more.append(ready)
                 except BaseException:
                     if ready.redeliver:
-                        self._more.append(ready)
+                        more.append(ready)
                     raise
         if self._accept_pending and self.conn_count < self._max and not self._is_closed:
             self._accept(methods, now_ns)
@@ -175,8 +192,38 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
         if self._closed:
             self._drain(methods)
 
+    # ---------------------------------------------------------------- the compiled poll
+
+    def _rebind(self, handler: object) -> None:
+        methods = self._handlers.get(handler)
+        self._fast.handler = handler
+        self._fast.on_data = methods.on_data
+
+    def _on_listener(self, now_ns: int | None) -> None:
+        """The compiled poll saw the listener ready: accept, as the Python poll would."""
+        self._accept_pending = True
+        methods = self._handlers.methods
+        try:
+            if methods is not None and self.conn_count < self._max and not self._is_closed:
+                self._accept(methods, now_ns)
+        finally:
+            self._sync()
+
+    def _drain_now(self) -> None:
+        methods = self._handlers.methods
+        assert methods is not None
+        self._drain(methods)
+
+    def _sync(self) -> None:
+        """Tell the compiled poll whether the next poll needs this Python one."""
+        if self._fast is not None:
+            self._fast.slow = self._accept_pending or self._is_closed
+
     def _after_close(self) -> None:
-        if not self._in_poll:  # else a connection may still hold a lent packet
+        fast = self._fast
+        if fast is not None and fast.in_poll:  # the compiled poll frees it when done
+            fast.slow = fast.free_after = True
+        elif not self._in_poll:  # else a connection may still hold a lent packet
             self._free_transport()
 
     # ---------------------------------------------------------------- accepting
@@ -228,3 +275,9 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
             del conns[conn.key]
             self._buffers.append(conn._buf)
             methods.on_disconnect(conn)
+
+
+if FAST is not None:  # poll() compiled: a method of the class (pollnet._pnfast.compiled_poll)
+    setattr(  # noqa: B010
+        TcpdirectTcpServer, "poll", FAST.compiled_poll(TcpdirectTcpServer, "tcpdirect", "server")
+    )

@@ -12,6 +12,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from pollnet._fast import FAST
 from pollnet.backends.tcpdirect import zf
 from pollnet.config import TcpdirectOptions
 from pollnet.errors import BackendUnavailable, ConfigError
@@ -68,8 +69,27 @@ def _raise_config_error(rc: int, interface: str, section: str, opts: TcpdirectOp
         )
 
 
-class Stack:
-    __slots__ = ("_perform", "attr", "lib", "pending", "ptr", "queued")
+class PyTdStackCore:
+    """What the compiled `pollnet._pnfast.TdStackCore` holds, in Python: the base of Stack
+    where the extension is not used (pollnet._fast)."""
+
+    __slots__ = ("pending", "queued")
+
+    pending: bool
+    queued: list[TcpdirectConnection]
+
+    def _attach(self, *_addresses: int) -> None:
+        pass
+
+
+if TYPE_CHECKING:
+    _StackBase = PyTdStackCore
+else:
+    _StackBase = PyTdStackCore if FAST is None else FAST.TdStackCore
+
+
+class Stack(_StackBase):
+    __slots__ = ("_perform", "attr", "lib", "ptr")
 
     def __init__(self, opts: TcpdirectOptions, interface: str, section: str) -> None:
         lib = zf.load(opts.library)
@@ -86,10 +106,12 @@ class Stack:
             raise BackendUnavailable("tcpdirect", f"zf_stack_alloc failed: {why}")
         self.ptr = out[0]
         self._perform = lib.zf_reactor_perform
+        self._attach(zf.address(self.ptr), zf.address(self._perform))
         # zf_reactor_perform said something happened that nobody has looked at yet.
         self.pending = True
-        # Connections holding bytes write() could not hand to the library yet.
-        self.queued: list[TcpdirectConnection] = []
+        # Connections holding bytes write() could not hand to the library yet (changed in
+        # place: the compiled poll holds this list).
+        self.queued = []
 
     def perform(self) -> int:
         """Process the stack's events once (zf_reactor_perform); > 0 if anything happened."""
@@ -100,7 +122,7 @@ class Stack:
 
     def flush(self) -> None:
         """Hand what write() queued to the library: every poll, after the reactor ran."""
-        self.queued = [conn for conn in self.queued if not conn._flush()]
+        self.queued[:] = [conn for conn in self.queued if not conn._flush()]
 
     def settle(self) -> None:
         """Run the reactor until queued bytes are sent and the stack is quiescent (no
@@ -114,13 +136,14 @@ class Stack:
             self._perform(self.ptr)
         for conn in self.queued:
             conn._abandon_queue()
-        self.queued = []
+        self.queued.clear()
 
     def free(self) -> None:
         """Free the stack once it has settled; every zocket in it must have been freed or
         be closing."""
         if self.ptr is not None:
             self.settle()
+            self._attach(0, 0)
             self.lib.zf_stack_free(self.ptr)
             self.lib.zf_attr_free(self.attr)
             self.ptr = self.attr = None

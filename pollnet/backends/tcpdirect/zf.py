@@ -258,6 +258,12 @@ def _set(lib: Any, attr: Any, name: str, value: str | int, field: str) -> None:
         raise ConfigError(f"{field} = {value!r}: {why}")
 
 
+def address(pointer: Any) -> int:
+    """A cffi pointer (a stack, a zocket, a library function) as the integer the compiled
+    bases take."""
+    return int(ffi.cast("uintptr_t", pointer))
+
+
 def sockaddr_in(ip: str, port: int) -> Any:
     """A `struct sockaddr_in` (network byte order) for an IPv4 address and port."""
     sa = ffi.new("struct sockaddr_in *")
