@@ -20,7 +20,8 @@ if os.path.exists(os.path.join(here, "native", "build_ffi.py")):
 
     cffi_modules.append("native/build_ffi.py:ffibuilder")
     ext_modules.append(Extension(
-        "pollnet._pnfast", ["native/ext/pnfast.c"], include_dirs=["native/include"],
+        "pollnet._pnfast", [os.path.relpath(p, here) for p in build_fast.SOURCES],
+        include_dirs=["native/include"], depends=["native/ext/pnfast.h"],
         extra_compile_args=build_fast.compile_args(), optional=True))
 
 setup(

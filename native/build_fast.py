@@ -1,5 +1,5 @@
-"""Builds `pollnet._pnfast`, the efvi backend's compiled per-message path (a CPython
-extension, native/ext/pnfast.c), warning-free under the same strict flags as the core.
+"""Builds `pollnet._pnfast`, every backend's compiled per-message path (a CPython
+extension, native/ext/*.c), warning-free under the same strict flags as the core.
 
 setup.py builds it as an optional extension: where it cannot be compiled the install
 goes on and the efvi backend uses its Python path (`pollnet info` says which one runs).
@@ -22,9 +22,11 @@ import sysconfig
 from pathlib import Path
 
 NATIVE = Path(__file__).resolve().parent
-SOURCE = NATIVE / "ext" / "pnfast.c"
+# pnfast.c (the module, shared helpers) and one fast_<backend>.c per backend.
+SOURCES = sorted((NATIVE / "ext").glob("*.c"))
+# -fvisibility=hidden: only PyInit__pnfast leaves the module (its files share the rest).
 FLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC",
-         "-fno-strict-aliasing"]
+         "-fno-strict-aliasing", "-fvisibility=hidden"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer"]
 
@@ -45,7 +47,7 @@ def build(outdir: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     link = SANITIZE if os.environ.get("POLLNET_SANITIZE") == "1" else []
     cmd = [*cc, *compile_args(), "-shared", f"-I{sysconfig.get_paths()['include']}",
-           f"-I{NATIVE / 'include'}", str(SOURCE), *link, "-o", str(out)]
+           f"-I{NATIVE / 'include'}", *map(str, SOURCES), *link, "-o", str(out)]
     print(" ".join(cmd))
     subprocess.run(cmd, check=True)
     return out

@@ -1,4 +1,4 @@
-"""The compiled per-message path, `pollnet._pnfast` (native/ext/pnfast.c), if it runs here.
+"""The compiled per-message path, `pollnet._pnfast` (native/ext/), if it runs here.
 
 `FAST` is the module, or None: then every backend uses its Python path, which has the same
 semantics (the behaviour suite runs on both) and `WHY` says why. `POLLNET_PURE_PYTHON=1`

@@ -1,4 +1,4 @@
-"""Type stubs of the compiled efvi per-message path (native/ext/pnfast.c)."""
+"""Type stubs of the compiled per-message path (native/ext/: pnfast.c and fast_<backend>.c)."""
 
 from collections.abc import Callable
 from typing import Any
