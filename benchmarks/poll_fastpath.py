@@ -15,8 +15,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from pollnet.backends.efvi import SimWire, TcpClient, TcpServer, _core
-from pollnet.backends.efvi.endpoint import EVENT_BATCH
+from pollnet.backends.efvi import SimWire, TcpClient, TcpServer
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.efvitcp.endpoint import EVENT_BATCH
 from pollnet.bench.handlers import Counter, FastEcho
 from pollnet.config import EfviOptions
 

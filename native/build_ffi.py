@@ -40,7 +40,7 @@ MODULE = "pollnet._pncore"
 STRICT = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
-# Callbacks from C into Python (see pollnet/backends/efvi/_core.py).
+# Callbacks from C into Python (see pollnet/backends/efvi/core/binding.py).
 PY_CALLBACKS = """
 extern "Python" int _pn_py_accept(void *ctx, uint32_t remote_ip, uint16_t remote_port);
 """

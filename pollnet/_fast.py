@@ -4,7 +4,7 @@
 semantics (the behaviour suite runs on both) and `WHY` says why. `POLLNET_PURE_PYTHON=1`
 chooses the Python path on purpose; `POLLNET_FAST_MODULE=/path/to/_pnfast.so` loads that
 file (the sanitised build of scripts/pytest-asan.sh). The efvi backend binds it to its
-core (pollnet/backends/efvi/_fast.py).
+core (pollnet/backends/efvi/core/fast.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pollnet.errors import BackendUnavailable, PollnetError
 
 BACKEND_MODULES = {
     "socket": "pollnet.backends.socket",
-    "efvi": "pollnet.backends.efvi.pollnet_adapter",
+    "efvi": "pollnet.backends.efvi.adapter.factory",
     "tcpdirect": "pollnet.backends.tcpdirect.backend",
 }
 

@@ -82,7 +82,7 @@ def _inside(netns: str) -> Iterator[bool]:
     if not netns:
         yield True
         return
-    from pollnet.backends.efvi.pollnet_base import in_netns
+    from pollnet.backends.efvi.adapter.base import in_netns
 
     if not Path(netns if netns.startswith("/") else f"/run/netns/{netns}").exists():
         yield False

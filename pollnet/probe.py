@@ -35,7 +35,7 @@ class Probe:
 def _pncore() -> Any:
     """The compiled core as the efvi backend loads it (POLLNET_CORE_MODULE honoured);
     ImportError naming why when it is not there."""
-    core = importlib.import_module("pollnet.backends.efvi._core")
+    core = importlib.import_module("pollnet.backends.efvi.core.binding")
     if core.lib is None:
         raise ImportError(core.LOAD_ERROR)
     return core
@@ -56,7 +56,7 @@ def native_core() -> Probe:
 def fast_path() -> Probe:
     """The efvi backend's per-message path: compiled (pollnet._pnfast) or Python, and why."""
     try:
-        fast = importlib.import_module("pollnet.backends.efvi._fast")
+        fast = importlib.import_module("pollnet.backends.efvi.core.fast")
     except ImportError as exc:
         return Probe("efvi per-message path", False, f"Python (the core does not load: {exc})")
     return Probe("efvi per-message path", fast.FAST is not None, str(fast.describe()))

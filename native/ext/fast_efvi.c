@@ -7,7 +7,7 @@
  * The core is not linked in: it lives in the cffi module pollnet._pncore, which hands us
  * the addresses of pn_poll and pn_send (`bind_core`), so both modules share one core --
  * also the sanitised one of scripts/pytest-asan.sh. The semantics are those of the
- * Python path in pollnet/backends/efvi/endpoint.py.
+ * Python path in pollnet/backends/efvi/efvitcp/endpoint.py.
  *
  * One file of about a thousand lines: Poller's delivery works on CoreConn's and
  * PollConnCore's fields directly, which is the point of compiling it.

@@ -117,7 +117,7 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
         probe = next(p for p in probe_all(tcpdirect_library) if p.name == "tcpdirect")
         return "" if probe.available else probe.detail
     # efvi / native: the compiled core first.
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.available():
         return f"the native core is not built ({_core.LOAD_ERROR}); pip install -e ."

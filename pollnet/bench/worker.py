@@ -206,7 +206,7 @@ def serve(spec: Spec) -> None:
     server, ip, port = make_server(spec)
     emit("READY", f"{ip} {port}")
     if spec["kind"] == "native":
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
 
         ffi, lib = _core.require()
         res = ffi.new("pn_bench_echo_result *")
@@ -274,7 +274,7 @@ def latency(spec: Spec) -> dict[str, Any]:
 
 def _native_pingpong(spec: Spec, side: ClientSide, sim_server: Any, samples: array[int],
                      msg: bytes | bytearray) -> loops.LoopResult:
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     ffi, lib = _core.require()
     p = ffi.new("pn_bench_params *")
@@ -323,7 +323,7 @@ def idle(spec: Spec) -> dict[str, Any]:
     gc.enable()
     out: dict[str, Any] = {"ns_per_poll": (best or 0) / polls, "polls": polls}
     if side.stack is not None:
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
 
         _, lib = _core.require()
         c_best = None

@@ -78,7 +78,7 @@ def _stats(config_path: str | None, backend: str | None, seconds: float, as_json
         cfg = load(config_path, backend)
         if cfg.backend != "efvi":
             raise ConfigProblem(f'--stats needs backend = "efvi" (the config has "{cfg.backend}")')
-        from pollnet.backends.efvi.pollnet_server import EfviTcpServer
+        from pollnet.backends.efvi.adapter.server import EfviTcpServer
         from pollnet.factory import create_server
 
         # The server an application would get from this config (the pollnet level: the

@@ -90,7 +90,7 @@ class LinkFrameReceiver:
 
     def __init__(self, link: Any, *, burst: int = 64, udp_only: bool = False,
                  udp_port: int | None = None, own: bool = False) -> None:
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
 
         self.ffi, self.lib = _core.require()
         self.link = link
@@ -104,7 +104,7 @@ class LinkFrameReceiver:
     @classmethod
     def open(cls, kind: str, ifname: str, **kw: Any) -> LinkFrameReceiver:
         """Open a real link (af_packet, af_xdp, efvi) on ifname, owned by the receiver."""
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
 
         ffi, lib = _core.require()
         p = ffi.new("pn_real_link_params *")

@@ -182,7 +182,7 @@ class LinkUdpReceiver:
 
     def __init__(self, link: Any, port: int, *, ip: str | None = None,
                  group: str | None = None) -> None:
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
         from pollnet.tools.frames import LinkFrameReceiver
 
         self.ffi, self.lib = _core.require()
@@ -230,7 +230,7 @@ class LinkUdpSender:
 
     def __init__(self, link: Any, src: Address, dst: Address, *,
                  dst_mac: bytes | None = None) -> None:
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
 
         self.ffi, self.lib = _core.require()
         self.link, self.src, self.dst = link, src, dst

@@ -15,7 +15,7 @@ import pytest
 from tcpdirect.shim import REAL_CLIENT_INTERFACE
 
 import pollnet
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
 from pollnet.config import AnyConfig, TcpdirectConfig, config_from_dict
 from pollnet.errors import ConfigError
 from pollnet.testing import RecordingHandler, free_port, loopback_config, poll_until

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
 
 if not _core.available():
     pytest.skip(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from efvi_util import PORT, Recorder, make_net, options
 
 from pollnet.backends.efvi import Connection, SimDriver
-from pollnet.backends.efvi._core import c_string, constants, lib
+from pollnet.backends.efvi.core.binding import c_string, constants, lib
 
 
 def reason_text(name: str) -> str:

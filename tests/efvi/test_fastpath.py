@@ -11,7 +11,8 @@ from array import array
 import pytest
 from efvi_util import make_net
 
-from pollnet.backends.efvi import ConnectionClosedError, _fast
+from pollnet.backends.efvi import ConnectionClosedError
+from pollnet.backends.efvi.core import fast as _fast
 
 PURE = os.environ.get("POLLNET_PURE_PYTHON", "") not in ("", "0")
 

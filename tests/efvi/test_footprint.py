@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi.endpoint import footprint
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.efvitcp.endpoint import footprint
 from pollnet.config import EfviOptions
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "core.md"

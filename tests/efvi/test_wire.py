@@ -18,7 +18,7 @@ from pollnet.backends.efvi import (
     TcpServer,
     footprint,
 )
-from pollnet.backends.efvi.sim import ACK, SYN
+from pollnet.backends.efvi.link.sim import ACK, SYN
 from pollnet.config import EfviOptions, SimOptions
 from pollnet.errors import BackendUnavailable, ConfigError
 from pollnet.probe import efvi_build_info
@@ -103,9 +103,9 @@ def test_a_full_queue_tail_drops_and_every_frame_is_accounted_for() -> None:
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the limit measured on 3.11")
 def test_endpoints_keep_cpythons_fast_attribute_layout() -> None:
     # Not a timing test: past MAX_FAST_ATTRS instance attributes, CPython 3.11 moves
-    # them to a dict and every self.x of poll() gets slower (endpoint.py says by how much).
+    # them to a dict and every self.x of poll() gets slower (efvitcp/endpoint.py says by how much).
     # Put what a new feature needs per endpoint into an existing attribute.
-    from pollnet.backends.efvi.endpoint import MAX_FAST_ATTRS
+    from pollnet.backends.efvi.efvitcp.endpoint import MAX_FAST_ATTRS
 
     wire = SimWire()
     server = TcpServer(options(), port=PORT, wire=wire)

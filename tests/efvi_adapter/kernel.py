@@ -12,7 +12,7 @@ from pollnet.config import AnyConfig, config_from_dict
 
 def kernel_listener(topo: NetnsPair, link: str, **efvi: object) -> tuple[socket.socket, AnyConfig]:
     """(listening kernel socket in namespace a, client config aimed at it)."""
-    from pollnet.backends.efvi.pollnet_base import in_netns
+    from pollnet.backends.efvi.adapter.base import in_netns
 
     with in_netns(topo.a.name):
         listener = socket.socket()

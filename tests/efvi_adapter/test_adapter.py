@@ -15,9 +15,9 @@ from netns.netns import available as netns_available
 import pollnet
 from efvi_adapter.kernel import kernel_listener
 from pollnet.api import PollConnection
-from pollnet.backends.efvi.pollnet_adapter import sim_net
-from pollnet.backends.efvi.pollnet_conn import MAX_TIMER_MS, timer_plan
-from pollnet.backends.efvi.sim import SYN
+from pollnet.backends.efvi.adapter.conn import MAX_TIMER_MS, timer_plan
+from pollnet.backends.efvi.adapter.factory import sim_net
+from pollnet.backends.efvi.link.sim import SYN
 from pollnet.config import AnyConfig, EfviConfig, config_from_dict
 from pollnet.testing import Pair, RecordingHandler, free_port, poll_for, poll_until
 
@@ -172,7 +172,7 @@ def test_write_to_a_kernel_peer_drained_by_a_thread(link: str) -> None:
     ok, why = netns_available()
     if not ok:
         pytest.skip(why)
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
         pytest.skip("no af_xdp link in this build of pollnet._pncore")
@@ -215,7 +215,7 @@ def test_a_client_reopened_at_once_gets_its_af_xdp_queue() -> None:
     ok, why = netns_available()
     if not ok:
         pytest.skip(why)
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.has("pn_af_xdp_link_create"):
         pytest.skip("no af_xdp link in this build of pollnet._pncore")

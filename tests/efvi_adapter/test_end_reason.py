@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
 
 if not _core.available():
     pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`",
@@ -17,7 +17,7 @@ if not _core.available():
 import pollnet
 from pollnet.api import PollConnection, PollTcpClient
 from pollnet.backends.efvi import Connection, TcpServer
-from pollnet.backends.efvi.pollnet_adapter import sim_net
+from pollnet.backends.efvi.adapter.factory import sim_net
 from pollnet.config import EfviConfig, EfviOptions, config_from_dict
 from pollnet.testing import RecordingHandler, free_port, poll_until
 

@@ -54,7 +54,7 @@ def kernel_peer(request: pytest.FixtureRequest) -> Iterator[Any]:
     ok, why = netns_available()
     if not ok:
         pytest.skip(why)
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     link: str = request.param
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):

@@ -111,7 +111,7 @@ CASES = [
 
 def _require_core() -> None:
     try:
-        from pollnet.backends.efvi import _core
+        from pollnet.backends.efvi.core import binding as _core
     except ImportError as exc:  # the backend itself is missing
         pytest.skip(f"pollnet.backends.efvi does not import: {exc}")
     if not _core.available():
@@ -123,7 +123,7 @@ def _require_core() -> None:
 def _has_bpf() -> bool:
     """Whether the built core has the real af_xdp link (not the stub a build without
     libxdp/libbpf gets): the real one says "no parameters" to NULL params."""
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.has("pn_af_xdp_link_create"):
         return False

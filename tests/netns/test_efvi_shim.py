@@ -128,7 +128,7 @@ def run(t: Pair, variant: str, role: str, binary: str) -> None:
 
 
 def test_pollnet_info_says_what_the_efvi_link_runs_on() -> None:
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
     from pollnet.probe import efvi_build_info, probe_all
 
     if not _core.available():

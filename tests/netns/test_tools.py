@@ -206,7 +206,7 @@ print(json.dumps(seen), flush=True)
 @pytest.mark.parametrize("kind", ["af_packet"])
 def test_link_frame_receiver(netns_pair_plain: Pair, kind: str) -> None:
     """Frames through a pollnet link's own rx_burst (the compiled core's af_packet link)."""
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.available():
         pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`")
@@ -266,7 +266,7 @@ def test_udp_through_a_link_without_the_kernel(netns_pair_plain: Pair) -> None:
     """LinkUdpReceiver / LinkUdpSender on the af_packet link: datagrams from the kernel in
     b come out of the link's rx_burst; ours (unicast and multicast, checksums ours) reach
     kernel sockets in b."""
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.available():
         pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`")

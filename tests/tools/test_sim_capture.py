@@ -78,12 +78,12 @@ def test_lossy_reordering_duplicating_wire(simcap: Path, tmp_path: Path, seed: i
 
 def test_python_sim_api_capture(tmp_path: Path) -> None:
     """The same through the efvi backend's Python sim API, when the core is built."""
-    from pollnet.backends.efvi import _core
+    from pollnet.backends.efvi.core import binding as _core
 
     if not _core.available():
         pytest.skip(f"{_core.LOAD_ERROR}; build the C core with `pip install -e .`")
     from pollnet.backends.efvi import SimDriver, SimWire, TcpClient, TcpServer
-    from pollnet.backends.efvi.handler import EfviHandler
+    from pollnet.backends.efvi.efvitcp.handler import EfviHandler
     from pollnet.config import EfviOptions
 
     payload = client_bytes(50_000)

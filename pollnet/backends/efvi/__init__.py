@@ -5,10 +5,12 @@ Importing this package never fails; constructing a stack raises BackendUnavailab
 the compiled core (`pollnet._pncore`) is not built.
 """
 
-from pollnet.backends.efvi._core import available
-from pollnet.backends.efvi.client import TcpClient
-from pollnet.backends.efvi.connection import Connection, ConnInfo
-from pollnet.backends.efvi.endpoint import Endpoint, footprint
+from pollnet.backends.efvi.core.binding import available
+from pollnet.backends.efvi.efvitcp.client import TcpClient
+from pollnet.backends.efvi.efvitcp.connection import Connection, ConnInfo
+from pollnet.backends.efvi.efvitcp.endpoint import Endpoint, footprint
+from pollnet.backends.efvi.efvitcp.handler import EfviHandler
+from pollnet.backends.efvi.efvitcp.server import TcpServer
 from pollnet.backends.efvi.errors import (
     ConnectionClosedError,
     ConnectionTableFull,
@@ -16,9 +18,8 @@ from pollnet.backends.efvi.errors import (
     LinkError,
     TryAgain,
 )
-from pollnet.backends.efvi.handler import EfviHandler
-from pollnet.backends.efvi.server import TcpServer
-from pollnet.backends.efvi.sim import SimDriver, SimStalled, SimWire
+from pollnet.backends.efvi.link.sim import SimWire
+from pollnet.backends.efvi.sim_driver import SimDriver, SimStalled
 
 __all__ = [
     "ConnInfo",

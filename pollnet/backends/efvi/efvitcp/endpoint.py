@@ -18,14 +18,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Self
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi._fast import FAST, address
-from pollnet.backends.efvi._stack import StackHandle
-from pollnet.backends.efvi.connection import Connection
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.core.fast import FAST, address
+from pollnet.backends.efvi.core.stack import StackHandle
+from pollnet.backends.efvi.efvitcp.connection import Connection
+from pollnet.backends.efvi.efvitcp.handler import Bound, Method, bind
 from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.handler import Bound, Method, bind
-from pollnet.backends.efvi.links import open_link
-from pollnet.backends.efvi.sim import SimWire
+from pollnet.backends.efvi.link.open import open_link
+from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions
 from pollnet.handler import checked_remaining
 
@@ -517,6 +517,22 @@ class Endpoint:
         if self._fast is not None:
             return bool(self._fast.undispatched())
         return self._resume < self._pending
+
+    # ------------------------------------------------------------ for the layers above
+
+    @property
+    def poller(self) -> Any:
+        """The compiled Poller behind poll() (pollnet._pnfast), or None on the Python path."""
+        return self._fast
+
+    def pump(self, now_ns: int = 0) -> None:
+        """Receive, run timers, transmit -- and leave every event queued for the next
+        poll(). Nothing while a batch waits undispatched or once the endpoint is closed."""
+        if self._stack is None or self.undispatched():
+            return
+        rc = _core.lib.pn_poll(self._stack, now_ns, self._events, 0)
+        if rc < 0:
+            self._poll_error(rc)
 
 
 # Ending event -> its method's index in Bound.

@@ -1,5 +1,5 @@
-"""The sim link: an in-process Ethernet wire with a virtual clock and seeded faults, and a
-driver that runs several stacks on it in virtual time.
+"""The sim link: an in-process Ethernet wire with a virtual clock and seeded faults (the
+driver that runs several stacks on it in virtual time is efvi/sim_driver.py).
 
     wire = SimWire(loss=0.1, seed=7)
     server = TcpServer(options, port=80, wire=wire)
@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import ipaddress
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.link.base import ERRLEN, Link
 from pollnet.config import SimOptions
 
-if TYPE_CHECKING:
-    from pollnet.backends.efvi.endpoint import Endpoint
-    from pollnet.backends.efvi.links import Link
 
-_ERRLEN = 256
+class SimHost(Protocol):
+    """What the wire needs of a stack on it (an efvitcp Endpoint) for static ARP."""
+
+    @property
+    def local_ip(self) -> str: ...
+    @property
+    def mac(self) -> bytes: ...
+    def add_neighbour(self, ip: str, mac: bytes) -> None: ...
+
 NEVER = 0xFFFFFFFFFFFFFFFF
 START_NS = 1_000_000_000  # virtual time starts at 1 s (0 means "read the clock" to pn_poll)
 
@@ -87,8 +92,8 @@ class SimWire:
         if reorder_delay_us is not None:
             p.reorder_delay_ns = reorder_delay_us * 1000
         p.queue_frames = queue_frames
-        err = ffi.new("char[]", _ERRLEN)
-        ptr = lib.pn_sim_wire_create(p, err, _ERRLEN)
+        err = ffi.new("char[]", ERRLEN)
+        ptr = lib.pn_sim_wire_create(p, err, ERRLEN)
         if ptr == ffi.NULL:
             raise _core.core_error(lib.PN_EINVAL, "creating the sim wire", _core.c_string(err))
         self._ptr: Any = ptr
@@ -99,9 +104,9 @@ class SimWire:
         self.static_arp = static_arp
         self._next_host = 1
         self._hosts: dict[int, bytes] = {}  # ip -> mac of every link opened on the wire
-        self._members: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+        self._members: weakref.WeakSet[SimHost] = weakref.WeakSet()
         if pcap:
-            rc = lib.pn_sim_wire_pcap(ptr, pcap.encode(), err, _ERRLEN)
+            rc = lib.pn_sim_wire_pcap(ptr, pcap.encode(), err, ERRLEN)
             if rc < 0:
                 raise _core.core_error(rc, f"recording the sim wire to {pcap}",
                                        _core.c_string(err))
@@ -109,8 +114,6 @@ class SimWire:
     # ------------------------------------------------------------ hosts
 
     def _open_link(self, ip: str | None) -> Link:
-        from pollnet.backends.efvi.links import Link
-
         ffi, lib = _core.require()
         if ip:
             addr = _core.ip_to_int(ip)
@@ -123,15 +126,15 @@ class SimWire:
         if addr in self._hosts:
             raise ValueError(f"{_core.int_to_ip(addr)} is already on this sim wire")
         mac = b"\x02\x00" + addr.to_bytes(4, "big")
-        err = ffi.new("char[]", _ERRLEN)
-        ptr = lib.pn_sim_link_create(self._ptr, mac, err, _ERRLEN)
+        err = ffi.new("char[]", ERRLEN)
+        ptr = lib.pn_sim_link_create(self._ptr, mac, err, ERRLEN)
         if ptr == ffi.NULL:
             raise _core.core_error(lib.PN_ELINK, "joining the sim wire", _core.c_string(err))
         self._hosts[addr] = mac
         return Link(ptr, "sim", f"as {_core.int_to_ip(addr)}", local_ip=addr,
                     netmask=self.netmask, keepalive=self)
 
-    def _join(self, endpoint: Endpoint, link: Link) -> None:
+    def _join(self, endpoint: SimHost, link: Link) -> None:
         self._members.add(endpoint)
         if not self.static_arp:
             return
@@ -141,7 +144,7 @@ class SimWire:
             endpoint.add_neighbour(other.local_ip, other.mac)
             other.add_neighbour(endpoint.local_ip, endpoint.mac)
 
-    def _leave(self, endpoint: Endpoint) -> None:
+    def _leave(self, endpoint: SimHost) -> None:
         self._members.discard(endpoint)
         self._hosts.pop(_core.ip_to_int(endpoint.local_ip), None)
 
@@ -178,87 +181,3 @@ class SimWire:
     def next_arrival_ns(self) -> int | None:
         t = int(_core.lib.pn_sim_wire_next_arrival(self._ptr))
         return None if t >= NEVER else t
-
-
-class SimStalled(RuntimeError):
-    """The simulation cannot make progress (a stack keeps reporting a timer in the past)."""
-
-
-class SimDriver:
-    """Runs the stacks on one wire in virtual time: poll all, then jump the clock to
-    min(next frame arrival, next timer)."""
-
-    def __init__(self, wire: SimWire, *members: tuple[Endpoint, object]) -> None:
-        self.wire = wire
-        self._members: list[tuple[Endpoint, object]] = list(members)
-        self.steps = 0
-        self._idle_rounds = 0
-
-    def add(self, endpoint: Endpoint, handler: object) -> None:
-        if endpoint.wire is not self.wire:
-            raise ValueError("SimDriver.add: the endpoint is not on this driver's wire")
-        self._members.append((endpoint, handler))
-
-    @property
-    def now_ns(self) -> int:
-        return self.wire.now_ns
-
-    def step(self, limit_ns: int = NEVER) -> bool:
-        """Poll every stack once at the current time, then advance the clock to the next
-        thing that happens, at most to `limit_ns`. False when nothing more happens before
-        `limit_ns` (nothing at all with the default)."""
-        from pollnet.backends.efvi.endpoint import EVENT_BATCH
-
-        wire = self.wire
-        events = 0
-        full = False
-        for ep, handler in self._members:
-            n = ep.poll(handler)
-            events += n
-            full = full or n == EVENT_BATCH
-        self.steps += 1
-        if full:  # more events queued in C: poll again at the same time
-            return True
-        lib = _core.lib
-        now = wire.now_ns
-        arrival = int(lib.pn_sim_wire_next_arrival(wire._ptr))
-        timer = NEVER
-        for ep, _ in self._members:
-            t = int(lib.pn_stack_next_timer(ep._stack))
-            if t < timer:
-                timer = t
-        nxt = min(arrival, timer)
-        if nxt <= now:
-            # Frames due now, or a timer that polling did not clear. The latter with no
-            # events and nothing arriving, over and over, is a core bug: say so.
-            self._idle_rounds = self._idle_rounds + 1 if events == 0 and arrival > now else 0
-            if self._idle_rounds > 1000:
-                raise SimStalled(
-                    f"the simulation is stuck at t={now} ns: a stack reports a timer due at "
-                    f"{timer} ns that polling does not clear"
-                )
-            return True
-        self._idle_rounds = 0
-        target = min(nxt, limit_ns)
-        if target <= now or nxt >= NEVER:  # the limit reached, or nothing will ever happen
-            return False
-        wire.now_ns = target
-        return True
-
-    def run_until(self, done: Callable[[], object], *, timeout_ms: float = 60_000) -> bool:
-        """Step until `done()` is true (True); False when the virtual time reaches
-        now + timeout_ms or nothing is left to happen first."""
-        deadline = self.wire.now_ns + int(timeout_ms * 1_000_000)
-        while not done():
-            if not self.step(deadline):
-                return bool(done())
-        return True
-
-    def run_for(self, ms: float) -> None:
-        """Let `ms` of virtual time pass, handling everything that happens in it."""
-        end = self.wire.now_ns + int(ms * 1_000_000)
-        while self.step(end):
-            pass
-        if self.wire.now_ns < end:
-            self.wire.now_ns = end
-            self.step(end)

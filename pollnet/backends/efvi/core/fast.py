@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from pollnet import _fast
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
 
 
 def address(pointer: object) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi.connection import Connection
-from pollnet.backends.efvi.endpoint import Endpoint
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.efvitcp.connection import Connection
+from pollnet.backends.efvi.efvitcp.endpoint import Endpoint
 from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.sim import SimWire
+from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions
 
 

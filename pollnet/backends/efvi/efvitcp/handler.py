@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from pollnet.backends.efvi.connection import Connection
+    from pollnet.backends.efvi.efvitcp.connection import Connection
 
 
 class EfviHandler:

@@ -28,9 +28,9 @@ import time
 import weakref
 from typing import Any
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi.server import TcpServer
-from pollnet.backends.efvi.sim import SimWire
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.efvitcp.server import TcpServer
+from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions, SimOptions
 
 SUBNET = ipaddress.IPv4Network("10.0.0.0/16")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import errno
 import weakref
 
-from pollnet.backends.efvi.client import TcpClient
-from pollnet.backends.efvi.connection import Connection
-from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.pollnet_base import (
+from pollnet.backends.efvi.adapter.base import (
     Base,
     StackEvents,
     compiled_poll,
@@ -22,8 +19,11 @@ from pollnet.backends.efvi.pollnet_base import (
     split_interface,
     stack_options,
 )
-from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
-from pollnet.backends.efvi.pollnet_sim import is_loopback
+from pollnet.backends.efvi.adapter.conn import EfviPollConnection
+from pollnet.backends.efvi.adapter.sim_net import is_loopback
+from pollnet.backends.efvi.efvitcp.client import TcpClient
+from pollnet.backends.efvi.efvitcp.connection import Connection
+from pollnet.backends.efvi.errors import EfviError
 from pollnet.client_base import ClientBase
 from pollnet.config import ClientConfig, EfviOptions
 from pollnet.handler import HandlerCache, HandlerMethods

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi._fast import FAST, address
-from pollnet.backends.efvi._stack import BytesLike
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.core.fast import FAST, address
+from pollnet.backends.efvi.core.stack import BytesLike
 from pollnet.backends.efvi.errors import ConnectionClosedError, EfviError
 
 if TYPE_CHECKING:
-    from pollnet.backends.efvi._stack import StackHandle
+    from pollnet.backends.efvi.core.stack import StackHandle
 
 STATE_NAMES: dict[int, str] = {
     v: k[len("PN_TCP_") :] for k, v in _core.constants("PN_TCP_").items()

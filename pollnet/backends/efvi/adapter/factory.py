@@ -11,16 +11,16 @@ The factory imports this module for `backend = "efvi"` and calls `create_client(
   fill the receive buffer (`min(efvi.conn_recv_buf_size, recv_buf_size)`) close it.
 * send/receive idle timeouts: the core's user timers 0 and 1 (as pollnet's efvi wrapper).
 * close: FIN, or RST when bytes arrived that the handler never saw (the kernel's rule).
-* server: `max_conns` announced, more wait in a backlog (pollnet_server).
-* sim link: a process-wide wire with a name table (pollnet_sim).
+* server: `max_conns` announced, more wait in a backlog (adapter/server.py).
+* sim link: a process-wide wire with a name table (adapter/sim_net.py).
 """
 
 from __future__ import annotations
 
-from pollnet.backends.efvi.pollnet_client import EfviTcpClient
-from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
-from pollnet.backends.efvi.pollnet_server import EfviTcpServer
-from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
+from pollnet.backends.efvi.adapter.client import EfviTcpClient
+from pollnet.backends.efvi.adapter.conn import EfviPollConnection
+from pollnet.backends.efvi.adapter.server import EfviTcpServer
+from pollnet.backends.efvi.adapter.sim_net import SimNet, sim_net
 from pollnet.config import AnyConfig, EfviConfig, EfviOptions
 
 __all__ = [

@@ -3,9 +3,9 @@ on_connection_established, filtered by the handler's allow_new_connection(ip, po
 
 from __future__ import annotations
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi.endpoint import Endpoint
-from pollnet.backends.efvi.sim import SimWire
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.efvitcp.endpoint import Endpoint
+from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions
 
 

@@ -14,16 +14,13 @@ import socket
 import struct
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
+from pollnet.backends.efvi.link.base import ERRLEN, IN_USE, Link
+from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions
 from pollnet.errors import BackendUnavailable, ConfigError
 
-if TYPE_CHECKING:
-    from pollnet.backends.efvi.sim import SimWire
-
-_ERRLEN = 256
 _XDP_MODES = {"auto": "PN_XDP_MODE_AUTO", "native": "PN_XDP_MODE_NATIVE",
               "generic": "PN_XDP_MODE_GENERIC", "zerocopy": "PN_XDP_MODE_ZEROCOPY"}
 _REAL = {"af_packet": "pn_af_packet_link_create", "af_xdp": "pn_af_xdp_link_create",
@@ -33,55 +30,6 @@ _NEEDS = {
     "af_xdp": "libxdp-dev libbpf-dev clang (scripts/install.sh installs them)",
     "efvi": "AMD/Solarflare Onload's ef_vi (libciul)",
 }
-
-
-class Link:
-    """An open `pn_link` and the addressing the stack on it uses."""
-
-    def __init__(self, ptr: Any, kind: str, where: str, *, local_ip: int, netmask: int,
-                 gateway_ip: int = 0, keepalive: object = None) -> None:
-        self.ptr: Any = ptr
-        self.kind = kind
-        self.where = where
-        self.local_ip = local_ip
-        self.netmask = netmask
-        self.gateway_ip = gateway_ip
-        self.mac = bytes(_core.ffi.buffer(ptr.mac, 6))
-        self.mtu = int(ptr.mtu)
-        self._keepalive = keepalive  # the sim wire outlives its links
-        self._address_key: tuple[int, str, int] | None = None  # its entry in _IN_USE
-
-    def describe(self) -> str:
-        return f"the {self.kind} link {self.where}"
-
-    def last_error(self) -> str:
-        return "" if self.ptr is None else _core.c_string(self.ptr.err)
-
-    def close(self) -> None:
-        if self.ptr is not None:
-            _core.lib.pn_link_destroy(self.ptr)
-            self.ptr = None
-            self._keepalive = None
-        key = self._address_key
-        if key is not None and (ref := _IN_USE.get(key)) is not None and ref() is self:
-            del _IN_USE[key]
-
-    def stats(self) -> dict[str, int]:
-        """A real link's counters (`pn_real_link_stats`); {} for other links."""
-        if self.ptr is None or self.kind not in _REAL or not _core.has("pn_real_link_stats_get"):
-            return {}
-        out = _core.ffi.new("pn_real_link_stats *")
-        if _core.lib.pn_real_link_stats_get(self.ptr, out) < 0:
-            return {}
-        return _core.struct_dict("pn_real_link_stats", out)
-
-    def record(self, path: str) -> None:
-        """Write every frame in and out of this link to a pcap file."""
-        err = _core.ffi.new("char[]", _ERRLEN)
-        rc = _core.lib.pn_link_pcap(self.ptr, path.encode(), err, _ERRLEN)
-        if rc < 0:
-            raise _core.core_error(rc, f"recording {self.describe()} to {path}",
-                                   _core.c_string(err))
 
 
 def open_link(options: EfviOptions, *, wire: SimWire | None, local_ip: str | None) -> Link:
@@ -126,7 +74,7 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
             "efvi", f"interface {ifname!r} has no IPv4 address: set efvi.local_ip in the config"
         )
     key = (_netns_id(), ifname, ip)
-    if any(k[:2] == key[:2] and _held(k) for k in list(_IN_USE)):
+    if any(k[:2] == key[:2] and _held(k) for k in list(IN_USE)):
         # Another of our stacks is on this interface. If nothing can reach it any more (a
         # reference cycle, a traceback), collecting it closes its link and frees its address
         # and (af_xdp) the interface queue before we take them.
@@ -145,8 +93,8 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
     params.own_ip = 0 if _kernel_has(_core.int_to_ip(ip)) else 1
     if params.own_ip and hasattr(params, "local_ip"):
         params.local_ip = ip
-    err = ffi.new("char[]", _ERRLEN)
-    ptr = getattr(lib, fn_name)(params, err, _ERRLEN)
+    err = ffi.new("char[]", ERRLEN)
+    ptr = getattr(lib, fn_name)(params, err, ERRLEN)
     if ptr == ffi.NULL:
         raise BackendUnavailable(
             "efvi", f"cannot open the {options.link} link on {ifname!r}: {_core.c_string(err)}"
@@ -154,13 +102,8 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
     link = Link(ptr, options.link, f"on {ifname}", local_ip=ip, netmask=mask or 0xFFFFFF00,
                 gateway_ip=_default_gateway(ifname))
     link._address_key = key
-    _IN_USE[key] = weakref.ref(link)
+    IN_USE[key] = weakref.ref(link)
     return link
-
-
-# The real links this process has open, by (network namespace, interface, address): two
-# stacks on one address would take each other's segments for strangers' and reset them.
-_IN_USE: dict[tuple[int, str, int], weakref.ref[Link]] = {}
 
 
 def _netns_id() -> int:
@@ -169,7 +112,7 @@ def _netns_id() -> int:
 
 
 def _held(key: tuple[int, str, int]) -> bool:
-    ref = _IN_USE.get(key)
+    ref = IN_USE.get(key)
     link = ref() if ref is not None else None
     return link is not None and link.ptr is not None
 

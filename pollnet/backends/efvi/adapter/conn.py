@@ -17,14 +17,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pollnet.api import BytesLike, Peername
-from pollnet.backends.efvi._fast import FAST
+from pollnet.backends.efvi.core.fast import FAST
 from pollnet.backends.efvi.errors import EfviError
 from pollnet.connection import ConnectionBase, byte_view
 from pollnet.handler import checked_remaining
 from pollnet.recvbuf import RecvBuffer, buffer_full_reason
 
 if TYPE_CHECKING:
-    from pollnet.backends.efvi.connection import Connection
+    from pollnet.backends.efvi.efvitcp.connection import Connection
 
 SEND_TIMER = 0  # user timer ids the adapter reserves (as pollnet's efvi wrapper does)
 RECV_TIMER = 1

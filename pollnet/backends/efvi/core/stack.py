@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from pollnet.backends.efvi import _core
+from pollnet.backends.efvi.core import binding as _core
 
-if TYPE_CHECKING:
-    from pollnet.backends.efvi.links import Link
+
+class Link(Protocol):
+    """What a stack needs of its link (link.base.Link), named here so the core layer
+    imports nothing above it."""
+
+    local_ip: int
+
+    def close(self) -> None: ...
 
 BytesLike = bytes | bytearray | memoryview
 _IOV_PREALLOC = 64

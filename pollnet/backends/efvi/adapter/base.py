@@ -27,17 +27,16 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pollnet.backends.efvi import _core
-from pollnet.backends.efvi._fast import FAST
-from pollnet.backends.efvi.pollnet_conn import EfviPollConnection, Owner, Plan, timer_plan
-from pollnet.backends.efvi.pollnet_sim import SimNet, sim_net
+from pollnet.backends.efvi.adapter.conn import EfviPollConnection, Owner, Plan, timer_plan
+from pollnet.backends.efvi.adapter.sim_net import SimNet, sim_net
+from pollnet.backends.efvi.core.fast import FAST
 from pollnet.config import EfviOptions
 from pollnet.errors import ConfigError, TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
 
 if TYPE_CHECKING:
-    from pollnet.backends.efvi.connection import Connection
-    from pollnet.backends.efvi.endpoint import Endpoint
+    from pollnet.backends.efvi.efvitcp.connection import Connection
+    from pollnet.backends.efvi.efvitcp.endpoint import Endpoint
     from pollnet.connection import ConnectionBase
 
 _CLONE_NEWNET = 0x40000000
@@ -126,7 +125,6 @@ class Base(Owner):
         self.flush: list[EfviPollConnection] = []
         self.net: SimNet | None = sim_net(efvi) if efvi.link == "sim" else None
         self.ep: Endpoint | None = None
-        self._lib: Any = _core.lib
 
     def _start(self, ep: Endpoint, netns: str = "") -> None:
         self.ep = ep
@@ -144,9 +142,9 @@ class Base(Owner):
         as Base.poll, over the stack's Poller, calling back `_rebind`, `_sim_now`,
         `send_queued` and `_after` only when they have work."""
         ep = self.ep
-        if ep is None or ep._fast is None:
+        if ep is None or ep.poller is None:
             return
-        self._fast = ep._fast
+        self._fast = ep.poller
         self._fast.pollnet_setup(events, self.flush, closed, self.net is not None)
 
     @property
@@ -194,7 +192,7 @@ class Base(Owner):
         raise NotImplementedError
 
     def __del__(self) -> None:
-        # The stack's event-array memoryviews (endpoint.py) export buffers to each other;
+        # The stack's event-array memoryviews (efvitcp/endpoint.py) export buffers to each other;
         # if the GC reaches them inside a garbage cycle (a traceback holding this object,
         # say) its tp_clear fails on them and the interpreter crashes. Releasing them
         # here, before the GC clears anything, avoids that: the stack dies with us.
@@ -209,8 +207,8 @@ class Base(Owner):
         """A new pollnet handler: the compiled dispatch hands data to its on_data itself
         (EfviPollConnection.deliver's common case), the rest goes through StackEvents."""
         ep = self.ep
-        if ep is not None and ep._fast is not None:
-            ep._fast.set_pollnet(methods.on_data)
+        if ep is not None and ep.poller is not None:
+            ep.poller.set_pollnet(methods.on_data)
 
     def now(self, now_ns: int | None) -> int:
         net = self.net
@@ -228,14 +226,8 @@ class Base(Owner):
         """Receive, run timers, transmit -- and leave every event queued in the core
         for the next poll() (max = 0)."""
         ep = self.ep
-        if ep is None or ep._stack is None or self.dispatching:
-            return
-        if ep.undispatched():
-            return  # a handler raised mid-batch: its events are not dispatched yet
-        now = self.net.now() if self.net is not None else 0
-        rc = self._lib.pn_poll(ep._stack, now, ep._events, 0)
-        if rc < 0:
-            raise _core.core_error(rc, "poll", ep._link.last_error())
+        if ep is not None and not self.dispatching:
+            ep.pump(self.net.now() if self.net is not None else 0)
 
     def send_queued(self) -> None:
         """Writes that did not fit: send what the buffers take now, keep the rest."""

@@ -17,9 +17,7 @@ import weakref
 from collections import deque
 
 from pollnet.api import Peername
-from pollnet.backends.efvi.connection import Connection
-from pollnet.backends.efvi.errors import EfviError
-from pollnet.backends.efvi.pollnet_base import (
+from pollnet.backends.efvi.adapter.base import (
     Base,
     StackEvents,
     compiled_poll,
@@ -27,9 +25,11 @@ from pollnet.backends.efvi.pollnet_base import (
     split_interface,
     stack_options,
 )
-from pollnet.backends.efvi.pollnet_conn import EfviPollConnection
-from pollnet.backends.efvi.pollnet_sim import ANY
-from pollnet.backends.efvi.server import TcpServer
+from pollnet.backends.efvi.adapter.conn import EfviPollConnection
+from pollnet.backends.efvi.adapter.sim_net import ANY
+from pollnet.backends.efvi.efvitcp.connection import Connection
+from pollnet.backends.efvi.efvitcp.server import TcpServer
+from pollnet.backends.efvi.errors import EfviError
 from pollnet.config import EfviOptions, ServerConfig
 from pollnet.connection import ConnectionBase
 from pollnet.errors import TransportError
