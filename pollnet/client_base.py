@@ -4,18 +4,23 @@
 and the disconnect notices.
 
 A backend starts attempts (`_start_connect`), watches them and abandons them
-(`_abandon_connect`); its `poll()` stays its own, reading these attributes directly.
+(`_abandon_connect`). `PolledClient` adds the poll() of a backend that asks its
+transport each poll (socket, tcpdirect); efvi's is driven by its stack's events instead
+(backends/efvi/adapter/base.py).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from pollnet.api import BytesLike
 from pollnet.config import ClientConfig
 from pollnet.connection import ConnectionBase, error_text
 from pollnet.handler import HandlerMethods
-from pollnet.timeouts import seconds_to_ns
+from pollnet.poll_owner import CompiledPollOwner
+from pollnet.timeouts import IdleTimeouts, seconds_to_ns
 
 NEVER = 1 << 62  # a time no clock reaches: no further connect attempt
 
@@ -115,3 +120,66 @@ class ClientBase(Generic[ConnT, PendingT]):
                 self._conn = None
                 self._error = conn._error
             methods.on_disconnect(conn)
+
+
+class PolledClient(ClientBase[ConnT, PendingT], CompiledPollOwner):
+    """The poll() of a client whose transport is asked each poll: run it (`_service`),
+    read the connection (`_read`), check idle timeouts, give disconnect notices, or
+    connect (`_start_connect`, then `_check_connect` each poll until it ends).
+
+    Where the compiled path runs, poll() is C: it reads a connected client itself and
+    calls back as pollnet/poll_owner.py says; `_sync` tells it the current connection."""
+
+    _timeouts: IdleTimeouts
+
+    def poll(self, handler: object, now_ns: int | None = None) -> None:
+        self._poll_py(handler, now_ns)
+
+    def _poll_py(self, handler: object, now_ns: int | None) -> None:
+        try:
+            self._poll_steps(handler, now_ns)
+        finally:
+            self._sync()
+
+    def _poll_steps(self, handler: object, now_ns: int | None) -> None:
+        methods = self._handlers.methods
+        if methods is None or methods.handler is not handler:
+            methods = self._handlers.get(handler)
+        self._service()
+        conn = self._conn
+        if conn is not None:
+            self._read(conn, methods.on_data)
+            if self._timeouts.enabled and conn._connected:
+                self._timeouts.check(
+                    conn, time.monotonic_ns() if now_ns is None else now_ns, methods
+                )
+            if self._closed:
+                self._drain(methods)
+            return
+        if self._closed:
+            self._drain(methods)
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        if self._connecting is not None:
+            self._check_connect(methods, now)
+        elif self._connect_due(now):
+            self._start_connect(methods, now)
+
+    # ---------------------------------------------------------------- the transport's part
+
+    def _service(self) -> None:
+        """Run the transport once, before reading (nothing unless it needs it)."""
+
+    def _read(self, conn: ConnT, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        """Hand what the connection received to on_data (when there may be something)."""
+        raise NotImplementedError
+
+    def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        raise NotImplementedError
+
+    def _check_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+        """A connect in progress: established, failed, timed out, or still going."""
+        raise NotImplementedError
+
+    def _sync(self) -> None:
+        if self._fast is not None:
+            self._fast.conn = self._conn

@@ -5,14 +5,15 @@ from __future__ import annotations
 import errno
 import select
 import socket
-import time
+from collections.abc import Callable
 from typing import Any
 
 from pollnet._fast import FAST
 from pollnet.backends.socket.connection import SocketConnection
 from pollnet.backends.socket.options import new_tcp_socket, peer_of, set_nodelay
-from pollnet.client_base import ClientBase
+from pollnet.client_base import PolledClient
 from pollnet.config import ClientConfig
+from pollnet.connection import ConnectionBase
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
 from pollnet.timeouts import IdleTimeouts
@@ -20,7 +21,7 @@ from pollnet.timeouts import IdleTimeouts
 _CONNECT_PENDING = (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK)
 
 
-class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
+class SocketTcpClient(PolledClient[SocketConnection, socket.socket]):
     """Connects to `server_ip:server_port`, reconnecting every `conn_retry_sec`."""
 
     def __init__(self, cfg: ClientConfig) -> None:
@@ -28,7 +29,6 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         self.cfg = cfg
         self._addr = (cfg.server_ip, cfg.server_port)
         self._timeouts = IdleTimeouts(cfg.send_timeout_sec, cfg.recv_timeout_sec)
-        self._timeouts_on = self._timeouts.enabled
         self._buf = RecvBuffer(cfg.recv_buf_size)  # one connection at a time: reused
         self._handlers = HandlerCache()
         self._epoll = select.epoll()
@@ -39,68 +39,18 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
         self._direct = FAST is not None
         # What the compiled poll() reads (kept in step by _rebind and _sync).
         self._fast: Any = (None if FAST is None else
-                           FAST.PollState(self._closed, timeouts_on=self._timeouts_on))
+                           FAST.PollState(self._closed, timeouts_on=self._timeouts.enabled))
 
-    # ---------------------------------------------------------------- the pollnet API
+    # ---------------------------------------------------------------- PolledClient's part
 
-    def poll(self, handler: object, now_ns: int | None = None) -> None:
-        """Read the connection, or connect; then timeouts and disconnect notices. (The
-        compiled poll, where it runs, reads the connection itself and comes here for the
-        rest: see `_compiled`.)"""
-        self._poll_py(handler, now_ns)
+    def _read(self, conn: SocketConnection,
+              on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        if self._direct or conn.redeliver or self._ready(0):
+            conn.read(on_data)
 
-    def _poll_py(self, handler: object, now_ns: int | None) -> None:
-        try:
-            self._poll_steps(handler, now_ns)
-        finally:
-            self._sync()
-
-    def _poll_steps(self, handler: object, now_ns: int | None) -> None:
-        methods = self._handlers.methods
-        if methods is None or methods.handler is not handler:
-            methods = self._handlers.get(handler)
-        conn = self._conn
-        if conn is not None:
-            if self._direct or conn.redeliver or self._ready(0):
-                conn.read(methods.on_data)
-            if self._timeouts_on and conn._connected:
-                self._timeouts.check(
-                    conn, time.monotonic_ns() if now_ns is None else now_ns, methods
-                )
-            if self._closed:
-                self._drain(methods)
-            return
-        if self._closed:
-            self._drain(methods)
-        self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
-
-    # ---------------------------------------------------------------- the compiled poll
-
-    def _rebind(self, handler: object) -> None:
-        methods = self._handlers.get(handler)
-        self._fast.handler = handler
-        self._fast.on_data = methods.on_data
-
-    def _drain_now(self) -> None:
-        methods = self._handlers.methods
-        assert methods is not None
-        try:
-            self._drain(methods)
-        finally:
-            self._sync()
-
-    def _sync(self) -> None:
-        if self._fast is not None:
-            self._fast.conn = self._conn
-
-    # ---------------------------------------------------------------- connecting
-
-    def _poll_connect(self, methods: HandlerMethods, now_ns: int) -> None:
+    def _check_connect(self, methods: HandlerMethods, now_ns: int) -> None:
         sock = self._connecting
-        if sock is None:
-            if self._connect_due(now_ns):
-                self._start_connect(methods, now_ns)
-            return
+        assert sock is not None
         if self._ready(0):
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
@@ -109,6 +59,8 @@ class SocketTcpClient(ClientBase[SocketConnection, socket.socket]):
                 self._established(sock, methods, now_ns)
         elif self._connect_timed_out(now_ns):
             self._connect_failed(methods, "connect timeout")
+
+    # ---------------------------------------------------------------- connecting
 
     def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
         self.connect_attempts += 1

@@ -16,6 +16,7 @@ from pollnet.config import ServerConfig
 from pollnet.connection import ConnectionBase, error_text
 from pollnet.errors import TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
+from pollnet.poll_owner import CompiledPollOwner
 from pollnet.recvbuf import RecvBuffer
 from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
@@ -25,7 +26,7 @@ from pollnet.timeouts import IdleTimeouts
 _MAX_EVENTS = 32
 
 
-class SocketTcpServer(ServerBase[SocketConnection]):
+class SocketTcpServer(ServerBase[SocketConnection], CompiledPollOwner):
     """Listens on `listen_ip:port` (SO_REUSEADDR) and serves up to `max_conns`.
 
     At `max_conns` the listener leaves the epoll set: further clients complete the
@@ -108,20 +109,10 @@ class SocketTcpServer(ServerBase[SocketConnection]):
         if self._closed:
             self._drain(methods)
 
-    def _rebind(self, handler: object) -> None:
-        methods = self._handlers.get(handler)
-        self._fast.handler = handler
-        self._fast.on_data = methods.on_data
-
     def _on_listener(self, now_ns: int | None) -> None:
         methods = self._handlers.methods
         if self._accepting and methods is not None:
             self._accept(methods, now_ns)
-
-    def _drain_now(self) -> None:
-        methods = self._handlers.methods
-        assert methods is not None
-        self._drain(methods)
 
     def _read_again(self, on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
         """Connections whose handler raised last poll: their bytes again, new or not."""

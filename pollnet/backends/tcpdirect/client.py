@@ -8,15 +8,16 @@ reactor reported something since the last read.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 from pollnet._fast import FAST
 from pollnet.backends.tcpdirect import zf
 from pollnet.backends.tcpdirect.connection import TcpdirectConnection
 from pollnet.backends.tcpdirect.stack import Stack
-from pollnet.client_base import NEVER, ClientBase
+from pollnet.client_base import NEVER, PolledClient
 from pollnet.config import ClientConfig, TcpdirectOptions
+from pollnet.connection import ConnectionBase
 from pollnet.handler import HandlerCache, HandlerMethods
 from pollnet.recvbuf import RecvBuffer
 from pollnet.timeouts import IdleTimeouts
@@ -29,7 +30,7 @@ def _no_reactor(stack: Any) -> int:
     return 0
 
 
-class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
+class TcpdirectTcpClient(PolledClient[TcpdirectConnection, Any]):
     """Connects to `server_ip:server_port` through a stack on `interface`, reconnecting
     every `conn_retry_sec`."""
 
@@ -71,72 +72,26 @@ class TcpdirectTcpClient(ClientBase[TcpdirectConnection, Any]):
         self._perform = _no_reactor
         self._next_connect_ns = NEVER
 
-    # ---------------------------------------------------------------- the pollnet API
+    # ---------------------------------------------------------------- PolledClient's part
 
-    def poll(self, handler: object, now_ns: int | None = None) -> None:
-        """Run the reactor once and read the connection, or connect; then timeouts and
-        notices. (The compiled poll, where it runs, does the first two itself for a
-        connected client and comes here for the rest.)"""
-        self._poll_py(handler, now_ns)
-
-    def _poll_py(self, handler: object, now_ns: int | None) -> None:
-        try:
-            self._poll_steps(handler, now_ns)
-        finally:
-            self._sync()
-
-    def _poll_steps(self, handler: object, now_ns: int | None) -> None:
-        methods = self._handlers.get(handler)
+    def _service(self) -> None:
         stack = self._stack
         if self._perform(self._st) > 0:
             stack.pending = True
         if stack.queued:
             stack.flush()
-        conn = self._conn
-        if conn is not None:
-            # zf_reactor_perform never misses an event (false positives only), so an
-            # idle poll costs no zft_zc_recv.
-            if (stack.pending or conn.redeliver) and conn._connected:
-                stack.pending = False
-                if conn.read(methods.on_data):
-                    stack.pending = True
-            if self._timeouts.enabled and conn._connected:
-                self._timeouts.check(
-                    conn, time.monotonic_ns() if now_ns is None else now_ns, methods
-                )
-            if self._closed:
-                self._drain(methods)
-            return
-        if self._closed:
-            self._drain(methods)
-        self._poll_connect(methods, time.monotonic_ns() if now_ns is None else now_ns)
 
-    # ---------------------------------------------------------------- the compiled poll
-
-    def _rebind(self, handler: object) -> None:
-        methods = self._handlers.get(handler)
-        self._fast.handler = handler
-        self._fast.on_data = methods.on_data
-
-    def _drain_now(self) -> None:
-        methods = self._handlers.methods
-        assert methods is not None
-        try:
-            self._drain(methods)
-        finally:
-            self._sync()
-
-    def _sync(self) -> None:
-        if self._fast is not None:
-            self._fast.conn = self._conn
+    def _read(self, conn: TcpdirectConnection,
+              on_data: Callable[[ConnectionBase, memoryview], int]) -> None:
+        # zf_reactor_perform never misses an event (false positives only), so an idle
+        # poll costs no zft_zc_recv.
+        stack = self._stack
+        if (stack.pending or conn.redeliver) and conn._connected:
+            stack.pending = False
+            if conn.read(on_data):
+                stack.pending = True
 
     # ---------------------------------------------------------------- connecting
-
-    def _poll_connect(self, methods: HandlerMethods, now_ns: int) -> None:
-        if self._connecting is not None:
-            self._check_connect(methods, now_ns)
-        elif self._connect_due(now_ns):
-            self._start_connect(methods, now_ns)
 
     def _start_connect(self, methods: HandlerMethods, now_ns: int) -> None:
         if self._stack.ptr is None:

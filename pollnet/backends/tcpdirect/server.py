@@ -23,6 +23,7 @@ from pollnet.config import ServerConfig, TcpdirectOptions
 from pollnet.connection import error_text
 from pollnet.errors import ConfigError, TransportError
 from pollnet.handler import HandlerCache, HandlerMethods
+from pollnet.poll_owner import CompiledPollOwner
 from pollnet.recvbuf import RecvBuffer
 from pollnet.server_base import ServerBase
 from pollnet.timeouts import IdleTimeouts
@@ -34,7 +35,7 @@ _LISTENER = 0  # muxer user data of the listener; connections count from 1
 _CONN_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR  # TCPDirect: ask for all
 
 
-class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
+class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
     """Listens on `listen_ip:port` (one local address: TCPDirect has no INADDR_ANY) and
     serves up to `max_conns`."""
 
@@ -194,11 +195,6 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
 
     # ---------------------------------------------------------------- the compiled poll
 
-    def _rebind(self, handler: object) -> None:
-        methods = self._handlers.get(handler)
-        self._fast.handler = handler
-        self._fast.on_data = methods.on_data
-
     def _on_listener(self, now_ns: int | None) -> None:
         """The compiled poll saw the listener ready: accept, as the Python poll would."""
         self._accept_pending = True
@@ -208,11 +204,6 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection]):
                 self._accept(methods, now_ns)
         finally:
             self._sync()
-
-    def _drain_now(self) -> None:
-        methods = self._handlers.methods
-        assert methods is not None
-        self._drain(methods)
 
     def _sync(self) -> None:
         """Tell the compiled poll whether the next poll needs this Python one."""
