@@ -18,7 +18,7 @@ ext_modules = []
 if os.path.exists(os.path.join(here, "native", "build_ffi.py")):
     import build_fast
 
-    cffi_modules.append("native/build_ffi.py:ffibuilder")
+    cffi_modules.append("native/build_ffi.py:make_builder")
     ext_modules.append(Extension(
         "pollnet._pnfast", [os.path.relpath(p, here) for p in build_fast.SOURCES],
         include_dirs=["native/include"], depends=["native/ext/pnfast.h"],

@@ -1,8 +1,10 @@
 """Builds `pollnet._pncore`, the cffi (out-of-line, API mode) binding of the C core.
 
-The cdef is read from `native/include/pncore.h` at build time -- the header is the one
-source of truth -- with its preprocessor lines and `extern "C"` wrapping removed, plus the
-`extern "Python"` callbacks the efvi backend needs.
+The cdef is `native/include/pncore.h` at build time -- the headers are the one source of
+truth -- run through the C preprocessor with PN_CDEF defined (the headers then leave out
+the system includes cffi has no use for), plus the `extern "Python"` callbacks the efvi
+backend needs. Every function the cdef declares must be defined by a compiled object
+(pycparser reads the declarations, `nm` the definitions), or the build says which are not.
 
 Our C (every `native/src/*.c` except the real-link files, plus what `native/build_links.py`
 returns) is compiled here, file by file, with `-std=c11 -O2 -Wall -Wextra -Werror`, and
@@ -23,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -45,51 +46,40 @@ PY_CALLBACKS = """
 extern "Python" int _pn_py_accept(void *ctx, uint32_t remote_ip, uint16_t remote_port);
 """
 
-# Functions of a real link (their names say which): each is kept in the cdef only when
-# some compiled source defines it, so a build without that link still imports. Any other
-# function the header declares and no source defines fails the build.
-REAL_LINK_FUNCTION = re.compile(r"pn_(af_packet|af_xdp|efvi)_\w+$")
+def c_compiler() -> list[str]:
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")[:1]
 
 
-def header_cdef(text: str) -> str:
-    """The header as cdef text: no preprocessor lines, no `extern "C" {` ... `}`."""
-    text = re.sub(r"\\\n", " ", text)  # join continued preprocessor lines
-    # Drop `#ifdef __cplusplus ... #endif` blocks whole (the extern "C" wrapping).
-    text = re.sub(
-        r"^[ \t]*#[ \t]*ifdef[ \t]+__cplusplus\b.*?^[ \t]*#[ \t]*endif[^\n]*\n",
-        "",
-        text,
-        flags=re.M | re.S,
-    )
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    return "\n".join(lines) + "\n"
+def header_cdef(cc: list[str]) -> str:
+    """pncore.h as cffi reads it: preprocessed with PN_CDEF, no line markers."""
+    cmd = [*cc, "-E", "-P", "-DPN_CDEF", "-x", "c", str(HEADER)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"build_ffi: preprocessing {HEADER} failed:\n{done.stderr}")
+    return done.stdout
 
 
-def declared_functions(cdef: str) -> list[str]:
-    """Names of the functions the header declares (not function-pointer typedefs/fields)."""
-    flat = re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S)
-    flat = re.sub(r"//[^\n]*", " ", flat)
-    names = []
-    for m in re.finditer(r"\b(pn_\w+)\s*\(", flat):
-        before = flat[: m.start()].rstrip()
-        if before.endswith("(*") or before.endswith("*)") or before.endswith("("):
-            continue
-        names.append(m.group(1))
-    return sorted(set(names))
+# The fixed-width and size types the headers use, for pycparser (cffi knows them itself).
+_C_TYPES = "".join(f"typedef int {t};\n" for t in (
+    "size_t", "ssize_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t", "int8_t", "int16_t",
+    "int32_t", "int64_t", "uintptr_t"))
 
 
-def defines(name: str, texts: list[str]) -> bool:
-    pat = re.compile(r"\b" + re.escape(name) + r"\s*\([^;{]*\)\s*\{")
-    return any(pat.search(t) for t in texts)
+def declared_functions(cdef: str) -> set[str]:
+    """The functions the cdef declares (parsed, not pattern-matched)."""
+    from pycparser import c_ast, c_parser
+
+    unit = c_parser.CParser().parse(_C_TYPES + cdef)
+    return {d.name for d in unit.ext
+            if isinstance(d, c_ast.Decl) and isinstance(d.type, c_ast.FuncDecl)}
 
 
-def remove_declaration(cdef: str, name: str) -> str:
-    """Drop one function's prototype (it may span lines) from the cdef."""
-    pat = re.compile(r"^[^;{}()]*\b" + re.escape(name) + r"\s*\([^;]*\)\s*;[^\n]*\n", re.M)
-    out, n = pat.subn("", cdef)
-    if n != 1:
-        raise RuntimeError(f"build_ffi: could not remove the declaration of {name} from the cdef")
-    return out
+def defined_functions(objects: list[str]) -> set[str]:
+    """The global functions the compiled objects define."""
+    done = subprocess.run(["nm", "-g", "--defined-only", *objects], capture_output=True,
+                          text=True, check=True)
+    return {f[2] for f in (ln.split() for ln in done.stdout.splitlines())
+            if len(f) == 3 and f[1] == "T"}
 
 
 def is_real_link(path: Path) -> bool:
@@ -122,7 +112,7 @@ def compile_objects(
     sources: list[Path], flags: list[str], outdir: Path, depends: list[Path]
 ) -> list[str]:
     """Compile each source to an object under outdir; skip those already up to date."""
-    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")[:1]
+    cc = c_compiler()
     outdir.mkdir(parents=True, exist_ok=True)
     stamp = hashlib.sha256(" ".join(cc + flags).encode()).hexdigest()[:16]
     newest_dep = max((p.stat().st_mtime for p in depends), default=0.0)
@@ -158,21 +148,6 @@ def make_builder() -> cffi.FFI:
             f"build_ffi: no C sources in {SRC}: the core is not there yet, nothing to build"
         )
 
-    cdef = header_cdef(HEADER.read_text())
-    texts = [p.read_text() for p in sources]
-    missing = []
-    for name in declared_functions(cdef):
-        if defines(name, texts):
-            continue
-        if REAL_LINK_FUNCTION.match(name):
-            cdef = remove_declaration(cdef, name)
-        else:
-            missing.append(name)
-    if missing:
-        raise RuntimeError(
-            "build_ffi: pncore.h declares functions no source defines: " + ", ".join(missing)
-        )
-
     include_dirs = list(dict.fromkeys([str(NATIVE / "include"), str(SRC), *links["include_dirs"]]))
     macros = [
         f"-D{name}" if value is None else f"-D{name}={value}"
@@ -188,6 +163,11 @@ def make_builder() -> cffi.FFI:
     variant = "asan" if sanitize else "release"
     objects = compile_objects(sources, flags, NATIVE / "build" / "ffi" / variant, depends)
 
+    cdef = header_cdef(c_compiler())
+    missing = declared_functions(cdef) - defined_functions(objects)
+    if missing:
+        raise RuntimeError("build_ffi: the headers declare functions no compiled source "
+                           "defines: " + ", ".join(sorted(missing)))
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     ffi.cdef(PY_CALLBACKS)
@@ -203,8 +183,6 @@ def make_builder() -> cffi.FFI:
     return ffi
 
 
-ffibuilder = make_builder()
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # setup.py calls make_builder itself (cffi_modules)
     out = sys.argv[1] if len(sys.argv) > 1 else str(NATIVE / "build" / "ffi" / "module")
-    print(ffibuilder.compile(tmpdir=out, verbose=True))
+    print(make_builder().compile(tmpdir=out, verbose=True))

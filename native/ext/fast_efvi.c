@@ -13,7 +13,7 @@
  * PollConnCore's fields directly, which is the point of compiling it.
  */
 #include "pnfast.h"
-#include "pncore.h"
+#include "pn_stack.h"
 
 typedef int (*poll_fn)(pn_stack *, uint64_t, pn_event *, int);
 typedef int32_t (*send_fn)(pn_stack *, uint32_t, const void *, uint32_t, int);

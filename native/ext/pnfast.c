@@ -13,7 +13,7 @@
  * fast_tcpdirect.c.
  */
 #include "pnfast.h"
-#include "pncore.h" /* pn_event: EVENT_SIZE */
+#include "pn_stack.h" /* pn_event: EVENT_SIZE */
 
 PyObject *str_tail, *str_view, *str_buf, *str_poll_py, *str_drain_now, *str_on_listener,
     *str_free_transport, *str_dead, *str_release, *str_now_ns, *str_send_failed,

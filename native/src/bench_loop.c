@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "pncore.h"
+#include "pn_bench.h"
 
 #define BENCH_EVENTS 64
 

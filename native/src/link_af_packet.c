@@ -46,7 +46,6 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 
-#include "pncore.h"
 #include "real_link.h"
 
 #ifndef TP_STATUS_GSO_TCP

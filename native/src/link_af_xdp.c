@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pncore.h"
 #include "real_link.h"
 
 #define WHO "af_xdp"

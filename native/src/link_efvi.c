@@ -55,7 +55,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pncore.h"
 #include "real_link.h"
 
 #define WHO "efvi"

@@ -28,7 +28,6 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
-#include "pncore.h"
 #include "real_link.h"
 
 /* ------------------------------------------------------------------ messages */

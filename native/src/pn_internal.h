@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pncore.h"
+#include "pn_link.h"
+#include "pn_links.h"
+#include "pn_stack.h"
 
 #define PN_MAX_LISTEN 32
 #define PN_MAX_OOO 32         /* out-of-order ranges a connection can hold (max_ooo_segs <= this) */

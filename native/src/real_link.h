@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pncore.h"
+#include "pn_link.h"
+#include "pn_links.h"
 
 /* The head of every real link's private struct. */
 typedef struct pn_real_link {
