@@ -208,6 +208,12 @@ struct pn_stack {
                           * across the 2^32 sequence wrap */
 };
 
+/* The k-th segment of c's send ring (0: the oldest not yet acknowledged). */
+static inline pn_sseg *pn_seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
+{
+    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
+}
+
 /* ------------------------------------------------------------------ internal API */
 /* csum.c */
 uint32_t pn_csum_partial(const void *data, size_t len, uint32_t sum);
@@ -271,6 +277,16 @@ typedef struct pn_tcp_seg pn_tcp_seg;
 void pn_tcp_rx(pn_stack *s, const uint8_t *eth_src, uint32_t src_ip, const uint8_t *tcp,
                uint32_t tcplen);
 void pn_tcp_flush_acks(pn_stack *s);
+/* A segment for a connection in a synchronized state (SYN-RECEIVED onwards). */
+void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
+
+/* tcp_open.c: a segment to a listener (isn_floor: a TIME_WAIT reopen's, or NULL), to a
+ * SYN-SENT connection; the step to ESTABLISHED; a RST answering a stray segment. */
+void pn_tcp_listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t,
+                      const uint32_t *isn_floor);
+void pn_tcp_syn_sent_rx(pn_stack *s, pn_conn *c, const uint8_t *mac, const pn_tcp_seg *t);
+void pn_tcp_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
+void pn_tcp_reply_rst(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t);
 
 /* tcp_out.c */
 int pn_tcp_send_syn(pn_stack *s, pn_conn *c);

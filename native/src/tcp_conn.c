@@ -297,11 +297,6 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
 }
 
 /* ------------------------------------------------------------------ send */
-static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
-{
-    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
-}
-
 static bool can_send_state(const pn_conn *c)
 {
     return (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT) && !c->fin_queued;
@@ -312,7 +307,7 @@ static uint32_t tail_room(const pn_stack *s, const pn_conn *c)
 {
     if (c->sb_cnt == 0)
         return 0;
-    const pn_sseg *t = seg_at(s, c, c->sb_cnt - 1);
+    const pn_sseg *t = pn_seg_at(s, c, c->sb_cnt - 1);
     if (seq_lt(t->seq, c->snd_max) || t->len >= c->mss)
         return 0;
     return c->mss - t->len;
@@ -330,7 +325,7 @@ static uint32_t append(pn_stack *s, pn_conn *c, const uint8_t *p, uint32_t len)
 {
     uint32_t done = 0, room = tail_room(s, c);
     if (room && len) {
-        pn_sseg *t = seg_at(s, c, c->sb_cnt - 1);
+        pn_sseg *t = pn_seg_at(s, c, c->sb_cnt - 1);
         uint32_t n = len < room ? len : room;
         uint32_t bi = (uint32_t)(t - c->segs);
         memcpy(c->sbuf + (size_t)bi * s->sbuf_size + t->len, p, n);

@@ -158,11 +158,6 @@ void pn_tcp_send_ack(pn_stack *s, pn_conn *c)
     }
 }
 
-static inline pn_sseg *seg_at(const pn_stack *s, const pn_conn *c, uint32_t k)
-{
-    return &c->segs[(c->sb_head + k) % s->cfg.conn_send_buf_cnt];
-}
-
 static inline const uint8_t *seg_data(const pn_stack *s, const pn_conn *c, const pn_sseg *g)
 {
     return c->sbuf + (size_t)(g - c->segs) * s->sbuf_size;
@@ -171,7 +166,7 @@ static inline const uint8_t *seg_data(const pn_stack *s, const pn_conn *c, const
 /* Send n bytes starting at seq (inside buffer k), with FIN when it ends the stream. */
 static int send_range(pn_stack *s, pn_conn *c, uint32_t k, uint32_t seq, uint32_t n, bool fin)
 {
-    const pn_sseg *g = seg_at(s, c, k);
+    const pn_sseg *g = pn_seg_at(s, c, k);
     uint32_t off = seq - g->seq;
     tx_args a = {seq, PN_TH_ACK, seg_data(s, c, g) + off, n};
     if (off + n == g->len && k == c->sb_cnt - 1)
@@ -221,14 +216,14 @@ static void output(pn_stack *s, pn_conn *c, bool force)
         uint32_t limit = c->snd_una + wnd;
         if (seq_lt(c->snd_nxt, c->data_end)) {
             while (k < c->sb_cnt) {
-                const pn_sseg *g = seg_at(s, c, k);
+                const pn_sseg *g = pn_seg_at(s, c, k);
                 if (seq_gt(g->seq + g->len, c->snd_nxt))
                     break;
                 k++;
             }
             if (k >= c->sb_cnt)
                 break;
-            const pn_sseg *g = seg_at(s, c, k);
+            const pn_sseg *g = pn_seg_at(s, c, k);
             if (seq_lt(c->snd_nxt, g->seq)) {
                 if (k > 0) {
                     k = 0;   /* hint overshot after a go-back: rescan */
@@ -311,7 +306,7 @@ int pn_tcp_send_probe(pn_stack *s, pn_conn *c)
         return 0;
     }
     for (uint32_t k = 0; k < c->sb_cnt; k++) {
-        const pn_sseg *g = seg_at(s, c, k);
+        const pn_sseg *g = pn_seg_at(s, c, k);
         if (seq_le(g->seq, c->snd_nxt) && seq_gt(g->seq + g->len, c->snd_nxt)) {
             tx_args a = {c->snd_nxt, PN_TH_ACK, seg_data(s, c, g) + (c->snd_nxt - g->seq), 1};
             return emit(s, c, &a);
@@ -338,7 +333,7 @@ int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance)
     int r = 0;
     uint32_t end = c->snd_una;
     if (seq_lt(c->snd_una, c->data_end) && c->sb_cnt) {
-        const pn_sseg *g = seg_at(s, c, 0);
+        const pn_sseg *g = pn_seg_at(s, c, 0);
         uint32_t off = c->snd_una - g->seq;
         if (off >= g->len)
             return 0;
