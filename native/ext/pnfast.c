@@ -141,6 +141,17 @@ int poll_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
 
 int as_ns(PyObject *obj, uint64_t *ns)
 {
+    /* PyLong_AsUnsignedLongLong reads an int of two digits or more (every nanosecond clock
+     * past 1 s) through a byte array; this reads it in a loop. Past 2**63 and below 0 it
+     * is PyLong_AsUnsignedLongLong again, with its errors. */
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow && v >= 0) {
+        *ns = (uint64_t)v;
+        return 0;
+    }
     *ns = PyLong_AsUnsignedLongLong(obj);
     return *ns == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
 }

@@ -90,3 +90,20 @@ def test_a_kept_bound_poll_keeps_its_client_alive() -> None:
             break
     assert connected
     server.close()
+
+
+@pytest.mark.parametrize(("now_ns", "error"), [(-1, OverflowError), (2**64, OverflowError),
+                                               (1.5, TypeError), ("1", TypeError)])
+def test_poll_refuses_a_time_that_is_not_a_uint64(now_ns: object, error: type) -> None:
+    """Both paths: a negative or too large now_ns, or one that is no integer, raises."""
+    n = make_net()
+    with pytest.raises(error):
+        n.client.poll(n.ch, now_ns)  # type: ignore[arg-type]
+
+
+def test_poll_takes_any_uint64_time() -> None:
+    """Times of one to three 30-bit digits, up to 2**64 - 1, go through (the compiled
+    path reads them without the byte-array conversion)."""
+    n = make_net()
+    for now_ns in (0, 5, 2**40 + 3, 2**63 - 1, 2**63, 2**64 - 1):
+        n.client.poll(n.ch, now_ns)
