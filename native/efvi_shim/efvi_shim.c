@@ -1,5 +1,6 @@
 /*
  * efvi_shim.c -- pollnet's look-alike of the ef_vi API (a test library, not AMD Onload).
+ * One file of about a thousand lines: it is one library, the ef_vi calls the link makes.
  *
  * It provides the ef_vi calls native/src/link_efvi.c makes, with Onload's documented
  * names, argument order, return conventions (0 / >= 0 or a negative errno), event layout

@@ -1,6 +1,8 @@
 /*
  * link_af_xdp.c -- the af_xdp link: kernel bypass on any Linux NIC through an XDP program
  * and an AF_XDP socket (UMEM + fill, completion, RX and TX rings) bound to one RX queue.
+ * One file of about a thousand lines, as every link is one file (pn_link.h): the rings,
+ * the XDP program and its map, and the shared-address modes all serve its ops.
  *
  * The XDP program (native/bpf/pn_xdp.c, embedded at build time as pn_xdp_obj.h by
  * native/build_links.py: nothing is looked up at run time) steers to the socket only the

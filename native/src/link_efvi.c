@@ -1,5 +1,6 @@
 /*
  * link_efvi.c -- the efvi link: AMD/Solarflare ef_vi, the hardware efvitcp was made for.
+ * One file of about nine hundred lines, as every link is one file (pn_link.h).
  *
  * Written against the documented ef_vi API (Onload's etherfabric/base.h, pd.h, memreg.h,
  * vi.h, ef_vi.h, capabilities.h). Built for real when the Onload headers and libciul are

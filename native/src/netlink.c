@@ -1,6 +1,7 @@
 /*
  * netlink.c -- routes and neighbours through rtnetlink, and what the real links share
  * (interface facts, error messages, shared-address port reservations, their counters).
+ * Over five hundred lines, one concern: what the real links ask the kernel.
  *
  * Nothing here is on a hot path: route lookups happen before a connect, reservations in
  * flow_add/flow_del, interface facts at link creation.

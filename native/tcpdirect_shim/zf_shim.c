@@ -1,6 +1,8 @@
 /* libzf_shim.so: the TCPDirect API subset of include/zf/zf.h carried by the kernel's
  * non-blocking TCP sockets, so pollnet's tcpdirect backend can be run without a
  * Solarflare NIC.
+ * One file of about eight hundred lines: it is one library, the API subset the backend
+ * calls.
  *
  * What it keeps from TCPDirect, because the backend must cope with it:
  *  - nothing happens between calls: only zf_reactor_perform() moves bytes (a poll() with

@@ -10,6 +10,9 @@ ping-pong) is dispatched inline by poll() itself, with the same effects as the l
 Where the compiled per-message path runs (pollnet._pnfast, see pollnet/_fast.py), poll()
 is its Poller's: the same steps in C, which hands ESTABLISHED, FIN and the endings to
 `_event` here; the Python poll() and `_dispatch` are then the fallback.
+
+About six hundred lines: the Python path's dispatch reads the endpoint's own state in its
+per-event loop (an attribute of another object costs a lookup per event), so it stays here.
 """
 
 from __future__ import annotations
