@@ -17,8 +17,9 @@ from array import array
 from collections.abc import Callable
 from typing import Any, cast
 
+from pollnet.bench.spec import WorkerSpec
+
 KINDS = ("python-busy", "asyncio", "uvloop")
-Spec = dict[str, Any]
 
 
 def unavailable(kind: str) -> str:
@@ -42,14 +43,14 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 # ------------------------------------------------------------------ servers
 
 
-def serve(spec: Spec, ready: Callable[[str, int], None], stopped: Callable[[], bool]) -> None:
-    listener = socket.create_server((spec["server_ip"], 0))
+def serve(spec: WorkerSpec, ready: Callable[[str, int], None], stopped: Callable[[], bool]) -> None:
+    listener = socket.create_server((spec.server_ip, 0))
     ip, port = listener.getsockname()[:2]
-    if spec["kind"] == "python-busy":
+    if spec.kind == "python-busy":
         ready(ip, port)
         _busy_echo(listener, stopped)
         return
-    loop = _new_loop(spec["kind"])
+    loop = _new_loop(spec.kind)
     server = loop.run_until_complete(loop.create_server(_Echo, sock=listener))
     ready(ip, port)
 
@@ -102,24 +103,24 @@ class _Echo(asyncio.Protocol):
 # ------------------------------------------------------------------ clients
 
 
-def latency(spec: Spec) -> dict[str, Any]:
-    count = int(spec["count"])
-    warmup = int(spec.get("warmup", 0))
+def latency(spec: WorkerSpec) -> dict[str, Any]:
+    count = spec.count
+    warmup = spec.warmup
     samples = array("q", bytes(8 * count))
-    msg = bytes(int(spec["size"]))
-    if spec["kind"] == "python-busy":
+    msg = bytes(spec.size)
+    if spec.kind == "python-busy":
         done, cold, start, end = _busy_pingpong(spec, msg, samples, warmup)
     else:
         done, cold, start, end = _protocol_pingpong(spec, msg, samples, warmup)
-    with open(spec["samples_path"], "wb") as f:
+    with open(spec.samples_path, "wb") as f:
         samples[:done].tofile(f)
     return {"done": done, "cold_ns": cold, "elapsed_ns": end - start, "warmup_done": warmup}
 
 
-def _busy_pingpong(spec: Spec, msg: bytes, samples: array[int], warmup: int
+def _busy_pingpong(spec: WorkerSpec, msg: bytes, samples: array[int], warmup: int
                    ) -> tuple[int, int, int, int]:
     """The 10-line loop: send, spin on recv until the echo is whole."""
-    sock = socket.create_connection((spec["server_ip"], int(spec["port"])))
+    sock = socket.create_connection((spec.server_ip, spec.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     buf = bytearray(65536)
@@ -201,14 +202,14 @@ class _PingPong(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"the echo server went away: {exc}"))
 
 
-def _protocol_pingpong(spec: Spec, msg: bytes, samples: array[int], warmup: int
+def _protocol_pingpong(spec: WorkerSpec, msg: bytes, samples: array[int], warmup: int
                        ) -> tuple[int, int, int, int]:
-    loop = _new_loop(spec["kind"])
+    loop = _new_loop(spec.kind)
     try:
         done: asyncio.Future[None] = loop.create_future()
         proto = _PingPong(msg, samples, warmup, done)
         transport, _ = loop.run_until_complete(loop.create_connection(
-            lambda: proto, spec["server_ip"], int(spec["port"])))
+            lambda: proto, spec.server_ip, spec.port))
         loop.run_until_complete(done)
         transport.close()
     finally:

@@ -19,13 +19,14 @@ import tempfile
 import time
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pollnet.bench import netns, pyloops, sockperf
 from pollnet.bench.rows import REAL_LINKS, Row, parse_row, unavailable_reason
+from pollnet.bench.spec import WorkerSpec
 from pollnet.bench.stats import LatencyStats, latency_stats
 from pollnet.errors import PollnetError
 
@@ -207,8 +208,8 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def worker_cmd(spec: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "pollnet.bench.worker", json.dumps(spec)]
+def worker_cmd(spec: WorkerSpec) -> list[str]:
+    return [sys.executable, "-m", "pollnet.bench.worker", spec.to_json()]
 
 
 # ------------------------------------------------------------------ the run
@@ -362,10 +363,10 @@ class Bench:
     def _cmd(self, side: str, cmd: list[str]) -> list[str]:
         return netns.in_ns(self.pair, side, cmd)
 
-    def start_server(self, row: Row, base: dict[str, Any]) -> tuple[str, int]:
+    def start_server(self, row: Row, base: WorkerSpec) -> tuple[str, int]:
         if self.p.peer == "sockperf":
             port = 11111
-            ip = base["server_ip"]
+            ip = base.server_ip
             cmd = sockperf.server_cmd(ip, port, self.server_cpu)
             child = Child(self._cmd("b", cmd), "sockperf server")
             self.children.append(child)
@@ -375,8 +376,8 @@ class Bench:
                 raise BenchError(f"sockperf server did not start: {err.strip()[-300:]}")
             return ip, port
         # Throughput's server discards (one direction, as iperf3); the others echo.
-        spec = {**base, "role": "server", "cpu": self.server_cpu,
-                "sink": self.p.mode == "throughput"}
+        spec = replace(base, role="server", cpu=self.server_cpu,
+                       sink=self.p.mode == "throughput")
         child = Child(self._cmd("b", worker_cmd(spec)), f"{row.name} echo server")
         self.children.append(child)
         for tag, line in child.lines(timeout=30):
@@ -390,40 +391,37 @@ class Bench:
     def run_worker_row(self, row: Row) -> RowResult:
         p = self.p
         client_ip, server_ip = self._ips(row)
-        base: dict[str, Any] = {
-            "kind": row.kind, "link": row.link, "size": p.size,
-            "client_ip": client_ip, "server_ip": server_ip,
-            "ifname": None if self.pair is None else self.pair.a_if,
-            "peer": p.peer, "streams": p.streams,
-            "max_conns": max(64, p.streams + 8),
-        }
+        config: dict[str, Any] = {}
         if row.kind == "tcpdirect":
-            base["config"] = {"tcpdirect": {"library": p.tcpdirect_library}}
-        if row.kind in ("efvi", "efvi-pollnet", "native"):
-            base["efvi"] = p.efvi
+            config = {"tcpdirect": {"library": p.tcpdirect_library}}
+        base = WorkerSpec(
+            role="client", kind=row.kind, link=row.link, size=p.size,
+            client_ip=client_ip, server_ip=server_ip,
+            ifname=None if self.pair is None else self.pair.a_if,
+            peer=p.peer, streams=p.streams, max_conns=max(64, p.streams + 8), config=config,
+            efvi=p.efvi if row.kind in ("efvi", "efvi-pollnet", "native") else {},
+        )
         with tempfile.TemporaryDirectory(prefix="pollnet-bench-") as tmp:
             samples_path = str(Path(tmp) / "samples.bin")
             if not row.in_process:
-                server_base = {**base, "ifname": None if self.pair is None else self.pair.b_if}
+                server_base = replace(base, ifname=None if self.pair is None else self.pair.b_if)
                 if row.kind == "tcpdirect":
-                    server_base["config"] = {**base["config"],
-                                             "server": {"interface": self._ifname("b")}}
-                    base["config"] = {**base["config"],
-                                      "client": {"interface": self._ifname("a")}}
+                    server_base = replace(server_base, config={
+                        **config, "server": {"interface": self._ifname("b")}})
+                    base = replace(base, config={
+                        **config, "client": {"interface": self._ifname("a")}})
                 _, port = self.start_server(row, server_base)
             else:
                 port = 0
-            spec = {
-                **base, "role": "client", "mode": p.mode, "port": port,
-                "cpu": self.client_cpu, "count": p.count, "warmup": p.warmup,
-                "warmup_ns": int(p.warmup_sec * 1e9), "duration_ns": int(p.duration * 1e9),
-                "interval_ns": int(1e9 / p.mps) if p.mps else 0,
-                "samples_path": samples_path,
-            }
+            duration_ns = int(p.duration * 1e9)
             if p.mode in ("throughput", "connect") and not p.duration:
-                spec["duration_ns"] = 2_000_000_000 if p.mode == "throughput" else 1_000_000_000
-            if p.mode == "memory":
-                spec["streams"] = max(p.streams, 50)
+                duration_ns = 2_000_000_000 if p.mode == "throughput" else 1_000_000_000
+            spec = replace(
+                base, mode=p.mode, port=port, cpu=self.client_cpu, count=p.count,
+                warmup=p.warmup, warmup_ns=int(p.warmup_sec * 1e9), duration_ns=duration_ns,
+                interval_ns=int(1e9 / p.mps) if p.mps else 0, samples_path=samples_path,
+                streams=max(p.streams, 50) if p.mode == "memory" else p.streams,
+            )
             result = self._run_client(row, spec)
             if p.mode != "latency":
                 return RowResult(row, figures={k: v for k, v in result.items()
@@ -437,7 +435,7 @@ class Bench:
                               full_rtt=p.full_rtt)
         return RowResult(row, latency=stats, samples=samples)
 
-    def _run_client(self, row: Row, spec: dict[str, Any]) -> dict[str, Any]:
+    def _run_client(self, row: Row, spec: WorkerSpec) -> dict[str, Any]:
         child = Child(self._cmd("a", worker_cmd(spec)), f"{row.name} client")
         self.children.append(child)
         result: dict[str, Any] | None = None

@@ -21,13 +21,14 @@ import time
 import tracemalloc
 from array import array
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 from pollnet.bench import loops, pyloops, sockperf
 from pollnet.bench.handlers import Counter, Echo, FastEcho, Sink
+from pollnet.bench.spec import WorkerSpec
 
-Spec = dict[str, Any]
 EFVI_PORT = 7001
 _stop = [False]
 
@@ -45,48 +46,48 @@ def emit(tag: str, payload: object = "") -> None:
 # ------------------------------------------------------------------ endpoints
 
 
-def efvi_options(spec: Spec, side: str, max_conns: int = 64) -> Any:
+def efvi_options(spec: WorkerSpec, side: str, max_conns: int = 64) -> Any:
     from pollnet.config import EfviOptions
 
-    link = spec["link"]
+    link = spec.link
     kw: dict[str, Any] = {"link": link, "max_conn_cnt": max_conns,
                           "max_time_wait_conn_cnt": 1024}
     if link != "sim":
-        kw["interface"] = spec["ifname"]
-        kw["local_ip"] = spec[f"{side}_ip"]
-    kw.update(spec.get("efvi", {}))
+        kw["interface"] = spec.ifname
+        kw["local_ip"] = getattr(spec, f"{side}_ip")
+    kw.update(spec.efvi)
     if kw.get("pcap"):  # one capture per side: FILE -> FILE.client.pcap / FILE.server.pcap
         kw["pcap"] = f"{kw['pcap'].removesuffix('.pcap')}.{side}.pcap"
     return EfviOptions(**kw)
 
 
-def pollnet_config(spec: Spec, **sections: Any) -> Any:
+def pollnet_config(spec: WorkerSpec, **sections: Any) -> Any:
     from pollnet.config import config_from_dict
 
-    backend = "efvi" if spec["kind"] == "efvi-pollnet" else spec["kind"]
+    backend = "efvi" if spec.kind == "efvi-pollnet" else spec.kind
     merged: dict[str, Any] = {"backend": backend}
     if backend == "efvi":
         side = "server" if "server" in sections else "client"
         merged["efvi"] = efvi_options(spec, side).model_dump()
-    for name, values in [*sections.items(), *spec.get("config", {}).items()]:
+    for name, values in [*sections.items(), *spec.config.items()]:
         merged[name] = {**merged.get(name, {}), **values}
     return config_from_dict(merged)
 
 
-def make_server(spec: Spec) -> tuple[Any, str, int]:
+def make_server(spec: WorkerSpec) -> tuple[Any, str, int]:
     """(server, ip, port) for kind socket/tcpdirect (pollnet API) or efvi/native."""
-    kind = spec["kind"]
+    kind = spec.kind
     if kind in ("efvi", "native"):
         from pollnet.backends.efvi import TcpServer
 
-        srv = TcpServer(efvi_options(spec, "server", spec.get("max_conns", 64)), port=EFVI_PORT)
+        srv = TcpServer(efvi_options(spec, "server", spec.max_conns), port=EFVI_PORT)
         return srv, srv.local_ip, EFVI_PORT
     from pollnet.factory import create_server
 
     port = EFVI_PORT if kind == "efvi-pollnet" else 0  # the efvi stack picks no port
-    listen = "0.0.0.0" if spec.get("link") == "sim" else spec["server_ip"]
+    listen = "0.0.0.0" if spec.link == "sim" else spec.server_ip
     cfg = pollnet_config(spec, server={"listen_ip": listen, "port": port,
-                                       "max_conns": spec.get("max_conns", 256)})
+                                       "max_conns": spec.max_conns})
     server = create_server(cfg)
     ip, port = server.address
     return server, ip, port
@@ -95,17 +96,17 @@ def make_server(spec: Spec) -> tuple[Any, str, int]:
 class ClientSide:
     """A connected client of any kind: `send(msg)`, `poll(handler)`, `close()`."""
 
-    def __init__(self, spec: Spec, handler: Counter, streams: int = 1,
+    def __init__(self, spec: WorkerSpec, handler: Counter, streams: int = 1,
                  wire_peer: Any = None) -> None:
         self.spec = spec
-        self.kind = spec["kind"]
+        self.kind = spec.kind
         self.handler = handler
         self.clients: list[Any] = []
         self.conns: list[Any] = []
         self.poll2: Callable[[Any], Any] | None = None
         self.handler2: Any = None
         self.stack: Any = None
-        deadline = time.monotonic() + float(spec.get("connect_timeout", 10.0))
+        deadline = time.monotonic() + spec.connect_timeout
         if self.kind in ("efvi", "native"):
             from pollnet.backends.efvi import TcpClient
 
@@ -117,9 +118,9 @@ class ClientSide:
             if wire_peer is not None:
                 self.poll2 = wire_peer.poll
                 self.handler2 = FastEcho()
-            ip = wire_peer.local_ip if wire_peer is not None else spec["server_ip"]
+            ip = wire_peer.local_ip if wire_peer is not None else spec.server_ip
             for _ in range(streams):
-                conn = client.connect(ip, spec["port"])
+                conn = client.connect(ip, spec.port)
                 before = handler.established
                 while handler.established == before:
                     self._poll_all()
@@ -130,8 +131,8 @@ class ClientSide:
         else:
             from pollnet.factory import create_client
 
-            cfg = pollnet_config(spec, client={"server_ip": spec["server_ip"],
-                                               "server_port": spec["port"],
+            cfg = pollnet_config(spec, client={"server_ip": spec.server_ip,
+                                               "server_port": spec.port,
                                                "conn_retry_sec": 0.01})
             if wire_peer is not None:  # efvi-pollnet on the sim link: server in-process
                 self.poll2 = wire_peer.poll
@@ -157,7 +158,7 @@ class ClientSide:
     def _check(self, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise loops.LoopError(
-                f"could not connect to {self.spec.get('server_ip')}:{self.spec.get('port')}"
+                f"could not connect to {self.spec.server_ip}:{self.spec.port}"
                 f" ({self.handler.lost or 'no answer'})")
         if self.handler.lost and self.kind in ("efvi", "native"):
             raise loops.LoopError(f"connect failed: {self.handler.lost}")
@@ -184,28 +185,28 @@ class ClientSide:
                 closer()
 
 
-def make_sim_server(spec: Spec) -> Any:
-    if spec["kind"] == "efvi-pollnet":
-        return make_server({**spec, "server_ip": "0.0.0.0"})[0]
+def make_sim_server(spec: WorkerSpec) -> Any:
+    if spec.kind == "efvi-pollnet":
+        return make_server(replace(spec, server_ip="0.0.0.0"))[0]
     from pollnet.backends.efvi import SimWire, TcpServer
 
     wire = SimWire(static_arp=True)
-    return TcpServer(efvi_options(spec, "server", spec.get("max_conns", 64)), port=EFVI_PORT,
+    return TcpServer(efvi_options(spec, "server", spec.max_conns), port=EFVI_PORT,
                      wire=wire)
 
 
 # ------------------------------------------------------------------ server role
 
 
-def serve(spec: Spec) -> None:
+def serve(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    if spec["kind"] in pyloops.KINDS:
+    if spec.kind in pyloops.KINDS:
         pyloops.serve(spec, lambda ip, port: emit("READY", f"{ip} {port}"), lambda: _stop[0])
         return
     server, ip, port = make_server(spec)
     emit("READY", f"{ip} {port}")
-    if spec["kind"] == "native":
+    if spec.kind == "native":
         from pollnet.backends.efvi.core import binding as _core
 
         ffi, lib = _core.require()
@@ -216,8 +217,8 @@ def serve(spec: Spec) -> None:
             if rc < 0 and rc != lib.PN_EAGAIN:
                 raise loops.LoopError(f"native echo: {_core.c_string(lib.pn_strerror(rc))}")
         return
-    handler: object = Echo() if spec.get("sockperf_aware") else FastEcho()
-    if spec.get("sink"):
+    handler: object = Echo() if spec.sockperf_aware else FastEcho()
+    if spec.sink:
         handler = Sink()
     poll = server.poll
     gc.disable()
@@ -228,9 +229,9 @@ def serve(spec: Spec) -> None:
 # ------------------------------------------------------------------ client role
 
 
-def _message(spec: Spec) -> bytes | bytearray:
-    size = int(spec["size"])
-    if spec.get("peer") == "sockperf":
+def _message(spec: WorkerSpec) -> bytes | bytearray:
+    size = spec.size
+    if spec.peer == "sockperf":
         return sockperf.message(size)
     return bytes(size)
 
@@ -243,36 +244,36 @@ def _progress() -> Callable[[int, int], None]:
     return report
 
 
-def latency(spec: Spec) -> dict[str, Any]:
-    if spec["kind"] in pyloops.KINDS:
+def latency(spec: WorkerSpec) -> dict[str, Any]:
+    if spec.kind in pyloops.KINDS:
         return pyloops.latency(spec)
     handler = Counter()
-    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    sim_server = make_sim_server(spec) if spec.link == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
+        spec = replace(spec, port=EFVI_PORT, server_ip="127.0.0.1")
     side = ClientSide(spec, handler, wire_peer=sim_server)
-    count = int(spec["count"])
+    count = spec.count
     samples = array("q", bytes(8 * count))
     msg = _message(spec)
-    if spec["kind"] == "native":
+    if spec.kind == "native":
         res = _native_pingpong(spec, side, sim_server, samples, msg)
     else:
         gc.disable()
         res = loops.pingpong(
             side.send, side.poll, handler, msg, samples,
-            warmup=int(spec.get("warmup", 0)), warmup_ns=int(spec.get("warmup_ns", 0)),
-            duration_ns=int(spec.get("duration_ns", 0)),
-            interval_ns=int(spec.get("interval_ns", 0)),
+            warmup=spec.warmup, warmup_ns=spec.warmup_ns,
+            duration_ns=spec.duration_ns,
+            interval_ns=spec.interval_ns,
             poll2=side.poll2, handler2=side.handler2, progress=_progress())
         gc.enable()
     side.close()
-    with open(spec["samples_path"], "wb") as f:
+    with open(spec.samples_path, "wb") as f:
         samples[: res.done].tofile(f)
     return {"done": res.done, "cold_ns": res.cold_ns, "elapsed_ns": res.end_ns - res.start_ns,
             "warmup_done": res.warmup_done}
 
 
-def _native_pingpong(spec: Spec, side: ClientSide, sim_server: Any, samples: array[int],
+def _native_pingpong(spec: WorkerSpec, side: ClientSide, sim_server: Any, samples: array[int],
                      msg: bytes | bytearray) -> loops.LoopResult:
     from pollnet.backends.efvi.core import binding as _core
 
@@ -280,10 +281,10 @@ def _native_pingpong(spec: Spec, side: ClientSide, sim_server: Any, samples: arr
     p = ffi.new("pn_bench_params *")
     p.conn_id = side.conns[0].conn_id
     p.size = len(msg)
-    p.warmup = int(spec.get("warmup", 0))
+    p.warmup = spec.warmup
     p.count = len(samples)
-    p.duration_ns = int(spec.get("duration_ns", 0))
-    p.interval_ns = int(spec.get("interval_ns", 0))
+    p.duration_ns = spec.duration_ns
+    p.interval_ns = spec.interval_ns
     p.timeout_ns = 5_000_000_000
     if sim_server is not None:
         p.echo_peer = sim_server._stack
@@ -300,14 +301,14 @@ def _native_pingpong(spec: Spec, side: ClientSide, sim_server: Any, samples: arr
                             int(res.end_ns), int(p.warmup))
 
 
-def idle(spec: Spec) -> dict[str, Any]:
+def idle(spec: WorkerSpec) -> dict[str, Any]:
     """ns per poll() with a connected, silent connection (and, for efvi, per pn_poll)."""
     handler = Counter()
-    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    sim_server = make_sim_server(spec) if spec.link == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
+        spec = replace(spec, port=EFVI_PORT, server_ip="127.0.0.1")
     side = ClientSide(spec, handler, wire_peer=sim_server)
-    polls = int(spec.get("polls", 200_000))
+    polls = spec.polls
     poll = side.poll
     # CPU time of this thread, not wall time: polling with nothing to do never waits, and
     # on a shared machine the wall clock also counts the time other processes ran.
@@ -337,25 +338,25 @@ def idle(spec: Spec) -> dict[str, Any]:
     return out
 
 
-def throughput(spec: Spec) -> dict[str, Any]:
+def throughput(spec: WorkerSpec) -> dict[str, Any]:
     """One direction, as iperf3: send as fast as each stream accepts for duration_ns to a
     server that discards. Counted: bytes the stack accepted (at most one send buffer more
     than the peer received)."""
     handler = Counter()
-    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    sim_server = make_sim_server(spec) if spec.link == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
-    streams = int(spec.get("streams", 1))
+        spec = replace(spec, port=EFVI_PORT, server_ip="127.0.0.1")
+    streams = spec.streams
     side = ClientSide(spec, handler, streams=streams, wire_peer=sim_server)
     if side.poll2 is not None:
         side.handler2 = Sink()
-    size = int(spec["size"])
+    size = spec.size
     msg = bytes(size)
-    efvi = spec["kind"] in ("efvi", "native")
+    efvi = spec.kind in ("efvi", "native")
     sends = [c.send if efvi else c.write_some for c in side.conns]
     polls = [c.poll for c in side.clients]
     poll2, h2 = side.poll2, side.handler2
-    duration = int(spec.get("duration_ns", 2_000_000_000))
+    duration = spec.duration_ns or 2_000_000_000
     clock = time.perf_counter_ns
     gc.disable()
     total = 0
@@ -386,7 +387,7 @@ def throughput(spec: Spec) -> dict[str, Any]:
                     "rto_timeouts": st.get("TcpExtTCPTimeouts", 0),
                     "fast_retrans": st.get("TcpExtTCPFastRetrans", 0)})
         link_stats = getattr(side.clients[0], "link_stats", None)
-        if link_stats is not None and spec.get("link") != "sim":
+        if link_stats is not None and spec.link != "sim":
             with contextlib.suppress(Exception):  # an older core: no link counters
                 ls = link_stats()
                 out.update({f"link_{k}": v for k, v in ls.items()
@@ -402,19 +403,19 @@ def throughput(spec: Spec) -> dict[str, Any]:
     return out
 
 
-def connect_rate(spec: Spec) -> dict[str, Any]:
+def connect_rate(spec: WorkerSpec) -> dict[str, Any]:
     """Connections opened (handshake done) and closed per second, one at a time."""
     handler = Counter()
-    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    sim_server = make_sim_server(spec) if spec.link == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
+        spec = replace(spec, port=EFVI_PORT, server_ip="127.0.0.1")
     side = ClientSide(spec, handler, wire_peer=sim_server)
-    duration = int(spec.get("duration_ns", 1_000_000_000))
+    duration = spec.duration_ns or 1_000_000_000
     clock = time.perf_counter_ns
     n = 0
     t0 = clock()
     stop = t0 + duration
-    efvi = spec["kind"] in ("efvi", "native")
+    efvi = spec.kind in ("efvi", "native")
     client = side.clients[0]
     deadline_s = 5.0
     while clock() < stop:
@@ -422,8 +423,8 @@ def connect_rate(spec: Spec) -> dict[str, Any]:
             side.conns[0].close()  # RST: the slot frees at once on both ends
             handler.conns.clear()
             before = handler.established
-            client.connect(sim_server.local_ip if sim_server else spec["server_ip"],
-                           spec["port"])
+            client.connect(sim_server.local_ip if sim_server else spec.server_ip,
+                           spec.port)
             until = time.monotonic() + deadline_s
             while handler.established == before:
                 side._poll_all()
@@ -449,14 +450,14 @@ def connect_rate(spec: Spec) -> dict[str, Any]:
     return {"connections": n, "elapsed_ns": elapsed, "conn_per_s": n / elapsed * 1e9}
 
 
-def memory(spec: Spec) -> dict[str, Any]:
+def memory(spec: WorkerSpec) -> dict[str, Any]:
     """Bytes per connection: the client's Python heap (tracemalloc) and, for efvi, the
     stack arena's growth per connection slot; for socket, the kernel's TCP memory."""
-    streams = int(spec.get("streams", 50))
+    streams = spec.streams
     handler = Counter()
-    sim_server = make_sim_server(spec) if spec.get("link") == "sim" else None
+    sim_server = make_sim_server(spec) if spec.link == "sim" else None
     if sim_server is not None:
-        spec = {**spec, "port": EFVI_PORT, "server_ip": "127.0.0.1"}
+        spec = replace(spec, port=EFVI_PORT, server_ip="127.0.0.1")
     kernel_before = _tcp_mem_pages()
     slab_before = _socket_slab_bytes()
     tracemalloc.start()
@@ -465,7 +466,7 @@ def memory(spec: Spec) -> dict[str, Any]:
     heap = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     out: dict[str, Any] = {"streams": streams, "python_bytes_per_conn": heap / streams}
-    if spec["kind"] in ("efvi", "efvi-pollnet", "native"):
+    if spec.kind in ("efvi", "efvi-pollnet", "native"):
         from pollnet.backends.efvi import footprint
 
         opts = efvi_options(spec, "client")
@@ -508,7 +509,7 @@ def _tcp_mem_pages() -> int:
     return 0
 
 
-MODES: dict[str, Callable[[Spec], dict[str, Any]]] = {
+MODES: dict[str, Callable[[WorkerSpec], dict[str, Any]]] = {
     "latency": latency,
     "idle": idle,
     "throughput": throughput,
@@ -518,15 +519,15 @@ MODES: dict[str, Callable[[Spec], dict[str, Any]]] = {
 
 
 def main(argv: list[str]) -> int:
-    spec: Spec = json.loads(argv[1])
-    cpu = spec.get("cpu")
+    spec = WorkerSpec.from_json(argv[1])
+    cpu = spec.cpu
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {int(cpu)})
-        if spec["role"] == "server":
+        if spec.role == "server":
             serve(spec)
         else:
-            emit("RESULT", MODES[spec["mode"]](spec))
+            emit("RESULT", MODES[spec.mode](spec))
     except KeyboardInterrupt:
         emit("ERROR", "interrupted")
         return 3
