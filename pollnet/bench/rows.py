@@ -9,8 +9,41 @@ from dataclasses import dataclass
 
 from pollnet.bench import pyloops, sockperf
 
-KINDS = ("socket", "efvi", "efvi-pollnet", "native", "tcpdirect", "sockperf", "iperf3",
-         *pyloops.KINDS)
+MODES = ("latency", "throughput", "connect", "idle", "overhead", "memory")
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """What one kind of row is: whether it runs our stack (and so takes `:<link>`), at
+    which API level, which modes it measures (and why not the others), and whether it
+    brings its own peer (then --peer sockperf does not apply)."""
+
+    name: str
+    stack: bool = False       # our TCP stack on a link: `:<link>` (default sim), [efvi]
+    efvitcp: bool = False     # driven at the efvitcp level (TcpClient/TcpServer or C)
+    modes: tuple[str, ...] = MODES
+    only_why: str = ""        # why the modes it lacks are not measured
+    own_peer: bool = False
+    label: str = "{name}"     # its table label ({name}, {link})
+
+
+ROW_KINDS: dict[str, RowKind] = {k.name: k for k in (
+    RowKind("socket"),
+    RowKind("efvi", stack=True, efvitcp=True),
+    RowKind("efvi-pollnet", stack=True, label="efvi:{link} (pollnet API)"),
+    RowKind("native", stack=True, efvitcp=True, modes=("latency",), own_peer=True,
+            label="native loop:{link}",
+            only_why="the native loop measures latency (ping-pong in C); efvi:<link> rows "
+                     "measure this mode, and their idle figures include pn_poll in C"),
+    RowKind("tcpdirect"),
+    RowKind("sockperf", modes=("latency",), only_why="sockperf rows measure latency only",
+            label="sockperf (kernel)"),
+    RowKind("iperf3", modes=("throughput",), own_peer=True,
+            only_why="iperf3 rows measure throughput only"),
+    *(RowKind(k, modes=("latency",), own_peer=True, only_why=f"{k} rows measure latency only")
+      for k in pyloops.KINDS),
+)}
+KINDS = tuple(ROW_KINDS)
 LINKS = ("sim", "af_packet", "af_xdp", "efvi")
 REAL_LINKS = ("af_packet", "af_xdp")
 # Everything --matrix tries, in table order (the socket baseline first).
@@ -55,14 +88,12 @@ class Row:
         return self.link == "sim"
 
     @property
+    def spec(self) -> RowKind:
+        return ROW_KINDS[self.kind]
+
+    @property
     def label(self) -> str:
-        if self.kind == "native":
-            return f"native loop:{self.link}"
-        if self.kind == "efvi-pollnet":
-            return f"efvi:{self.link} (pollnet API)"
-        if self.kind == "sockperf":
-            return "sockperf (kernel)"
-        return self.name
+        return self.spec.label.format(name=self.name, link=self.link)
 
 
 def parse_rows(text: str) -> list[Row]:
@@ -88,7 +119,7 @@ def parse_row(item: str) -> Row:
             f"unknown row {item!r}: rows are socket, efvi:<link>, efvi-pollnet:<link>, "
             f"native:<link>, tcpdirect, sockperf, iperf3, python-busy, asyncio, uvloop "
             f"(links: {', '.join(LINKS)})")
-    if kind in ("efvi", "efvi-pollnet", "native"):
+    if ROW_KINDS[kind].stack:
         link = link or "sim"
         if link not in LINKS:
             raise RowSpecError(f"unknown link {link!r} in {item!r}; links: {', '.join(LINKS)}")

@@ -24,13 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pollnet.bench import netns, pyloops, sockperf
+from pollnet.bench import netns, sockperf
 from pollnet.bench.rows import REAL_LINKS, Row, parse_row, unavailable_reason
 from pollnet.bench.spec import WorkerSpec
 from pollnet.bench.stats import LatencyStats, latency_stats
 from pollnet.errors import PollnetError
 
-MODES = ("latency", "throughput", "connect", "idle", "overhead", "memory")
 SCHEMA = "pollnet-bench/1"
 Progress = Callable[[str, int, int], None]
 
@@ -267,68 +266,58 @@ class Bench:
         program on the same transport in the same run (efvi:<link> and efvi-pollnet:<link>
         against the native loop on that link; the kernel rows against sockperf),
         halved: a round trip is one message handled on each side (receive + send)."""
-        mode = self.p.mode
-        self.p.mode = "latency"
-        try:
-            refs: dict[str, RowResult] = {}
-            out = []
-            for row in rows:
-                if row.kind in ("native", "sockperf"):
-                    continue
-                ref_row = (parse_row(f"native:{row.link}") if row.kind in ("efvi", "efvi-pollnet")
-                           else parse_row("sockperf"))
-                if ref_row.name not in refs:
-                    refs[ref_row.name] = self.run_row(ref_row)
-                mine = self.run_row(row)
-                ref = refs[ref_row.name]
-                if mine.status != "ok" or mine.latency is None:
-                    out.append(mine)
-                    continue
-                if ref.status != "ok" or ref.latency is None:
-                    out.append(RowResult(row, "unavailable",
-                                         f"no C reference ({ref_row.label}): {ref.reason}"))
-                    continue
-                half = 2.0 if self.p.full_rtt else 1.0  # p50 as a half round trip, µs
-                api, c = mine.latency.p50 / half, ref.latency.p50 / half
-                out.append(RowResult(row, figures={
-                    "api_p50_half_us": api, "c_p50_half_us": c,
-                    "overhead_ns_per_msg": (api - c) * 1000.0}))
-            return out
-        finally:
-            self.p.mode = mode
+        refs: dict[str, RowResult] = {}
+        out = []
+        for row in rows:
+            if row.kind in ("native", "sockperf"):
+                continue
+            ref_row = (parse_row(f"native:{row.link}") if row.spec.stack
+                       else parse_row("sockperf"))
+            if ref_row.name not in refs:
+                refs[ref_row.name] = self.run_row(ref_row, "latency")
+            mine = self.run_row(row, "latency")
+            ref = refs[ref_row.name]
+            if mine.status != "ok" or mine.latency is None:
+                out.append(mine)
+                continue
+            if ref.status != "ok" or ref.latency is None:
+                out.append(RowResult(row, "unavailable",
+                                     f"no C reference ({ref_row.label}): {ref.reason}"))
+                continue
+            half = 2.0 if self.p.full_rtt else 1.0  # p50 as a half round trip, µs
+            api, c = mine.latency.p50 / half, ref.latency.p50 / half
+            out.append(RowResult(row, figures={
+                "api_p50_half_us": api, "c_p50_half_us": c,
+                "overhead_ns_per_msg": (api - c) * 1000.0}))
+        return out
 
-    def run_row(self, row: Row) -> RowResult:
+    def run_row(self, row: Row, mode: str = "") -> RowResult:
+        """One row in `mode` (default: the run's)."""
+        mode = mode or self.p.mode
+        kind = row.spec
         why = unavailable_reason(row, self.pair is not None, self.netns_why,
                                  self.p.tcpdirect_library)
-        if not why and self.p.mode != "latency" and row.kind in ("sockperf", *pyloops.KINDS):
-            why = f"{row.kind} rows measure latency only"
-        if not why and self.p.mode != "latency" and row.kind == "native":
-            why = ("the native loop measures latency (ping-pong in C); efvi:<link> rows "
-                   "measure this mode, and their idle figures include pn_poll in C")
-        if not why and self.p.mode != "throughput" and row.kind == "iperf3":
-            why = "iperf3 rows measure throughput only"
-        streams = max(self.p.streams, 50) if self.p.mode == "memory" else self.p.streams
+        if not why and mode not in kind.modes:
+            why = kind.only_why
+        streams = max(self.p.streams, 50) if mode == "memory" else self.p.streams
         if not why and row.kind == "efvi-pollnet" and row.link in REAL_LINKS and streams > 1:
             # Each pollnet-level client is one connection on a stack of its own, and a
             # real link takes one stack per interface queue (af_xdp) and address.
             why = (f"{streams} connections need {streams} pollnet-level clients, each a "
                    f"stack on its own {row.link} link; one interface queue takes one: the "
                    f"efvi:{row.link} row measures many connections on one stack")
-        if not why and self.p.peer == "sockperf" and row.kind in pyloops.KINDS:
-            why = "--peer sockperf: this row has its own peer"
-        if not why and self.p.peer == "sockperf" and row.kind not in (
-                "socket", "efvi", "efvi-pollnet", "sockperf", "tcpdirect"):
+        if not why and self.p.peer == "sockperf" and kind.own_peer:
             why = "--peer sockperf: this row has its own peer"
         if not why and self.p.peer == "sockperf" and row.in_process:
             why = "--peer sockperf: the sim wire has no kernel peer"
         if why:
             return RowResult(row, "unavailable", why)
         if self.pair is not None:
-            mixed = row.kind in ("efvi", "efvi-pollnet", "native") and self.p.peer == "sockperf"
+            mixed = kind.stack and self.p.peer == "sockperf"
             self.pair.set_tx_offload(not mixed)
         # Only the latency client reports how far it got: the other modes (and sockperf)
         # show a row starting and ending.
-        steps = self.progress is not None and self.p.mode != "latency"
+        steps = self.progress is not None and mode != "latency"
         try:
             if steps and self.progress is not None:
                 self.progress(row.label, 0, 1)
@@ -336,7 +325,7 @@ class Bench:
                 return self.run_sockperf(row)
             if row.kind == "iperf3":
                 return self.run_iperf3(row)
-            return self.run_worker_row(row)
+            return self.run_worker_row(row, mode)
         except BenchError as exc:
             return RowResult(row, "failed", str(exc))
         finally:
@@ -350,7 +339,7 @@ class Bench:
         """(client ip, server ip) for this row."""
         if self.pair is None:
             return "127.0.0.1", "127.0.0.1"
-        if row.kind in ("efvi", "efvi-pollnet", "native") and row.link != "sim":
+        if row.spec.stack and row.link != "sim":
             # A user-space stack takes an address the kernel does not hold; a kernel peer
             # (sockperf) keeps the kernel's.
             server = self.pair.b_ip if self.p.peer == "sockperf" else self.pair.own_ip("b")
@@ -363,7 +352,7 @@ class Bench:
     def _cmd(self, side: str, cmd: list[str]) -> list[str]:
         return netns.in_ns(self.pair, side, cmd)
 
-    def start_server(self, row: Row, base: WorkerSpec) -> tuple[str, int]:
+    def start_server(self, row: Row, base: WorkerSpec, mode: str) -> tuple[str, int]:
         if self.p.peer == "sockperf":
             port = 11111
             ip = base.server_ip
@@ -377,7 +366,7 @@ class Bench:
             return ip, port
         # Throughput's server discards (one direction, as iperf3); the others echo.
         spec = replace(base, role="server", cpu=self.server_cpu,
-                       sink=self.p.mode == "throughput")
+                       sink=mode == "throughput")
         child = Child(self._cmd("b", worker_cmd(spec)), f"{row.name} echo server")
         self.children.append(child)
         for tag, line in child.lines(timeout=30):
@@ -388,7 +377,7 @@ class Bench:
                 raise BenchError(f"echo server: {line[6:]}")
         raise BenchError(f"echo server did not start: {child.tail() or 'no output'}")
 
-    def run_worker_row(self, row: Row) -> RowResult:
+    def run_worker_row(self, row: Row, mode: str) -> RowResult:
         p = self.p
         client_ip, server_ip = self._ips(row)
         config: dict[str, Any] = {}
@@ -399,7 +388,7 @@ class Bench:
             client_ip=client_ip, server_ip=server_ip,
             ifname=None if self.pair is None else self.pair.a_if,
             peer=p.peer, streams=p.streams, max_conns=max(64, p.streams + 8), config=config,
-            efvi=p.efvi if row.kind in ("efvi", "efvi-pollnet", "native") else {},
+            efvi=p.efvi if row.spec.stack else {},
         )
         with tempfile.TemporaryDirectory(prefix="pollnet-bench-") as tmp:
             samples_path = str(Path(tmp) / "samples.bin")
@@ -410,20 +399,20 @@ class Bench:
                         **config, "server": {"interface": self._ifname("b")}})
                     base = replace(base, config={
                         **config, "client": {"interface": self._ifname("a")}})
-                _, port = self.start_server(row, server_base)
+                _, port = self.start_server(row, server_base, mode)
             else:
                 port = 0
             duration_ns = int(p.duration * 1e9)
-            if p.mode in ("throughput", "connect") and not p.duration:
-                duration_ns = 2_000_000_000 if p.mode == "throughput" else 1_000_000_000
+            if mode in ("throughput", "connect") and not p.duration:
+                duration_ns = 2_000_000_000 if mode == "throughput" else 1_000_000_000
             spec = replace(
-                base, mode=p.mode, port=port, cpu=self.client_cpu, count=p.count,
+                base, mode=mode, port=port, cpu=self.client_cpu, count=p.count,
                 warmup=p.warmup, warmup_ns=int(p.warmup_sec * 1e9), duration_ns=duration_ns,
                 interval_ns=int(1e9 / p.mps) if p.mps else 0, samples_path=samples_path,
-                streams=max(p.streams, 50) if p.mode == "memory" else p.streams,
+                streams=max(p.streams, 50) if mode == "memory" else p.streams,
             )
             result = self._run_client(row, spec)
-            if p.mode != "latency":
+            if mode != "latency":
                 return RowResult(row, figures={k: v for k, v in result.items()
                                                if isinstance(v, int | float)})
             samples = array("q")

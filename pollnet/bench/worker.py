@@ -27,6 +27,7 @@ from typing import Any
 
 from pollnet.bench import loops, pyloops, sockperf
 from pollnet.bench.handlers import Counter, Echo, FastEcho, Sink
+from pollnet.bench.rows import ROW_KINDS
 from pollnet.bench.spec import WorkerSpec
 
 EFVI_PORT = 7001
@@ -77,7 +78,7 @@ def pollnet_config(spec: WorkerSpec, **sections: Any) -> Any:
 def make_server(spec: WorkerSpec) -> tuple[Any, str, int]:
     """(server, ip, port) for kind socket/tcpdirect (pollnet API) or efvi/native."""
     kind = spec.kind
-    if kind in ("efvi", "native"):
+    if ROW_KINDS[kind].efvitcp:
         from pollnet.backends.efvi import TcpServer
 
         srv = TcpServer(efvi_options(spec, "server", spec.max_conns), port=EFVI_PORT)
@@ -107,7 +108,7 @@ class ClientSide:
         self.handler2: Any = None
         self.stack: Any = None
         deadline = time.monotonic() + spec.connect_timeout
-        if self.kind in ("efvi", "native"):
+        if ROW_KINDS[self.kind].efvitcp:
             from pollnet.backends.efvi import TcpClient
 
             opts = efvi_options(spec, "client", max_conns=max(1, streams) + 2)
@@ -160,7 +161,7 @@ class ClientSide:
             raise loops.LoopError(
                 f"could not connect to {self.spec.server_ip}:{self.spec.port}"
                 f" ({self.handler.lost or 'no answer'})")
-        if self.handler.lost and self.kind in ("efvi", "native"):
+        if self.handler.lost and ROW_KINDS[self.kind].efvitcp:
             raise loops.LoopError(f"connect failed: {self.handler.lost}")
 
     def close(self) -> None:
@@ -168,20 +169,20 @@ class ClientSide:
         h.got = 0
         for conn in self.conns:
             try:
-                if self.kind in ("efvi", "native"):
+                if ROW_KINDS[self.kind].efvitcp:
                     conn.send_fin()
                 else:
                     conn.close("bench done")
             except Exception:  # already gone: nothing to close
                 pass
         end = time.monotonic() + 0.5
-        while time.monotonic() < end and (self.kind not in ("efvi", "native") or h.conns):
+        while time.monotonic() < end and (not ROW_KINDS[self.kind].efvitcp or h.conns):
             self._poll_all()
-            if self.kind not in ("efvi", "native"):
+            if not ROW_KINDS[self.kind].efvitcp:
                 break
         for c in self.clients:
             closer = getattr(c, "close", None)
-            if self.kind in ("efvi", "native") and closer is not None:
+            if ROW_KINDS[self.kind].efvitcp and closer is not None:
                 closer()
 
 
@@ -352,7 +353,7 @@ def throughput(spec: WorkerSpec) -> dict[str, Any]:
         side.handler2 = Sink()
     size = spec.size
     msg = bytes(size)
-    efvi = spec.kind in ("efvi", "native")
+    efvi = ROW_KINDS[spec.kind].efvitcp
     sends = [c.send if efvi else c.write_some for c in side.conns]
     polls = [c.poll for c in side.clients]
     poll2, h2 = side.poll2, side.handler2
@@ -415,7 +416,7 @@ def connect_rate(spec: WorkerSpec) -> dict[str, Any]:
     n = 0
     t0 = clock()
     stop = t0 + duration
-    efvi = spec.kind in ("efvi", "native")
+    efvi = ROW_KINDS[spec.kind].efvitcp
     client = side.clients[0]
     deadline_s = 5.0
     while clock() < stop:
@@ -466,7 +467,7 @@ def memory(spec: WorkerSpec) -> dict[str, Any]:
     heap = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     out: dict[str, Any] = {"streams": streams, "python_bytes_per_conn": heap / streams}
-    if spec.kind in ("efvi", "efvi-pollnet", "native"):
+    if ROW_KINDS[spec.kind].stack:
         from pollnet.backends.efvi import footprint
 
         opts = efvi_options(spec, "client")

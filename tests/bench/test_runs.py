@@ -149,10 +149,10 @@ def test_a_failed_row_fails_the_command_in_every_mode(
 
     real = bench_runner.Bench.run_worker_row
 
-    def broken(self: bench_runner.Bench, row: object) -> object:
+    def broken(self: bench_runner.Bench, row: object, mode: str) -> object:
         if getattr(row, "name", "") == "efvi:sim":
             raise bench_runner.BenchError("the row broke")
-        return real(self, row)  # type: ignore[arg-type]
+        return real(self, row, mode)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bench_runner.Bench, "run_worker_row", broken)
     result = runner.invoke(cli, ["bench", "--backends", "socket,efvi:sim", "--mode", "all",
@@ -191,7 +191,10 @@ def test_overhead_compares_each_api_with_c_on_its_own_transport(
 
     asked: list[str] = []
 
-    def fake(self: bench_runner.Bench, row: bench_runner.Row) -> bench_runner.RowResult:
+    def fake(self: bench_runner.Bench, row: bench_runner.Row, mode: str = ""
+             ) -> bench_runner.RowResult:
+        # Each row is measured in latency mode, and the run's own mode stays what it is.
+        assert (mode, self.p.mode) == ("latency", "overhead")
         asked.append(row.name)
         return bench_runner.RowResult(row, "unavailable", "not measured here")
 

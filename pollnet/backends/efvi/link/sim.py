@@ -1,16 +1,8 @@
-"""The sim link: an in-process Ethernet wire with a virtual clock and seeded faults (the
-driver that runs several stacks on it in virtual time is efvi/sim_driver.py).
+"""The sim link: an in-process Ethernet wire with a virtual clock and seeded faults.
 
-    wire = SimWire(loss=0.1, seed=7)
-    server = TcpServer(options, port=80, wire=wire)
-    client = TcpClient(options, wire=wire)
-    drive = SimDriver(wire, (server, server_handler), (client, client_handler))
-    client.connect(server.local_ip, 80)
-    drive.run_until(lambda: client_handler.done, timeout_ms=60_000)
-
-Every stack on a wire polls at the wire's clock (`wire.now_ns`) unless given a time; the
-driver polls them all, then jumps the clock to the earliest frame arrival or timer, so a
-minute of TCP timeouts takes milliseconds. Runs are reproducible from `seed`.
+Every stack on a wire polls at the wire's clock (`wire.now_ns`) unless given a time;
+efvi/sim_driver.py polls them all and jumps the clock to the earliest frame arrival or
+timer (its docstring shows a whole run). Runs are reproducible from `seed`.
 """
 
 from __future__ import annotations
