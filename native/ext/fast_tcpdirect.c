@@ -456,6 +456,40 @@ static int td_serve(PollState *p, PyObject *conn)
     return rc;
 }
 
+/* The connection (a TdConnCore) of muxer key `key`, borrowed; NULL if none (an error set
+ * only when the lookup failed). */
+static PyObject *td_conn_of(PollState *p, uint64_t key)
+{
+    PyObject *k = PyLong_FromUnsignedLongLong(key);
+    PyObject *conn = k ? PyDict_GetItemWithError(p->conns, k) : NULL;
+    Py_XDECREF(k);
+    return conn != NULL && PyObject_TypeCheck(conn, &TdConnType) ? conn : NULL;
+}
+
+/* A handler raised at event `start - 1`: the muxer reports a zocket once (edge-triggered),
+ * so the events from `start` on go to `again` (connections) and to the owner's
+ * _listener_ready (the listener), read at the next poll instead of lost. The handler's
+ * exception stays the one raised. */
+static void td_keep_unread(PyObject *owner, PollState *p, const struct epoll_event *evs,
+                           int start, int n, int listener)
+{
+    Saved exc = {NULL, NULL, NULL};
+    save_error(&exc);
+    for (int i = start; i < n; i++) {
+        uint64_t key = evs[i].data.u64;
+        PyObject *conn = key ? td_conn_of(p, key) : NULL;
+        listener |= key == 0;
+        if (conn != NULL && ((TdConnCore *)conn)->connected &&
+            PySequence_Contains(p->again, conn) == 0)
+            PyList_Append(p->again, conn);
+        PyErr_Clear();
+    }
+    if (listener)
+        owner_do(owner, str_listener_ready, NULL);
+    PyErr_Clear();
+    restore_error(&exc);
+}
+
 static PyObject *tcpdirect_server_poll(PyObject *owner, PyObject *const *args,
                                        Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -482,13 +516,11 @@ static PyObject *tcpdirect_server_poll(PyObject *owner, PyObject *const *args,
             listener = 1;
             continue;
         }
-        PyObject *k = PyLong_FromUnsignedLongLong(key);
-        PyObject *conn = k ? PyDict_GetItemWithError(p->conns, k) : NULL;
-        Py_XDECREF(k);
-        if (conn == NULL && PyErr_Occurred())
+        PyObject *conn = td_conn_of(p, key);
+        if ((conn == NULL && PyErr_Occurred()) || (conn != NULL && td_serve(p, conn) < 0)) {
+            td_keep_unread(owner, p, evs, i + 1, n, listener);
             goto done;
-        if (conn != NULL && PyObject_TypeCheck(conn, &TdConnType) && td_serve(p, conn) < 0)
-            goto done;
+        }
     }
     if (listener && owner_do(owner, str_on_listener, now_obj) < 0)
         goto done;

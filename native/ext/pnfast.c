@@ -20,7 +20,7 @@ PyObject *str_tail, *str_view, *str_buf, *str_poll_py, *str_drain_now, *str_on_l
     *str_queue, *str_shutdown, *str_recv_full, *str_rebind, *str_sim_now,
     *str_send_queued, *str_after, *str_fast, *str_read_slow, *str_keep_after,
     *str_bad_return, *str_stream_ended, *str_free_zocket, *str_deliver_packet,
-    *str_write_from, *str_keep_packet;
+    *str_write_from, *str_keep_packet, *str_listener_ready;
 PyObject *py_byte_view, *py_checked_remaining;
 
 /* The (data, more=False) of every send and write method (vectorcall arguments). */
@@ -417,6 +417,7 @@ PyMODINIT_FUNC PyInit__pnfast(void)
         !(str_drain_now = PyUnicode_InternFromString("_drain_now")) ||
         !(str_on_listener = PyUnicode_InternFromString("_on_listener")) ||
         !(str_free_transport = PyUnicode_InternFromString("_free_transport")) ||
+        !(str_listener_ready = PyUnicode_InternFromString("_listener_ready")) ||
         !(str_stream_ended = PyUnicode_InternFromString("_stream_ended")) ||
         !(str_free_zocket = PyUnicode_InternFromString("_free_zocket")) ||
         !(str_deliver_packet = PyUnicode_InternFromString("_deliver")) ||

@@ -24,7 +24,7 @@ extern PyObject *str_tail, *str_view, *str_buf, *str_poll_py, *str_drain_now, *s
     *str_queue, *str_shutdown, *str_recv_full, *str_rebind, *str_sim_now,
     *str_send_queued, *str_after, *str_fast, *str_read_slow, *str_keep_after,
     *str_bad_return, *str_stream_ended, *str_free_zocket, *str_deliver_packet,
-    *str_write_from, *str_keep_packet;
+    *str_write_from, *str_keep_packet, *str_listener_ready;
 
 /* Python helpers the compiled code defers to off its fast path (set_helpers). */
 extern PyObject *py_byte_view;         /* pollnet.connection.byte_view(data, method) */

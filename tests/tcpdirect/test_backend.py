@@ -577,3 +577,43 @@ def test_poll_itself_is_compiled_and_stays_in_c_while_connected(shim_library: Pa
     assert python_polls == {"client": 0, "server": 0}
     client.free()
     server.close()
+
+
+class _RaisesOnce:
+    """Raises in the first on_tcp_data it gets; records per connection what it consumed."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.got: dict[int, bytes] = {}
+
+    def on_tcp_data(self, conn: PollConnection, data: memoryview) -> int:
+        if not self.raised:
+            self.raised = True
+            raise RuntimeError("handler bug")
+        self.got[id(conn)] = self.got.get(id(conn), b"") + bytes(data)
+        return 0
+
+
+def test_a_raising_handler_loses_no_other_connections_news(shim_library: Path) -> None:
+    """TCPDirect's muxer reports a zocket once (edge-triggered): when one connection's
+    handler raises, the others reported in the same zf_muxer_wait are still read at the
+    next polls, without new bytes from their peers."""
+    cfg = tcpdirect_config(shim_library)
+    server = pollnet.create_server(cfg)
+    clients = [pollnet.create_client(cfg) for _ in range(3)]
+    chs = [RecordingHandler() for _ in clients]
+    sh = _RaisesOnce()
+    assert poll_until(lambda: server.conn_count == 3 and all(c.is_connected for c in clients),
+                      (server, sh), *zip(clients, chs, strict=True))
+    for i, client in enumerate(clients):
+        assert client.write(b"from%d" % i)
+    for client, ch in zip(clients, chs, strict=True):
+        client.poll(ch)
+    time.sleep(0.05)  # all three have reached the server's side
+    with pytest.raises(RuntimeError, match="handler bug"):
+        server.poll(sh)
+    assert poll_until(lambda: sorted(sh.got.values()) == [b"from0", b"from1", b"from2"],
+                      (server, sh)), sh.got
+    for client in clients:
+        client.free()
+    server.close()

@@ -166,6 +166,7 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
                 except BaseException:
                     # Read the rest next poll, this one too if its handler raised.
                     more += batch[k if again.redeliver else k + 1:]
+                    self._keep_unread(n)
                     raise
         conns = self._conns
         for i in range(n):
@@ -181,6 +182,7 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
                 except BaseException:
                     if ready.redeliver:
                         more.append(ready)
+                    self._keep_unread(n, i + 1)
                     raise
         if self._accept_pending and self.conn_count < self._max and not self._is_closed:
             self._accept(methods, now_ns)
@@ -193,6 +195,18 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
         if self._closed:
             self._drain(methods)
 
+    def _keep_unread(self, n: int, start: int = 0) -> None:
+        """A handler raised: the muxer's events from `start` on are not read this poll.
+        The muxer reports a zocket once (edge-triggered), so they wait in `_more` (and
+        the listener in `_accept_pending`) for the next poll instead of being lost."""
+        events, conns, more = self._events, self._conns, self._more
+        for i in range(start, n):
+            key = events[i].data.u64
+            if key == _LISTENER:
+                self._accept_pending = True
+            elif (conn := conns.get(key)) is not None and conn._connected and conn not in more:
+                more.append(conn)
+
     # ---------------------------------------------------------------- the compiled poll
 
     def _on_listener(self, now_ns: int | None) -> None:
@@ -204,6 +218,12 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
                 self._accept(methods, now_ns)
         finally:
             self._sync()
+
+    def _listener_ready(self) -> None:
+        """The compiled poll stopped at a raising handler before it reached the listener's
+        event: accept at the next poll."""
+        self._accept_pending = True
+        self._sync()
 
     def _sync(self) -> None:
         """Tell the compiled poll whether the next poll needs this Python one."""
@@ -244,8 +264,13 @@ class TcpdirectTcpServer(ServerBase[TcpdirectConnection], CompiledPollOwner):
             conn._waitable = waitable
             methods.on_connected(conn)
             # Bytes that came with the connection raised no edge we were watching for.
-            if conn._connected and conn.read(on_data):
-                self._more.append(conn)
+            try:
+                if conn._connected and conn.read(on_data):
+                    self._more.append(conn)
+            except BaseException:
+                if conn.redeliver:
+                    self._more.append(conn)
+                raise
 
     def _peer_of(self, zock: Any) -> Peername:
         raddr = _ffi.new("struct sockaddr_in *")
