@@ -319,6 +319,8 @@ void pn_rtt_sample(pn_stack *s, pn_conn *c, uint64_t rtt_us);
 void pn_cc_init(pn_stack *s, pn_conn *c);
 void pn_cc_on_ack(pn_stack *s, pn_conn *c, uint32_t acked);
 void pn_cc_on_fast_retransmit(pn_stack *s, pn_conn *c);
+void pn_cc_on_partial_ack(pn_stack *s, pn_conn *c, uint32_t acked);
+void pn_cc_on_dupack_in_recovery(pn_stack *s, pn_conn *c);
 void pn_cc_on_recovery_exit(pn_stack *s, pn_conn *c);
 void pn_cc_on_rto(pn_stack *s, pn_conn *c);
 

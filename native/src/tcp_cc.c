@@ -130,6 +130,24 @@ void pn_cc_on_fast_retransmit(pn_stack *s, pn_conn *c)
     c->cwnd = c->ssthresh + 3 * c->mss;   /* RFC 5681 3.2 step 3 */
 }
 
+/* RFC 6582 3.2 step 5: a partial ACK deflates the window by what it acknowledged, then
+ * adds back one MSS when it acknowledged at least that much. */
+void pn_cc_on_partial_ack(pn_stack *s, pn_conn *c, uint32_t acked)
+{
+    if (s->cfg.congestion_control == PN_CC_NONE)
+        return;
+    c->cwnd = c->cwnd > acked ? c->cwnd - acked : c->mss;
+    if (acked >= c->mss)
+        c->cwnd += c->mss;
+}
+
+/* RFC 5681 3.2 step 4: each further duplicate ACK in fast recovery inflates the window. */
+void pn_cc_on_dupack_in_recovery(pn_stack *s, pn_conn *c)
+{
+    if (s->cfg.congestion_control != PN_CC_NONE)
+        c->cwnd += c->mss;
+}
+
 void pn_cc_on_recovery_exit(pn_stack *s, pn_conn *c)
 {
     c->in_recovery = 0;

@@ -44,11 +44,7 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         } else {
             /* RFC 6582 3.2 step 5: partial ACK -- resend the next hole, deflate */
             pn_tcp_retransmit_head(s, c, false);
-            if (s->cfg.congestion_control != PN_CC_NONE) {
-                c->cwnd = c->cwnd > acked ? c->cwnd - acked : c->mss;
-                if (acked >= c->mss)
-                    c->cwnd += c->mss;
-            }
+            pn_cc_on_partial_ack(s, c, acked);
         }
     } else {
         pn_cc_on_ack(s, c, acked);
@@ -83,8 +79,8 @@ static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         pn_cc_on_fast_retransmit(s, c);
         pn_tcp_retransmit_head(s, c, false);
         pn_rtx_arm(s, c);
-    } else if (c->dupacks > 3 && c->in_recovery && s->cfg.congestion_control != PN_CC_NONE) {
-        c->cwnd += c->mss;
+    } else if (c->dupacks > 3 && c->in_recovery) {
+        pn_cc_on_dupack_in_recovery(s, c);
     }
 }
 
@@ -252,17 +248,20 @@ static void challenge_ack(pn_stack *s, pn_conn *c)
         pn_tcp_send_ack(s, c);
 }
 
-void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+/* The steps of a segment's arrival in a synchronized state (RFC 9293 3.10.7.4), each
+ * returning true when it finished with the segment. */
+
+/* Before the sequence check: a SYN-RECEIVED connection's repeated SYN or simultaneous-open
+ * SYN-ACK, PAWS (RFC 7323 5.3), and a SYN on a synchronized connection (RFC 5961 4.2). */
+static bool before_window(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     uint8_t fl = t->flags;
-    c->ka_rx_ns = s->now;      /* the peer is alive: the keepalive clock restarts */
-    c->ka_probes = 0;
     /* a retransmitted SYN while our SYN-ACK is outstanding: answer it again */
     if (c->state == PN_TCP_SYN_RECEIVED && (fl & PN_TH_SYN) && !(fl & PN_TH_ACK) &&
         t->seq == c->irs) {
         if (pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedSynRecv))
             pn_tcp_send_syn(s, c);
-        return;
+        return true;
     }
     /* simultaneous open (RFC 9293 3.5 figure 8): the peer's SYN-ACK repeats the SYN we
      * already took, and acknowledges ours */
@@ -274,7 +273,7 @@ void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         if (c->snd_wnd > c->max_snd_wnd)
             c->max_snd_wnd = c->snd_wnd;
         pn_tcp_send_ack(s, c);
-        return;
+        return true;
     }
     /* RFC 7323 5.3 PAWS: a TSval older than TS.Recent marks an old duplicate */
     if (c->ts_ok && t->has_ts && !(fl & PN_TH_RST) && (int32_t)(t->tsval - c->ts_recent) < 0 &&
@@ -282,108 +281,123 @@ void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         s->st.TcpExtPAWSEstabRejected++;
         if (pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedPAWS))
             pn_tcp_send_ack(s, c);
-        return;
+        return true;
     }
     /* RFC 5961 4.2: a SYN on a synchronised connection, whatever its sequence number,
      * gets a challenge ACK (rate-limited, section 7) and is dropped; a peer that really
      * restarted answers it with an RST at exactly RCV.NXT */
     if (fl & PN_TH_SYN) {
         challenge_ack(s, c);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The sequence check: an unacceptable segment is answered with an ACK and dropped, except
+ * an ACK at rcv_nxt into a zero window, whose text and FIN `seg` loses. */
+static bool outside_window(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, pn_tcp_seg *seg)
+{
+    uint8_t fl = t->flags;
     uint32_t wnd;
-    pn_tcp_seg seg = *t;
-    if (!acceptable(s, c, t, &wnd)) {
-        /* RFC 9293: with a zero window an ACK at rcv_nxt is still processed */
-        if (!(wnd == 0 && t->seq == c->rcv_nxt && (fl & PN_TH_ACK) && !(fl & (PN_TH_RST | PN_TH_SYN)))) {
-            /* answer with an ACK; for bare ACKs at most every 500 ms (as Linux's
-             * tcp_invalid_ratelimit), so two confused peers cannot storm */
-            bool bare = t->plen == 0 && !(fl & (PN_TH_SYN | PN_TH_FIN));
-            /* a probe into a buffer full of bytes the application left: present them
-             * again, or a reader that waits for more would never consume and the window
-             * would never reopen */
-            if (c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
-                pn_ev_data(s, c);
-            if (!(fl & PN_TH_RST) &&
-                (!bare || pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedSeq)))
-                pn_tcp_send_ack(s, c);
-            return;
-        }
-        if (t->plen && c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
-            pn_ev_data(s, c);   /* as above: a zero-window probe at rcv_nxt */
-        seg.plen = 0;
-        seg.flags &= (uint8_t)~PN_TH_FIN;
-        pn_tcp_send_ack(s, c);
+    if (acceptable(s, c, t, &wnd))
+        return false;
+    /* RFC 9293: with a zero window an ACK at rcv_nxt is still processed */
+    if (!(wnd == 0 && t->seq == c->rcv_nxt && (fl & PN_TH_ACK) && !(fl & (PN_TH_RST | PN_TH_SYN)))) {
+        /* answer with an ACK; for bare ACKs at most every 500 ms (as Linux's
+         * tcp_invalid_ratelimit), so two confused peers cannot storm */
+        bool bare = t->plen == 0 && !(fl & (PN_TH_SYN | PN_TH_FIN));
+        /* a probe into a buffer full of bytes the application left: present them
+         * again, or a reader that waits for more would never consume and the window
+         * would never reopen */
+        if (c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
+            pn_ev_data(s, c);
+        if (!(fl & PN_TH_RST) &&
+            (!bare || pn_oow_allowed(s, &c->oow_ack_ns, &s->st.TcpExtTCPACKSkippedSeq)))
+            pn_tcp_send_ack(s, c);
+        return true;
     }
-    t = &seg;
-    fl = t->flags;
-    if (fl & PN_TH_RST) {              /* RFC 5961 3.2 */
-        if (t->seq == c->rcv_nxt) {
-            s->end_reason = PN_REASON_RESET;
-            if (c->state == PN_TCP_SYN_RECEIVED) {
-                s->st.TcpAttemptFails++;
-                pn_conn_free(s, c, c->active ? PN_EV_CONNECTION_REFUSED : 0);
-            } else {
-                if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT)
-                    s->st.TcpEstabResets++;
-                pn_conn_free(s, c, PN_EV_CONNECTION_RESET);
-            }
-        } else {
-            challenge_ack(s, c);       /* RFC 5961 3.2: in the window but not exact */
-        }
+    if (t->plen && c->rlen == s->cfg.conn_recv_buf_size && !c->data_ev_live && !c->fin_rcvd)
+        pn_ev_data(s, c);   /* as above: a zero-window probe at rcv_nxt */
+    seg->plen = 0;
+    seg->flags &= (uint8_t)~PN_TH_FIN;
+    pn_tcp_send_ack(s, c);
+    return false;
+}
+
+/* RFC 5961 3.2: an RST in the window resets the connection only at exactly rcv_nxt. */
+static void rst_in_window(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    if (t->seq != c->rcv_nxt) {
+        challenge_ack(s, c);       /* RFC 5961 3.2: in the window but not exact */
         return;
     }
-    if (!(fl & PN_TH_ACK))
-        return;
+    s->end_reason = PN_REASON_RESET;
+    if (c->state == PN_TCP_SYN_RECEIVED) {
+        s->st.TcpAttemptFails++;
+        pn_conn_free(s, c, c->active ? PN_EV_CONNECTION_REFUSED : 0);
+    } else {
+        if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT)
+            s->st.TcpEstabResets++;
+        pn_conn_free(s, c, PN_EV_CONNECTION_RESET);
+    }
+}
+
+/* The ACK: TS.Recent, the handshake's end in SYN-RECEIVED, RFC 5961 5.2's limits, new and
+ * duplicate ACKs. *advanced: SND.UNA moved. */
+static bool ack_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, bool *advanced)
+{
+    *advanced = false;
     /* RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent */
     if (c->ts_ok && t->has_ts && seq_le(t->seq, c->last_ack_sent) &&
         (int32_t)(t->tsval - c->ts_recent) >= 0) {
         c->ts_recent = t->tsval;
         c->ts_recent_ns = s->now;
     }
-    bool advanced = false;
     if (c->state == PN_TCP_SYN_RECEIVED) {
-        if (seq_gt(t->ack, c->snd_una) && seq_le(t->ack, c->snd_max)) {
-            /* allow_new_connection: asked only for a peer that completed the handshake
-             * (a flood of spoofed SYNs never reaches the application) */
-            if (!c->active && s->accept_fn &&
-                !s->accept_fn(s->accept_ctx, c->remote_ip, c->remote_port)) {
-                s->st.TcpAttemptFails++;
-                pn_tcp_send_rst_reply(s, c->dst_mac, c->remote_ip, c->remote_port,
-                                      c->local_port, t->ack, 0, PN_TH_RST);
-                pn_conn_free(s, c, 0);
-                return;
-            }
-            pn_tcp_established(s, c, t);
-            c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
-            c->max_snd_wnd = c->snd_wnd;
-        } else {
+        if (!(seq_gt(t->ack, c->snd_una) && seq_le(t->ack, c->snd_max))) {
             pn_tcp_send_rst_reply(s, c->dst_mac, c->remote_ip, c->remote_port, c->local_port,
                                   t->ack, 0, PN_TH_RST);
-            return;
+            return true;
         }
-    } else {
-        /* a zero-window probe's byte acknowledged (tcp_out.c sends it beyond snd_max) */
-        if (c->persist && t->ack == c->snd_max + 1 && seq_lt(c->snd_max, c->data_end))
-            c->snd_nxt = c->snd_max = t->ack;
-        if (seq_gt(t->ack, c->snd_max)) {          /* RFC 5961 5.2: acks unsent data */
-            challenge_ack(s, c);
-            return;
+        /* allow_new_connection: asked only for a peer that completed the handshake
+         * (a flood of spoofed SYNs never reaches the application) */
+        if (!c->active && s->accept_fn &&
+            !s->accept_fn(s->accept_ctx, c->remote_ip, c->remote_port)) {
+            s->st.TcpAttemptFails++;
+            pn_tcp_send_rst_reply(s, c->dst_mac, c->remote_ip, c->remote_port,
+                                  c->local_port, t->ack, 0, PN_TH_RST);
+            pn_conn_free(s, c, 0);
+            return true;
         }
-        uint32_t mw = c->max_snd_wnd > 65535 ? c->max_snd_wnd : 65535;
-        if (seq_lt(t->ack, c->snd_una - mw)) {      /* RFC 5961 5.2 */
-            challenge_ack(s, c);
-            return;
-        }
-        if (seq_gt(t->ack, c->snd_una)) {
-            advanced = true;
-            new_ack(s, c, t);
-        } else if (t->ack == c->snd_una) {
-            dup_ack(s, c, t);
-        }
-        if (c->in_use != 1)
-            return;
+        pn_tcp_established(s, c, t);
+        c->snd_wnd = (uint32_t)t->wnd << c->snd_wscale;
+        c->max_snd_wnd = c->snd_wnd;
+        return false;
     }
+    /* a zero-window probe's byte acknowledged (tcp_out.c sends it beyond snd_max) */
+    if (c->persist && t->ack == c->snd_max + 1 && seq_lt(c->snd_max, c->data_end))
+        c->snd_nxt = c->snd_max = t->ack;
+    if (seq_gt(t->ack, c->snd_max)) {          /* RFC 5961 5.2: acks unsent data */
+        challenge_ack(s, c);
+        return true;
+    }
+    uint32_t mw = c->max_snd_wnd > 65535 ? c->max_snd_wnd : 65535;
+    if (seq_lt(t->ack, c->snd_una - mw)) {      /* RFC 5961 5.2 */
+        challenge_ack(s, c);
+        return true;
+    }
+    if (seq_gt(t->ack, c->snd_una)) {
+        *advanced = true;
+        new_ack(s, c, t);
+    } else if (t->ack == c->snd_una) {
+        dup_ack(s, c, t);
+    }
+    return c->in_use != 1;
+}
+
+/* The send window, and the persist timer it ends. */
+static void window_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, bool advanced)
+{
     /* RFC 9293 3.10.7.4 takes the window only from a segment newer than the last one that
      * set it: SND.WL1 < SEG.SEQ, or SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK. We also take
      * it from any segment whose ACK advanced SND.UNA, whatever its sequence number (as
@@ -409,61 +423,71 @@ void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             pn_timer_del(s, &c->t_rtx);
         }
     }
-    bool fin_acked = c->fin_queued && seq_gt(c->snd_una, c->data_end);
+}
+
+/* Our FIN acknowledged: FIN-WAIT-1 moves on; CLOSING and LAST-ACK end the connection. */
+static bool our_fin_step(pn_stack *s, pn_conn *c)
+{
+    if (!(c->fin_queued && seq_gt(c->snd_una, c->data_end)))
+        return false;
     switch (c->state) {
     case PN_TCP_FIN_WAIT_1:
-        if (fin_acked) {
-            c->state = PN_TCP_FIN_WAIT_2;
-            /* nothing is in flight now: the retransmission timer bounds the wait for the
-             * peer's FIN (tcp_timer.c, fin_timeout_ms) */
-            if (s->cfg.fin_timeout_ms)
-                pn_timer_set(s, &c->t_rtx, s->now + (uint64_t)s->cfg.fin_timeout_ms * 1000000u);
-        }
-        break;
+        c->state = PN_TCP_FIN_WAIT_2;
+        /* nothing is in flight now: the retransmission timer bounds the wait for the
+         * peer's FIN (tcp_timer.c, fin_timeout_ms) */
+        if (s->cfg.fin_timeout_ms)
+            pn_timer_set(s, &c->t_rtx, s->now + (uint64_t)s->cfg.fin_timeout_ms * 1000000u);
+        return false;
     case PN_TCP_CLOSING:
     case PN_TCP_LAST_ACK:
-        if (fin_acked) {
-            pn_conn_closed(s, c);
-            return;
-        }
-        break;
+        pn_conn_closed(s, c);
+        return true;
     default:
-        break;
+        return false;
     }
-    rx_ctx x = {false, false, false};
+}
+
+/* The segment's text and FIN (RFC 9293 3.10.7.4, seventh and eighth). */
+static bool text_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x)
+{
     if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_FIN_WAIT_1 ||
         c->state == PN_TCP_FIN_WAIT_2) {
-        if (t->plen || (fl & PN_TH_FIN))
-            receive_text(s, c, t, &x);
-    } else if (t->plen || (fl & PN_TH_FIN)) {
-        x.ack_now = true;              /* after the peer's FIN: nothing more is accepted */
+        if (t->plen || (t->flags & PN_TH_FIN))
+            receive_text(s, c, t, x);
+    } else if (t->plen || (t->flags & PN_TH_FIN)) {
+        x->ack_now = true;             /* after the peer's FIN: nothing more is accepted */
     }
-    if (x.fin) {
-        fin_in_order(s, c);
-        switch (c->state) {
-        case PN_TCP_ESTABLISHED:
-            c->state = PN_TCP_CLOSE_WAIT;
-            break;
-        case PN_TCP_FIN_WAIT_1:
-        case PN_TCP_FIN_WAIT_2:
-            if (c->state == PN_TCP_FIN_WAIT_1 && !(c->fin_queued && seq_gt(c->snd_una, c->data_end))) {
-                c->state = PN_TCP_CLOSING;   /* simultaneous close */
-                pn_tcp_send_ack(s, c);
-                return;
-            }
+    if (!x->fin)
+        return false;
+    fin_in_order(s, c);
+    switch (c->state) {
+    case PN_TCP_ESTABLISHED:
+        c->state = PN_TCP_CLOSE_WAIT;
+        return false;
+    case PN_TCP_FIN_WAIT_1:
+    case PN_TCP_FIN_WAIT_2:
+        if (c->state == PN_TCP_FIN_WAIT_1 && !(c->fin_queued && seq_gt(c->snd_una, c->data_end))) {
+            c->state = PN_TCP_CLOSING;   /* simultaneous close */
             pn_tcp_send_ack(s, c);
-            pn_conn_closed(s, c);
-            return;
-        default:
-            break;
+            return true;
         }
+        pn_tcp_send_ack(s, c);
+        pn_conn_closed(s, c);
+        return true;
+    default:
+        return false;
     }
+}
+
+/* Send what the window allows, and the ACK: now, or delayed (RFC 1122 4.2.3.2). */
+static void output_step(pn_stack *s, pn_conn *c, const rx_ctx *x)
+{
     uint64_t before = s->st.TcpOutSegs;
     pn_tcp_output(s, c);
-    if (x.ack_now) {
+    if (x->ack_now) {
         if (s->st.TcpOutSegs == before)
             pn_tcp_send_ack(s, c);
-    } else if (x.ack_delay && c->delack_bytes) {
+    } else if (x->ack_delay && c->delack_bytes) {
         if (s->cfg.delayed_ack_ms == 0) {
             if (!c->ack_pending) {
                 c->ack_pending = 1;
@@ -473,6 +497,33 @@ void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             pn_timer_set(s, &c->t_delack, s->now + (uint64_t)s->cfg.delayed_ack_ms * 1000000u);
         }
     }
+}
+
+void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    c->ka_rx_ns = s->now;      /* the peer is alive: the keepalive clock restarts */
+    c->ka_probes = 0;
+    if (before_window(s, c, t))
+        return;
+    pn_tcp_seg seg = *t;
+    if (outside_window(s, c, t, &seg))
+        return;
+    if (seg.flags & PN_TH_RST) {
+        rst_in_window(s, c, &seg);
+        return;
+    }
+    if (!(seg.flags & PN_TH_ACK))
+        return;
+    bool advanced;
+    if (ack_step(s, c, &seg, &advanced))
+        return;
+    window_step(s, c, &seg, advanced);
+    if (our_fin_step(s, c))
+        return;
+    rx_ctx x = {false, false, false};
+    if (text_step(s, c, &seg, &x))
+        return;
+    output_step(s, c, &x);
 }
 
 void pn_tcp_flush_acks(pn_stack *s)
