@@ -390,6 +390,25 @@ static TdStackCore *td_stack(PollState *p)
     return s;
 }
 
+/* A handler freed or closed the owner while a packet was lent: now that it is back, the
+ * owner's _free_transport runs. `result` (a new reference, or NULL with the handler's
+ * exception, which stays the one raised) is returned, or NULL if freeing failed. */
+static PyObject *td_free_after(PyObject *owner, PollState *p, PyObject *result)
+{
+    p->free_after = 0;
+    if (result != NULL) {
+        if (owner_do(owner, str_free_transport, NULL) < 0)
+            Py_CLEAR(result);
+        return result;
+    }
+    Saved exc = {NULL, NULL, NULL};
+    save_error(&exc);
+    owner_do(owner, str_free_transport, NULL);
+    PyErr_Clear();
+    restore_error(&exc);
+    return NULL;
+}
+
 static PyObject *tcpdirect_client_poll(PyObject *owner, PyObject *const *args,
                                        Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -419,6 +438,8 @@ static PyObject *tcpdirect_client_poll(PyObject *owner, PyObject *const *args,
             if (r == Py_True)
                 s->pending = 1;
         }
+        if (p->free_after) /* free() from the handler: the packet is back now */
+            r = td_free_after(owner, p, r);
         if (r != NULL) {
             Py_DECREF(r);
             r = drained(owner, p);
@@ -527,19 +548,8 @@ static PyObject *tcpdirect_server_poll(PyObject *owner, PyObject *const *args,
     result = drained(owner, p);
 done:
     p->in_poll = 0;
-    if (p->free_after) { /* a handler closed the server: no packet is lent any more */
-        p->free_after = 0;
-        if (result != NULL) {
-            if (owner_do(owner, str_free_transport, NULL) < 0)
-                Py_CLEAR(result);
-        } else { /* the handler's exception is the one raised */
-            Saved exc = {NULL, NULL, NULL};
-            save_error(&exc);
-            owner_do(owner, str_free_transport, NULL);
-            PyErr_Clear();
-            restore_error(&exc);
-        }
-    }
+    if (p->free_after) /* a handler closed the server: no packet is lent any more */
+        result = td_free_after(owner, p, result);
 out:
     Py_DECREF(p);
     return result;

@@ -617,3 +617,22 @@ def test_a_raising_handler_loses_no_other_connections_news(shim_library: Path) -
     for client in clients:
         client.free()
     server.close()
+
+
+def test_client_free_from_inside_on_tcp_data_waits_for_the_packet(td_config: AnyConfig) -> None:
+    """free() from a handler while the library lends the packet being read: the stack is
+    freed once the packet is back (before, zf_stack_free ran under the read: a crash)."""
+    server = pollnet.create_server(td_config)
+    client = pollnet.create_client(td_config)
+    sh = RecordingHandler(on_data=lambda conn, data: conn.write(data))
+    ch = RecordingHandler(on_data=lambda conn, data: client.free())
+    assert poll_until(lambda: client.is_connected and server.conn_count == 1,
+                      (server, sh), (client, ch))
+    assert client.write(b"hello")
+    assert poll_until(lambda: len(ch.disconnected) == 1, (server, sh), (client, ch))
+    assert bytes(ch.received) == b"hello"
+    assert client.last_error == "client freed"
+    for _ in range(100):  # a freed client only polls: no reactor, no reconnect
+        client.poll(ch)
+    assert len(ch.disconnected) == 1 and not client.is_connected
+    server.close()

@@ -50,6 +50,7 @@ class TcpdirectTcpClient(PolledClient[TcpdirectConnection, Any]):
         self._handlers = HandlerCache()
         # _connecting: the struct zft* of a connect in progress; set last, so __del__
         # knows the stack exists.
+        self._free_deferred = False
         super().__init__(cfg)
         # What the compiled poll() reads (kept in step by _rebind and _sync).
         self._fast: Any = (None if FAST is None else FAST.PollState(
@@ -61,7 +62,25 @@ class TcpdirectTcpClient(PolledClient[TcpdirectConnection, Any]):
 
     def free(self) -> None:
         """Close everything and free the TCPDirect stack now (garbage collection does it
-        otherwise). The client is unusable afterwards."""
+        otherwise). The client is unusable afterwards. Called from a handler, while the
+        library lends the packet it is reading, the stack is freed once the packet is back
+        (at the end of that read)."""
+        if self._stack.ptr is None:
+            return
+        conn = self._conn
+        if conn is not None and conn._in_zc:
+            if conn._connected:
+                conn._shutdown("client freed")
+            self._free_deferred = True
+            if self._fast is not None:
+                self._fast.free_after = True
+            return
+        self._free_transport()
+
+    def _free_transport(self) -> None:
+        self._free_deferred = False
+        if self._fast is not None:
+            self._fast.free_after = False
         if self._stack.ptr is None:
             return
         if self._conn is not None and self._conn._connected:
@@ -88,8 +107,12 @@ class TcpdirectTcpClient(PolledClient[TcpdirectConnection, Any]):
         stack = self._stack
         if (stack.pending or conn.redeliver) and conn._connected:
             stack.pending = False
-            if conn.read(on_data):
-                stack.pending = True
+            try:
+                if conn.read(on_data):
+                    stack.pending = True
+            finally:
+                if self._free_deferred:  # free() from the handler: the packet is back now
+                    self._free_transport()
 
     # ---------------------------------------------------------------- connecting
 
