@@ -15,25 +15,7 @@ typedef struct {
     int fd;
     char connected, sent, received, redeliver;
 } SockConnCore;
-
-static int sc_traverse(SockConnCore *c, visitproc visit, void *arg)
-{
-    return hold_traverse(&c->buf, visit, arg);
-}
-
-static int sc_clear(SockConnCore *c)
-{
-    hold_clear(&c->buf);
-    return 0;
-}
-
-static void sc_dealloc(SockConnCore *c)
-{
-    PyTypeObject *tp = Py_TYPE(c);
-    PyObject_GC_UnTrack(c);
-    sc_clear(c);
-    tp->tp_free((PyObject *)c);
-}
+_Static_assert(offsetof(SockConnCore, buf) == offsetof(HoldConn, buf), "SockConnCore is a HoldConn");
 
 static PyObject *sc_attach(SockConnCore *c, PyObject *args)
 {
@@ -235,9 +217,9 @@ PyTypeObject SockConnType = {
     .tp_basicsize = sizeof(SockConnCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The compiled part of a socket-backend connection: recv, send, its flags.",
-    .tp_traverse = (traverseproc)sc_traverse,
-    .tp_clear = (inquiry)sc_clear,
-    .tp_dealloc = (destructor)sc_dealloc,
+    .tp_traverse = (traverseproc)hold_conn_traverse,
+    .tp_clear = (inquiry)hold_conn_clear,
+    .tp_dealloc = (destructor)hold_conn_dealloc,
     .tp_methods = sc_methods,
     .tp_members = sc_members,
     .tp_new = PyType_GenericNew,
@@ -308,13 +290,8 @@ static PyObject *socket_server_poll(PyObject *owner, PyObject *const *args, Py_s
             Py_INCREF(conn);
             PyObject *r = sc_read(c, p->on_data);
             if (r == NULL) { /* its bytes come again at the next poll */
-                if (c->redeliver) {
-                    Saved exc = {NULL, NULL, NULL};
-                    save_error(&exc);
-                    PyList_Append(p->again, conn);
-                    PyErr_Clear();
-                    restore_error(&exc);
-                }
+                if (c->redeliver)
+                    keep_for_redelivery(p, conn);
                 Py_DECREF(conn);
                 goto out;
             }

@@ -40,25 +40,7 @@ typedef struct {
     char connected, sent, received, redeliver, in_zc, free_pending;
     char queued; /* write() left bytes in the connection's send queue: new ones go behind */
 } TdConnCore;
-
-static int td_traverse(TdConnCore *c, visitproc visit, void *arg)
-{
-    return hold_traverse(&c->buf, visit, arg);
-}
-
-static int td_clear(TdConnCore *c)
-{
-    hold_clear(&c->buf);
-    return 0;
-}
-
-static void td_dealloc(TdConnCore *c)
-{
-    PyTypeObject *tp = Py_TYPE(c);
-    PyObject_GC_UnTrack(c);
-    td_clear(c);
-    tp->tp_free((PyObject *)c);
-}
+_Static_assert(offsetof(TdConnCore, buf) == offsetof(HoldConn, buf), "TdConnCore is a HoldConn");
 
 static PyObject *td_attach(TdConnCore *c, PyObject *args)
 {
@@ -289,9 +271,9 @@ PyTypeObject TdConnType = {
     .tp_basicsize = sizeof(TdConnCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The compiled part of a tcpdirect-backend connection: zero-copy receive, send.",
-    .tp_traverse = (traverseproc)td_traverse,
-    .tp_clear = (inquiry)td_clear,
-    .tp_dealloc = (destructor)td_dealloc,
+    .tp_traverse = (traverseproc)hold_conn_traverse,
+    .tp_clear = (inquiry)hold_conn_clear,
+    .tp_dealloc = (destructor)hold_conn_dealloc,
     .tp_methods = td_methods,
     .tp_members = td_members,
     .tp_new = PyType_GenericNew,
@@ -461,13 +443,8 @@ static int td_serve(PollState *p, PyObject *conn)
     PyObject *r = td_read(c, p->on_data);
     int rc = 0;
     if (r == NULL) { /* what the raising handler saw comes again next poll */
-        if (c->redeliver) {
-            Saved exc = {NULL, NULL, NULL};
-            save_error(&exc);
-            PyList_Append(p->again, conn);
-            PyErr_Clear();
-            restore_error(&exc);
-        }
+        if (c->redeliver)
+            keep_for_redelivery(p, conn);
         rc = -1;
     } else if (r == Py_True) {
         rc = PyList_Append(p->again, conn);

@@ -171,19 +171,37 @@ int owner_do(PyObject *owner, PyObject *name, PyObject *arg)
 
 /* ------------------------------------------------------------------ RecvHold */
 
-int hold_traverse(RecvHold *h, visitproc visit, void *arg)
+int hold_conn_traverse(HoldConn *c, visitproc visit, void *arg)
 {
-    Py_VISIT(h->rb);
-    Py_VISIT(h->view);
-    Py_VISIT(h->bytes);
+    Py_VISIT(c->buf.rb);
+    Py_VISIT(c->buf.view);
+    Py_VISIT(c->buf.bytes);
     return 0;
 }
 
-void hold_clear(RecvHold *h)
+int hold_conn_clear(HoldConn *c)
 {
-    Py_CLEAR(h->rb);
-    Py_CLEAR(h->view);
-    Py_CLEAR(h->bytes);
+    Py_CLEAR(c->buf.rb);
+    Py_CLEAR(c->buf.view);
+    Py_CLEAR(c->buf.bytes);
+    return 0;
+}
+
+void hold_conn_dealloc(HoldConn *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    hold_conn_clear(c);
+    tp->tp_free((PyObject *)c);
+}
+
+void keep_for_redelivery(PollState *p, PyObject *conn)
+{
+    Saved exc = {NULL, NULL, NULL};
+    save_error(&exc);
+    PyList_Append(p->again, conn);
+    PyErr_Clear();
+    restore_error(&exc);
 }
 
 int hold_attach(RecvHold *h, PyObject *rb)

@@ -87,8 +87,15 @@ void restore_error(Saved *e);
 PyObject *owner_call(PyObject *owner, PyObject *name, PyObject *arg);
 int owner_do(PyObject *owner, PyObject *name, PyObject *arg);
 
-int hold_traverse(RecvHold *h, visitproc visit, void *arg);
-void hold_clear(RecvHold *h);
+/* A socket or tcpdirect connection (SockConnCore, TdConnCore): its only references are
+ * its RecvHold, right after the head, so one set of GC slots serves both types. */
+typedef struct {
+    PyObject_HEAD
+    RecvHold buf;
+} HoldConn;
+int hold_conn_traverse(HoldConn *c, visitproc visit, void *arg);
+int hold_conn_clear(HoldConn *c);
+void hold_conn_dealloc(HoldConn *c);
 int hold_attach(RecvHold *h, PyObject *rb);
 int rb_kept(PyObject *rb);
 
@@ -97,6 +104,9 @@ int rb_kept(PyObject *rb);
 PollState *poll_state(PyObject *owner, PyObject *handler);
 PyObject *poll_py(PyObject *owner, PyObject *handler, PyObject *now_obj);
 PyObject *drained(PyObject *owner, PollState *p);
+/* A connection whose handler raised, kept in p->again for the next poll; the handler's
+ * exception stays the one raised. */
+void keep_for_redelivery(PollState *p, PyObject *conn);
 
 /* What each backend's file gives the module. */
 PyObject *bind_core(PyObject *mod, PyObject *args);
