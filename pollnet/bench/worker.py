@@ -100,7 +100,7 @@ class ClientSide:
     def __init__(self, spec: WorkerSpec, handler: Counter, streams: int = 1,
                  wire_peer: Any = None) -> None:
         self.spec = spec
-        self.kind = spec.kind
+        self.efvitcp = ROW_KINDS[spec.kind].efvitcp  # TcpClient, not the pollnet API
         self.handler = handler
         self.clients: list[Any] = []
         self.conns: list[Any] = []
@@ -108,7 +108,7 @@ class ClientSide:
         self.handler2: Any = None
         self.stack: Any = None
         deadline = time.monotonic() + spec.connect_timeout
-        if ROW_KINDS[self.kind].efvitcp:
+        if self.efvitcp:
             from pollnet.backends.efvi import TcpClient
 
             opts = efvi_options(spec, "client", max_conns=max(1, streams) + 2)
@@ -161,7 +161,7 @@ class ClientSide:
             raise loops.LoopError(
                 f"could not connect to {self.spec.server_ip}:{self.spec.port}"
                 f" ({self.handler.lost or 'no answer'})")
-        if self.handler.lost and ROW_KINDS[self.kind].efvitcp:
+        if self.handler.lost and self.efvitcp:
             raise loops.LoopError(f"connect failed: {self.handler.lost}")
 
     def close(self) -> None:
@@ -169,20 +169,20 @@ class ClientSide:
         h.got = 0
         for conn in self.conns:
             try:
-                if ROW_KINDS[self.kind].efvitcp:
+                if self.efvitcp:
                     conn.send_fin()
                 else:
                     conn.close("bench done")
             except Exception:  # already gone: nothing to close
                 pass
         end = time.monotonic() + 0.5
-        while time.monotonic() < end and (not ROW_KINDS[self.kind].efvitcp or h.conns):
+        while time.monotonic() < end and (not self.efvitcp or h.conns):
             self._poll_all()
-            if not ROW_KINDS[self.kind].efvitcp:
+            if not self.efvitcp:
                 break
         for c in self.clients:
             closer = getattr(c, "close", None)
-            if ROW_KINDS[self.kind].efvitcp and closer is not None:
+            if self.efvitcp and closer is not None:
                 closer()
 
 
