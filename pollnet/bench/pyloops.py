@@ -3,7 +3,7 @@
 Protocol echo server and a Protocol client doing ping-pong). Latency only.
 
 Each runs in a bench worker process: `serve(spec)` prints READY and echoes until told to
-stop; `latency(spec)` returns the same result as worker.latency (samples in ns go to
+stop; `latency(spec)` returns the same result as measure.latency (samples in ns go to
 `samples_path`).
 """
 

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from rich.table import Table
 
-from pollnet.bench.runner import Report, RowResult
+from pollnet.bench.results import Report, RowResult
 from pollnet.bench.stats import LADDER
 
 FIGURE_COLUMNS = {

@@ -15,8 +15,10 @@ MODES = ("latency", "throughput", "connect", "idle", "overhead", "memory")
 @dataclass(frozen=True)
 class RowKind:
     """What one kind of row is: whether it runs our stack (and so takes `:<link>`), at
-    which API level, which modes it measures (and why not the others), and whether it
-    brings its own peer (then --peer sockperf does not apply)."""
+    which API level, which modes it measures (and why not the others), whether it
+    brings its own peer (then --peer sockperf does not apply), and how its server and
+    client start: `worker` (our bench worker on each side, or one for the sim wire),
+    `sockperf` or `iperf3` (the outside tool on both sides)."""
 
     name: str
     stack: bool = False       # our TCP stack on a link: `:<link>` (default sim), [efvi]
@@ -25,6 +27,7 @@ class RowKind:
     only_why: str = ""        # why the modes it lacks are not measured
     own_peer: bool = False
     label: str = "{name}"     # its table label ({name}, {link})
+    driver: str = "worker"    # worker | sockperf | iperf3: the runner's DRIVERS
 
 
 ROW_KINDS: dict[str, RowKind] = {k.name: k for k in (
@@ -37,8 +40,8 @@ ROW_KINDS: dict[str, RowKind] = {k.name: k for k in (
                      "measure this mode, and their idle figures include pn_poll in C"),
     RowKind("tcpdirect"),
     RowKind("sockperf", modes=("latency",), only_why="sockperf rows measure latency only",
-            label="sockperf (kernel)"),
-    RowKind("iperf3", modes=("throughput",), own_peer=True,
+            label="sockperf (kernel)", driver="sockperf"),
+    RowKind("iperf3", modes=("throughput",), own_peer=True, driver="iperf3",
             only_why="iperf3 rows measure throughput only"),
     *(RowKind(k, modes=("latency",), own_peer=True, only_why=f"{k} rows measure latency only")
       for k in pyloops.KINDS),

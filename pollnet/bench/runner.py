@@ -6,212 +6,25 @@ in-process). This process only waits on pipes: it never spins.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
-import platform
-import selectors
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pollnet.bench import netns, sockperf
+from pollnet.bench.children import Child, pick_cpus, worker_cmd
+from pollnet.bench.results import BenchError, Params, Report, RowResult, add_ratios, machine
 from pollnet.bench.rows import REAL_LINKS, Row, parse_row, unavailable_reason
 from pollnet.bench.spec import WorkerSpec
 from pollnet.bench.stats import LatencyStats, latency_stats
-from pollnet.errors import PollnetError
 
-SCHEMA = "pollnet-bench/1"
 Progress = Callable[[str, int, int], None]
-
-
-class BenchError(PollnetError):
-    """The bench itself could not run (not a row failing: that is reported in the row)."""
-
-
-@dataclass
-class Params:
-    mode: str = "latency"
-    size: int = 64
-    count: int = 100_000
-    warmup: int = 1000
-    warmup_sec: float = 0.0
-    duration: float = 0.0
-    mps: int = 0
-    full_rtt: bool = False
-    streams: int = 1
-    peer: str = "pollnet"
-    pin: bool = True
-    net: str = "auto"  # auto | netns | loopback
-    tcpdirect_library: str = "libonload_zf.so"
-    efvi: dict[str, Any] = field(default_factory=dict)  # efvi knobs for efvi/native rows
-    timeout: float = 120.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class RowResult:
-    row: Row
-    status: str = "ok"  # ok | unavailable | failed
-    reason: str = ""
-    latency: LatencyStats | None = None
-    figures: dict[str, float] = field(default_factory=dict)
-    samples: array[int] | None = None
-    ratio: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "row": self.row.name,
-            "label": self.row.label,
-            "kind": self.row.kind,
-            "link": self.row.link,
-            "status": self.status,
-        }
-        if self.reason:
-            d["reason"] = self.reason
-        if self.latency is not None:
-            d["latency"] = self.latency.as_dict()
-        if self.figures:
-            d["figures"] = self.figures
-        if self.ratio:
-            d["ratio_to_socket"] = self.ratio
-        return d
-
-
-@dataclass
-class Report:
-    params: Params
-    network: dict[str, Any]
-    rows: list[RowResult]
-    started: str
-    machine: dict[str, Any]
-
-    def date_line(self) -> str:
-        m = self.machine
-        return f"{self.started}, {m.get('cpus')} CPUs, kernel {m.get('kernel')}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "date": self.started,
-            "machine": self.machine,
-            "network": self.network,
-            "params": self.params.as_dict(),
-            "rows": [r.as_dict() for r in self.rows],
-        }
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = os.cpu_count() or 0
-    return {"host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cpus": cpus,
-            "python": platform.python_version()}
-
-
-def pick_cpus(pin: bool) -> tuple[int | None, int | None]:
-    if not pin:
-        return None, None
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except OSError:
-        return None, None
-    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
-
-
-def child_env() -> dict[str, str]:
-    """The workers' environment: no config overrides (a row's config is its own), but the
-    build's choices: which core and which per-message path run."""
-    keep = ("POLLNET_CORE_MODULE", "POLLNET_FAST_MODULE", "POLLNET_PURE_PYTHON")
-    return {k: v for k, v in os.environ.items() if not k.startswith("POLLNET_") or k in keep}
-
-
-# ------------------------------------------------------------------ processes
-
-
-class Child:
-    """A worker (or sockperf) process whose stdout/stderr lines we read without spinning."""
-
-    def __init__(self, cmd: list[str], what: str) -> None:
-        self.what = what
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=child_env(), start_new_session=True,
-                                     preexec_fn=_die_with_parent)
-        self.err_lines: list[str] = []
-        self.out_lines: list[str] = []
-
-    def lines(self, timeout: float) -> Iterator[tuple[str, str]]:
-        """("out"|"err", line) until both pipes close or `timeout` seconds pass."""
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ, "out")
-            sel.register(self.proc.stderr, selectors.EVENT_READ, "err")
-            open_ = 2
-            while open_:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BenchError(f"{self.what} did not finish within {timeout:.0f} s")
-                for key, _ in sel.select(timeout=min(left, 0.5)):
-                    line = key.fileobj.readline()  # type: ignore[union-attr]
-                    if not line:
-                        sel.unregister(key.fileobj)
-                        open_ -= 1
-                        continue
-                    (self.out_lines if key.data == "out" else self.err_lines).append(line)
-                    yield key.data, line.rstrip("\n")
-
-    def stop(self) -> None:
-        p = self.proc
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.terminate()
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait()
-        for s in (p.stdout, p.stderr):
-            if s is not None:
-                s.close()
-
-    def tail(self) -> str:
-        text = "".join(self.err_lines[-5:] + self.out_lines[-3:]).strip()
-        return text[-400:]
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the bench process dies, however it dies
-    (a spinning echo server must never outlive it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def worker_cmd(spec: WorkerSpec) -> list[str]:
-    return [sys.executable, "-m", "pollnet.bench.worker", spec.to_json()]
-
-
-# ------------------------------------------------------------------ the run
 
 
 class Bench:
@@ -321,11 +134,7 @@ class Bench:
         try:
             if steps and self.progress is not None:
                 self.progress(row.label, 0, 1)
-            if row.kind == "sockperf":
-                return self.run_sockperf(row)
-            if row.kind == "iperf3":
-                return self.run_iperf3(row)
-            return self.run_worker_row(row, mode)
+            return self.driver(kind.driver)(row, mode)
         except BenchError as exc:
             return RowResult(row, "failed", str(exc))
         finally:
@@ -334,6 +143,11 @@ class Bench:
             for c in self.children:
                 c.stop()
             self.children.clear()
+
+    def driver(self, name: str) -> Callable[[Row, str], RowResult]:
+        """How a RowKind.driver starts its server and client and measures."""
+        return {"worker": self.run_worker_row, "sockperf": self.run_sockperf,
+                "iperf3": self.run_iperf3}[name]
 
     def _ips(self, row: Row) -> tuple[str, str]:
         """(client ip, server ip) for this row."""
@@ -441,7 +255,7 @@ class Bench:
             raise BenchError(f"the client ended without a result: {child.tail() or 'no output'}")
         return result
 
-    def run_iperf3(self, row: Row) -> RowResult:
+    def run_iperf3(self, row: Row, mode: str) -> RowResult:
         """iperf3, kernel TCP one stream (or --streams), the throughput reference."""
         p = self.p
         server_ip = self._ips(row)[1]
@@ -464,7 +278,7 @@ class Bench:
         return RowResult(row, figures={"mb_per_s": mb, "msgs_per_s": mb * 1e6 / p.size,
                                        "streams": float(p.streams)})
 
-    def run_sockperf(self, row: Row) -> RowResult:
+    def run_sockperf(self, row: Row, mode: str) -> RowResult:
         """sockperf ping-pong against sockperf server, kernel to kernel (--nonblocked)."""
         p = self.p
         server_ip = self._ips(row)[1]
@@ -499,23 +313,3 @@ class Bench:
         )
         return RowResult(row, latency=stats)
 
-
-def add_ratios(results: list[RowResult], mode: str) -> None:
-    """Each row against the socket row of the same run."""
-    base = next((r for r in results if r.row.kind == "socket" and r.status == "ok"), None)
-    if base is None:
-        return
-    for r in results:
-        if r.status != "ok":
-            continue
-        if mode == "latency" and r.latency is not None and base.latency is not None:
-            r.ratio = {
-                "p50": r.latency.p50 / base.latency.p50 if base.latency.p50 else 0.0,
-                "p99": r.latency.p99 / base.latency.p99 if base.latency.p99 else 0.0,
-            }
-        else:
-            key = {"throughput": "mb_per_s", "connect": "conn_per_s", "idle": "ns_per_poll",
-                   "memory": "python_bytes_per_conn",
-                   "overhead": "overhead_ns_per_msg"}.get(mode)
-            if key and key in r.figures and base.figures.get(key):
-                r.ratio = {key: r.figures[key] / base.figures[key]}

@@ -24,8 +24,9 @@ from rich.progress import (
 
 from pollnet.bench import netns
 from pollnet.bench.report import PLOT_MISSING, have_matplotlib, plot, table, write_full_log
+from pollnet.bench.results import BenchError, Params, Report
 from pollnet.bench.rows import MATRIX, MODES, Row, RowSpecError, default_rows, parse_row, parse_rows
-from pollnet.bench.runner import Bench, BenchError, Params, Report
+from pollnet.bench.runner import Bench
 
 from .common import RuntimeProblem
 

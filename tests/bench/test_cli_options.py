@@ -84,7 +84,7 @@ def test_row_parsing() -> None:
 
 
 def test_ladder_text_reads_like_sockperf() -> None:
-    from pollnet.bench.runner import RowResult
+    from pollnet.bench.results import RowResult
     from pollnet.bench.stats import latency_stats
 
     r = RowResult(parse_row("socket"), latency=latency_stats([1000, 3000], 1, cold_ns=5000))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pollnet.bench.rows import parse_row, unavailable_reason
+from pollnet.bench.rows import Row, parse_row, unavailable_reason
 from pollnet.cli.main import cli
 
 SHORT = ["-n", "300", "--warmup", "20", "--net", "loopback", "--timeout", "60"]
@@ -133,7 +133,7 @@ def test_workers_run_the_per_message_path_the_bench_was_told(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Config overrides stay out of the workers (a row's config is its own), the build's
     # choices go in: without them POLLNET_PURE_PYTHON=1 measured the compiled path.
-    from pollnet.bench.runner import child_env
+    from pollnet.bench.children import child_env
 
     monkeypatch.setenv("POLLNET_PURE_PYTHON", "1")
     monkeypatch.setenv("POLLNET_FAST_MODULE", "/x/_pnfast.so")
@@ -145,13 +145,14 @@ def test_workers_run_the_per_message_path_the_bench_was_told(
 
 def test_a_failed_row_fails_the_command_in_every_mode(
         runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pollnet.bench import results as bench_results
     from pollnet.bench import runner as bench_runner
 
     real = bench_runner.Bench.run_worker_row
 
     def broken(self: bench_runner.Bench, row: object, mode: str) -> object:
         if getattr(row, "name", "") == "efvi:sim":
-            raise bench_runner.BenchError("the row broke")
+            raise bench_results.BenchError("the row broke")
         return real(self, row, mode)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bench_runner.Bench, "run_worker_row", broken)
@@ -187,19 +188,20 @@ def test_the_table_fits_100_columns_and_names_rows_as_typed(runner: CliRunner) -
 def test_overhead_compares_each_api_with_c_on_its_own_transport(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # efvi-pollnet rows were compared with sockperf (kernel TCP): a negative "cost".
+    from pollnet.bench import results as bench_results
     from pollnet.bench import runner as bench_runner
 
     asked: list[str] = []
 
-    def fake(self: bench_runner.Bench, row: bench_runner.Row, mode: str = ""
-             ) -> bench_runner.RowResult:
+    def fake(self: bench_runner.Bench, row: Row, mode: str = ""
+             ) -> bench_results.RowResult:
         # Each row is measured in latency mode, and the run's own mode stays what it is.
         assert (mode, self.p.mode) == ("latency", "overhead")
         asked.append(row.name)
-        return bench_runner.RowResult(row, "unavailable", "not measured here")
+        return bench_results.RowResult(row, "unavailable", "not measured here")
 
     monkeypatch.setattr(bench_runner.Bench, "run_row", fake)
-    params = bench_runner.Params(mode="overhead", size=64, count=10, warmup=0, warmup_sec=0.0,
+    params = bench_results.Params(mode="overhead", size=64, count=10, warmup=0, warmup_sec=0.0,
                                  duration=0.0, mps=0, full_rtt=False, streams=1,
                                  peer="pollnet", pin=False, net="loopback", timeout=10.0,
                                  tcpdirect_library="x", efvi={})
@@ -230,11 +232,12 @@ def test_memory_on_a_real_link_pollnet_row_says_why_it_cannot(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # It failed every time instead: "queue 0 already has an AF_XDP socket" (50 clients,
     # 50 stacks, one interface queue).
+    from pollnet.bench import results as bench_results
     from pollnet.bench import runner as bench_runner
 
     monkeypatch.setattr(bench_runner, "unavailable_reason", lambda *a, **k: "")
     bench = bench_runner.Bench.__new__(bench_runner.Bench)
-    bench.p = bench_runner.Params(mode="memory", size=64, count=10, warmup=0, warmup_sec=0.0,
+    bench.p = bench_results.Params(mode="memory", size=64, count=10, warmup=0, warmup_sec=0.0,
                                   duration=0.0, mps=0, full_rtt=False, streams=1,
                                   peer="pollnet", pin=False, net="netns", timeout=10.0,
                                   tcpdirect_library="x", efvi={})

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
+from pollnet.bench.results import SCHEMA, Params, Report, RowResult, add_ratios
 from pollnet.bench.rows import parse_row
-from pollnet.bench.runner import SCHEMA, Params, Report, RowResult, add_ratios
 from pollnet.bench.stats import (
     HIST_SUB_BITS,
     LADDER,
