@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test pollnet has, in one run (`make test` calls this after installing):
-#   1. lint, types and layering: ruff, mypy --strict, import-linter's contracts
+#   1. lint, types and layering: ruff, mypy --strict, import-linter's contracts, no circle
 #   2. the C core's tests, built twice: -O2, and ASan+UBSan (make -C native test)
 #   3. the real links' C tests under ASan+UBSan in private namespaces (root)
 #   4. the efvi Python tests against an ASan+UBSan build of the core and of the compiled
@@ -19,6 +19,7 @@ stage "ruff" "$PY" -m ruff check pollnet tests
 stage "mypy --strict" "$PY" -m mypy pollnet
 stage "import layering (import-linter, pyproject.toml)" \
   "$PY" -c "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())"
+stage "no import circle (scripts/import_cycles.py)" "$PY" scripts/import_cycles.py
 stage "C core, -O2 and ASan+UBSan" make -s -C native test
 stage "libFuzzer on the core's frame input (20 s)" scripts/fuzz-stage.sh
 stage "real links, ASan+UBSan" native/tests/links/run.sh --asan

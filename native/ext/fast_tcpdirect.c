@@ -2,6 +2,9 @@
  * The tcpdirect backend's compiled path (see pnfast.c): TdConnCore (TcpdirectConnection's
  * base: zero-copy receive, send), TdStackCore (Stack's base: the reactor and muxer) and
  * the client's and server's poll().
+ *
+ * About 540 lines, one backend as fast_efvi.c and fast_socket.c are: the two polls are
+ * loops over TdConnCore's delivery, and each file holds one backend's compiled path.
  */
 #include "pnfast.h"
 

@@ -1,8 +1,8 @@
 /* tcp_in.c -- segment arrival (RFC 9293 3.10.7) in the synchronized states, with PAWS
  * (RFC 7323 5), challenge ACKs (RFC 5961), ACK processing with fast retransmit / NewReno
- * recovery (RFC 5681, RFC 6582), reassembly into the linear receive buffer, delayed ACKs
- * (RFC 1122 4.2.3.2, RFC 5681 4.2) and FIN handling; pn_tcp_rx demultiplexes to them or
- * to tcp_open.c (LISTEN, SYN-SENT). */
+ * recovery (RFC 5681, RFC 6582), the choice of ACK now or delayed (RFC 1122 4.2.3.2,
+ * RFC 5681 4.2) and FIN handling; the text itself goes to tcp_rcv.c. pn_tcp_rx
+ * demultiplexes to them or to tcp_open.c (LISTEN, SYN-SENT). */
 #include "pn_internal.h"
 #include "wire_tcp.h"
 
@@ -81,142 +81,6 @@ static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         pn_rtx_arm(s, c);
     } else if (c->dupacks > 3 && c->in_recovery) {
         pn_cc_on_dupack_in_recovery(s, c);
-    }
-}
-
-/* ------------------------------------------------------------------ receive text */
-/* Out-of-order data is bounded per connection (max_ooo_segs ranges, max_ooo_bytes bytes):
- * a peer cannot make us hold an unbounded scatter of holes (RFC 9293 3.10.7.4 lets a
- * receiver drop any segment it cannot keep; the peer resends). False: dropped. */
-static bool ooo_insert(pn_stack *s, pn_conn *c, uint32_t a, uint32_t b)
-{
-    /* ranges are kept sorted and disjoint; merge whatever [a, b) touches */
-    uint32_t i = 0;
-    while (i < c->ooo_n && seq_lt(c->ooo[i].e, a))
-        i++;
-    uint32_t j = i;
-    while (j < c->ooo_n && seq_le(c->ooo[j].s, b)) {
-        a = seq_min(a, c->ooo[j].s);
-        b = seq_max(b, c->ooo[j].e);
-        j++;
-    }
-    uint32_t merged = 0;
-    for (uint32_t k = i; k < j; k++)
-        merged += c->ooo[k].e - c->ooo[k].s;
-    uint32_t bytes = c->ooo_bytes - merged + (b - a);
-    if ((i == j && c->ooo_n >= s->cfg.max_ooo_segs) || bytes > s->cfg.max_ooo_bytes) {
-        s->st.TcpExtTCPOFODrop++;
-        return false;   /* no room: dropped, the peer will resend */
-    }
-    s->st.TcpExtTCPOFOQueue++;
-    c->ooo_bytes = bytes;
-    uint32_t removed = j - i;
-    if (removed == 0) {
-        memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_n - i) * sizeof c->ooo[0]);
-        c->ooo_n++;
-    } else if (removed > 1) {
-        memmove(&c->ooo[i + 1], &c->ooo[j], (c->ooo_n - j) * sizeof c->ooo[0]);
-        c->ooo_n -= removed - 1;
-    }
-    c->ooo[i].s = a;
-    c->ooo[i].e = b;
-    return true;
-}
-
-typedef struct rx_ctx {
-    bool ack_now, ack_delay, fin;
-} rx_ctx;
-
-static void receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x)
-{
-    uint32_t seq = t->seq, n = t->plen;
-    const uint8_t *p = t->payload;
-    bool fin = (t->flags & PN_TH_FIN) != 0;
-    if (n > c->rcv_mss && n <= (uint32_t)s->cfg.mtu - 40)
-        c->rcv_mss = n;
-    if (seq_lt(seq, c->rcv_nxt)) {     /* trim what we already have */
-        uint32_t d = c->rcv_nxt - seq;
-        if (d > n) {                   /* all old; a FIN at seq+n is old too */
-            if (n || fin)
-                x->ack_now = true;
-            return;
-        }
-        p += d;
-        n -= d;
-        seq = c->rcv_nxt;
-    }
-    /* trim to the buffer (bounds by construction: rlen + offset + n <= size) */
-    uint32_t off = seq - c->rcv_nxt;
-    uint32_t room = s->cfg.conn_recv_buf_size - c->rlen;
-    if (off >= room) {
-        if (n || fin)
-            x->ack_now = true;
-        return;
-    }
-    if (n > room - off) {
-        n = room - off;
-        fin = false;
-    }
-    if (n == 0 && !fin)
-        return;
-    if (seq == c->rcv_nxt) {
-        bool had_ooo = c->ooo_n != 0;
-        memcpy(c->rbuf + c->rlen, p, n);
-        c->rlen += n;
-        c->rcv_nxt += n;
-        while (c->ooo_n && seq_le(c->ooo[0].s, c->rcv_nxt)) {
-            c->ooo_bytes -= c->ooo[0].e - c->ooo[0].s;
-            if (seq_gt(c->ooo[0].e, c->rcv_nxt)) {
-                c->rlen += c->ooo[0].e - c->rcv_nxt;
-                c->rcv_nxt = c->ooo[0].e;
-            }
-            memmove(&c->ooo[0], &c->ooo[1], (c->ooo_n - 1) * sizeof c->ooo[0]);
-            c->ooo_n--;
-        }
-        if (c->fin_ooo && c->fin_ooo_seq == c->rcv_nxt)
-            fin = true;
-        if (c->rlen > 0 && (n > 0 || had_ooo))
-            pn_ev_data(s, c);
-        x->fin = fin;
-        if (had_ooo || fin) {
-            x->ack_now = true;         /* RFC 5681 4.2: a segment that fills a hole */
-        } else {
-            c->delack_bytes += n;
-            if (c->delack_bytes >= 2 * c->rcv_mss)
-                x->ack_now = true;     /* RFC 5681 4.2: at least every second full segment */
-            else
-                x->ack_delay = true;
-        }
-    } else {
-        memcpy(c->rbuf + c->rlen + off, p, n);
-        if (n && !ooo_insert(s, c, seq, seq + n))
-            fin = false;
-        if (fin) {
-            c->fin_ooo = 1;
-            c->fin_ooo_seq = seq + n;
-        }
-        x->ack_now = true;             /* RFC 5681 4.2: an immediate duplicate ACK */
-    }
-}
-
-static void fin_in_order(pn_stack *s, pn_conn *c)
-{
-    c->rcv_nxt++;
-    c->fin_rcvd = 1;
-    c->fin_ooo = 0;
-    if (c->data_ev_live) {
-        /* new bytes are waiting in a DATA event: the application sees them first, and the
-         * FIN (with what it leaves) at the next poll (stack.c, pn_fin_deferred) */
-        if (!c->fin_defer) {
-            c->fin_defer = 1;
-            s->finq[s->finq_n++] = c->idx;
-        }
-    } else {
-        int i = pn_ev_push(s, c, PN_EV_FIN);
-        if (i >= 0) {
-            c->data_ev_live = 1;
-            c->data_ev_pos = (uint32_t)i;
-        }
     }
 }
 
@@ -448,18 +312,18 @@ static bool our_fin_step(pn_stack *s, pn_conn *c)
 }
 
 /* The segment's text and FIN (RFC 9293 3.10.7.4, seventh and eighth). */
-static bool text_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x)
+static bool text_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, pn_rx_ctx *x)
 {
     if (c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_FIN_WAIT_1 ||
         c->state == PN_TCP_FIN_WAIT_2) {
         if (t->plen || (t->flags & PN_TH_FIN))
-            receive_text(s, c, t, x);
+            pn_tcp_receive_text(s, c, t, x);
     } else if (t->plen || (t->flags & PN_TH_FIN)) {
         x->ack_now = true;             /* after the peer's FIN: nothing more is accepted */
     }
     if (!x->fin)
         return false;
-    fin_in_order(s, c);
+    pn_tcp_fin_in_order(s, c);
     switch (c->state) {
     case PN_TCP_ESTABLISHED:
         c->state = PN_TCP_CLOSE_WAIT;
@@ -480,7 +344,7 @@ static bool text_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, rx_ctx *x)
 }
 
 /* Send what the window allows, and the ACK: now, or delayed (RFC 1122 4.2.3.2). */
-static void output_step(pn_stack *s, pn_conn *c, const rx_ctx *x)
+static void output_step(pn_stack *s, pn_conn *c, const pn_rx_ctx *x)
 {
     uint64_t before = s->st.TcpOutSegs;
     pn_tcp_output(s, c);
@@ -520,7 +384,7 @@ void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     window_step(s, c, &seg, advanced);
     if (our_fin_step(s, c))
         return;
-    rx_ctx x = {false, false, false};
+    pn_rx_ctx x = {false, false, false};
     if (text_step(s, c, &seg, &x))
         return;
     output_step(s, c, &x);

@@ -1,6 +1,7 @@
 /* test_close.c -- closing: half close with FIN carrying the unconsumed bytes, the
  * four-way close into TIME_WAIT on both sides, simultaneous close, RST both ways,
- * RFC 5961 RST/SYN checks, the TIME_WAIT pool when full, FIN retransmission in TIME_WAIT. */
+ * RFC 5961 RST/SYN checks, the TIME_WAIT pool when full, FIN retransmission in TIME_WAIT.
+ * Over five hundred lines as one subject's tests, each of which reads on its own. */
 #include "pn_internal.h"
 #include "util.h"
 

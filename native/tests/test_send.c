@@ -1,6 +1,7 @@
 /* test_send.c -- the send and receive contracts: `more`, sendv, sendable and
  * immediately_sendable, MORE_SENDABLE, `remaining`, zero window and persist probes,
- * option negotiation (window scale, timestamps, MSS by buffer size), congestion control. */
+ * option negotiation (window scale, timestamps, MSS by buffer size), congestion control.
+ * Over five hundred lines as one subject's tests, each of which reads on its own. */
 #include <signal.h>
 #include <unistd.h>
 

@@ -11,6 +11,9 @@
  * A_IP is the kernel's address on IF in A, B_IP the peer's, OWN_IP a free address in the
  * same subnet that the stack owns (own_ip mode). Prints one line a test and a summary
  * "N passed, N failed, N skipped"; exits 1 if any failed.
+ *
+ * About 1,300 lines: one program, so that one process in one namespace pair drives both
+ * sides of every test; the tests share its setup and each reads on its own.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

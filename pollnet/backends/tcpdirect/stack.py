@@ -10,15 +10,21 @@ import errno
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pollnet._fast import FAST
 from pollnet.backends.tcpdirect import zf
 from pollnet.config import TcpdirectOptions
 from pollnet.errors import BackendUnavailable, ConfigError
 
-if TYPE_CHECKING:
-    from pollnet.backends.tcpdirect.connection import TcpdirectConnection
+
+class QueuedWriter(Protocol):
+    """What the stack needs of a connection holding bytes write() queued (the
+    connection module imports this one, not the other way)."""
+
+    def _flush(self) -> bool: ...          # True once everything queued went out
+
+    def _abandon_queue(self) -> None: ...  # the stack is going: drop what is left
 
 _ffi = zf.ffi
 
@@ -76,7 +82,7 @@ class PyTdStackCore:
     __slots__ = ("pending", "queued")
 
     pending: bool
-    queued: list[TcpdirectConnection]
+    queued: list[QueuedWriter]
 
     def _attach(self, *_addresses: int) -> None:
         pass
