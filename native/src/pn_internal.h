@@ -280,14 +280,6 @@ void pn_tcp_flush_acks(pn_stack *s);
 /* A segment for a connection in a synchronized state (SYN-RECEIVED onwards). */
 void pn_tcp_sync_rx(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
 
-/* tcp_rcv.c: what a segment's text asks of the caller once stored. */
-typedef struct pn_rx_ctx {
-    bool ack_now, ack_delay, fin;   /* ACK at once, ACK later, a FIN is now in order */
-} pn_rx_ctx;
-void pn_tcp_receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, pn_rx_ctx *x);
-/* Our rcv_nxt passes the peer's FIN: FIN now, or after the DATA event still waiting. */
-void pn_tcp_fin_in_order(pn_stack *s, pn_conn *c);
-
 /* tcp_open.c: a segment to a listener (isn_floor: a TIME_WAIT reopen's, or NULL), to a
  * SYN-SENT connection; the step to ESTABLISHED; a RST answering a stray segment. */
 void pn_tcp_listen_rx(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t,

@@ -1,9 +1,10 @@
 /* tcp_in.c -- segment arrival (RFC 9293 3.10.7) in the synchronized states, with PAWS
  * (RFC 7323 5), challenge ACKs (RFC 5961), ACK processing with fast retransmit / NewReno
  * recovery (RFC 5681, RFC 6582), the choice of ACK now or delayed (RFC 1122 4.2.3.2,
- * RFC 5681 4.2) and FIN handling; the text itself goes to tcp_rcv.c. pn_tcp_rx
+ * RFC 5681 4.2) and FIN handling; the text itself goes to tcp_rcv.h. pn_tcp_rx
  * demultiplexes to them or to tcp_open.c (LISTEN, SYN-SENT). */
 #include "pn_internal.h"
+#include "tcp_rcv.h"
 #include "wire_tcp.h"
 
 #define PAWS_IDLE_NS (24ull * 24 * 3600 * 1000000000ull)   /* RFC 7323 5.5: 24 days */
