@@ -5,6 +5,7 @@
 #ifndef PN_BENCH_H
 #define PN_BENCH_H
 
+#include "pn_link.h"
 #include "pn_stack.h"
 
 #ifdef __cplusplus
@@ -50,6 +51,44 @@ int pn_bench_echo(pn_stack *s, uint64_t max_ns, pn_bench_echo_result *out);
 
 /* Nanoseconds `polls` calls of pn_poll(s, now_ns, ...) took (idle-poll cost). */
 uint64_t pn_bench_idle_poll(pn_stack *s, uint64_t polls, uint64_t now_ns);
+
+/* --- raw frames: a link's capacity without TCP (native/src/bench_raw.c) --- */
+
+typedef struct pn_bench_raw_params {
+    uint32_t frame_len;      /* bytes per frame, Ethernet header included (<= mtu + 14) */
+    uint8_t dst_mac[6];      /* the sink link's MAC */
+    uint16_t port;           /* UDP port at both ends */
+    uint32_t src_ip, dst_ip; /* host order */
+    uint64_t duration_ns;    /* how long to send */
+    uint64_t first_seq;      /* the first frame's number (each frame carries its own) */
+} pn_bench_raw_params;
+
+typedef struct pn_bench_raw_result {
+    uint32_t frame_len;
+    int error;               /* 0, or why the loop stopped early (PN_E*) */
+    uint64_t frames, bytes;  /* sent, or received, whole frames */
+    uint64_t first_ns, last_ns;    /* CLOCK_MONOTONIC at the first and the last frame */
+    uint64_t first_seq, last_seq;  /* sink: the numbers the first and last frame carried */
+    uint64_t tx_ring_full;   /* sender: times tx_buf found the transmit ring full */
+} pn_bench_raw_result;
+
+#define PN_BENCH_RAW_SIZES 4
+
+typedef struct pn_bench_raw_sink_result {
+    pn_bench_raw_result size[PN_BENCH_RAW_SIZES];  /* one per frame size, as they arrive */
+    uint64_t other_frames;   /* ours, but of a fifth size */
+    int error;
+} pn_bench_raw_sink_result;
+
+/* Send frame_len-byte UDP frames to dst_mac/dst_ip as fast as the link takes them for
+ * duration_ns, flushing once per batch of 32; 0, or PN_EINVAL (frame_len outside
+ * 58..mtu+14 or beyond the link's buffers) or PN_ELINK (also left in out->error). */
+int pn_bench_raw_send(pn_link *l, const pn_bench_raw_params *p, pn_bench_raw_result *out);
+
+/* Count the UDP frames to `port` the link receives, for max_ns; adds to *out (zero it
+ * before the first call), so a caller may return to check for signals and call again. */
+int pn_bench_raw_sink(pn_link *l, uint16_t port, uint64_t max_ns,
+                      pn_bench_raw_sink_result *out);
 
 #ifdef __cplusplus
 }

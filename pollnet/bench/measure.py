@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from pollnet.bench import loops, pyloops, sockperf
+from pollnet.bench import loops, pyloops, raw, sockperf
 from pollnet.bench.handlers import Counter, Sink
 from pollnet.bench.rows import ROW_KINDS
 from pollnet.bench.sides import ClientSide, efvi_options, open_client
@@ -127,6 +127,8 @@ def throughput(spec: WorkerSpec) -> dict[str, Any]:
     """One direction, as iperf3: send as fast as each stream accepts for duration_ns to a
     server that discards. Counted: bytes the stack accepted (at most one send buffer more
     than the peer received)."""
+    if spec.kind == "raw":
+        return raw.send(spec)
     handler = Counter()
     streams = spec.streams
     side, spec, _sim_server = open_client(spec, handler, streams)

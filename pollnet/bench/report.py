@@ -16,7 +16,10 @@ from pollnet.bench.stats import LADDER
 
 FIGURE_COLUMNS = {
     "throughput": (("MB/s", "mb_per_s", "{:,.1f}"), ("msgs/s", "msgs_per_s", "{:,.0f}"),
-                   ("streams", "streams", "{:.0f}")),
+                   ("streams", "streams", "{:.0f}"),
+                   # raw:<link> rows: the largest frame the link carries, and its rate
+                   ("largest frame B", "max_frame_len", "{:,.0f}"),
+                   ("MB/s there", "max_frame_mb_per_s", "{:,.1f}")),
     "connect": (("conn/s", "conn_per_s", "{:,.0f}"), ("connections", "connections", "{:.0f}")),
     "idle": (("ns/poll (API)", "ns_per_poll", "{:,.1f}"),
              ("ns/poll (C)", "native_ns_per_poll", "{:,.1f}")),

@@ -18,7 +18,8 @@ class RowKind:
     which API level, which modes it measures (and why not the others), whether it
     brings its own peer (then --peer sockperf does not apply), and how its server and
     client start: `worker` (our bench worker on each side, or one for the sim wire),
-    `sockperf` or `iperf3` (the outside tool on both sides)."""
+    `sockperf` or `iperf3` (the outside tool on both sides), `raw` (our workers sending
+    and counting frames on the link, no TCP: pollnet/bench/raw.py)."""
 
     name: str
     stack: bool = False       # our TCP stack on a link: `:<link>` (default sim), [efvi]
@@ -27,7 +28,7 @@ class RowKind:
     only_why: str = ""        # why the modes it lacks are not measured
     own_peer: bool = False
     label: str = "{name}"     # its table label ({name}, {link})
-    driver: str = "worker"    # worker | sockperf | iperf3: the runner's DRIVERS
+    driver: str = "worker"    # worker | sockperf | iperf3 | raw: Bench.driver()
 
 
 ROW_KINDS: dict[str, RowKind] = {k.name: k for k in (
@@ -45,6 +46,9 @@ ROW_KINDS: dict[str, RowKind] = {k.name: k for k in (
             only_why="iperf3 rows measure throughput only"),
     *(RowKind(k, modes=("latency",), own_peer=True, only_why=f"{k} rows measure latency only")
       for k in pyloops.KINDS),
+    RowKind("raw", stack=True, modes=("throughput",), own_peer=True, driver="raw",
+            label="raw frames:{link}",
+            only_why="raw rows measure a link's frame capacity (--mode throughput)"),
 )}
 KINDS = tuple(ROW_KINDS)
 LINKS = ("sim", "af_packet", "af_xdp", "efvi")
@@ -65,6 +69,8 @@ MATRIX = (
     "native:sim",
     "sockperf",
     "iperf3",
+    "raw:af_xdp",
+    "raw:af_packet",
     "python-busy",
     "asyncio",
     "uvloop",
@@ -120,7 +126,8 @@ def parse_row(item: str) -> Row:
     if kind not in KINDS:
         raise RowSpecError(
             f"unknown row {item!r}: rows are socket, efvi:<link>, efvi-pollnet:<link>, "
-            f"native:<link>, tcpdirect, sockperf, iperf3, python-busy, asyncio, uvloop "
+            f"native:<link>, raw:<link>, tcpdirect, sockperf, iperf3, python-busy, asyncio, "
+            f"uvloop "
             f"(links: {', '.join(LINKS)})")
     if ROW_KINDS[kind].stack:
         link = link or "sim"
@@ -165,6 +172,9 @@ def unavailable_reason(row: Row, netns: bool, netns_why: str = "",
             return f"the efvi pollnet-level adapter does not load: {exc}"
         if not hasattr(mod, "create_client"):
             return "the efvi pollnet-level adapter is not there yet"
+    if row.kind == "raw" and row.link == "sim":
+        return ("the sim wire is memory, not a NIC: raw rows measure a real link's capacity "
+                "(raw:af_xdp, raw:af_packet)")
     if row.kind == "native" and not _core.has("pn_bench_pingpong"):
         return "this build of the core has no bench loop (native/src/bench_loop.c)"
     if row.link == "efvi":

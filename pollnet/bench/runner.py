@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pollnet.bench import netns, sockperf
+from pollnet.bench import netns, raw, sockperf
 from pollnet.bench.children import Child, pick_cpus, worker_cmd
 from pollnet.bench.results import BenchError, Params, Report, RowResult, add_ratios, machine
 from pollnet.bench.rows import REAL_LINKS, Row, parse_row, unavailable_reason
@@ -147,7 +147,7 @@ class Bench:
     def driver(self, name: str) -> Callable[[Row, str], RowResult]:
         """How a RowKind.driver starts its server and client and measures."""
         return {"worker": self.run_worker_row, "sockperf": self.run_sockperf,
-                "iperf3": self.run_iperf3}[name]
+                "iperf3": self.run_iperf3, "raw": self.run_raw}[name]
 
     def _ips(self, row: Row) -> tuple[str, str]:
         """(client ip, server ip) for this row."""
@@ -313,3 +313,30 @@ class Bench:
         )
         return RowResult(row, latency=stats)
 
+    def run_raw(self, row: Row, mode: str) -> RowResult:
+        """raw:<link>: a sink worker on b counts the frames a sender worker on a sends."""
+        p = self.p
+        client_ip, server_ip = self._ips(row)
+        spec = WorkerSpec(role="server", kind="raw", link=row.link, client_ip=client_ip,
+                          server_ip=server_ip, ifname=self._ifname("b"),
+                          cpu=self.server_cpu, efvi=p.efvi)
+        sink = Child(self._cmd("b", worker_cmd(spec)), f"{row.name} sink")
+        self.children.append(sink)
+        lines = sink.lines(timeout=self.p.timeout)
+        ready = next((line for tag, line in lines
+                      if tag == "out" and line.startswith(("READY ", "ERROR "))), "")
+        if not ready.startswith("READY "):
+            raise BenchError(f"raw sink: {ready[6:] or sink.tail() or 'no output'}")
+        mac, mtu = ready.split()[3:5]
+        sent = self._run_client(row, replace(
+            spec, role="client", mode="throughput", ifname=self._ifname("a"),
+            cpu=self.client_cpu, peer_mac=mac, peer_mtu=int(mtu),
+            duration_ns=int((p.duration or 2.0) * 1e9)))
+        sink.proc.terminate()
+        got = next((json.loads(line[7:]) for tag, line in lines
+                    if tag == "out" and line.startswith("RESULT ")), None)
+        if got is None:
+            raise BenchError(f"raw sink ended without its counts: {sink.tail() or 'no output'}")
+        figures = raw.figures(sent["sent"], got["received"])
+        figures["msgs_per_s"] = figures["frames_per_s"]
+        return RowResult(row, figures=figures)

@@ -36,6 +36,8 @@ class WorkerSpec:
     polls: int = 200_000        # idle mode: polls timed
     connect_timeout: float = 10.0
     samples_path: str = ""      # where a latency client writes its samples (int64 ns)
+    peer_mac: str = ""          # raw rows' client: the sink link's MAC (aa:bb:...)
+    peer_mtu: int = 0           # ... and its MTU
     config: dict[str, Any] = field(default_factory=dict)  # pollnet config sections to merge
     efvi: dict[str, Any] = field(default_factory=dict)    # [efvi] options (efvi rows)
 

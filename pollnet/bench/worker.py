@@ -18,7 +18,7 @@ import signal
 import sys
 from types import FrameType
 
-from pollnet.bench import loops, pyloops
+from pollnet.bench import loops, pyloops, raw
 from pollnet.bench.handlers import Echo, FastEcho, Sink
 from pollnet.bench.measure import MODES
 from pollnet.bench.sides import make_server
@@ -42,6 +42,9 @@ def serve(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     if spec.kind in pyloops.KINDS:
         pyloops.serve(spec, lambda ip, port: emit("READY", f"{ip} {port}"), lambda: _stop[0])
+        return
+    if spec.kind == "raw":
+        emit("RESULT", raw.serve(spec, lambda text: emit("READY", text), lambda: _stop[0]))
         return
     server, ip, port = make_server(spec)
     emit("READY", f"{ip} {port}")
