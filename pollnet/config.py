@@ -153,6 +153,12 @@ class EfviOptions(_Section):
     xdp_mode: Literal["auto", "native", "generic", "zerocopy"] = "auto"
     conn_send_buf_cnt: Annotated[int, Field(ge=1, le=65536)] = 512
     send_buf_1k: bool = True
+    # bytes per send buffer (a multiple of 64, 1024..65536; our MSS is at most this - 64):
+    # 0 = send_buf_1k's 1024 or 2048; "mtu" = what the MTU's MSS needs
+    send_buf_size: Annotated[int, Field(ge=0, le=65536, multiple_of=64)] | Literal["mtu"] = 0
+    # the largest IP packet we send and advertise (MSS = mtu - 40), never above the link's:
+    # a number (576..9000), or "link" = the interface's own MTU (up to 9000)
+    mtu: Annotated[int, Field(ge=576, le=9000)] | Literal["link"] = 1500
     conn_recv_buf_size: Annotated[int, Field(ge=1, le=1 << 30)] = 40960
     max_conn_cnt: Annotated[int, Field(ge=1, le=65536)] = 200
     max_time_wait_conn_cnt: Annotated[int, Field(ge=0, le=65536)] = 100
@@ -205,20 +211,29 @@ class EfviOptions(_Section):
                 f"max_syn_backlog ({self.max_syn_backlog}) must not exceed max_conn_cnt "
                 f"({self.max_conn_cnt})"
             )
+        if isinstance(self.send_buf_size, int) and 0 < self.send_buf_size < 1024:
+            raise ValueError(f"send_buf_size ({self.send_buf_size}) must be 0, \"mtu\" or "
+                             "a multiple of 64 from 1024 to 65536")
         if self.link != "sim" and not self.interface:
             raise ValueError(f'interface is required when link = "{self.link}" (a NIC name)')
         return self
 
 
 class PollnetEfviOptions(EfviOptions):
-    """`[efvi]` of a pollnet config: efvitcp's knobs with two safer defaults for the
-    pollnet level (docs/core.md, "Defaults by level"): congestion control on (RFC 5681;
-    efvitcp's "none" resends a whole window in one burst after a timeout) and a 200 ms
-    RTO floor (RFC 6298 and Linux; efvitcp's 100 ms retransmits spuriously on paths
-    with a delayed-ACK peer). The efvitcp level (`EfviOptions`) keeps efvitcp's."""
+    """`[efvi]` of a pollnet config: efvitcp's knobs with safer and bulk-ready defaults
+    for the pollnet level (docs/core.md, "Defaults by level"): congestion control on
+    (RFC 5681; efvitcp's "none" resends a whole window in one burst after a timeout), a
+    200 ms RTO floor (RFC 6298 and Linux; efvitcp's 100 ms retransmits spuriously on
+    paths with a delayed-ACK peer), the interface's MTU with send buffers its MSS fits
+    (efvitcp: MTU 1500, MSS 960), and a 256 KB receive window, scaled (RFC 7323; efvitcp:
+    40 KB, unscaled). The efvitcp level (`EfviOptions`) keeps efvitcp's."""
 
     min_rto_ms: Annotated[int, Field(ge=1)] = 200
     congestion_control: Literal["none", "newreno", "cubic"] = "newreno"
+    mtu: Annotated[int, Field(ge=576, le=9000)] | Literal["link"] = "link"
+    send_buf_size: Annotated[int, Field(ge=0, le=65536, multiple_of=64)] | Literal["mtu"] = "mtu"
+    conn_recv_buf_size: Annotated[int, Field(ge=1, le=1 << 30)] = 262144
+    window_scale: bool = True
 
 
 class TcpdirectOptions(_Section):

@@ -56,7 +56,8 @@ typedef struct pn_real_link_params {
     const char *ifname;
     uint32_t queue;          /* RX queue to bind (af_xdp, efvi) */
     uint32_t ring_frames;    /* frames per ring; 0 = from recv_buf_cnt */
-    uint32_t frame_size;     /* 0 = 2048 */
+    uint32_t frame_size;     /* bytes per ring frame; 0 = the smallest that carries the
+                                interface's MTU (2048 at 1500) */
     uint8_t mode;            /* PN_XDP_MODE_* (af_xdp only) */
     uint8_t own_ip;          /* 1: the stack owns local_ip, the kernel does not have it */
     uint32_t local_ip;       /* af_xdp + own_ip: that address (every frame to it and ARP

@@ -84,6 +84,9 @@ typedef struct pn_config {
     uint32_t keepalive_intvl_ms;     /* between unanswered probes; 75000 as Linux */
     uint32_t keepalive_cnt;          /* unanswered probes that end the connection
                                         (PN_REASON_KEEPALIVE); 9 as Linux */
+    uint32_t send_buf_size;          /* bytes per send buffer, a multiple of 64 in
+                                        1024..65536; the MSS we send is at most this - 64
+                                        (and the MTU - 40); 0 (default) = send_buf_1k's */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };

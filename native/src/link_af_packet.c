@@ -324,7 +324,10 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
         pn_rl_merge_error(&ifc, p->ifname, WHO, err, errlen);
         return NULL;
     }
-    uint32_t frame_size = p->frame_size ? p->frame_size : 2048;
+    uint32_t frame_size = p->frame_size;
+    if (frame_size == 0)   /* the smallest that carries the interface's MTU */
+        for (frame_size = 2048; frame_size < 65536 && ifc.mtu + 14 + RX_DATA_OFF_MAX > frame_size;)
+            frame_size <<= 1;
     if (frame_size < 2048 || frame_size > 65536 || (frame_size & (frame_size - 1))) {
         pn_rl_errf(err, errlen, WHO, "frame_size %u: must be a power of two in 2048..65536",
                    frame_size);

@@ -928,9 +928,20 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     pn_if_facts ifc;
     if (pn_rl_if_facts(p->ifname, WHO, &ifc, err, errlen) < 0)
         return NULL;
-    uint32_t frame_size = p->frame_size ? p->frame_size : 2048;
+    /* 0: the smaller UMEM chunk that carries the interface's MTU (4096 at most: a chunk
+     * is at most a page, and one frame takes one chunk without XDP multi-buffer) */
+    uint32_t frame_size = p->frame_size ? p->frame_size
+                          : ifc.mtu + 14 + XDP_HEADROOM > 2048 ? 4096 : 2048;
     if (frame_size != 2048 && frame_size != 4096) {
         pn_rl_errf(err, errlen, WHO, "frame_size %u: must be 2048 or 4096", frame_size);
+        return NULL;
+    }
+    if (!p->frame_size && ifc.mtu + 14 + XDP_HEADROOM > frame_size) {
+        pn_rl_errf(err, errlen, WHO, "interface '%s' has MTU %u: one af_xdp frame carries "
+                   "at most %u (a %u-byte chunk); set its MTU to %u or less (ip link set "
+                   "dev %s mtu %u), or use the af_packet link", p->ifname, ifc.mtu,
+                   frame_size - 14 - XDP_HEADROOM, frame_size, frame_size - 14 - XDP_HEADROOM,
+                   p->ifname, frame_size - 14 - XDP_HEADROOM);
         return NULL;
     }
     if (ifc.mtu + 14 + XDP_HEADROOM > frame_size) {

@@ -164,7 +164,7 @@ struct pn_stack {
     uint32_t conn_free;      /* free list head */
     uint32_t conn_live;
     uint32_t zombies;        /* slots freed but not yet back on the free list */
-    uint32_t sbuf_size;      /* 1024 or 2048 */
+    uint32_t sbuf_size;      /* bytes per send buffer (pn_config.send_buf_size) */
     uint32_t mss_cap;        /* send MSS cap from the buffer size and MTU */
 
     uint32_t *ht;            /* demux: slot -> PN_NONE32 | conn idx | 0x80000000|tw idx */

@@ -131,6 +131,8 @@ static int check_config(const pn_config *c, char *err, size_t errlen)
     else if (c->max_ooo_bytes > c->conn_recv_buf_size) bad = "max_ooo_bytes must be <= conn_recv_buf_size";
     else if (c->max_syn_backlog > c->max_conn_cnt) bad = "max_syn_backlog must be <= max_conn_cnt";
     else if (c->challenge_ack_limit > 1000000) bad = "challenge_ack_limit must be <= 1000000";
+    else if (c->send_buf_size && (c->send_buf_size < 1024 || c->send_buf_size > 65536 ||
+                                  c->send_buf_size % 64)) bad = "send_buf_size must be 0 or a multiple of 64 in 1024..65536";
     if (bad) {
         if (err && errlen)
             snprintf(err, errlen, "config: %s", bad);
@@ -139,10 +141,16 @@ static int check_config(const pn_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Bytes per send buffer: send_buf_size, else efvitcp's 1K or 2K by send_buf_1k. */
+static uint32_t send_buf_bytes(const pn_config *c)
+{
+    return c->send_buf_size ? c->send_buf_size : c->send_buf_1k ? 1024u : 2048u;
+}
+
 static void compute_layout(const pn_config *c, layout *L)
 {
     size_t n = c->max_conn_cnt, nb = c->conn_send_buf_cnt;
-    size_t sbs = c->send_buf_1k ? 1024 : 2048;
+    size_t sbs = send_buf_bytes(c);
     size_t off = al64(sizeof(pn_stack));
     L->conns = off; off += al64(n * sizeof(pn_conn));
     L->segs = off; off += al64(n * nb * sizeof(pn_sseg));
@@ -221,13 +229,14 @@ int pn_stack_create(pn_stack **out, const pn_config *cfg, pn_link *link, char *e
     memcpy(s->mac, link->mac, 6);
     if (s->cfg.user_timer_cnt == 0)
         s->cfg.user_timer_cnt = 0;
-    s->sbuf_size = cfg->send_buf_1k ? 1024 : 2048;
-    /* 1K buffers: MSS 960 (efvitcp); 2K: the MTU's MSS (1460 at 1500). */
+    s->sbuf_size = send_buf_bytes(cfg);
+    /* A segment fits one buffer with 64 bytes to spare: 1K buffers give efvitcp's MSS
+     * 960, 2K the MTU's (1460 at 1500), larger ones a jumbo MTU's. */
     uint32_t mtu = cfg->mtu;
     if (link->mtu && link->mtu < mtu)
         mtu = link->mtu;
     s->cfg.mtu = (uint16_t)mtu;
-    s->mss_cap = cfg->send_buf_1k ? 960 : 1984;
+    s->mss_cap = s->sbuf_size - 64;
     if (s->mss_cap > mtu - 40)
         s->mss_cap = mtu - 40;
     s->conns = (pn_conn *)(base + L.conns);

@@ -753,6 +753,65 @@ static void test_tiny_receive_buffer(void)
     world_free(&w);
 }
 
+/* send_buf_size: our MSS is the buffer less 64 bytes, never above the MTU's (sim: 1500),
+ * and every byte of a stream sent in such segments arrives; a size that is not a multiple
+ * of 64 in 1024..65536 is refused. */
+static bool server_got_all(world *w, void *ctx)
+{
+    stream *ss = server_stream(&w->nodes[1]);
+    return ss != NULL && ss->rx_seen >= *(const uint64_t *)ctx;
+}
+
+static void mss_case(uint32_t sbs, uint16_t mtu, uint32_t want_mss)
+{
+    world w;
+    node *cl, *sv;
+    pn_config a, b;
+    cfg_for(&a, CIP);
+    a.send_buf_size = sbs;
+    a.mtu = mtu;
+    a.conn_recv_buf_size = 1 << 18;
+    a.window_scale = 1;
+    cfg_for(&b, SIP);
+    b.conn_recv_buf_size = 1 << 18;
+    b.window_scale = 1;
+    world_pair(&w, NULL, &a, &b, &cl, &sv);
+    sv->default_tx = 0;
+    sv->default_rx = 400000;
+    stream *st = client_open(cl, SIP, 80, 400000, 0);
+    uint64_t total = 400000;
+    CHECK(world_run(&w, 60000000000ull, server_got_all, &total));
+    CHECK_EQ(conn_of(cl, st->conn)->mss, want_mss);
+    stream *ss = server_stream(sv);
+    CHECK_EQ(ss->rx_seen, 400000u);
+    CHECK_EQ(st->rx_bad + ss->rx_bad, 0);
+    world_free(&w);
+}
+
+static void test_send_buf_size_sets_the_mss(void)
+{
+    mss_case(1088, 1500, 1024);    /* the buffer is the limit */
+    mss_case(4096, 1500, 1460);    /* the MTU is */
+    mss_case(4096, 1200, 1160);    /* a smaller MTU of our own */
+    mss_case(0, 1500, 960);        /* 0: send_buf_1k's 1K buffers, efvitcp's 960 */
+    pn_config c;
+    char err[128];
+    pn_stack *s = NULL;
+    world w;
+    world_init(&w, NULL);
+    uint8_t mac[6] = {2, 0, 0, 0, 0, 0x42};
+    pn_link *l = pn_sim_link_create(w.wire, mac, err, sizeof err);
+    CHECK(l != NULL);
+    for (uint32_t bad = 1000; bad <= 1001; bad++) {
+        cfg_for(&c, CIP);
+        c.send_buf_size = bad == 1000 ? 1000 : 1100;   /* too small; not a multiple of 64 */
+        CHECK_EQ(pn_stack_create(&s, &c, l, err, sizeof err), PN_EINVAL);
+        CHECK(strstr(err, "send_buf_size") != NULL);
+    }
+    pn_link_destroy(l);
+    world_free(&w);
+}
+
 int main(void)
 {
     SIP = IP(10, 0, 0, 2);
@@ -773,5 +832,6 @@ int main(void)
     RUN(test_short_tx_buffers_are_not_overrun);
     RUN(test_data_timeout);
     RUN(test_tiny_receive_buffer);
+    RUN(test_send_buf_size_sets_the_mss);
     HARNESS_DONE();
 }

@@ -121,6 +121,7 @@ class VethPair:
     a_if: str = "pnb0"
     b_if: str = "pnb1"
     closed: bool = False
+    mtu: int = 1500
     _own: dict[str, int] = field(default_factory=lambda: {"a": 11, "b": 12})
 
     @property
@@ -145,7 +146,7 @@ class VethPair:
         return ["ip", "netns", "exec", self.ns(side)]
 
     @classmethod
-    def create(cls, sweep: bool = True) -> VethPair:
+    def create(cls, sweep: bool = True, mtu: int = 0) -> VethPair:
         ok, why = available()
         if not ok:
             raise NetnsError(why)
@@ -158,19 +159,23 @@ class VethPair:
         pair = cls(f"{PREFIX}{pid}n{k}a", f"{PREFIX}{pid}n{k}b", subnet)
         _live.append(pair)
         try:
-            pair._setup()
+            pair._setup(mtu)
         except BaseException:
             pair.close()
             raise
         return pair
 
-    def _setup(self) -> None:
+    def _setup(self, mtu: int = 0) -> None:
+        """mtu: both ends' (0 = veth's 1500)."""
         _ip("netns", "add", self.a)
         _ip("netns", "add", self.b)
         _ip("link", "add", self.a_if, "netns", self.a, "type", "veth",
             "peer", self.b_if, "netns", self.b)
+        self.mtu = mtu or 1500
         for side, ip in (("a", self.a_ip), ("b", self.b_ip)):
             ns, dev = self.ns(side), self.ifname(side)
+            if mtu:
+                _ip("-n", ns, "link", "set", dev, "mtu", str(mtu))
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
@@ -203,7 +208,7 @@ class VethPair:
 
     def describe(self) -> dict[str, Any]:
         return {"namespaces": [self.a, self.b], "veth": [self.a_if, self.b_if],
-                "kernel_ips": [self.a_ip, self.b_ip]}
+                "kernel_ips": [self.a_ip, self.b_ip], "mtu": self.mtu}
 
 
 def in_ns(pair: VethPair | None, side: str, cmd: Sequence[str]) -> list[str]:

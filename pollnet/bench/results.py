@@ -35,6 +35,7 @@ class Params:
     peer: str = "pollnet"
     pin: bool = True
     net: str = "auto"  # auto | netns | loopback
+    mtu: int = 0       # the veth's MTU (0 = 1500)
     tcpdirect_library: str = "libonload_zf.so"
     efvi: dict[str, Any] = field(default_factory=dict)  # efvi knobs for efvi/native rows
     timeout: float = 120.0

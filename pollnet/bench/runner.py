@@ -43,12 +43,15 @@ class Bench:
         if want in ("auto", "netns"):
             ok, why = netns.available()
             if ok:
-                self.pair = netns.VethPair.create()
+                self.pair = netns.VethPair.create(mtu=self.p.mtu)
                 return {"kind": "netns", "rtt": "veth between two private namespaces",
                         **self.pair.describe()}
             if want == "netns":
                 raise BenchError(f"--net netns: {why}")
             self.netns_why = f"needs a veth between private namespaces: {why}"
+        if self.p.mtu:
+            raise BenchError(f"--mtu {self.p.mtu} sets the veth's MTU, and there is no veth "
+                             "here (--net loopback, or no private namespaces): drop --mtu")
         return {"kind": "loopback", "rtt": "127.0.0.1 in this namespace"}
 
     def close(self) -> None:

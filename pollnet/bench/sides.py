@@ -38,7 +38,8 @@ def pollnet_config(spec: WorkerSpec, **sections: Any) -> Any:
     merged: dict[str, Any] = {"backend": backend}
     if backend == "efvi":
         side = "server" if "server" in sections else "client"
-        merged["efvi"] = efvi_options(spec, side).model_dump()
+        # only what the row sets: the rest keeps the pollnet level's own defaults
+        merged["efvi"] = efvi_options(spec, side).model_dump(exclude_unset=True)
     for name, values in [*sections.items(), *spec.config.items()]:
         merged[name] = {**merged.get(name, {}), **values}
     return config_from_dict(merged)

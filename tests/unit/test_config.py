@@ -49,6 +49,7 @@ xdp_mode = "generic"
 recv_buf_cnt = 4095
 congestion_control = "cubic"
 timestamps = true
+window_scale = false
 [efvi.sim]
 seed = 7
 loss = 0.25
@@ -140,7 +141,7 @@ def test_env_overrides_nest_and_parse_json_scalars() -> None:
         "POLLNET_CLIENT__SERVER_PORT": "4242",
         "POLLNET_CLIENT__INTERFACE": "0",  # a JSON number, still a string field
         "POLLNET_EFVI__SIM__LOSS": "0.5",
-        "POLLNET_EFVI__WINDOW_SCALE": "true",
+        "POLLNET_EFVI__WINDOW_SCALE": "false",
         "POLLNET_EFVI__PCAP": "/tmp/a b.pcap",  # not JSON: kept as a string
         "POLLNET_CONFIG": "ignored.toml",  # reserved for the CLI
         "POLLNET_CORE_MODULE": "/x.so",  # a build/test knob, not config
@@ -151,7 +152,7 @@ def test_env_overrides_nest_and_parse_json_scalars() -> None:
     assert cfg.client.server_port == 4242
     assert cfg.client.interface == "0"
     assert cfg.efvi.sim.loss == 0.5
-    assert cfg.efvi.window_scale is True
+    assert cfg.efvi.window_scale is False  # the pollnet level's default is True
     assert cfg.efvi.pcap == "/tmp/a b.pcap"
 
 

@@ -838,15 +838,33 @@ static int t_errors(const linkspec *ls)
     if (l)
         link_close(l);
     CHECK(l == NULL && strstr(err, "is down") && strstr(err, "up)"), "down: %s", err);
-    /* An MTU larger than a frame holds: the message says which frame size would do. */
+    /* A jumbo MTU: frame_size 0 picks frames that carry it (and the link says its MTU);
+     * a frame size chosen too small, or an MTU no af_xdp frame carries, is refused,
+     * naming the MTU and what would do. */
     snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 3000", ifname);
     CHECK(system(cmd) == 0, "%s", cmd);
     l = OPEN_P();
-    snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 1500", ifname);
-    (void)!system(cmd);
+    CHECK(l != NULL && l->mtu == 3000, "jumbo MTU, frame size chosen: %s", l ? "" : err);
     if (l)
         link_close(l);
-    CHECK(l == NULL && strstr(err, "MTU 3000"), "jumbo MTU: %s", err);
+    p.frame_size = 2048;
+    l = OPEN_P();
+    p.frame_size = 0;
+    if (l)
+        link_close(l);
+    CHECK(l == NULL && strstr(err, "MTU 3000") && strstr(err, "frame_size 2048"),
+          "jumbo MTU, frame size 2048: %s", err);
+    if (is_xdp) {
+        snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 9000", ifname);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        l = OPEN_P();
+        if (l)
+            link_close(l);
+        CHECK(l == NULL && strstr(err, "MTU 9000") && strstr(err, "3826 or less") &&
+              strstr(err, "af_packet"), "MTU 9000: %s", err);
+    }
+    snprintf(cmd, sizeof cmd, "ip link set dev %s mtu 1500", ifname);
+    (void)!system(cmd);
     /* A bad frame size. */
     p.frame_size = 3000;
     l = OPEN_P();

@@ -86,13 +86,20 @@ _HOSTILE_KNOBS = ("max_syn_backlog", "max_ooo_segs", "max_ooo_bytes", "zero_wind
 
 
 def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netmask: int,
-                isn_seed: int | None = None) -> Any:
-    """A `pn_config` from the options: every efvitcp knob under efvitcp's name."""
+                isn_seed: int | None = None, link_mtu: int = 0) -> Any:
+    """A `pn_config` from the options: every efvitcp knob under efvitcp's name; the MTU
+    never above the link's (`link_mtu`, 0 = not known: 1500 for mtu = "link")."""
     ffi, lib = _core.require()
     cfg = ffi.new("pn_config *")
     lib.pn_config_default(cfg)
+    mtu = min(link_mtu or 1500, 9000) if options.mtu == "link" else options.mtu
+    cfg.mtu = min(mtu, link_mtu) if link_mtu else mtu
     cfg.conn_send_buf_cnt = options.conn_send_buf_cnt
     cfg.send_buf_1k = options.send_buf_1k
+    if options.send_buf_size == "mtu":  # a segment of the MTU's MSS and 64 bytes to spare
+        cfg.send_buf_size = max(1024, (int(cfg.mtu) - 40 + 64 + 63) // 64 * 64)
+    else:
+        cfg.send_buf_size = options.send_buf_size
     cfg.conn_recv_buf_size = options.conn_recv_buf_size
     cfg.max_conn_cnt = max_conn_cnt
     cfg.max_time_wait_conn_cnt = options.max_time_wait_conn_cnt
@@ -151,9 +158,7 @@ class Endpoint:
         self.local_ip = _core.int_to_ip(link.local_ip)
         isn_seed = wire.seed if wire is not None else None
         cfg = make_config(options, max_conn_cnt=max_conn_cnt, local_ip=link.local_ip,
-                          netmask=link.netmask, isn_seed=isn_seed)
-        if link.mtu:
-            cfg.mtu = min(int(cfg.mtu), link.mtu)
+                          netmask=link.netmask, isn_seed=isn_seed, link_mtu=link.mtu)
         cfg.gateway_ip = link.gateway_ip
         out = ffi.new("pn_stack **")
         err = ffi.new("char[256]")
