@@ -170,6 +170,7 @@ class EfviOptions(_Section):
     max_rto_ms: Annotated[int, Field(ge=1)] = 30000
     window_scale: bool = False
     timestamps: bool = False  # independent of window_scale, as RFC 7323 allows
+    sack: bool = False  # selective ACKs (RFC 2018) and the loss recovery they allow
     congestion_control: Literal["none", "newreno", "cubic"] = "none"
     user_timer_cnt: Annotated[int, Field(ge=0, le=65535)] = 1
     verify_checksums: bool = True
@@ -234,6 +235,7 @@ class PollnetEfviOptions(EfviOptions):
     send_buf_size: Annotated[int, Field(ge=0, le=65536, multiple_of=64)] | Literal["mtu"] = "mtu"
     conn_recv_buf_size: Annotated[int, Field(ge=1, le=1 << 30)] = 262144
     window_scale: bool = True
+    sack: bool = True
 
 
 class TcpdirectOptions(_Section):

@@ -87,6 +87,8 @@ typedef struct pn_config {
     uint32_t send_buf_size;          /* bytes per send buffer, a multiple of 64 in
                                         1024..65536; the MSS we send is at most this - 64
                                         (and the MTU - 40); 0 (default) = send_buf_1k's */
+    uint8_t sack;                    /* 1: offer and accept SACK (RFC 2018) and recover
+                                        losses with it (RFC 6675); 0 (default, efvitcp) */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };
@@ -220,7 +222,9 @@ typedef struct pn_conn_info {
     uint32_t mss;
     uint64_t retransmits;
     uint32_t irs;        /* the peer's initial sequence number (its SYN's) */
+    uint32_t options;    /* PN_OPT_*: what the handshake negotiated (Linux's tcpi_options) */
 } pn_conn_info;
+enum { PN_OPT_TIMESTAMPS = 1, PN_OPT_SACK = 2, PN_OPT_WSCALE = 4 };
 int pn_conn_info_get(const pn_stack *s, uint32_t conn_id, pn_conn_info *out);
 
 /* ------------------------------------------------------------------ counters */
@@ -255,6 +259,8 @@ typedef struct pn_stats {
     uint64_t PnFinWait2Timeouts;             /* ended in FIN_WAIT_2 by fin_timeout_ms */
     uint64_t TcpExtTCPKeepAlive;             /* keepalive probes sent */
     uint64_t PnKeepaliveTimeouts;            /* ended by keepalive_cnt unanswered probes */
+    uint64_t TcpExtTCPSackRecovery;          /* loss recoveries led by SACK (RFC 6675) */
+    uint64_t PnSackHoleRetrans;              /* holes the SACK scoreboard resent (ours) */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

@@ -55,8 +55,12 @@ typedef struct pn_timer {
 typedef struct pn_sseg {    /* one send buffer: one segment's payload */
     uint32_t seq;
     uint16_t len;
-    uint16_t flags;
+    uint16_t flags;          /* PN_SSEG_* */
 } pn_sseg;
+enum {
+    PN_SSEG_SACKED = 1,      /* the peer holds it (RFC 2018 scoreboard) */
+    PN_SSEG_RTX = 2,         /* resent as a hole in this recovery (tcp_sack.c) */
+};
 
 typedef struct pn_conn {
     uint32_t idx;
@@ -77,7 +81,7 @@ typedef struct pn_conn {
     uint32_t sb_head, sb_cnt, sb_nxt_off;  /* ring of send buffers; sb_nxt_off = buffers from head to snd_nxt's */
     pn_sseg *segs;
     uint8_t *sbuf;
-    uint8_t snd_wscale, rcv_wscale, ws_ok, ts_ok;
+    uint8_t snd_wscale, rcv_wscale, ws_ok, ts_ok, sack_ok;
     uint8_t fin_queued, more_hold, want_more_sendable, persist, pshift;
     uint32_t syn_opts_peer_mss;
 
@@ -98,6 +102,7 @@ typedef struct pn_conn {
     uint8_t ack_lost;        /* an ACK found the TX ring full: resend at the next flush */
     uint8_t half_open;       /* passive, SYN-RECEIVED: counted in s->half_open */
     uint32_t ooo_bytes;      /* bytes in the out-of-order ranges */
+    uint32_t ooo_last;       /* seq of the latest out-of-order segment kept (SACK) */
     uint64_t zw_since;       /* when the peer's window closed with data waiting (persist) */
 
     /* RTT (RFC 6298) */
@@ -110,6 +115,7 @@ typedef struct pn_conn {
 
     /* congestion control (tcp_cc.c) */
     uint32_t cwnd, ssthresh, recover, dupacks, ca_acc;
+    uint32_t pipe;           /* SACK recovery: bytes in flight (RFC 6675 SetPipe) */
     uint8_t in_recovery;
     double cubic_wmax, cubic_k, cubic_west, cubic_cwnd_epoch;
     uint64_t cubic_epoch_ns;
@@ -288,8 +294,25 @@ void pn_tcp_syn_sent_rx(pn_stack *s, pn_conn *c, const uint8_t *mac, const pn_tc
 void pn_tcp_established(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
 void pn_tcp_reply_rst(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp_seg *t);
 
+/* tcp_sack.c */
+typedef struct pn_tcp_out pn_tcp_out;
+/* Our out-of-order ranges as SACK blocks in an ACK we send (c->sack_ok, c->ooo_n). */
+void pn_sack_blocks(const pn_conn *c, pn_tcp_out *o);
+/* The peer's SACK blocks onto the scoreboard. */
+void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
+/* RFC 6675 IsLost(HighACK + 1): the head is unSACKed with three SACKed segments above. */
+bool pn_sack_head_lost(pn_stack *s, const pn_conn *c);
+/* On an ACK in SACK recovery (RFC 6675 5): set c->pipe, resend the lost holes while cwnd
+ * allows (head_lost: the head is lost and goes at once, if not resent yet); output()
+ * then sends new data up to cwnd. */
+void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost);
+/* Clear PN_SSEG_* bits from every segment held. */
+void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear);
+
 /* tcp_out.c */
 int pn_tcp_send_syn(pn_stack *s, pn_conn *c);
+/* Resend the k-th held segment whole. */
+int pn_tcp_retransmit_seg(pn_stack *s, pn_conn *c, uint32_t k);
 void pn_tcp_output(pn_stack *s, pn_conn *c);
 void pn_tcp_output_force(pn_stack *s, pn_conn *c);
 int pn_tcp_send_probe(pn_stack *s, pn_conn *c);

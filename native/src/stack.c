@@ -100,6 +100,7 @@ const char *const pn_stats_names[] = {
     "TcpExtTCPACKSkippedSeq", "TcpExtTCPACKSkippedTimeWait",
     "PnFinWait2Timeouts",
     "TcpExtTCPKeepAlive", "PnKeepaliveTimeouts",
+    "TcpExtTCPSackRecovery", "PnSackHoleRetrans",
     NULL,
 };
 
@@ -133,6 +134,7 @@ static int check_config(const pn_config *c, char *err, size_t errlen)
     else if (c->challenge_ack_limit > 1000000) bad = "challenge_ack_limit must be <= 1000000";
     else if (c->send_buf_size && (c->send_buf_size < 1024 || c->send_buf_size > 65536 ||
                                   c->send_buf_size % 64)) bad = "send_buf_size must be 0 or a multiple of 64 in 1024..65536";
+    else if (c->sack > 1) bad = "sack must be 0 or 1";
     if (bad) {
         if (err && errlen)
             snprintf(err, errlen, "config: %s", bad);

@@ -127,24 +127,27 @@ void pn_cc_on_fast_retransmit(pn_stack *s, pn_conn *c)
         cubic_loss(c);
     else
         c->ssthresh = half_flight(c);
-    c->cwnd = c->ssthresh + 3 * c->mss;   /* RFC 5681 3.2 step 3 */
+    /* RFC 5681 3.2 step 3; with SACK the window is not inflated: what may be sent is
+     * cwnd less the data in flight (pipe, RFC 6675 5 step 4) */
+    c->cwnd = c->ssthresh + (c->sack_ok ? 0 : 3 * c->mss);
 }
 
 /* RFC 6582 3.2 step 5: a partial ACK deflates the window by what it acknowledged, then
  * adds back one MSS when it acknowledged at least that much. */
 void pn_cc_on_partial_ack(pn_stack *s, pn_conn *c, uint32_t acked)
 {
-    if (s->cfg.congestion_control == PN_CC_NONE)
+    if (s->cfg.congestion_control == PN_CC_NONE || c->sack_ok)
         return;
     c->cwnd = c->cwnd > acked ? c->cwnd - acked : c->mss;
     if (acked >= c->mss)
         c->cwnd += c->mss;
 }
 
-/* RFC 5681 3.2 step 4: each further duplicate ACK in fast recovery inflates the window. */
+/* RFC 5681 3.2 step 4: each further duplicate ACK in fast recovery inflates the window
+ * (not with SACK: pipe falls instead). */
 void pn_cc_on_dupack_in_recovery(pn_stack *s, pn_conn *c)
 {
-    if (s->cfg.congestion_control != PN_CC_NONE)
+    if (s->cfg.congestion_control != PN_CC_NONE && !c->sack_ok)
         c->cwnd += c->mss;
 }
 
@@ -153,9 +156,14 @@ void pn_cc_on_recovery_exit(pn_stack *s, pn_conn *c)
     c->in_recovery = 0;
     if (s->cfg.congestion_control == PN_CC_NONE)
         return;
-    /* RFC 6582 3.2 step 3, option 1 */
+    /* RFC 6582 3.2 step 3, option 1; with SACK cwnd stays ssthresh (RFC 6675 5): pipe
+     * kept the flight near it, and option 1 would collapse it after holes, not data,
+     * went out (a window of one segment waits out the peer's delayed ACK) */
     uint32_t f = flight(c) + c->mss;
-    c->cwnd = c->ssthresh < f ? c->ssthresh : f;
+    if (c->sack_ok)
+        c->cwnd = c->ssthresh;
+    else
+        c->cwnd = c->ssthresh < f ? c->ssthresh : f;
     c->ca_acc = 0;
 }
 

@@ -385,6 +385,8 @@ int pn_conn_info_get(const pn_stack *s, uint32_t id, pn_conn_info *o)
     o->mss = c->mss;
     o->retransmits = c->retransmits;
     o->irs = c->irs;
+    o->options = (c->ts_ok ? PN_OPT_TIMESTAMPS : 0u) | (c->sack_ok ? PN_OPT_SACK : 0u) |
+                 (c->ws_ok ? PN_OPT_WSCALE : 0u);
     return PN_OK;
 }
 

@@ -42,9 +42,16 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     if (c->in_recovery) {
         if (seq_ge(ack, c->recover)) {
             pn_cc_on_recovery_exit(s, c);     /* RFC 6582 3.2 step 3: full ACK */
+            if (c->sack_ok)
+                pn_sack_reset(s, c, PN_SSEG_RTX);
         } else {
-            /* RFC 6582 3.2 step 5: partial ACK -- resend the next hole, deflate */
-            pn_tcp_retransmit_head(s, c, false);
+            /* RFC 6582 3.2 step 5: partial ACK -- resend the next hole, deflate; with
+             * SACK the next hole not resent yet (the head is lost: it is unacknowledged
+             * after the ACK for what was resent before it) */
+            if (!c->sack_ok)
+                pn_tcp_retransmit_head(s, c, false);
+            else
+                pn_sack_recover(s, c, true);
             pn_cc_on_partial_ack(s, c, acked);
         }
     } else {
@@ -66,22 +73,38 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 
 /* RFC 5681 2: a duplicate ACK carries no data, no SYN/FIN, the same ACK and window, while
  * data is outstanding. The third starts fast retransmit (3.2) unless it covers no more
- * than `recover` (RFC 6582 4.1); later ones inflate cwnd (3.2 step 4). */
+ * than `recover` (RFC 6582 4.1); later ones inflate cwnd (3.2 step 4). With SACK an ACK
+ * that reports SACKed data counts whatever its window (a receiver's window moves as its
+ * out-of-order queue fills, as Linux's does), and three SACKed segments above the head
+ * also start recovery (RFC 6675 5: IsLost(HighACK + 1)). */
 static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     uint32_t wnd = (uint32_t)t->wnd << c->snd_wscale;
-    if (t->plen || (t->flags & (PN_TH_SYN | PN_TH_FIN)) || wnd != c->snd_wnd ||
+    bool sacks = c->sack_ok && t->nsack;
+    if (t->plen || (t->flags & (PN_TH_SYN | PN_TH_FIN)) || (wnd != c->snd_wnd && !sacks) ||
         c->snd_una == c->snd_max) {
         return;
     }
     c->dupacks++;
-    if (c->dupacks == 3 && !c->in_recovery && seq_gt(t->ack, c->recover)) {
+    bool lost = c->dupacks == 3 || (sacks && c->dupacks < 3 && pn_sack_head_lost(s, c));
+    if (lost && !c->in_recovery && seq_gt(t->ack, c->recover)) {
         s->st.TcpExtTCPFastRetrans++;
         pn_cc_on_fast_retransmit(s, c);
-        pn_tcp_retransmit_head(s, c, false);
+        if (c->sack_ok) {
+            s->st.TcpExtTCPSackRecovery++;
+            pn_sack_reset(s, c, PN_SSEG_RTX);
+            pn_sack_recover(s, c, true);
+        } else {
+            pn_tcp_retransmit_head(s, c, false);
+        }
         pn_rtx_arm(s, c);
-    } else if (c->dupacks > 3 && c->in_recovery) {
-        pn_cc_on_dupack_in_recovery(s, c);
+    } else if (c->in_recovery && (c->dupacks > 3 || sacks)) {
+        /* a segment left the network: with SACK pipe falls and the holes go first
+         * (RFC 6675 5 step (C)); without, cwnd inflates */
+        if (c->sack_ok)
+            pn_sack_recover(s, c, false);
+        else
+            pn_cc_on_dupack_in_recovery(s, c);
     }
 }
 
@@ -251,6 +274,8 @@ static bool ack_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, bool *advance
         challenge_ack(s, c);
         return true;
     }
+    if (c->sack_ok && t->nsack)
+        pn_sack_mark(s, c, t);
     if (seq_gt(t->ack, c->snd_una)) {
         *advanced = true;
         new_ack(s, c, t);

@@ -19,8 +19,8 @@ void pn_tcp_reply_rst(pn_stack *s, const uint8_t *mac, uint32_t ip, const pn_tcp
 }
 
 /* Negotiated options from a SYN: MSS (RFC 9293 3.7.1, default 536; RFC 6691: our
- * segments leave room for the timestamp option), window scale and timestamps only when
- * both sides offered them (RFC 7323 2.2, 3.2). */
+ * segments leave room for the timestamp option), window scale, timestamps and SACK only
+ * when both sides offered them (RFC 7323 2.2, 3.2; RFC 2018 2). */
 static void syn_options(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
 {
     uint32_t pm = t->has_mss ? t->mss : 536;
@@ -29,6 +29,7 @@ static void syn_options(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     if (!c->ws_ok)
         c->rcv_wscale = 0;
     c->ts_ok = s->cfg.timestamps && t->has_ts;
+    c->sack_ok = s->cfg.sack && t->has_sack_perm;   /* RFC 2018 2 */
     uint32_t mss = s->mss_cap < pm ? s->mss_cap : pm;
     if (c->ts_ok)
         mss = mss > 12 ? mss - 12 : 0;

@@ -64,6 +64,7 @@ static int emit(pn_stack *s, pn_conn *c, const tx_args *a)
         o.ws_on = passive ? c->ws_ok : s->cfg.window_scale;
         o.ws = c->rcv_wscale;
         o.ts_on = passive ? c->ts_ok : s->cfg.timestamps;
+        o.sack_perm = passive ? c->sack_ok : s->cfg.sack;
         uint32_t w = s->cfg.conn_recv_buf_size;   /* RFC 7323 2.2: never scaled in a SYN */
         o.wnd = (uint16_t)(w > 65535 ? 65535 : w);
         if (passive)
@@ -71,6 +72,8 @@ static int emit(pn_stack *s, pn_conn *c, const tx_args *a)
     } else {
         o.wnd = (uint16_t)pn_rcv_window(s, c, true);
         o.ts_on = c->ts_ok;
+        if (c->sack_ok && c->ooo_n && a->n == 0 && !(a->flags & PN_TH_RST))
+            pn_sack_blocks(c, &o);   /* on ACKs without data: a data segment keeps its MSS */
     }
     if (a->flags & PN_TH_RST)
         o.wnd = 0;
@@ -208,12 +211,23 @@ static void output(pn_stack *s, pn_conn *c, bool force)
     if (!sending_state(c))
         return;
     uint32_t wnd = c->snd_wnd;
-    if (s->cfg.congestion_control != PN_CC_NONE && c->cwnd < wnd)
-        wnd = c->cwnd;
+    /* RFC 3042 limited transmit: the first two duplicate ACKs each let one new segment
+     * past cwnd, so that a small window still draws the third */
+    uint32_t lt = c->in_recovery ? 0u : c->dupacks < 2 ? c->dupacks : 2u;
+    uint64_t cw = (uint64_t)c->cwnd + (uint64_t)lt * c->mss;
+    if (s->cfg.congestion_control != PN_CC_NONE && cw < wnd)
+        wnd = (uint32_t)cw;
     bool window_blocked = false, tx_full = false;
+    /* SACK recovery: new data while pipe < cwnd (RFC 6675 NextSeg rule 2) */
+    bool by_pipe = c->in_recovery && c->sack_ok && s->cfg.congestion_control != PN_CC_NONE;
     uint32_t k = c->sb_nxt_off;
     for (;;) {
-        uint32_t limit = c->snd_una + wnd;
+        uint32_t limit = c->snd_una + (by_pipe ? c->snd_wnd : wnd);
+        if (by_pipe) {
+            uint32_t room = c->cwnd > c->pipe ? c->cwnd - c->pipe : 0;
+            if (seq_lt(c->snd_nxt + room, limit))
+                limit = c->snd_nxt + room;
+        }
         if (seq_lt(c->snd_nxt, c->data_end)) {
             while (k < c->sb_cnt) {
                 const pn_sseg *g = pn_seg_at(s, c, k);
@@ -255,6 +269,8 @@ static void output(pn_stack *s, pn_conn *c, bool force)
             c->snd_nxt += n + (fin ? 1 : 0);
             if (seq_gt(c->snd_nxt, c->snd_max))
                 c->snd_max = c->snd_nxt;
+            if (by_pipe)
+                c->pipe += n;
         } else if (c->fin_queued && c->snd_nxt == c->data_end) {
             /* FIN takes a sequence number but no window */
             tx_args a = {c->data_end, PN_TH_ACK | PN_TH_FIN, NULL, 0};
@@ -326,6 +342,12 @@ int pn_tcp_send_keepalive(pn_stack *s, pn_conn *c)
 /* Resend the first unacknowledged segment (fast retransmit, RFC 5681 3.2; a partial ACK,
  * RFC 6582 3.2; the RTO, RFC 6298 5.4), window or not. advance: after an RTO, snd_nxt
  * restarts from snd_una (go-back-N) and moves past what was resent. */
+int pn_tcp_retransmit_seg(pn_stack *s, pn_conn *c, uint32_t k)
+{
+    const pn_sseg *g = pn_seg_at(s, c, k);
+    return send_range(s, c, k, g->seq, g->len, false);
+}
+
 int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance)
 {
     if (c->snd_una == c->snd_max)

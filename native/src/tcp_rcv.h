@@ -115,6 +115,8 @@ static void pn_tcp_receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, pn
         memcpy(c->rbuf + c->rlen + off, p, n);
         if (n && !ooo_insert(s, c, seq, seq + n))
             fin = false;
+        else if (n)
+            c->ooo_last = seq;   /* the first SACK block reports this one (RFC 2018 4) */
         if (fin) {
             c->fin_ooo = 1;
             c->fin_ooo_seq = seq + n;

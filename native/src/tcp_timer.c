@@ -130,6 +130,8 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     }
     s->st.TcpExtTCPTimeouts++;
     pn_cc_on_rto(s, c);
+    if (c->sack_ok)   /* RFC 2018 8: the receiver may have reneged; resend from scratch */
+        pn_sack_reset(s, c, PN_SSEG_SACKED | PN_SSEG_RTX);
     backoff(s, c);
     c->rtt_timing = 0;            /* Karn's rule */
     pn_tcp_retransmit_head(s, c, true);   /* RFC 6298 5.4, then go-back-N within cwnd */

@@ -48,6 +48,10 @@ class ConnInfo:
     mss: int
     retransmits: int
     irs: int
+    options: int  # what the handshake negotiated: OPT_TIMESTAMPS | OPT_SACK | OPT_WSCALE
+
+
+OPT_TIMESTAMPS, OPT_SACK, OPT_WSCALE = 1, 2, 4  # pn_conn_info.options (Linux's tcpi_options)
 
 
 CLOSED_BY_APPLICATION = "closed by the application (close())"

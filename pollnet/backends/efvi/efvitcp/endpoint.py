@@ -111,6 +111,7 @@ def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netma
     cfg.max_rto_ms = options.max_rto_ms
     cfg.window_scale = options.window_scale
     cfg.timestamps = options.timestamps
+    cfg.sack = options.sack
     cfg.congestion_control = getattr(lib, _CC[options.congestion_control])
     cfg.user_timer_cnt = options.user_timer_cnt
     cfg.verify_checksums = options.verify_checksums

@@ -1,0 +1,113 @@
+/* tcp_sack.c -- selective acknowledgment (RFC 2018) and the loss recovery it allows
+ * (RFC 6675, simplified). As a receiver: the out-of-order ranges we hold, reported in
+ * our ACKs, the one holding the latest segment first. As a sender: a scoreboard of which
+ * sent segments the peer holds (pn_sseg.flags), and in recovery the conservative
+ * algorithm of RFC 6675: pipe (the data in flight) against cwnd, lost holes (three
+ * SACKed segments above them) resent first, then new data -- instead of NewReno's one
+ * hole per round trip. */
+#include "pn_internal.h"
+#include "wire_tcp.h"
+
+void pn_sack_blocks(const pn_conn *c, pn_tcp_out *o)
+{
+    uint32_t max = o->ts_on ? 3u : 4u, n = 0, first = c->ooo_n;
+    for (uint32_t i = 0; i < c->ooo_n; i++)
+        if (seq_ge(c->ooo_last, c->ooo[i].s) && seq_lt(c->ooo_last, c->ooo[i].e))
+            first = i;
+    if (first < c->ooo_n) {   /* RFC 2018 4: the block holding the latest segment first */
+        o->sack[n][0] = c->ooo[first].s;
+        o->sack[n][1] = c->ooo[first].e;
+        n++;
+    }
+    for (uint32_t i = c->ooo_n; i-- > 0 && n < max;) {   /* then the highest ones */
+        if (i == first)
+            continue;
+        o->sack[n][0] = c->ooo[i].s;
+        o->sack[n][1] = c->ooo[i].e;
+        n++;
+    }
+    o->nsack = (uint8_t)n;
+}
+
+void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
+{
+    for (uint32_t b = 0; b < t->nsack; b++) {
+        uint32_t l = t->sack[b][0], r = t->sack[b][1];
+        /* RFC 2018 4: only what lies above snd_una and was sent counts (a D-SACK block
+         * below it, RFC 2883, says nothing about holes) */
+        if (!seq_lt(l, r) || seq_lt(l, c->snd_una) || seq_gt(r, c->snd_max))
+            continue;
+        for (uint32_t k = 0; k < c->sb_cnt; k++) {
+            pn_sseg *g = pn_seg_at(s, c, k);
+            if (!seq_lt(g->seq, r))
+                break;
+            if (seq_ge(g->seq, l) && seq_le(g->seq + g->len, r))
+                g->flags |= PN_SSEG_SACKED;
+        }
+    }
+}
+
+/* RFC 6675 4 IsLost: a segment is lost once DupThresh (3) segments above it are SACKed
+ * (fewer may only be reordered); the head also when a partial ACK says so. */
+#define DUP_THRESH 3u
+
+bool pn_sack_head_lost(pn_stack *s, const pn_conn *c)
+{
+    uint32_t above = 0;
+    for (uint32_t k = 1; k < c->sb_cnt && above < DUP_THRESH; k++)
+        above += (pn_seg_at(s, c, k)->flags & PN_SSEG_SACKED) != 0;
+    return c->sb_cnt && !(pn_seg_at(s, c, 0)->flags & PN_SSEG_SACKED) && above >= DUP_THRESH;
+}
+
+void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
+{
+    uint32_t sacked = 0;
+    for (uint32_t k = 0; k < c->sb_cnt; k++)
+        sacked += (pn_seg_at(s, c, k)->flags & PN_SSEG_SACKED) != 0;
+    /* SetPipe: what is in flight -- sent, not SACKed, not lost, plus resent holes */
+    uint32_t pipe = 0, above = sacked;
+    for (uint32_t k = 0; k < c->sb_cnt; k++) {
+        const pn_sseg *g = pn_seg_at(s, c, k);
+        if (!seq_lt(g->seq, c->snd_max))
+            break;
+        if (g->flags & PN_SSEG_SACKED) {
+            above--;
+            continue;
+        }
+        bool lost = above >= DUP_THRESH || (head_lost && k == 0);
+        pipe += (lost ? 0u : g->len) + ((g->flags & PN_SSEG_RTX) ? g->len : 0u);
+    }
+    /* NextSeg rule 1: the lost holes, lowest first, while cwnd - pipe >= 1 MSS */
+    bool cc = s->cfg.congestion_control != PN_CC_NONE;
+    above = sacked;
+    for (uint32_t k = 0; k < c->sb_cnt; k++) {
+        pn_sseg *g = pn_seg_at(s, c, k);
+        if (!seq_lt(g->seq, c->snd_max))
+            break;
+        if (g->flags & PN_SSEG_SACKED) {
+            above--;
+            continue;
+        }
+        if (above < DUP_THRESH && !(head_lost && k == 0))
+            break;   /* not known lost, nor anything after it */
+        if (g->flags & PN_SSEG_RTX)
+            continue;
+        /* the head goes whatever cwnd says when it is known lost by an ACK (RFC 6675 5
+         * step 4.2: the fast retransmission itself is not limited by pipe) */
+        bool must = head_lost && k == 0;
+        if (cc && !must && (c->cwnd <= pipe || c->cwnd - pipe < c->mss))
+            break;
+        if (pn_tcp_retransmit_seg(s, c, k) != 0)
+            break;
+        g->flags |= PN_SSEG_RTX;
+        s->st.PnSackHoleRetrans++;
+        pipe += g->len;
+    }
+    c->pipe = pipe;   /* rule 2, new data within cwnd - pipe, is output()'s */
+}
+
+void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear)
+{
+    for (uint32_t k = 0; k < c->sb_cnt; k++)
+        pn_seg_at(s, c, k)->flags &= (uint16_t)~clear;
+}
