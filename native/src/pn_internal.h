@@ -56,6 +56,7 @@ typedef struct pn_sseg {    /* one send buffer: one segment's payload */
     uint32_t seq;
     uint16_t len;
     uint16_t flags;          /* PN_SSEG_* */
+    uint32_t xmit_us;        /* when it last went out (low 32 bits of µs): RACK's clock */
 } pn_sseg;
 enum {
     PN_SSEG_SACKED = 1,      /* the peer holds it (RFC 2018 scoreboard) */
@@ -116,6 +117,10 @@ typedef struct pn_conn {
     /* congestion control (tcp_cc.c) */
     uint32_t cwnd, ssthresh, recover, dupacks, ca_acc;
     uint32_t pipe;           /* SACK recovery: bytes in flight (RFC 6675 SetPipe) */
+    uint32_t rack_xmit_us;   /* RACK (RFC 8985): the latest send time among delivered */
+    uint8_t rack_valid;      /*   segments; a segment sent well before it is lost */
+    uint8_t tlp_armed;       /* t_rtx is the tail loss probe's timer (RFC 8985 7) */
+    uint8_t tlp_out;         /* a probe went and no ACK has advanced since */
     uint8_t in_recovery;
     double cubic_wmax, cubic_k, cubic_west, cubic_cwnd_epoch;
     uint64_t cubic_epoch_ns;
@@ -300,8 +305,13 @@ typedef struct pn_tcp_out pn_tcp_out;
 void pn_sack_blocks(const pn_conn *c, pn_tcp_out *o);
 /* The peer's SACK blocks onto the scoreboard. */
 void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t);
-/* RFC 6675 IsLost(HighACK + 1): the head is unSACKed with three SACKed segments above. */
+/* RFC 6675 IsLost(HighACK + 1): the head is unSACKed with three SACKed segments above,
+ * or RACK says so (sent well before a segment the peer has). */
 bool pn_sack_head_lost(pn_stack *s, const pn_conn *c);
+/* RACK: a delivered segment's send time (cumulatively acknowledged or SACKed). */
+void pn_rack_delivered(pn_conn *c, const pn_sseg *g);
+/* The tail loss probe: one new segment, or the last one again (RFC 8985 7.3). */
+void pn_tlp_probe(pn_stack *s, pn_conn *c);
 /* On an ACK in SACK recovery (RFC 6675 5): set c->pipe, resend the lost holes while cwnd
  * allows (head_lost: the head is lost and goes at once, if not resent yet); output()
  * then sends new data up to cwnd. */

@@ -29,6 +29,8 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         const pn_sseg *g = pn_seg_at(s, c, 0);
         if (!seq_le(g->seq + g->len, upto))
             break;
+        if (c->sack_ok)
+            pn_rack_delivered(c, g);
         c->sb_head = (c->sb_head + 1) % s->cfg.conn_send_buf_cnt;
         c->sb_cnt--;
         freed++;
@@ -39,6 +41,7 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         c->snd_nxt = ack;
     c->retries = 0;
     c->backoff = 0;
+    c->tlp_out = 0;
     if (c->in_recovery) {
         if (seq_ge(ack, c->recover)) {
             pn_cc_on_recovery_exit(s, c);     /* RFC 6582 3.2 step 3: full ACK */

@@ -187,6 +187,8 @@ static int send_range(pn_stack *s, pn_conn *c, uint32_t k, uint32_t seq, uint32_
         c->rtt_ts = s->now;
     }
     int r = emit(s, c, &a);
+    if (r == 0)
+        pn_seg_at(s, c, k)->xmit_us = (uint32_t)(s->now / 1000u);
     uint32_t end = seq + n + (fin ? 1 : 0);
     if (r == 0 && seq_gt(end, c->snd_max))
         c->snd_max = end;   /* a resend of a segment first sent in part goes further */
@@ -249,6 +251,10 @@ static void output(pn_stack *s, pn_conn *c, bool force)
                 s->st.PnInvariantRepairs++;
                 c->snd_nxt = g->seq;
                 continue;
+            }
+            if ((g->flags & PN_SSEG_SACKED) && seq_lt(c->snd_nxt, c->snd_max)) {
+                c->snd_nxt = g->seq + g->len;   /* going back after a timeout: the peer */
+                continue;                      /* has this one (RFC 6675 5.1) */
             }
             uint32_t avail = g->seq + g->len - c->snd_nxt;
             bool last = k == c->sb_cnt - 1;

@@ -4,7 +4,9 @@
  * sent segments the peer holds (pn_sseg.flags), and in recovery the conservative
  * algorithm of RFC 6675: pipe (the data in flight) against cwnd, lost holes (three
  * SACKed segments above them) resent first, then new data -- instead of NewReno's one
- * hole per round trip. */
+ * hole per round trip. RACK's time rule (RFC 8985 6) also finds a segment lost -- a
+ * resent one too -- when one sent well after it arrived, and a tail loss probe (7)
+ * draws the SACK that finds it when the last segments of a flight are lost. */
 #include "pn_internal.h"
 #include "wire_tcp.h"
 
@@ -41,8 +43,11 @@ void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             pn_sseg *g = pn_seg_at(s, c, k);
             if (!seq_lt(g->seq, r))
                 break;
-            if (seq_ge(g->seq, l) && seq_le(g->seq + g->len, r))
+            if (seq_ge(g->seq, l) && seq_le(g->seq + g->len, r) &&
+                !(g->flags & PN_SSEG_SACKED)) {
                 g->flags |= PN_SSEG_SACKED;
+                pn_rack_delivered(c, g);
+            }
         }
     }
 }
@@ -51,12 +56,36 @@ void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
  * (fewer may only be reordered); the head also when a partial ACK says so. */
 #define DUP_THRESH 3u
 
+void pn_rack_delivered(pn_conn *c, const pn_sseg *g)
+{
+    /* a resent segment's delivery may be the first send's: it does not move the clock
+     * (RFC 8985 6.2 step 2 tells them apart by RTT; we leave them out) */
+    if (g->flags & PN_SSEG_RTX)
+        return;
+    if (!c->rack_valid || (int32_t)(g->xmit_us - c->rack_xmit_us) > 0)
+        c->rack_xmit_us = g->xmit_us;
+    c->rack_valid = 1;
+}
+
+/* RACK (RFC 8985 6.2): sent more than a reordering window before a segment the peer
+ * already has -- a quarter of the smoothed RTT, 1 ms at least, as the sim's and a
+ * veth's reordering is well inside it. A lost retransmission is found the same way. */
+static bool rack_lost(const pn_conn *c, const pn_sseg *g)
+{
+    uint32_t reo = c->srtt_us / 4 > 1000u ? c->srtt_us / 4 : 1000u;
+    return c->rack_valid && (int32_t)(c->rack_xmit_us - g->xmit_us) > (int32_t)reo;
+}
+
 bool pn_sack_head_lost(pn_stack *s, const pn_conn *c)
 {
+    if (!c->sb_cnt || (pn_seg_at(s, c, 0)->flags & PN_SSEG_SACKED))
+        return false;
+    if (rack_lost(c, pn_seg_at(s, c, 0)))
+        return true;
     uint32_t above = 0;
     for (uint32_t k = 1; k < c->sb_cnt && above < DUP_THRESH; k++)
         above += (pn_seg_at(s, c, k)->flags & PN_SSEG_SACKED) != 0;
-    return c->sb_cnt && !(pn_seg_at(s, c, 0)->flags & PN_SSEG_SACKED) && above >= DUP_THRESH;
+    return above >= DUP_THRESH;
 }
 
 void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
@@ -67,14 +96,16 @@ void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
     /* SetPipe: what is in flight -- sent, not SACKed, not lost, plus resent holes */
     uint32_t pipe = 0, above = sacked;
     for (uint32_t k = 0; k < c->sb_cnt; k++) {
-        const pn_sseg *g = pn_seg_at(s, c, k);
+        pn_sseg *g = pn_seg_at(s, c, k);
         if (!seq_lt(g->seq, c->snd_max))
             break;
         if (g->flags & PN_SSEG_SACKED) {
             above--;
             continue;
         }
-        bool lost = above >= DUP_THRESH || (head_lost && k == 0);
+        bool lost = above >= DUP_THRESH || (head_lost && k == 0) || rack_lost(c, g);
+        if ((g->flags & PN_SSEG_RTX) && rack_lost(c, g))
+            g->flags &= (uint16_t)~PN_SSEG_RTX;   /* the resend was lost too: again */
         pipe += (lost ? 0u : g->len) + ((g->flags & PN_SSEG_RTX) ? g->len : 0u);
     }
     /* NextSeg rule 1: the lost holes, lowest first, while cwnd - pipe >= 1 MSS */
@@ -88,8 +119,8 @@ void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
             above--;
             continue;
         }
-        if (above < DUP_THRESH && !(head_lost && k == 0))
-            break;   /* not known lost, nor anything after it */
+        if (above < DUP_THRESH && !(head_lost && k == 0) && !rack_lost(c, g))
+            continue;   /* not known lost */
         if (g->flags & PN_SSEG_RTX)
             continue;
         /* the head goes whatever cwnd says when it is known lost by an ACK (RFC 6675 5
@@ -110,4 +141,21 @@ void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear)
 {
     for (uint32_t k = 0; k < c->sb_cnt; k++)
         pn_seg_at(s, c, k)->flags &= (uint16_t)~clear;
+}
+
+void pn_tlp_probe(pn_stack *s, pn_conn *c)
+{
+    c->tlp_out = 1;
+    uint32_t before = c->snd_max;
+    pn_tcp_output_force(s, c);   /* new data, if the peer's window takes it */
+    if (c->snd_max == before && c->sb_cnt) {
+        /* else the last segment sent that the peer has not SACKed, again: RFC 8985 7.3
+         * resends the last one, whose SACK would tell nothing new when it arrived */
+        uint32_t k = c->sb_cnt;
+        while (k > 0 && (!seq_lt(pn_seg_at(s, c, k - 1)->seq, c->snd_max) ||
+                         (pn_seg_at(s, c, k - 1)->flags & PN_SSEG_SACKED)))
+            k--;
+        if (k > 0)
+            pn_tcp_retransmit_seg(s, c, k - 1);
+    }
 }

@@ -6,12 +6,30 @@
 static uint64_t min_rto(const pn_stack *s) { return (uint64_t)s->cfg.min_rto_ms * 1000u; }
 static uint64_t max_rto(const pn_stack *s) { return (uint64_t)s->cfg.max_rto_ms * 1000u; }
 
+/* RFC 8985 7.2: the probe timeout, 2 SRTT (10 ms at least, as Linux; plus a peer's
+ * delayed ACK when one segment is out); 0 when no probe is due. */
+static uint64_t tlp_timeout_us(const pn_conn *c)
+{
+    bool open = c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT;
+    if (!c->sack_ok || !open || c->in_recovery || c->tlp_out || c->persist || c->backoff ||
+        !c->rtt_valid || c->snd_una == c->snd_max)
+        return 0;
+    uint64_t pto = 2 * (uint64_t)c->srtt_us;
+    if (pto < 10000u)
+        pto = 10000u;
+    if (c->snd_max - c->snd_una <= c->mss)
+        pto += 200000u;   /* WCDelAckT */
+    return pto;
+}
+
 void pn_rtx_arm(pn_stack *s, pn_conn *c)
 {
     uint64_t us = (uint64_t)c->rto_us << (c->persist ? c->pshift : c->backoff);
     if (us > max_rto(s))
         us = max_rto(s);
-    pn_timer_set(s, &c->t_rtx, s->now + us * 1000u);
+    uint64_t pto = tlp_timeout_us(c);
+    c->tlp_armed = pto && pto < us;
+    pn_timer_set(s, &c->t_rtx, s->now + (c->tlp_armed ? pto : us) * 1000u);
 }
 
 /* RFC 6298 2.2 / 2.3 (alpha 1/8, beta 1/4, K 4, G 1 ms), clamped to [min_rto, max_rto]. */
@@ -121,6 +139,12 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
         pn_tcp_output(s, c);
         return;
     }
+    if (c->tlp_armed) {               /* the probe first: its ACK may save the timeout */
+        c->tlp_armed = 0;
+        pn_tlp_probe(s, c);
+        pn_rtx_arm(s, c);             /* now the RTO itself (no probe while one is out) */
+        return;
+    }
     if (++c->retries > s->cfg.tcp_retries) {
         s->st.TcpExtTCPTimeouts++;
         s->st.TcpExtTCPAbortOnTimeout++;
@@ -130,8 +154,11 @@ static void rtx_timeout(pn_stack *s, pn_conn *c)
     }
     s->st.TcpExtTCPTimeouts++;
     pn_cc_on_rto(s, c);
-    if (c->sack_ok)   /* RFC 2018 8: the receiver may have reneged; resend from scratch */
-        pn_sack_reset(s, c, PN_SSEG_SACKED | PN_SSEG_RTX);
+    /* SACKed segments are skipped when going back (RFC 6675 5.1), as Linux does, unless
+     * this is a second timeout in a row: then the receiver may have reneged (RFC 2018 8),
+     * and everything goes again */
+    if (c->sack_ok)
+        pn_sack_reset(s, c, c->retries > 1 ? PN_SSEG_SACKED | PN_SSEG_RTX : PN_SSEG_RTX);
     backoff(s, c);
     c->rtt_timing = 0;            /* Karn's rule */
     pn_tcp_retransmit_head(s, c, true);   /* RFC 6298 5.4, then go-back-N within cwnd */
