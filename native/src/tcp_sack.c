@@ -88,6 +88,21 @@ bool pn_sack_head_lost(pn_stack *s, const pn_conn *c)
     return above >= DUP_THRESH;
 }
 
+/* The sent segments the peer has not SACKed, in order: from *k on, the next one's index
+ * and how many SACKed segments lie above it (*above counts down from the total). */
+static pn_sseg *next_unsacked(pn_stack *s, const pn_conn *c, uint32_t *k, uint32_t *above)
+{
+    for (; *k < c->sb_cnt; (*k)++) {
+        pn_sseg *g = pn_seg_at(s, c, *k);
+        if (!seq_lt(g->seq, c->snd_max))
+            return NULL;
+        if (!(g->flags & PN_SSEG_SACKED))
+            return g;
+        (*above)--;
+    }
+    return NULL;
+}
+
 void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
 {
     uint32_t sacked = 0;
@@ -95,14 +110,8 @@ void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
         sacked += (pn_seg_at(s, c, k)->flags & PN_SSEG_SACKED) != 0;
     /* SetPipe: what is in flight -- sent, not SACKed, not lost, plus resent holes */
     uint32_t pipe = 0, above = sacked;
-    for (uint32_t k = 0; k < c->sb_cnt; k++) {
-        pn_sseg *g = pn_seg_at(s, c, k);
-        if (!seq_lt(g->seq, c->snd_max))
-            break;
-        if (g->flags & PN_SSEG_SACKED) {
-            above--;
-            continue;
-        }
+    pn_sseg *g;
+    for (uint32_t k = 0; (g = next_unsacked(s, c, &k, &above)) != NULL; k++) {
         bool lost = above >= DUP_THRESH || (head_lost && k == 0) || rack_lost(c, g);
         if ((g->flags & PN_SSEG_RTX) && rack_lost(c, g))
             g->flags &= (uint16_t)~PN_SSEG_RTX;   /* the resend was lost too: again */
@@ -111,21 +120,12 @@ void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
     /* NextSeg rule 1: the lost holes, lowest first, while cwnd - pipe >= 1 MSS */
     bool cc = s->cfg.congestion_control != PN_CC_NONE;
     above = sacked;
-    for (uint32_t k = 0; k < c->sb_cnt; k++) {
-        pn_sseg *g = pn_seg_at(s, c, k);
-        if (!seq_lt(g->seq, c->snd_max))
-            break;
-        if (g->flags & PN_SSEG_SACKED) {
-            above--;
-            continue;
-        }
-        if (above < DUP_THRESH && !(head_lost && k == 0) && !rack_lost(c, g))
-            continue;   /* not known lost */
-        if (g->flags & PN_SSEG_RTX)
-            continue;
+    for (uint32_t k = 0; (g = next_unsacked(s, c, &k, &above)) != NULL; k++) {
+        bool must = head_lost && k == 0;
+        if ((above < DUP_THRESH && !must && !rack_lost(c, g)) || (g->flags & PN_SSEG_RTX))
+            continue;   /* not known lost, or resent already */
         /* the head goes whatever cwnd says when it is known lost by an ACK (RFC 6675 5
          * step 4.2: the fast retransmission itself is not limited by pipe) */
-        bool must = head_lost && k == 0;
         if (cc && !must && (c->cwnd <= pipe || c->cwnd - pipe < c->mss))
             break;
         if (pn_tcp_retransmit_seg(s, c, k) != 0)

@@ -1,6 +1,7 @@
 /* test_faults.c -- byte-exact bidirectional transfers on the sim wire, clean and under
  * loss, reordering, duplication and corruption, for every congestion control and option
- * combination. Prints the simulated throughput (wall clock, both directions counted). */
+ * combination (SACK on in half of them, of every kind). Prints the simulated throughput
+ * (wall clock, both directions counted). */
 #include "util.h"
 
 static uint32_t SIP, CIP;
@@ -145,13 +146,14 @@ static void test_matrix(void)
             v.delack = (opt >> 2) & 1 ? 10 : 0;
             v.buf1k = (opt >> 3) & 1;
             v.partial = (opt + cc) & 1;
+            v.sack = (uint8_t)((opt ^ (opt >> 3) ^ cc) & 1);   /* half of them, each kind */
             v.loss = 0.05;
             v.reorder = 0.05;
             v.dup = 0.01;
             v.corrupt = 0.005;
             v.bytes = bytes;
-            snprintf(name, sizeof name, "%s ws%d ts%d delack%d %s", ccn[cc], v.ws, v.ts,
-                     v.delack ? 1 : 0, v.buf1k ? "1K" : "2K");
+            snprintf(name, sizeof name, "%s ws%d ts%d delack%d %s%s", ccn[cc], v.ws, v.ts,
+                     v.delack ? 1 : 0, v.buf1k ? "1K" : "2K", v.sack ? " sack" : "");
             v.name = name;
             int f0 = h_fail;
             run_variant(&v, getenv("PN_VERBOSE") != NULL);

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from netns.netns import Pair as NetnsPair
-from netns.netns import available as netns_available
 
 import pollnet
-from efvi_adapter.kernel import kernel_listener
+from efvi_adapter.kernel import kernel_listener, require_link
 from pollnet.api import PollConnection
 from pollnet.backends.efvi.adapter.conn import MAX_TIMER_MS, timer_plan
 from pollnet.backends.efvi.adapter.factory import sim_net
@@ -169,13 +168,7 @@ def test_timer_plan_splits_long_timeouts() -> None:
 def test_write_to_a_kernel_peer_drained_by_a_thread(link: str) -> None:
     # The efvi version of the suite's kernel-peer write test: the kernel of namespace a
     # listens; our client stack in namespace b writes far more than its buffers hold.
-    ok, why = netns_available()
-    if not ok:
-        pytest.skip(why)
-    from pollnet.backends.efvi.core import binding as _core
-
-    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+    require_link(link)
     with NetnsPair(offload=False) as topo:
         listener, cfg = kernel_listener(topo, link)
         client = pollnet.create_client(cfg)
@@ -212,13 +205,7 @@ def test_a_client_reopened_at_once_gets_its_af_xdp_queue() -> None:
     # are per namespace: the server's pn0 in namespace a (often the same index as the
     # client's pn0 in b) counted as holding the client's queue, so reopening failed at once
     # ("queue 0 already has an AF_XDP socket": 32 of 40 reopens here before).
-    ok, why = netns_available()
-    if not ok:
-        pytest.skip(why)
-    from pollnet.backends.efvi.core import binding as _core
-
-    if not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+    require_link("af_xdp")
     with NetnsPair(offload=False) as topo:
         sip = topo.free_ip(3)
         cfg = config_from_dict({

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from netns.netns import Pair as NetnsPair
-from netns.netns import available as netns_available
 
 import pollnet
-from efvi_adapter.kernel import kernel_listener
+from efvi_adapter.kernel import kernel_listener, require_link
 from pollnet.api import PollConnection, PollTcpClient
 from pollnet.testing import RecordingHandler, poll_until
 
@@ -51,14 +50,8 @@ class KernelPeer:
 def kernel_peer(request: pytest.FixtureRequest) -> Iterator[Any]:
     """`kernel_peer(**efvi)`: our client (efvi options `efvi`) connected to a kernel
     listener in the other namespace."""
-    ok, why = netns_available()
-    if not ok:
-        pytest.skip(why)
-    from pollnet.backends.efvi.core import binding as _core
-
     link: str = request.param
-    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+    require_link(link)
     made: list[tuple[PollTcpClient, socket.socket, socket.socket]] = []
     with NetnsPair(offload=False) as topo:
 

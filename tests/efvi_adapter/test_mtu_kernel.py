@@ -12,10 +12,9 @@ import time
 
 import pytest
 from netns.netns import Pair as NetnsPair
-from netns.netns import available as netns_available
 
 import pollnet
-from efvi_adapter.kernel import kernel_listener
+from efvi_adapter.kernel import kernel_listener, require_link
 from pollnet.testing import RecordingHandler, poll_until
 
 MTU = 3000
@@ -33,13 +32,7 @@ def _rcv_mss(sock: socket.socket) -> int:
                                        ({"mtu": 1500, "send_buf_size": 0}, 960)])
 def test_segments_fill_the_interfaces_mtu(link: str, efvi: dict[str, object], mss: int
                                           ) -> None:
-    ok, why = netns_available()
-    if not ok:
-        pytest.skip(why)
-    from pollnet.backends.efvi.core import binding as _core
-
-    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+    require_link(link)
     with NetnsPair(offload=False) as topo:
         for ns in (topo.a.name, topo.b.name):
             subprocess.run(["ip", "-n", ns, "link", "set", "pn0", "mtu", str(MTU)], check=True)
