@@ -151,6 +151,10 @@ class EfviOptions(_Section):
     local_ip: Text = ""
     pcap: Text = ""
     xdp_mode: Literal["auto", "native", "generic", "zerocopy"] = "auto"
+    # the RX queue this stack reads (af_xdp, efvi); shards > 1: it is one of that many
+    # stacks on the interface, one a queue, sharing its address (docs/sharding.md)
+    queue: Annotated[int, Field(ge=0, le=63)] = 0
+    shards: Annotated[int, Field(ge=1, le=64)] = 1
     conn_send_buf_cnt: Annotated[int, Field(ge=1, le=65536)] = 512
     send_buf_1k: bool = True
     # bytes per send buffer (a multiple of 64, 1024..65536; our MSS is at most this - 64):
@@ -212,6 +216,13 @@ class EfviOptions(_Section):
                 f"max_syn_backlog ({self.max_syn_backlog}) must not exceed max_conn_cnt "
                 f"({self.max_conn_cnt})"
             )
+        if self.shards > 1 and self.link != "af_xdp":
+            raise ValueError(f'shards ({self.shards}) needs link = "af_xdp" (one XDP program '
+                             f'steers each RX queue to its stack); link = "{self.link}" has '
+                             "no such steering here")
+        if self.shards > 1 and self.queue >= self.shards:
+            raise ValueError(f"queue ({self.queue}) must be below shards ({self.shards}): "
+                             "shard i reads RX queue i")
         if isinstance(self.send_buf_size, int) and 0 < self.send_buf_size < 1024:
             raise ValueError(f"send_buf_size ({self.send_buf_size}) must be 0, \"mtu\" or "
                              "a multiple of 64 from 1024 to 65536")

@@ -100,6 +100,7 @@ void pn_rl_tc_hide_close(pn_tc_hide *h)
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,13 +141,7 @@ typedef struct af_xdp_link {
     uint32_t queue;
     uint8_t own_ip;
     uint8_t veth;                /* the interface is a veth: see veth_csum_flags() */
-    uint32_t own_addr;           /* host order; 0 until known */
-
-    struct bpf_object *obj;
-    int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd, arp_fd;
-    int bpf_link_fd;             /* >= 0: attached through a BPF link */
-    uint32_t nl_flags;           /* != 0: attached through netlink with these flags */
-    uint32_t mode_flag;          /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE in force */
+    struct xdp_prog *xp;         /* the interface's program, shared with our other links */
     pid_t owner;
 
     void *area;
@@ -173,19 +168,41 @@ typedef struct af_xdp_link {
 static af_xdp_link *live_links;
 static int exit_handler_set;
 
+/* One XDP program per interface (and namespace) for every af_xdp link of this process on
+ * it: each link puts its socket at its RX queue in the program's XSKMAP, so N stacks --
+ * one a queue -- share an interface, and a flow goes to the stack of the queue its
+ * frames arrive on. Links may be opened and polled from several threads: the list, the
+ * references and the flow counts change under `xdp_lock`. */
+typedef struct xdp_prog {
+    ino_t netns;
+    int ifindex;
+    int refs;
+    struct bpf_object *obj;
+    int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd, arp_fd;
+    int bpf_link_fd;             /* >= 0: attached through a BPF link */
+    uint32_t nl_flags;           /* != 0: attached through netlink with these flags */
+    uint32_t mode_flag;          /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE in force */
+    uint32_t own_addr;           /* host order; 0 until known (own_ip mode) */
+    pid_t owner;
+    struct xdp_prog *next;
+} xdp_prog;
+
+static xdp_prog *live_progs;
+static pthread_mutex_t xdp_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* ------------------------------------------------------------------ attach / detach */
 
-static void detach(af_xdp_link *x)
+static void detach(xdp_prog *xp)
 {
-    if (x->bpf_link_fd >= 0) {
-        close(x->bpf_link_fd);
-        x->bpf_link_fd = -1;
+    if (xp->bpf_link_fd >= 0) {
+        close(xp->bpf_link_fd);
+        xp->bpf_link_fd = -1;
     }
-    if (x->nl_flags != 0) {
-        LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = x->prog_fd);
+    if (xp->nl_flags != 0) {
+        LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = xp->prog_fd);
         /* REPLACE + the expected fd: only our own program is ever removed. */
-        bpf_xdp_detach(x->ifindex, x->nl_flags | XDP_FLAGS_REPLACE, &opts);
-        x->nl_flags = 0;
+        bpf_xdp_detach(xp->ifindex, xp->nl_flags | XDP_FLAGS_REPLACE, &opts);
+        xp->nl_flags = 0;
     }
 }
 
@@ -205,9 +222,9 @@ static void tc_detach(struct pn_tc_hide *h);
 void pn_real_links_detach_all(void)
 {
     pid_t me = getpid();
-    for (af_xdp_link *x = live_links; x != NULL; x = x->next)
-        if (x->owner == me)  /* a forked child must not detach its parent's program */
-            detach(x);
+    for (xdp_prog *xp = live_progs; xp != NULL; xp = xp->next)
+        if (xp->owner == me)  /* a forked child must not detach its parent's program */
+            detach(xp);
     for (struct pn_tc_hide *h = live_hides; h != NULL; h = h->next)
         if (h->owner == me)
             tc_detach(h);
@@ -269,44 +286,89 @@ static int prog_fd(struct bpf_object *obj, const char *name)
     return p ? bpf_program__fd(p) : -1;
 }
 
+/* The interface's program for x: the one our other links there use, else a new one
+ * (loaded, not yet attached). Under xdp_lock. */
 static int load_program(af_xdp_link *x, char *err, size_t errlen)
 {
-    int rc = PN_ELINK;
-    x->obj = open_object(WHO, err, errlen);
-    if (x->obj == NULL)
-        return rc;
-    x->prog_fd = prog_fd(x->obj, "pn_xdp_steer");
-    x->xsks_fd = map_fd(x->obj, "pn_xsks");
-    x->flows_fd = map_fd(x->obj, "pn_flows");
-    x->cfg_fd = map_fd(x->obj, "pn_cfg");
-    x->stats_fd = map_fd(x->obj, "pn_stats");
-    x->arp_fd = map_fd(x->obj, "pn_arp_wait");
-    if (x->prog_fd < 0 || x->xsks_fd < 0 || x->flows_fd < 0 || x->cfg_fd < 0 ||
-        x->stats_fd < 0 || x->arp_fd < 0) {
+    for (xdp_prog *xp = live_progs; xp != NULL; xp = xp->next)
+        if (xp->ifindex == x->ifindex && xp->netns == x->netns && xp->owner == x->owner) {
+            xp->refs++;
+            x->xp = xp;
+            return PN_OK;
+        }
+    xdp_prog *xp = calloc(1, sizeof *xp);
+    if (xp == NULL) {
+        pn_rl_errf(err, errlen, WHO, "out of memory");
+        return PN_ENOMEM;
+    }
+    xp->netns = x->netns;
+    xp->ifindex = x->ifindex;
+    xp->refs = 1;
+    xp->owner = x->owner;
+    xp->bpf_link_fd = -1;
+    xp->next = live_progs;
+    live_progs = xp;
+    x->xp = xp;
+    xp->obj = open_object(WHO, err, errlen);
+    if (xp->obj == NULL)
+        return PN_ELINK;
+    xp->prog_fd = prog_fd(xp->obj, "pn_xdp_steer");
+    xp->xsks_fd = map_fd(xp->obj, "pn_xsks");
+    xp->flows_fd = map_fd(xp->obj, "pn_flows");
+    xp->cfg_fd = map_fd(xp->obj, "pn_cfg");
+    xp->stats_fd = map_fd(xp->obj, "pn_stats");
+    xp->arp_fd = map_fd(xp->obj, "pn_arp_wait");
+    if (xp->prog_fd < 0 || xp->xsks_fd < 0 || xp->flows_fd < 0 || xp->cfg_fd < 0 ||
+        xp->stats_fd < 0 || xp->arp_fd < 0) {
         pn_rl_errf(err, errlen, WHO, "the embedded BPF object lacks a program or map");
-        return rc;
+        return PN_ELINK;
     }
     return PN_OK;
 }
 
+/* A link lets go of its program; the last one detaches and closes it. Under xdp_lock. */
+static void release_program(af_xdp_link *x)
+{
+    xdp_prog *xp = x->xp;
+    x->xp = NULL;
+    if (xp == NULL || --xp->refs > 0)
+        return;
+    detach(xp);
+    if (xp->obj != NULL)
+        bpf_object__close(xp->obj);
+    for (xdp_prog **pp = &live_progs; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == xp) {
+            *pp = xp->next;
+            break;
+        }
+    free(xp);
+}
+
+/* The program steers every frame to one own address: the stacks sharing it share that
+ * address (sharding), and a second one is refused (-EADDRINUSE). */
 static int set_own_ip(af_xdp_link *x, uint32_t ip)
 {
+    xdp_prog *xp = x->xp;
+    if (xp->own_addr == ip)
+        return 0;
+    if (xp->own_addr != 0)
+        return -EADDRINUSE;
     uint32_t zero = 0;
     struct pn_xdp_cfg cfg = {.own_ip = htonl(ip), .pad = 0};
-    if (bpf_map_update_elem(x->cfg_fd, &zero, &cfg, BPF_ANY) != 0)
+    if (bpf_map_update_elem(xp->cfg_fd, &zero, &cfg, BPF_ANY) != 0)
         return -errno;
-    x->own_addr = ip;
+    xp->own_addr = ip;
     return 0;
 }
 
 /* Attach in one mode: a BPF link first, netlink when the kernel has no XDP links. */
-static int attach_mode(af_xdp_link *x, uint32_t mode_flag)
+static int attach_mode(xdp_prog *xp, uint32_t mode_flag)
 {
     LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = mode_flag);
-    int fd = bpf_link_create(x->prog_fd, x->ifindex, BPF_XDP, &lo);
+    int fd = bpf_link_create(xp->prog_fd, xp->ifindex, BPF_XDP, &lo);
     if (fd >= 0) {
-        x->bpf_link_fd = fd;
-        x->mode_flag = mode_flag;
+        xp->bpf_link_fd = fd;
+        xp->mode_flag = mode_flag;
         return 0;
     }
     int e = errno;
@@ -315,9 +377,9 @@ static int attach_mode(af_xdp_link *x, uint32_t mode_flag)
     if (e == EINVAL) {
         /* Old kernel without XDP BPF links: netlink, refusing to replace anything. */
         uint32_t fl = mode_flag | XDP_FLAGS_UPDATE_IF_NOEXIST;
-        if (bpf_xdp_attach(x->ifindex, x->prog_fd, fl, NULL) == 0) {
-            x->nl_flags = mode_flag;
-            x->mode_flag = mode_flag;
+        if (bpf_xdp_attach(xp->ifindex, xp->prog_fd, fl, NULL) == 0) {
+            xp->nl_flags = mode_flag;
+            xp->mode_flag = mode_flag;
             return 0;
         }
         return -errno;
@@ -327,13 +389,25 @@ static int attach_mode(af_xdp_link *x, uint32_t mode_flag)
 
 static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
 {
+    xdp_prog *xp = x->xp;
+    if (xp->mode_flag != 0) {   /* attached already, for another of our links */
+        uint32_t want = mode == PN_XDP_MODE_GENERIC ? XDP_FLAGS_SKB_MODE
+                        : mode == PN_XDP_MODE_AUTO  ? xp->mode_flag
+                                                    : XDP_FLAGS_DRV_MODE;
+        if (want == xp->mode_flag)
+            return PN_OK;
+        pn_rl_errf(err, errlen, WHO, "'%s' already runs our XDP program in %s mode for "
+                   "another stack of this process: open this one in that mode too (or auto)",
+                   x->ifname, xp->mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
+        return PN_ELINK;
+    }
     int rc;
     if (mode == PN_XDP_MODE_GENERIC) {
-        rc = attach_mode(x, XDP_FLAGS_SKB_MODE);
+        rc = attach_mode(xp, XDP_FLAGS_SKB_MODE);
     } else {
-        rc = attach_mode(x, XDP_FLAGS_DRV_MODE);
+        rc = attach_mode(xp, XDP_FLAGS_DRV_MODE);
         if (rc < 0 && mode == PN_XDP_MODE_AUTO && rc != -EBUSY && rc != -EEXIST)
-            rc = attach_mode(x, XDP_FLAGS_SKB_MODE);
+            rc = attach_mode(xp, XDP_FLAGS_SKB_MODE);
     }
     if (rc == 0)
         return PN_OK;
@@ -558,7 +632,7 @@ static int ax_rx_burst(pn_link *l, uint64_t now_ns, pn_rx_frame *frames, int max
         f->len = d->len;
         f->flags = x->veth ? veth_csum_flags(f->data, d->len) : 0;
         if (!x->own_ip && d->len >= 42 && f->data[12] == 0x08 && f->data[13] == 0x06)
-            bpf_map_delete_elem(x->arp_fd, f->data + 28);  /* its reply came */
+            bpf_map_delete_elem(x->xp->arp_fd, f->data + 28);  /* its reply came */
         f->handle = d->addr;
         f->hw_ts_ns = 0;
         x->rl.stats.rx_bytes += d->len;
@@ -625,7 +699,7 @@ static void arp_request_out(af_xdp_link *x, const uint8_t *f)
         return;
     uint32_t tpa, one = 1;
     memcpy(&tpa, f + 38, 4);
-    bpf_map_update_elem(x->arp_fd, &tpa, &one, BPF_ANY);
+    bpf_map_update_elem(x->xp->arp_fd, &tpa, &one, BPF_ANY);
 }
 
 static int ax_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
@@ -695,8 +769,10 @@ static int ax_flow_add(pn_link *l, const pn_flow *f)
 {
     af_xdp_link *x = (af_xdp_link *)l;
     char *err = x->rl.link.err;
-    if (x->own_ip && x->own_addr == 0 && f->local_ip != 0) {
+    if (x->own_ip && x->xp->own_addr == 0 && f->local_ip != 0) {
+        pthread_mutex_lock(&xdp_lock);
         int e = set_own_ip(x, f->local_ip);
+        pthread_mutex_unlock(&xdp_lock);
         if (e < 0) {
             pn_rl_errf(err, sizeof x->rl.link.err, WHO, "setting own_ip: %s", strerror(-e));
             return PN_ELINK;
@@ -708,11 +784,19 @@ static int ax_flow_add(pn_link *l, const pn_flow *f)
         if (rc < 0)
             return rc;
     }
+    /* each entry counts the links that steer it: stacks sharing the interface listen
+     * on the same port */
     struct pn_flow_key k;
     flow_key(f, &k);
-    uint32_t one = 1;
-    if (bpf_map_update_elem(x->flows_fd, &k, &one, BPF_ANY) != 0) {
-        int e = errno;
+    pthread_mutex_lock(&xdp_lock);
+    uint32_t n = 0;
+    if (bpf_map_lookup_elem(x->xp->flows_fd, &k, &n) != 0)
+        n = 0;
+    n++;
+    int rc = bpf_map_update_elem(x->xp->flows_fd, &k, &n, BPF_ANY);
+    int e = errno;
+    pthread_mutex_unlock(&xdp_lock);
+    if (rc != 0) {
         if (!x->own_ip)
             pn_rl_port_release(&x->ports, f->local_port);
         pn_rl_errf(err, sizeof x->rl.link.err, WHO, "adding the flow to the XDP map: %s",
@@ -727,7 +811,19 @@ static int ax_flow_del(pn_link *l, const pn_flow *f)
     af_xdp_link *x = (af_xdp_link *)l;
     struct pn_flow_key k;
     flow_key(f, &k);
-    int rc = bpf_map_delete_elem(x->flows_fd, &k) == 0 || errno == ENOENT ? PN_OK : PN_ELINK;
+    pthread_mutex_lock(&xdp_lock);
+    uint32_t n = 0;
+    int rc = PN_OK;
+    if (bpf_map_lookup_elem(x->xp->flows_fd, &k, &n) == 0) {
+        if (n > 1) {
+            n--;
+            rc = bpf_map_update_elem(x->xp->flows_fd, &k, &n, BPF_ANY) == 0 ? PN_OK : PN_ELINK;
+        } else {
+            rc = bpf_map_delete_elem(x->xp->flows_fd, &k) == 0 || errno == ENOENT ? PN_OK
+                                                                                   : PN_ELINK;
+        }
+    }
+    pthread_mutex_unlock(&xdp_lock);
     if (!x->own_ip)
         pn_rl_port_release(&x->ports, f->local_port);
     return rc;
@@ -740,7 +836,7 @@ static void ax_refresh_stats(pn_real_link *rl)
     uint64_t *percpu = calloc((size_t)x->ncpus, sizeof *percpu);
     if (percpu != NULL) {
         for (uint32_t k = 0; k < PN_XDP_NSTATS; k++) {
-            if (bpf_map_lookup_elem(x->stats_fd, &k, percpu) != 0)
+            if (bpf_map_lookup_elem(x->xp->stats_fd, &k, percpu) != 0)
                 continue;
             for (int c = 0; c < x->ncpus; c++)
                 vals[k] += percpu[c];
@@ -762,22 +858,22 @@ static void ax_destroy(pn_link *l)
     af_xdp_link *x = (af_xdp_link *)l;
     if (x == NULL)
         return;
-    detach(x);
-    if (x->xsks_fd >= 0) {
+    pthread_mutex_lock(&xdp_lock);
+    if (x->xp != NULL && x->xp->xsks_fd >= 0 && x->xsk_fd >= 0) {
         uint32_t q = x->queue;
-        bpf_map_delete_elem(x->xsks_fd, &q);
+        bpf_map_delete_elem(x->xp->xsks_fd, &q);
     }
+    release_program(x);
     for (af_xdp_link **pp = &live_links; *pp != NULL; pp = &(*pp)->next)
         if (*pp == x) {
             *pp = x->next;
             break;
         }
+    pthread_mutex_unlock(&xdp_lock);
     if (x->xsk != NULL)
         xsk_socket__delete(x->xsk);
     if (x->umem != NULL)
         xsk_umem__delete(x->umem);
-    if (x->obj != NULL)
-        bpf_object__close(x->obj);
     if (x->area != NULL)
         munmap(x->area, x->area_len);
     pn_rl_ports_free(&x->ports);
@@ -906,12 +1002,42 @@ static int make_socket(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
         x->tx_free[x->tx_free_n++] = (uint64_t)(x->frames + i) * x->frame_size;
 
     uint32_t q = x->queue;
-    if (bpf_map_update_elem(x->xsks_fd, &q, &x->xsk_fd, BPF_ANY) != 0) {
+    if (bpf_map_update_elem(x->xp->xsks_fd, &q, &x->xsk_fd, BPF_ANY) != 0) {
         pn_rl_errf(err, errlen, WHO, "registering the socket in the XSKMAP: %s",
                    strerror(errno));
         return PN_ELINK;
     }
     return PN_OK;
+}
+
+/* The steps that touch what our links share: the live list, the interface's program. */
+static int open_locked(af_xdp_link *x, const pn_real_link_params *p, char *err, size_t errlen)
+{
+    x->next = live_links;
+    live_links = x;
+    if (!exit_handler_set) {
+        atexit(at_exit);
+        exit_handler_set = 1;
+    }
+    if (!x->own_ip && pn_rl_ports_init(&x->ports, WHO, err, errlen) < 0)
+        return PN_ELINK;
+    int rc = load_program(x, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (x->own_ip && p->local_ip != 0 && (rc = set_own_ip(x, p->local_ip)) < 0) {
+        struct in_addr a = {.s_addr = htonl(x->xp->own_addr)};
+        char ip[INET_ADDRSTRLEN];
+        if (rc == -EADDRINUSE)
+            pn_rl_errf(err, errlen, WHO, "'%s' already steers %s to another stack of this "
+                       "process: the stacks sharing an interface share its address",
+                       x->ifname, inet_ntop(AF_INET, &a, ip, sizeof ip));
+        else
+            pn_rl_errf(err, errlen, WHO, "setting own_ip in the XDP map: %s", strerror(-rc));
+        return PN_ELINK;
+    }
+    if ((rc = make_socket(x, p->mode, err, errlen)) < 0)
+        return rc;
+    return attach(x, p->mode, err, errlen);
 }
 
 pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen)
@@ -950,7 +1076,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
         return NULL;
     }
     uint32_t nq = 1;
-    if (pn_rl_rx_spread(p->ifname, p->queue, &nq)) {
+    if (p->shards <= 1 && pn_rl_rx_spread(p->ifname, p->queue, &nq)) {
         pn_rl_errf(err, errlen, WHO,
                    "'%s' spreads flows over %u RX queues (RSS); this link reads queue %u only: "
                    "use one queue (ethtool -L %s combined 1, or rx 1), point RSS at it "
@@ -981,33 +1107,18 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->queue = p->queue;
     x->frames = pow2;
     x->frame_size = frame_size;
-    x->prog_fd = x->xsks_fd = x->flows_fd = x->cfg_fd = x->stats_fd = x->arp_fd = -1;
-    x->bpf_link_fd = -1;
     x->xsk_fd = -1;
     x->owner = getpid();
     x->veth = (uint8_t)ifc.veth;
     x->ncpus = libbpf_num_possible_cpus();
     if (x->ncpus <= 0)
         x->ncpus = 1;
-    x->next = live_links;
-    live_links = x;
-    if (!exit_handler_set) {
-        atexit(at_exit);
-        exit_handler_set = 1;
-    }
-    if (!x->own_ip && pn_rl_ports_init(&x->ports, WHO, err, errlen) < 0)
+    pthread_mutex_lock(&xdp_lock);
+    int rc = open_locked(x, p, err, errlen);
+    pthread_mutex_unlock(&xdp_lock);
+    if (rc < 0)
         goto fail;
-    if (load_program(x, err, errlen) < 0)
-        goto fail;
-    if (x->own_ip && p->local_ip != 0 && set_own_ip(x, p->local_ip) < 0) {
-        pn_rl_errf(err, errlen, WHO, "setting own_ip in the XDP map: %s", strerror(errno));
-        goto fail;
-    }
-    if (make_socket(x, p->mode, err, errlen) < 0)
-        goto fail;
-    if (attach(x, p->mode, err, errlen) < 0)
-        goto fail;
-    if (x->mode_flag == XDP_FLAGS_SKB_MODE && ifc.merges) {
+    if (x->xp->mode_flag == XDP_FLAGS_SKB_MODE && ifc.merges) {
         /* Generic XDP runs after GRO: merged frames would not fit the UMEM. */
         pn_rl_merge_error(&ifc, p->ifname, WHO, err, errlen);
         goto fail;
@@ -1018,7 +1129,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     int zc = getsockopt(x->xsk_fd, SOL_XDP, XDP_OPTIONS, &xo, &len) == 0 &&
              (xo.flags & XDP_OPTIONS_ZEROCOPY);
     x->rl.stats.xdp_mode = zc ? PN_XDP_MODE_ZEROCOPY
-                         : x->mode_flag == XDP_FLAGS_SKB_MODE ? PN_XDP_MODE_GENERIC
+                         : x->xp->mode_flag == XDP_FLAGS_SKB_MODE ? PN_XDP_MODE_GENERIC
                                                               : PN_XDP_MODE_NATIVE;
     return &x->rl.link;
 

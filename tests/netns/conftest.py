@@ -43,6 +43,22 @@ def netns_pair_plain() -> Iterator[Pair]:
 
 
 @pytest.fixture
+def netns_pair_queues() -> Iterator[Callable[[int], Pair]]:
+    """`netns_pair_queues(n)`: a pair whose veth has n RX and n TX queues at each end."""
+    require_netns()
+    made: list[Pair] = []
+
+    def make(queues: int) -> Pair:
+        t = Pair(offload=False, queues=queues)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.close()
+
+
+@pytest.fixture
 def netns_bridged() -> Iterator[Callable[..., Bridged]]:
     require_netns()
     made: list[Bridged] = []

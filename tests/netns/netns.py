@@ -162,10 +162,14 @@ class Topology:
             )
         return self.namespaces[role]
 
-    def veth(self, ns1: Namespace, if1: str, ns2: Namespace, if2: str) -> tuple[Port, Port]:
+    def veth(self, ns1: Namespace, if1: str, ns2: Namespace, if2: str,
+             queues: int = 1) -> tuple[Port, Port]:
+        """A veth pair; `queues` RX and TX queues at each end (the RX queue a frame lands
+        on is the TX queue the other end sent it from)."""
+        q = ["numrxqueues", str(queues), "numtxqueues", str(queues)] if queues > 1 else []
         subprocess.run(
-            ["ip", "link", "add", if1, "netns", ns1.name, "type", "veth",
-             "peer", "name", if2, "netns", ns2.name],
+            ["ip", "link", "add", if1, "netns", ns1.name, *q, "type", "veth",
+             "peer", "name", if2, "netns", ns2.name, *q],
             check=True, capture_output=True,
         )
         for ns, ifn in ((ns1, if1), (ns2, if2)):
@@ -219,11 +223,11 @@ class Pair(Topology):
     pa: Port
     pb: Port
 
-    def __init__(self, *, offload: bool = True) -> None:
+    def __init__(self, *, offload: bool = True, queues: int = 1) -> None:
         super().__init__()
         try:
             self.a, self.b = self.ns("a"), self.ns("b")
-            self.pa, self.pb = self.veth(self.a, "pn0", self.b, "pn0")
+            self.pa, self.pb = self.veth(self.a, "pn0", self.b, "pn0", queues)
             self.address(self.pa, f"{self.subnet}.1")
             self.address(self.pb, f"{self.subnet}.2")
             if not offload:
@@ -329,8 +333,8 @@ class Bridged(Topology):
                 self.bridge_stats.unlink()
 
 
-def pair(*, offload: bool = True) -> Pair:
-    return Pair(offload=offload)
+def pair(*, offload: bool = True, queues: int = 1) -> Pair:
+    return Pair(offload=offload, queues=queues)
 
 
 def bridged(**kw: Any) -> Bridged:

@@ -363,3 +363,16 @@ def test_environment_overrides_still_parse_as_json() -> None:
     assert cfg.client.server_port == 4000
     assert cfg.client.interface == "0"
     assert cfg.client.conn_retry_sec == 2.0
+
+
+@pytest.mark.parametrize(("efvi", "says"), [
+    ({"link": "af_xdp", "interface": "eth0", "shards": 2, "queue": 2},
+     "queue (2) must be below shards (2)"),
+    ({"link": "af_packet", "interface": "eth0", "shards": 2},
+     'shards (2) needs link = "af_xdp"'),
+    ({"send_buf_size": 1000}, "send_buf_size"),
+    ({"mtu": 9001}, "efvi.mtu"),
+])
+def test_sharding_and_bulk_knobs_are_checked(efvi: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        config_from_dict({"backend": "efvi", "efvi": efvi})

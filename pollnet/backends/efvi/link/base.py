@@ -11,6 +11,8 @@ from typing import Any
 from pollnet.backends.efvi.core import binding as _core
 
 ERRLEN = 256  # the error text buffer every pn_*_create fills
+# (network namespace, interface, address, RX queue): what one real link holds
+AddressKey = tuple[int, str, int, int]
 
 class Link:
     """An open `pn_link` and the addressing the stack on it uses."""
@@ -26,7 +28,7 @@ class Link:
         self.mac = bytes(_core.ffi.buffer(ptr.mac, 6))
         self.mtu = int(ptr.mtu)
         self._keepalive = keepalive  # the sim wire outlives its links
-        self._address_key: tuple[int, str, int] | None = None  # its entry in IN_USE
+        self._address_key: AddressKey | None = None  # its entry in IN_USE
 
     def describe(self) -> str:
         return f"the {self.kind} link {self.where}"
@@ -61,6 +63,7 @@ class Link:
                                    _core.c_string(err))
 
 
-# The real links this process has open, by (network namespace, interface, address): two
-# stacks on one address would take each other's segments for strangers' and reset them.
-IN_USE: dict[tuple[int, str, int], weakref.ref[Link]] = {}
+# The real links this process has open, by (network namespace, interface, address, RX
+# queue): two stacks on one address and queue would take each other's segments for
+# strangers' and reset them; on different queues (shards) each gets its queue's flows.
+IN_USE: dict[AddressKey, weakref.ref[Link]] = {}

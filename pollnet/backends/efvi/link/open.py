@@ -16,7 +16,7 @@ import threading
 import weakref
 
 from pollnet.backends.efvi.core import binding as _core
-from pollnet.backends.efvi.link.base import ERRLEN, IN_USE, Link
+from pollnet.backends.efvi.link.base import ERRLEN, IN_USE, AddressKey, Link
 from pollnet.backends.efvi.link.sim import SimWire
 from pollnet.config import EfviOptions
 from pollnet.errors import BackendUnavailable, ConfigError
@@ -73,7 +73,7 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         raise BackendUnavailable(
             "efvi", f"interface {ifname!r} has no IPv4 address: set efvi.local_ip in the config"
         )
-    key = (_netns_id(), ifname, ip)
+    key = (_netns_id(), ifname, ip, options.queue)
     if any(k[:2] == key[:2] and _held(k) for k in list(IN_USE)):
         # Another of our stacks is on this interface. If nothing can reach it any more (a
         # reference cycle, a traceback), collecting it closes its link and frees its address
@@ -81,15 +81,18 @@ def _open_real(options: EfviOptions, local_ip: str) -> Link:
         gc.collect()
     if _held(key):
         raise ConfigError(
-            f"efvi.local_ip = {_core.int_to_ip(ip)!r} on {ifname!r}: another efvi stack of "
-            "this process has that address there already; each client or server stack "
-            "needs an address of its own on an interface (give this one another "
-            "efvi.local_ip, or make several connections from one TcpClient with max_conns)")
+            f"efvi.local_ip = {_core.int_to_ip(ip)!r} on {ifname!r}, queue {options.queue}: "
+            "another efvi stack of this process has that address there already; each "
+            "client or server stack needs an address of its own on an interface, or a "
+            "queue of its own (efvi.queue, with efvi.shards), or make several connections "
+            "from one TcpClient with max_conns")
     params = ffi.new("pn_real_link_params *")
     name = ffi.new("char[]", ifname.encode())
     params.ifname = name
     params.ring_frames = 0
     params.mode = getattr(lib, _XDP_MODES[options.xdp_mode])
+    params.queue = options.queue
+    params.shards = options.shards
     params.own_ip = 0 if _kernel_has(_core.int_to_ip(ip)) else 1
     if params.own_ip and hasattr(params, "local_ip"):
         params.local_ip = ip
@@ -111,7 +114,7 @@ def _netns_id() -> int:
     return os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
 
 
-def _held(key: tuple[int, str, int]) -> bool:
+def _held(key: AddressKey) -> bool:
     ref = IN_USE.get(key)
     link = ref() if ref is not None else None
     return link is not None and link.ptr is not None
