@@ -261,6 +261,7 @@ typedef struct pn_stats {
     uint64_t PnKeepaliveTimeouts;            /* ended by keepalive_cnt unanswered probes */
     uint64_t TcpExtTCPSackRecovery;          /* loss recoveries led by SACK (RFC 6675) */
     uint64_t PnSackHoleRetrans;              /* holes the SACK scoreboard resent (ours) */
+    uint64_t TcpExtTCPLossProbes;            /* tail loss probes sent (RFC 8985 7) */
 } pn_stats;
 /* The pn_stats field names in order, NULL-terminated (for printing, additive). */
 extern const char *const pn_stats_names[];

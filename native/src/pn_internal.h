@@ -116,7 +116,10 @@ typedef struct pn_conn {
 
     /* congestion control (tcp_cc.c) */
     uint32_t cwnd, ssthresh, recover, dupacks, ca_acc;
-    uint32_t pipe;           /* SACK recovery: bytes in flight (RFC 6675 SetPipe) */
+    /* SACK recovery's sending budget, Proportional Rate Reduction (RFC 6937) */
+    uint32_t prr_delivered, prr_out, recover_fs;
+    uint32_t prr_budget;     /* bytes of new data output() may still send on this ACK */
+    uint32_t delivered_now;  /* bytes this ACK newly acknowledged or SACKed */
     uint32_t rack_xmit_us;   /* RACK (RFC 8985): the latest send time among delivered */
     uint8_t rack_valid;      /*   segments; a segment sent well before it is lost */
     uint8_t tlp_armed;       /* t_rtx is the tail loss probe's timer (RFC 8985 7) */
@@ -312,9 +315,11 @@ bool pn_sack_head_lost(pn_stack *s, const pn_conn *c);
 void pn_rack_delivered(pn_conn *c, const pn_sseg *g);
 /* The tail loss probe: one new segment, or the last one again (RFC 8985 7.3). */
 void pn_tlp_probe(pn_stack *s, pn_conn *c);
-/* On an ACK in SACK recovery (RFC 6675 5): set c->pipe, resend the lost holes while cwnd
- * allows (head_lost: the head is lost and goes at once, if not resent yet); output()
- * then sends new data up to cwnd. */
+/* Entering SACK recovery: PRR's counts start (RFC 6937 3). */
+void pn_prr_start(pn_conn *c);
+/* On an ACK in SACK recovery (RFC 6675 5, RFC 6937): resend the lost holes within PRR's
+ * budget for this ACK (head_lost: the head is lost and goes at once, if not resent
+ * yet); output() then sends new data with what is left (c->prr_budget). */
 void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost);
 /* Clear PN_SSEG_* bits from every segment held. */
 void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear);

@@ -100,7 +100,7 @@ const char *const pn_stats_names[] = {
     "TcpExtTCPACKSkippedSeq", "TcpExtTCPACKSkippedTimeWait",
     "PnFinWait2Timeouts",
     "TcpExtTCPKeepAlive", "PnKeepaliveTimeouts",
-    "TcpExtTCPSackRecovery", "PnSackHoleRetrans",
+    "TcpExtTCPSackRecovery", "PnSackHoleRetrans", "TcpExtTCPLossProbes",
     NULL,
 };
 

@@ -25,12 +25,16 @@ static void new_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
     }
     uint32_t upto = seq_lt(ack, c->data_end) ? ack : c->data_end;
     uint32_t freed = 0;
+    c->delivered_now += acked;
     while (c->sb_cnt) {
         const pn_sseg *g = pn_seg_at(s, c, 0);
         if (!seq_le(g->seq + g->len, upto))
             break;
-        if (c->sack_ok)
+        if (c->sack_ok) {
             pn_rack_delivered(c, g);
+            if (g->flags & PN_SSEG_SACKED)   /* delivered when it was SACKed */
+                c->delivered_now -= c->delivered_now >= g->len ? g->len : c->delivered_now;
+        }
         c->sb_head = (c->sb_head + 1) % s->cfg.conn_send_buf_cnt;
         c->sb_cnt--;
         freed++;
@@ -89,13 +93,20 @@ static void dup_ack(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
         return;
     }
     c->dupacks++;
-    bool lost = c->dupacks == 3 || (sacks && c->dupacks < 3 && pn_sack_head_lost(s, c));
-    if (lost && !c->in_recovery && seq_gt(t->ack, c->recover)) {
+    bool sb_lost = sacks && !c->in_recovery && pn_sack_head_lost(s, c);
+    bool lost = c->dupacks == 3 || sb_lost;
+    /* RFC 6582 4.1 keeps duplicate ACKs at or below `recover` -- a timeout's resends of
+     * what had arrived -- from starting recovery. The scoreboard tells a loss from those
+     * (SACKed segments are not resent; D-SACKs below snd_una are ignored; RACK compares
+     * send times), so its evidence may start one there too, as Linux's does after a
+     * timeout: otherwise a segment lost again while going back waits for the next RTO. */
+    if (lost && !c->in_recovery && (seq_gt(t->ack, c->recover) || sb_lost)) {
         s->st.TcpExtTCPFastRetrans++;
         pn_cc_on_fast_retransmit(s, c);
         if (c->sack_ok) {
             s->st.TcpExtTCPSackRecovery++;
             pn_sack_reset(s, c, PN_SSEG_RTX);
+            pn_prr_start(c);
             pn_sack_recover(s, c, true);
         } else {
             pn_tcp_retransmit_head(s, c, false);
@@ -277,6 +288,7 @@ static bool ack_step(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, bool *advance
         challenge_ack(s, c);
         return true;
     }
+    c->delivered_now = 0;
     if (c->sack_ok && t->nsack)
         pn_sack_mark(s, c, t);
     if (seq_gt(t->ack, c->snd_una)) {

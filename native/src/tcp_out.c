@@ -220,16 +220,13 @@ static void output(pn_stack *s, pn_conn *c, bool force)
     if (s->cfg.congestion_control != PN_CC_NONE && cw < wnd)
         wnd = (uint32_t)cw;
     bool window_blocked = false, tx_full = false;
-    /* SACK recovery: new data while pipe < cwnd (RFC 6675 NextSeg rule 2) */
-    bool by_pipe = c->in_recovery && c->sack_ok && s->cfg.congestion_control != PN_CC_NONE;
+    /* SACK recovery: new data within PRR's budget (RFC 6675 NextSeg rule 2, RFC 6937) */
+    bool by_prr = c->in_recovery && c->sack_ok && s->cfg.congestion_control != PN_CC_NONE;
     uint32_t k = c->sb_nxt_off;
     for (;;) {
-        uint32_t limit = c->snd_una + (by_pipe ? c->snd_wnd : wnd);
-        if (by_pipe) {
-            uint32_t room = c->cwnd > c->pipe ? c->cwnd - c->pipe : 0;
-            if (seq_lt(c->snd_nxt + room, limit))
-                limit = c->snd_nxt + room;
-        }
+        uint32_t limit = c->snd_una + (by_prr ? c->snd_wnd : wnd);
+        if (by_prr && seq_lt(c->snd_nxt + c->prr_budget, limit))
+            limit = c->snd_nxt + c->prr_budget;
         if (seq_lt(c->snd_nxt, c->data_end)) {
             while (k < c->sb_cnt) {
                 const pn_sseg *g = pn_seg_at(s, c, k);
@@ -275,8 +272,10 @@ static void output(pn_stack *s, pn_conn *c, bool force)
             c->snd_nxt += n + (fin ? 1 : 0);
             if (seq_gt(c->snd_nxt, c->snd_max))
                 c->snd_max = c->snd_nxt;
-            if (by_pipe)
-                c->pipe += n;
+            if (by_prr) {
+                c->prr_budget -= n < c->prr_budget ? n : c->prr_budget;
+                c->prr_out += n;
+            }
         } else if (c->fin_queued && c->snd_nxt == c->data_end) {
             /* FIN takes a sequence number but no window */
             tx_args a = {c->data_end, PN_TH_ACK | PN_TH_FIN, NULL, 0};

@@ -1,10 +1,10 @@
 /* tcp_sack.c -- selective acknowledgment (RFC 2018) and the loss recovery it allows
  * (RFC 6675, simplified). As a receiver: the out-of-order ranges we hold, reported in
  * our ACKs, the one holding the latest segment first. As a sender: a scoreboard of which
- * sent segments the peer holds (pn_sseg.flags), and in recovery the conservative
- * algorithm of RFC 6675: pipe (the data in flight) against cwnd, lost holes (three
- * SACKed segments above them) resent first, then new data -- instead of NewReno's one
- * hole per round trip. RACK's time rule (RFC 8985 6) also finds a segment lost -- a
+ * sent segments the peer holds (pn_sseg.flags), and in recovery RFC 6675's: lost holes
+ * (three SACKed segments above them) resent first, then new data, at the pace of
+ * Proportional Rate Reduction (RFC 6937) -- instead of NewReno's one hole per round
+ * trip. RACK's time rule (RFC 8985 6) also finds a segment lost -- a
  * resent one too -- when one sent well after it arrived, and a tail loss probe (7)
  * draws the SACK that finds it when the last segments of a flight are lost. */
 #include "pn_internal.h"
@@ -46,6 +46,7 @@ void pn_sack_mark(pn_stack *s, pn_conn *c, const pn_tcp_seg *t)
             if (seq_ge(g->seq, l) && seq_le(g->seq + g->len, r) &&
                 !(g->flags & PN_SSEG_SACKED)) {
                 g->flags |= PN_SSEG_SACKED;
+                c->delivered_now += g->len;
                 pn_rack_delivered(c, g);
             }
         }
@@ -103,6 +104,31 @@ static pn_sseg *next_unsacked(pn_stack *s, const pn_conn *c, uint32_t *k, uint32
     return NULL;
 }
 
+void pn_prr_start(pn_conn *c)
+{
+    c->prr_delivered = c->prr_out = 0;
+    c->recover_fs = c->snd_max - c->snd_una;
+}
+
+/* RFC 6937 3: what this ACK lets out. Above ssthresh, in proportion to what was
+ * delivered (the flight shrinks smoothly to ssthresh, so ACKs keep coming: a lone
+ * ACK lost no longer leaves nothing in flight); at or below it, back up to ssthresh by
+ * at most what was delivered and one MSS (slow start reduction bound). */
+static uint64_t prr_budget(const pn_conn *c, uint32_t pipe)
+{
+    if (pipe > c->ssthresh) {
+        uint64_t fs = c->recover_fs ? c->recover_fs : 1;
+        uint64_t want = ((uint64_t)c->prr_delivered * c->ssthresh + fs - 1) / fs;
+        return want > c->prr_out ? want - c->prr_out : 0;
+    }
+    uint64_t a = c->prr_delivered > c->prr_out ? c->prr_delivered - c->prr_out : 0;
+    if (a < c->delivered_now)
+        a = c->delivered_now;
+    a += c->mss;
+    uint64_t room = c->ssthresh - pipe;
+    return a < room ? a : room;
+}
+
 void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
 {
     uint32_t sacked = 0;
@@ -117,24 +143,28 @@ void pn_sack_recover(pn_stack *s, pn_conn *c, bool head_lost)
             g->flags &= (uint16_t)~PN_SSEG_RTX;   /* the resend was lost too: again */
         pipe += (lost ? 0u : g->len) + ((g->flags & PN_SSEG_RTX) ? g->len : 0u);
     }
-    /* NextSeg rule 1: the lost holes, lowest first, while cwnd - pipe >= 1 MSS */
     bool cc = s->cfg.congestion_control != PN_CC_NONE;
+    c->prr_delivered += c->delivered_now;
+    uint64_t budget = cc ? prr_budget(c, pipe) : UINT32_MAX;
+    /* NextSeg rule 1: the lost holes, lowest first */
     above = sacked;
     for (uint32_t k = 0; (g = next_unsacked(s, c, &k, &above)) != NULL; k++) {
         bool must = head_lost && k == 0;
         if ((above < DUP_THRESH && !must && !rack_lost(c, g)) || (g->flags & PN_SSEG_RTX))
             continue;   /* not known lost, or resent already */
-        /* the head goes whatever cwnd says when it is known lost by an ACK (RFC 6675 5
-         * step 4.2: the fast retransmission itself is not limited by pipe) */
-        if (cc && !must && (c->cwnd <= pipe || c->cwnd - pipe < c->mss))
+        /* the head goes whatever the budget when it is known lost by an ACK (RFC 6675 5
+         * step 4.2, RFC 6937 3: the fast retransmission itself is not limited) */
+        if (!must && g->len > budget)
             break;
         if (pn_tcp_retransmit_seg(s, c, k) != 0)
             break;
         g->flags |= PN_SSEG_RTX;
         s->st.PnSackHoleRetrans++;
-        pipe += g->len;
+        budget = budget > g->len ? budget - g->len : 0;
+        c->prr_out += g->len;
     }
-    c->pipe = pipe;   /* rule 2, new data within cwnd - pipe, is output()'s */
+    /* rule 2, new data with the rest of the budget, is output()'s */
+    c->prr_budget = budget > UINT32_MAX ? UINT32_MAX : (uint32_t)budget;
 }
 
 void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear)
@@ -146,6 +176,7 @@ void pn_sack_reset(pn_stack *s, pn_conn *c, uint16_t clear)
 void pn_tlp_probe(pn_stack *s, pn_conn *c)
 {
     c->tlp_out = 1;
+    s->st.TcpExtTCPLossProbes++;
     uint32_t before = c->snd_max;
     pn_tcp_output_force(s, c);   /* new data, if the peer's window takes it */
     if (c->snd_max == before && c->sb_cnt) {

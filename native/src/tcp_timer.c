@@ -7,11 +7,14 @@ static uint64_t min_rto(const pn_stack *s) { return (uint64_t)s->cfg.min_rto_ms 
 static uint64_t max_rto(const pn_stack *s) { return (uint64_t)s->cfg.max_rto_ms * 1000u; }
 
 /* RFC 8985 7.2: the probe timeout, 2 SRTT (10 ms at least, as Linux; plus a peer's
- * delayed ACK when one segment is out); 0 when no probe is due. */
+ * delayed ACK when one segment is out); 0 when no probe is due. Unlike 7.2, in SACK
+ * recovery too: there the flight shrinks to the holes resent, and when the one ACK a
+ * recovery waits for is lost nothing else is out to bring another -- the probe (the
+ * last unSACKed segment again) does, 10 ms on instead of an RTO's 200. */
 static uint64_t tlp_timeout_us(const pn_conn *c)
 {
     bool open = c->state == PN_TCP_ESTABLISHED || c->state == PN_TCP_CLOSE_WAIT;
-    if (!c->sack_ok || !open || c->in_recovery || c->tlp_out || c->persist || c->backoff ||
+    if (!c->sack_ok || !open || c->tlp_out || c->persist || c->backoff ||
         !c->rtt_valid || c->snd_una == c->snd_max)
         return 0;
     uint64_t pto = 2 * (uint64_t)c->srtt_us;

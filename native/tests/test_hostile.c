@@ -671,7 +671,7 @@ static void test_stats_names(void)
     while (pn_stats_names[n])
         n++;
     CHECK_EQ(n, sizeof(pn_stats) / sizeof(uint64_t));
-    CHECK(strcmp(pn_stats_names[n - 1], "PnSackHoleRetrans") == 0);
+    CHECK(strcmp(pn_stats_names[n - 1], "TcpExtTCPLossProbes") == 0);
     CHECK(strcmp(pn_reason_str(PN_REASON_ZERO_WINDOW), "unknown reason") != 0);
 }
 
