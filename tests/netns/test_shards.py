@@ -16,6 +16,7 @@ import pytest
 
 import pollnet
 from pollnet.config import config_from_dict
+from pollnet.testing import EchoHandler
 
 from .netns import Pair
 
@@ -75,23 +76,6 @@ while True:
 """
 
 
-class Counting:
-    """An echo handler that counts the connections it served."""
-
-    def __init__(self) -> None:
-        self.conns = 0
-
-    def on_tcp_connected(self, conn: Any) -> None:
-        self.conns += 1
-
-    def on_tcp_data(self, conn: Any, data: memoryview) -> int:
-        conn.write(data)
-        return 0
-
-    def on_tcp_disconnect(self, conn: Any) -> None:
-        pass
-
-
 def test_two_shards_behind_one_address(netns_pair_queues: Any) -> None:
     from pollnet.backends.efvi.core import binding as _core
 
@@ -109,7 +93,7 @@ def test_two_shards_behind_one_address(netns_pair_queues: Any) -> None:
                        "max_conns": CLIENTS + 8},
         })
         servers.append(pollnet.create_server(cfg))
-        handlers.append(Counting())
+        handlers.append(EchoHandler())
     echo = t.a.python(KERNEL_ECHO, t.pa.ip, str(KERNEL_PORT), stdout=subprocess.PIPE,
                       text=True)
     assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
@@ -125,6 +109,6 @@ def test_two_shards_behind_one_address(netns_pair_queues: Any) -> None:
     for srv in servers:
         srv.close()
     assert out == {"ok": CLIENTS + 5, "errors": []}, out
-    served = [h.conns for h in handlers]
+    served = [len(h.connected) for h in handlers]
     assert sum(served) == CLIENTS and min(served) > 0, served
     assert [s["TcpOutRsts"] for s in stats] == [0, 0], stats
