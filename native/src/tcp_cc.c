@@ -127,8 +127,8 @@ void pn_cc_on_fast_retransmit(pn_stack *s, pn_conn *c)
         cubic_loss(c);
     else
         c->ssthresh = half_flight(c);
-    /* RFC 5681 3.2 step 3; with SACK the window is not inflated: what may be sent is
-     * cwnd less the data in flight (pipe, RFC 6675 5 step 4) */
+    /* RFC 5681 3.2 step 3; with SACK the window is not inflated: Proportional Rate
+     * Reduction paces what goes until the flight is down to ssthresh (tcp_sack.c) */
     c->cwnd = c->ssthresh + (c->sack_ok ? 0 : 3 * c->mss);
 }
 
@@ -144,7 +144,7 @@ void pn_cc_on_partial_ack(pn_stack *s, pn_conn *c, uint32_t acked)
 }
 
 /* RFC 5681 3.2 step 4: each further duplicate ACK in fast recovery inflates the window
- * (not with SACK: pipe falls instead). */
+ * (not with SACK: PRR paces what goes instead, tcp_sack.c). */
 void pn_cc_on_dupack_in_recovery(pn_stack *s, pn_conn *c)
 {
     if (s->cfg.congestion_control != PN_CC_NONE && !c->sack_ok)
@@ -156,9 +156,9 @@ void pn_cc_on_recovery_exit(pn_stack *s, pn_conn *c)
     c->in_recovery = 0;
     if (s->cfg.congestion_control == PN_CC_NONE)
         return;
-    /* RFC 6582 3.2 step 3, option 1; with SACK cwnd stays ssthresh (RFC 6675 5): pipe
-     * kept the flight near it, and option 1 would collapse it after holes, not data,
-     * went out (a window of one segment waits out the peer's delayed ACK) */
+    /* RFC 6582 3.2 step 3, option 1; with SACK cwnd is ssthresh (RFC 6937 3: PRR
+     * brought the flight down to it), where option 1 would collapse it after holes, not
+     * data, went out (a window of one segment waits out the peer's delayed ACK) */
     uint32_t f = flight(c) + c->mss;
     if (c->sack_ok)
         c->cwnd = c->ssthresh;

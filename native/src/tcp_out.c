@@ -344,15 +344,15 @@ int pn_tcp_send_keepalive(pn_stack *s, pn_conn *c)
     return emit(s, c, &a);
 }
 
-/* Resend the first unacknowledged segment (fast retransmit, RFC 5681 3.2; a partial ACK,
- * RFC 6582 3.2; the RTO, RFC 6298 5.4), window or not. advance: after an RTO, snd_nxt
- * restarts from snd_una (go-back-N) and moves past what was resent. */
 int pn_tcp_retransmit_seg(pn_stack *s, pn_conn *c, uint32_t k)
 {
     const pn_sseg *g = pn_seg_at(s, c, k);
     return send_range(s, c, k, g->seq, g->len, false);
 }
 
+/* Resend the first unacknowledged segment (fast retransmit, RFC 5681 3.2; a partial ACK,
+ * RFC 6582 3.2; the RTO, RFC 6298 5.4), window or not. advance: after an RTO, snd_nxt
+ * restarts from snd_una (go-back-N) and moves past what was resent. */
 int pn_tcp_retransmit_head(pn_stack *s, pn_conn *c, bool advance)
 {
     if (c->snd_una == c->snd_max)
