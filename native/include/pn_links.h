@@ -55,7 +55,8 @@ pn_link *pn_sim_link_create(pn_sim_wire *w, const uint8_t mac[6], char *err, siz
 typedef struct pn_real_link_params {
     const char *ifname;
     uint32_t queue;          /* RX queue to bind (af_xdp, efvi) */
-    uint32_t ring_frames;    /* frames per ring; 0 = from recv_buf_cnt */
+    uint32_t ring_frames;    /* frames per ring; 0 = the link's default (af_xdp and
+                                af_packet 1024, rounded up to a power of two; efvi 504) */
     uint32_t frame_size;     /* bytes per ring frame; 0 = the smallest that carries the
                                 interface's MTU (2048 at 1500) */
     uint8_t mode;            /* PN_XDP_MODE_* (af_xdp only) */
