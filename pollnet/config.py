@@ -216,10 +216,11 @@ class EfviOptions(_Section):
                 f"max_syn_backlog ({self.max_syn_backlog}) must not exceed max_conn_cnt "
                 f"({self.max_conn_cnt})"
             )
-        if self.shards > 1 and self.link != "af_xdp":
+        if self.shards > 1 and self.link not in ("af_xdp", "af_packet"):
             raise ValueError(f'shards ({self.shards}) needs link = "af_xdp" (one XDP program '
-                             f'steers each RX queue to its stack); link = "{self.link}" has '
-                             "no such steering here")
+                             'steers each RX queue to its stack) or "af_packet" (a fanout '
+                             f'group splits flows by hash); link = "{self.link}" has no such '
+                             "steering here")
         if self.shards > 1 and self.queue >= self.shards:
             raise ValueError(f"queue ({self.queue}) must be below shards ({self.shards}): "
                              "shard i reads RX queue i")

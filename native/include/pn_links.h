@@ -63,10 +63,11 @@ typedef struct pn_real_link_params {
     uint8_t own_ip;          /* 1: the stack owns local_ip, the kernel does not have it */
     uint32_t local_ip;       /* af_xdp + own_ip: that address (every frame to it and ARP
                                 for it go to the stack); 0 = learnt at the first flow_add */
-    uint32_t shards;         /* af_xdp: > 1 = this link is one of that many, each reading
-                                one RX queue of the interface through one XDP program (its
-                                XSKMAP indexed by queue): RSS spreading flows over the
-                                queues is then expected, not refused */
+    uint32_t shards;         /* > 1 = this link is one of that many on the interface.
+                                af_xdp: each reads one RX queue through one XDP program
+                                (its XSKMAP indexed by queue): RSS spreading flows over
+                                the queues is then expected, not refused. af_packet: the
+                                sockets form a PACKET_FANOUT group, flows split by hash */
 } pn_real_link_params;
 
 enum { PN_XDP_MODE_AUTO = 0, PN_XDP_MODE_NATIVE = 1, PN_XDP_MODE_GENERIC = 2,

@@ -425,6 +425,15 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
         pn_rl_errf(err, errlen, WHO, "bind to '%s': %s", p->ifname, strerror(errno));
         goto fail;
     }
+    if (p->shards > 1) {
+        /* sharding: the shards' sockets on this interface form one fanout group (its id:
+         * the interface's index), and the kernel hands each flow's frames to one of them
+         * by the flow's hash -- in any process, as PACKET_FANOUT groups span them */
+        int fanout = (int)((uint32_t)(ifc.ifindex & 0xffff) | (PACKET_FANOUT_HASH << 16));
+        if (setopt(a, PACKET_FANOUT, &fanout, sizeof fanout, "PACKET_FANOUT", err,
+                   errlen) < 0)
+            goto fail;
+    }
     if (!a->own_ip) {
         /* Without it the link still carries ARP and ICMP; flow_add says what is missing. */
         a->hide = pn_rl_tc_hide_open(ifc.ifindex, WHO, a->hide_err, sizeof a->hide_err);

@@ -1,8 +1,9 @@
-"""Sharding (issue 16): two stacks on one af_xdp interface, one per RX queue, behind one
-address and port. A veth made with two queues delivers each frame on the RX queue of
-the TX queue the kernel sent it from (its per-socket hash), so the kernel's clients
+"""Sharding (issue 16): two stacks on one interface behind one address and port.
+af_xdp: one per RX queue. A veth made with two queues delivers each frame on the RX queue
+of the TX queue the kernel sent it from (its per-socket hash), so the kernel's clients
 spread over both; the one XDP program steers each frame to the socket of the queue it
-arrived on, so a connection lives wholly on one stack. A kernel listener on the same
+arrived on. af_packet: the two sockets form a fanout group that splits flows by hash.
+Either way a connection lives wholly on one stack. A kernel listener on the same
 interface, on the kernel's own address, is served beside them."""
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ while True:
 """
 
 
-def test_two_shards_behind_one_address(netns_pair_queues: Any) -> None:
+@pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
+def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> None:
     from pollnet.backends.efvi.core import binding as _core
 
-    if not _core.has("pn_af_xdp_link_create"):
+    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
         pytest.skip("no af_xdp link in this build of pollnet._pncore")
     t: Pair = netns_pair_queues(2)
     ours = t.free_ip(3)
@@ -87,7 +89,7 @@ def test_two_shards_behind_one_address(netns_pair_queues: Any) -> None:
     for q in (0, 1):
         cfg = config_from_dict({
             "backend": "efvi",
-            "efvi": {"link": "af_xdp", "interface": "pn0", "local_ip": ours, "queue": q,
+            "efvi": {"link": link, "interface": "pn0", "local_ip": ours, "queue": q,
                      "shards": 2, "max_conn_cnt": CLIENTS + 16},
             "server": {"interface": f"{t.a.name}/pn0", "listen_ip": ours, "port": PORT,
                        "max_conns": CLIENTS + 8},

@@ -368,7 +368,7 @@ def test_environment_overrides_still_parse_as_json() -> None:
 @pytest.mark.parametrize(("efvi", "says"), [
     ({"link": "af_xdp", "interface": "eth0", "shards": 2, "queue": 2},
      "queue (2) must be below shards (2)"),
-    ({"link": "af_packet", "interface": "eth0", "shards": 2},
+    ({"link": "efvi", "interface": "eth0", "shards": 2},
      'shards (2) needs link = "af_xdp"'),
     ({"send_buf_size": 1000}, "send_buf_size"),
     ({"mtu": 9001}, "efvi.mtu"),
