@@ -636,14 +636,9 @@ static int drop_view(Poller *p, PyObject *view, PyObject *conn, int handler_fail
 /* The handler's return as a count of unconsumed bytes in 0..size, or -1 with an error. */
 static long long remaining_of(Poller *p, PyObject *rem, uint32_t size, PyObject *conn)
 {
-    if (rem == Py_None)
-        return 0;
-    if (PyLong_CheckExact(rem)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(rem, &overflow);
-        if (!overflow && v >= 0 && v <= size)
-            return v;
-    }
+    long long plain = plain_remaining(rem, size);
+    if (plain >= 0)
+        return plain;
     PyObject *r = PyObject_CallFunction(p->remaining, "OIOs", rem, (unsigned)size, conn,
                                         "on_data");
     if (r == NULL)
@@ -670,15 +665,7 @@ static int deliver(Poller *p, PollConnCore *pc, CoreConn *c, pn_event *ev)
     PyObject *r = call(&p->pollnet, (PyObject *)pc, view);
     if (drop_view(p, view, (PyObject *)c, r == NULL) < 0)
         Py_CLEAR(r);
-    long long rem = -1;
-    if (r == Py_None) {
-        rem = 0;
-    } else if (r != NULL && PyLong_CheckExact(r)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
-        if (!overflow && v >= 0 && v <= size)
-            rem = v;
-    }
+    long long rem = r != NULL ? plain_remaining(r, size) : -1;
     if (rem < 0 && r != NULL) { /* None, int subclasses, or the HandlerError */
         PyObject *checked = PyObject_CallFunction(py_checked_remaining, "OI", r, (unsigned)size);
         if (checked != NULL) {

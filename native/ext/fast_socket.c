@@ -87,14 +87,11 @@ static PyObject *sc_read(SockConnCore *c, PyObject *on_data)
         return NULL;
     }
     int rc = 0;
-    if (r != Py_None) { /* None and 0: everything consumed, the buffer stays empty */
-        int overflow = 1;
-        long long v = PyLong_CheckExact(r) ? PyLong_AsLongLongAndOverflow(r, &overflow) : -1;
-        if (overflow || v < 0 || v > n)
-            rc = py_do((PyObject *)c, str_bad_return, r, size);
-        else if (v > 0)
-            rc = py_do((PyObject *)c, str_keep_after, r, size);
-    }
+    long long v = plain_remaining(r, n); /* None and 0: all consumed, the buffer stays empty */
+    if (v < 0)
+        rc = py_do((PyObject *)c, str_bad_return, r, size);
+    else if (v > 0)
+        rc = py_do((PyObject *)c, str_keep_after, r, size);
     Py_DECREF(r);
     Py_DECREF(size);
     return rc < 0 ? NULL : Py_NewRef(Py_None);

@@ -91,14 +91,7 @@ static int td_packet(TdConnCore *c, PyObject *on_data, char *base, size_t n)
     } else {
         PyObject *argv[3] = {NULL, (PyObject *)c, view};
         r = PyObject_Vectorcall(on_data, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        long long rem = -1;
-        if (r == Py_None) {
-            rem = 0;
-        } else if (r != NULL && PyLong_CheckExact(r)) {
-            int overflow;
-            long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
-            rem = overflow || v < 0 || v > (long long)n ? -1 : v;
-        }
+        long long rem = r != NULL ? plain_remaining(r, (long long)n) : -1;
         if (r != NULL && rem != 0) { /* keep the tail, or the Python checks and keeps */
             PyObject *got = PyLong_FromSize_t(n);
             PyObject *k = got ? PyObject_CallMethodObjArgs((PyObject *)c, str_keep_packet, view,

@@ -81,6 +81,20 @@ int poll_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
               PyObject **handler, PyObject **now_obj);
 int as_ns(PyObject *obj, uint64_t *ns);
 
+/* A handler's return when it plainly is a count of unconsumed bytes: None is 0, an exact
+ * int in 0..size is itself; -1 for anything else, which the backend's Python check then
+ * judges (an int subclass, out of range, the wrong type). Sets no error. */
+static inline long long plain_remaining(PyObject *r, long long size)
+{
+    if (r == Py_None)
+        return 0;
+    if (!PyLong_CheckExact(r))
+        return -1;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
+    return overflow || v < 0 || v > size ? -1 : v;
+}
+
 void save_error(Saved *e);
 void restore_error(Saved *e);
 /* Call the owner's Python method `name` (with `arg` unless NULL). */

@@ -19,14 +19,13 @@ ETH_HLEN = 14
 STANDARD_FRAME = 1514  # what a 1,500 B MTU carries
 
 
-def _open(spec: WorkerSpec, ip: str) -> Any:
+def _open(spec: WorkerSpec, side: str) -> Any:
+    """The link of this side of the veth, as the row's TCP stacks would open it."""
     from pollnet.backends.efvi.link.open import open_link
-    from pollnet.config import EfviOptions
+    from pollnet.bench.sides import efvi_options
 
-    kw: dict[str, Any] = {"link": spec.link, "interface": spec.ifname, "local_ip": ip,
-                          **spec.efvi}
-    opts = EfviOptions(**kw)
-    return open_link(opts, wire=None, local_ip=ip)
+    opts = efvi_options(spec, side)
+    return open_link(opts, wire=None, local_ip=opts.local_ip)
 
 
 def frame_sizes(mtu: int) -> list[int]:
@@ -41,7 +40,7 @@ def serve(spec: WorkerSpec, ready: Callable[[str], None], stopped: Callable[[], 
     from pollnet.backends.efvi.core import binding as _core
 
     ffi, lib = _core.require()
-    link = _open(spec, spec.server_ip)
+    link = _open(spec, "server")
     try:
         ready(f"{spec.server_ip} {PORT} {link.mac.hex(':')} {link.mtu}")
         out = ffi.new("pn_bench_raw_sink_result *")
@@ -60,7 +59,7 @@ def send(spec: WorkerSpec) -> dict[str, Any]:
     from pollnet.backends.efvi.core import binding as _core
 
     ffi, lib = _core.require()
-    link = _open(spec, spec.client_ip)
+    link = _open(spec, "client")
     try:
         sizes = frame_sizes(min(link.mtu, spec.peer_mtu or link.mtu))
         p = ffi.new("pn_bench_raw_params *")
