@@ -139,6 +139,7 @@ typedef struct af_xdp_link {
     int ifindex;
     ino_t netns;                 /* the network namespace ifindex is an index of */
     uint32_t queue;
+    uint32_t shards;             /* > 1: may share another process's program (adopt()) */
     uint8_t own_ip;
     uint8_t veth;                /* the interface is a veth: see veth_csum_flags() */
     struct xdp_prog *xp;         /* the interface's program, shared with our other links */
@@ -179,7 +180,8 @@ typedef struct xdp_prog {
     int refs;
     struct bpf_object *obj;
     int prog_fd, xsks_fd, flows_fd, cfg_fd, stats_fd, arp_fd;
-    int bpf_link_fd;             /* >= 0: attached through a BPF link */
+    int bpf_link_fd;             /* >= 0: attached through a BPF link (ours or adopted) */
+    int adopted;                 /* the fds are another process's program's, found by id */
     uint32_t nl_flags;           /* != 0: attached through netlink with these flags */
     uint32_t mode_flag;          /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE in force */
     uint32_t own_addr;           /* host order; 0 until known (own_ip mode) */
@@ -326,6 +328,18 @@ static int load_program(af_xdp_link *x, char *err, size_t errlen)
     return PN_OK;
 }
 
+static void close_adopted(xdp_prog *xp)
+{
+    int *fds[] = {&xp->prog_fd, &xp->xsks_fd, &xp->flows_fd, &xp->cfg_fd, &xp->stats_fd,
+                  &xp->arp_fd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    xp->adopted = 0;
+}
+
 /* A link lets go of its program; the last one detaches and closes it. Under xdp_lock. */
 static void release_program(af_xdp_link *x)
 {
@@ -334,6 +348,8 @@ static void release_program(af_xdp_link *x)
     if (xp == NULL || --xp->refs > 0)
         return;
     detach(xp);
+    if (xp->adopted)
+        close_adopted(xp);
     if (xp->obj != NULL)
         bpf_object__close(xp->obj);
     for (xdp_prog **pp = &live_progs; *pp != NULL; pp = &(*pp)->next)
@@ -387,20 +403,165 @@ static int attach_mode(xdp_prog *xp, uint32_t mode_flag)
     return -e;
 }
 
+/* ------------------------------------------------------------------ shards across processes */
+
+/* The BPF link attaching prog_id to ifindex, or -errno. */
+static int find_xdp_link(int ifindex, uint32_t prog_id)
+{
+    uint32_t id = 0;
+    while (bpf_link_get_next_id(id, &id) == 0) {
+        int fd = bpf_link_get_fd_by_id(id);
+        if (fd < 0)
+            continue;
+        struct bpf_link_info li;
+        memset(&li, 0, sizeof li);
+        uint32_t len = sizeof li;
+        if (bpf_obj_get_info_by_fd(fd, &li, &len) == 0 && li.type == BPF_LINK_TYPE_XDP &&
+            li.prog_id == prog_id && li.xdp.ifindex == (uint32_t)ifindex)
+            return fd;
+        close(fd);
+    }
+    return -ENOENT;
+}
+
+/* The attached program's maps by name, into fds (PN_XDP_NMAPS of them, -1 if absent). */
+#define PN_XDP_NMAPS 5
+static const char *const map_names[PN_XDP_NMAPS] = {"pn_xsks", "pn_flows", "pn_cfg",
+                                                     "pn_stats", "pn_arp_wait"};
+static void find_maps(const uint32_t *ids, uint32_t n, int *fds)
+{
+    for (int j = 0; j < PN_XDP_NMAPS; j++)
+        fds[j] = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int fd = bpf_map_get_fd_by_id(ids[i]);
+        if (fd < 0)
+            continue;
+        struct bpf_map_info mi;
+        memset(&mi, 0, sizeof mi);
+        uint32_t len = sizeof mi;
+        int used = 0;
+        if (bpf_obj_get_info_by_fd(fd, &mi, &len) == 0)
+            for (int j = 0; j < PN_XDP_NMAPS && !used; j++)
+                if (fds[j] < 0 && strcmp(mi.name, map_names[j]) == 0) {
+                    fds[j] = fd;
+                    used = 1;
+                }
+        if (!used)
+            close(fd);
+    }
+}
+
+/*
+ * Shards in several processes share one program. The first attaches it through a BPF
+ * link; each other finds it by id, checks it is the program it loaded itself (the
+ * kernel's tag hashes the instructions), uses its maps and holds its link as well: the
+ * kernel keeps a link attached while any process has it open, so the program outlives
+ * whichever shard attached it, and goes with the last. Our own loaded copy, never
+ * attached, is closed. 1: adopted; 0: the attached program is not ours; < 0: -errno.
+ * Under xdp_lock.
+ */
+static int adopt(xdp_prog *xp, uint32_t *prog_id)
+{
+    LIBBPF_OPTS(bpf_xdp_query_opts, q);
+    if (bpf_xdp_query(xp->ifindex, 0, &q) != 0)
+        return -errno;
+    *prog_id = q.prog_id;
+    if (q.prog_id == 0)
+        return -ENOENT;
+    int pfd = bpf_prog_get_fd_by_id(q.prog_id);
+    if (pfd < 0)
+        return -errno;
+    uint32_t map_ids[8];
+    struct bpf_prog_info mine, theirs;
+    memset(&mine, 0, sizeof mine);
+    memset(&theirs, 0, sizeof theirs);
+    theirs.nr_map_ids = 8;
+    theirs.map_ids = (uint64_t)(uintptr_t)map_ids;
+    uint32_t len = sizeof mine, len2 = sizeof theirs;
+    if (bpf_obj_get_info_by_fd(xp->prog_fd, &mine, &len) != 0 ||
+        bpf_obj_get_info_by_fd(pfd, &theirs, &len2) != 0) {
+        int e = errno;
+        close(pfd);
+        return -e;
+    }
+    int fds[PN_XDP_NMAPS];
+    find_maps(map_ids, theirs.nr_map_ids < 8 ? theirs.nr_map_ids : 8, fds);
+    int ok = memcmp(mine.tag, theirs.tag, sizeof mine.tag) == 0 &&
+             strcmp(mine.name, theirs.name) == 0;
+    for (int j = 0; j < PN_XDP_NMAPS; j++)
+        ok = ok && fds[j] >= 0;
+    int lfd = ok ? find_xdp_link(xp->ifindex, q.prog_id) : -1;
+    if (lfd < 0) {
+        for (int j = 0; j < PN_XDP_NMAPS; j++)
+            if (fds[j] >= 0)
+                close(fds[j]);
+        close(pfd);
+        return ok ? -EOPNOTSUPP : 0;  /* ours, but attached through netlink: no link */
+    }
+    bpf_object__close(xp->obj);
+    xp->obj = NULL;
+    xp->adopted = 1;
+    xp->prog_fd = pfd;
+    int *mine_fds[PN_XDP_NMAPS] = {&xp->xsks_fd, &xp->flows_fd, &xp->cfg_fd, &xp->stats_fd,
+                                   &xp->arp_fd};
+    for (int j = 0; j < PN_XDP_NMAPS; j++)
+        *mine_fds[j] = fds[j];
+    xp->bpf_link_fd = lfd;
+    xp->mode_flag = q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+    uint32_t zero = 0;
+    struct pn_xdp_cfg cfg;
+    xp->own_addr = bpf_map_lookup_elem(xp->cfg_fd, &zero, &cfg) == 0 ? ntohl(cfg.own_ip) : 0;
+    return 1;
+}
+
+/* x's mode against the one the interface's program (ours, maybe another process's) runs in. */
+static int same_mode(af_xdp_link *x, uint8_t mode, const char *whose, char *err, size_t errlen)
+{
+    xdp_prog *xp = x->xp;
+    uint32_t want = mode == PN_XDP_MODE_GENERIC ? XDP_FLAGS_SKB_MODE
+                    : mode == PN_XDP_MODE_AUTO  ? xp->mode_flag
+                                                : XDP_FLAGS_DRV_MODE;
+    if (want == xp->mode_flag)
+        return PN_OK;
+    pn_rl_errf(err, errlen, WHO, "'%s' already runs our XDP program in %s mode for "
+               "another stack of %s: open this one in that mode too (or auto)",
+               x->ifname, xp->mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native", whose);
+    return PN_ELINK;
+}
+
+/* Joins the program another process's shard attached: x's socket goes into its XSKMAP. */
+static int join_other_process(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
+{
+    uint32_t id = 0;
+    int rc = adopt(x->xp, &id);
+    if (rc == 0) {
+        pn_rl_errf(err, errlen, WHO, "interface '%s' already has an XDP program (id %u) that "
+                   "is not this pollnet's (another program, or another version of ours): "
+                   "shards share only the same program; see `ip link show %s`",
+                   x->ifname, id, x->ifname);
+        return PN_ELINK;
+    }
+    if (rc < 0) {
+        pn_rl_errf(err, errlen, WHO, "sharing the XDP program (id %u) of another process's "
+                   "shard on '%s': %s%s", id, x->ifname, strerror(-rc),
+                   rc == -EOPNOTSUPP ? " (it was attached through netlink, not a BPF link: "
+                   "the kernel is too old to share it)" : "");
+        return PN_ELINK;
+    }
+    uint32_t q = x->queue;
+    if (bpf_map_update_elem(x->xp->xsks_fd, &q, &x->xsk_fd, BPF_ANY) != 0) {
+        pn_rl_errf(err, errlen, WHO, "registering the socket in the XSKMAP: %s",
+                   strerror(errno));
+        return PN_ELINK;
+    }
+    return same_mode(x, mode, "another process", err, errlen);
+}
+
 static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
 {
     xdp_prog *xp = x->xp;
-    if (xp->mode_flag != 0) {   /* attached already, for another of our links */
-        uint32_t want = mode == PN_XDP_MODE_GENERIC ? XDP_FLAGS_SKB_MODE
-                        : mode == PN_XDP_MODE_AUTO  ? xp->mode_flag
-                                                    : XDP_FLAGS_DRV_MODE;
-        if (want == xp->mode_flag)
-            return PN_OK;
-        pn_rl_errf(err, errlen, WHO, "'%s' already runs our XDP program in %s mode for "
-                   "another stack of this process: open this one in that mode too (or auto)",
-                   x->ifname, xp->mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "native");
-        return PN_ELINK;
-    }
+    if (xp->mode_flag != 0)     /* attached already, for another of our links */
+        return same_mode(x, mode, "this process", err, errlen);
     int rc;
     if (mode == PN_XDP_MODE_GENERIC) {
         rc = attach_mode(xp, XDP_FLAGS_SKB_MODE);
@@ -411,6 +572,8 @@ static int attach(af_xdp_link *x, uint8_t mode, char *err, size_t errlen)
     }
     if (rc == 0)
         return PN_OK;
+    if ((rc == -EBUSY || rc == -EEXIST) && x->shards > 1)
+        return join_other_process(x, mode, err, errlen);
     uint32_t id = 0;
     bpf_xdp_query_id(x->ifindex, 0, &id);
     if (rc == -EBUSY || rc == -EEXIST)
@@ -1024,20 +1187,22 @@ static int open_locked(af_xdp_link *x, const pn_real_link_params *p, char *err, 
     int rc = load_program(x, err, errlen);
     if (rc < 0)
         return rc;
+    if ((rc = make_socket(x, p->mode, err, errlen)) < 0 ||
+        (rc = attach(x, p->mode, err, errlen)) < 0)
+        return rc;
+    /* after attach: the program in force may be another process's shard's */
     if (x->own_ip && p->local_ip != 0 && (rc = set_own_ip(x, p->local_ip)) < 0) {
         struct in_addr a = {.s_addr = htonl(x->xp->own_addr)};
         char ip[INET_ADDRSTRLEN];
         if (rc == -EADDRINUSE)
-            pn_rl_errf(err, errlen, WHO, "'%s' already steers %s to another stack of this "
-                       "process: the stacks sharing an interface share its address",
+            pn_rl_errf(err, errlen, WHO, "'%s' already steers %s to another stack (shard): "
+                       "the stacks sharing an interface share its address",
                        x->ifname, inet_ntop(AF_INET, &a, ip, sizeof ip));
         else
             pn_rl_errf(err, errlen, WHO, "setting own_ip in the XDP map: %s", strerror(-rc));
         return PN_ELINK;
     }
-    if ((rc = make_socket(x, p->mode, err, errlen)) < 0)
-        return rc;
-    return attach(x, p->mode, err, errlen);
+    return PN_OK;
 }
 
 pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t errlen)
@@ -1105,6 +1270,7 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->ifindex = ifc.ifindex;
     x->netns = current_netns();
     x->queue = p->queue;
+    x->shards = p->shards;
     x->frames = pow2;
     x->frame_size = frame_size;
     x->xsk_fd = -1;

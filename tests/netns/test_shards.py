@@ -9,8 +9,12 @@ interface, on the kernel's own address, is served beside them."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +27,7 @@ from .netns import Pair
 
 pytestmark = pytest.mark.netns
 
-PORT, KERNEL_PORT, CLIENTS = 7001, 7002, 200
+PORT, KERNEL_PORT, CLIENTS = 7001, 7002, 500
 
 # Namespace b: CLIENTS kernel connections to our address (each sends its own bytes and
 # checks they come back), and a few to the kernel's listener in a beside them.
@@ -77,12 +81,30 @@ while True:
 """
 
 
-@pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
-def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> None:
+def start_clients(t: Pair, ours: str) -> subprocess.Popen[str]:
+    """The kernel listener in a, then CLIENTS kernel clients in b (and 5 to the listener)."""
+    echo = t.a.python(KERNEL_ECHO, t.pa.ip, str(KERNEL_PORT), stdout=subprocess.PIPE,
+                      text=True)
+    assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    return t.b.python(CLIENTS_SCRIPT, ours, t.pa.ip, str(CLIENTS), str(PORT),
+                      str(KERNEL_PORT), stdout=subprocess.PIPE, text=True)
+
+
+def clients_said(clients: subprocess.Popen[str], timeout: float = 60) -> Any:
+    out, _ = clients.communicate(timeout=timeout)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def require_af_xdp(link: str) -> None:
     from pollnet.backends.efvi.core import binding as _core
 
     if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
         pytest.skip("no af_xdp link in this build of pollnet._pncore")
+
+
+@pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
+def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> None:
+    require_af_xdp(link)
     t: Pair = netns_pair_queues(2)
     ours = t.free_ip(3)
     servers, handlers = [], []
@@ -96,17 +118,12 @@ def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> Non
         })
         servers.append(pollnet.create_server(cfg))
         handlers.append(EchoHandler())
-    echo = t.a.python(KERNEL_ECHO, t.pa.ip, str(KERNEL_PORT), stdout=subprocess.PIPE,
-                      text=True)
-    assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
-    clients = t.b.python(CLIENTS_SCRIPT, ours, t.pa.ip, str(CLIENTS), str(PORT),
-                         str(KERNEL_PORT), stdout=subprocess.PIPE, text=True)
+    clients = start_clients(t, ours)
     deadline = time.monotonic() + 60
     while clients.poll() is None and time.monotonic() < deadline:
         for srv, h in zip(servers, handlers, strict=True):
             srv.poll(h)
-    assert clients.stdout is not None
-    out = json.loads(clients.stdout.read().strip().splitlines()[-1])
+    out = clients_said(clients)
     stats = [srv.stats() for srv in servers]  # type: ignore[attr-defined]
     for srv in servers:
         srv.close()
@@ -114,3 +131,75 @@ def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> Non
     served = [len(h.connected) for h in handlers]
     assert sum(served) == CLIENTS and min(served) > 0, served
     assert [s["TcpOutRsts"] for s in stats] == [0, 0], stats
+
+
+# Shards in separate processes: `pollnet echo-server`, one process a shard.
+
+def shard_config(tmp_path: Path, link: str, ours: str) -> str:
+    path = tmp_path / f"shards-{link}.toml"
+    path.write_text(f"""backend = "efvi"
+[efvi]
+link = "{link}"
+interface = "pn0"
+local_ip = "{ours}"
+max_conn_cnt = {CLIENTS + 16}
+[server]
+listen_ip = "{ours}"
+port = {PORT}
+max_conns = {CLIENTS + 8}
+""")
+    return str(path)
+
+
+def echo_server(t: Pair, config: str, *args: str) -> subprocess.Popen[str]:
+    """`pollnet echo-server` in namespace a, once it has said it listens (each shard)."""
+    p = t.a.popen([sys.executable, "-m", "pollnet", "echo-server", "--config", config, *args],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    want = int(args[args.index("--shards") + 1]) if "--queue" not in args else 1
+    for _ in range(want):
+        line = p.stdout.readline()
+        if "listening on" not in line:
+            p.kill()
+            raise AssertionError(f"echo-server did not start: {line}{p.communicate()[1]}")
+    return p
+
+
+def served(p: subprocess.Popen[str]) -> list[int]:
+    """SIGTERM, then the connection count each shard reported as it stopped."""
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=20)
+    return [int(n) for n in re.findall(r"(\d+) connection", err)]
+
+
+@pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
+def test_echo_server_runs_shards_in_processes(netns_pair_queues: Any, link: str,
+                                              tmp_path: Path) -> None:
+    require_af_xdp(link)
+    t: Pair = netns_pair_queues(2)
+    ours = t.free_ip(3)
+    server = echo_server(t, shard_config(tmp_path, link, ours), "--shards", "2")
+    out = clients_said(start_clients(t, ours))
+    counts = served(server)
+    assert out == {"ok": CLIENTS + 5, "errors": []}, out
+    assert len(counts) == 2 and sum(counts) == CLIENTS and min(counts) > 0, counts
+
+
+def test_af_xdp_shards_outlive_the_process_that_attached(netns_pair_queues: Any,
+                                                         tmp_path: Path) -> None:
+    """Shard 0 attaches the XDP program, shard 1 (another process) joins it; shard 0 is
+    killed and started again. The program must stay attached for shard 1 all along and
+    shard 0 must join it again: every client is served, on both shards."""
+    require_af_xdp("af_xdp")
+    t: Pair = netns_pair_queues(2)
+    ours = t.free_ip(3)
+    config = shard_config(tmp_path, "af_xdp", ours)
+    first = echo_server(t, config, "--shards", "2", "--queue", "0")
+    second = echo_server(t, config, "--shards", "2", "--queue", "1")
+    first.kill()
+    first.wait()
+    again = echo_server(t, config, "--shards", "2", "--queue", "0")
+    out = clients_said(start_clients(t, ours))
+    counts = served(again) + served(second)
+    assert out == {"ok": CLIENTS + 5, "errors": []}, out
+    assert sum(counts) == CLIENTS and min(counts) > 0, counts

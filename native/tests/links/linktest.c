@@ -903,10 +903,19 @@ static int t_errors(const linkspec *ls)
                  PN_XDP_OBJ_PATH);
         CHECK(system(cmd) == 0, "%s failed", cmd);
         l = pn_af_xdp_link_create(&p, err, sizeof err);
+        /* A shard joins only a program it can hold attached: not one attached through
+         * netlink (this copy of ours, attached by `ip`). */
+        p.shards = 2;
+        char err2[256];
+        pn_link *s = pn_af_xdp_link_create(&p, err2, sizeof err2);
+        p.shards = 0;
         snprintf(cmd, sizeof cmd, "ip link set dev %s xdpgeneric off", ifname);
         (void)!system(cmd);
         CHECK(l == NULL, "an af_xdp link replaced another XDP program");
         CHECK(strstr(err, "already has an XDP program") != NULL, "message: %s", err);
+        if (s)
+            link_close(s);
+        CHECK(s == NULL && strstr(err2, "attached through netlink"), "shard: %s", err2);
         /* Destroy detached ours: a new one attaches at once. */
         a = pn_af_xdp_link_create(&p, err, sizeof err);
         CHECK(a != NULL, "attach after destroy: %s", err);
