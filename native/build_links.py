@@ -28,7 +28,7 @@ BPF_SRC = NATIVE / "bpf" / "pn_xdp.c"
 BUILD = NATIVE / "build" / "links"
 
 # The files this script owns: build_ffi compiles netlink.c anyway (it is not a link_*).
-SOURCES = ("link_af_packet.c", "link_af_xdp.c", "netlink.c")
+SOURCES = ("link_af_packet.c", "link_af_xdp.c", "netlink.c", "rss.c")  # rss.c: client shards
 EFVI_SHIM = NATIVE / "efvi_shim"
 
 

@@ -85,8 +85,11 @@ static int pipe_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
 static void pipe_flush(pn_link *l) { (void)l; }
 static int pipe_flow(pn_link *l, const pn_flow *f) { (void)l; (void)f; return 0; }
 static void pipe_destroy(pn_link *l) { (void)l; }
-static const pn_link_ops pipe_ops = {"pipe", pipe_rx, pipe_release, pipe_tx_buf, pipe_tx_send,
-                                     pipe_flush, pipe_flow, pipe_flow, pipe_destroy};
+static const pn_link_ops pipe_ops = {
+    .name = "pipe", .rx_burst = pipe_rx, .rx_release = pipe_release, .tx_buf = pipe_tx_buf,
+    .tx_send = pipe_tx_send, .tx_flush = pipe_flush, .flow_add = pipe_flow,
+    .flow_del = pipe_flow, .destroy = pipe_destroy,
+};
 static pipe_end pipe_a, pipe_b;
 
 static pn_link *pipe_link(pipe_end *e, pipe_end *peer, uint8_t last)

@@ -50,6 +50,14 @@ typedef struct pn_link_ops {
     int (*flow_add)(pn_link *l, const pn_flow *f);
     int (*flow_del)(pn_link *l, const pn_flow *f);
     void (*destroy)(pn_link *l);
+    /* Optional (sharding): 1 when the replies of the outgoing connection f reach this
+     * link -- not another shard's -- 0 when not, < 0 when the link cannot tell (err says
+     * why). NULL: every local port fits. */
+    int (*port_fits)(pn_link *l, const pn_flow *f);
+    /* Optional (sharding): 1 and ip's MAC when the link knows it another way than ARP
+     * replies, which reach one shard only; 0 when not (yet). Asked when an address is
+     * first resolved and at each ARP retry. */
+    int (*neigh_lookup)(pn_link *l, uint32_t ip, uint8_t mac[6]);
 } pn_link_ops;
 
 enum {

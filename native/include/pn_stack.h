@@ -181,7 +181,9 @@ uint64_t pn_stack_next_timer(const pn_stack *s);
 /* ------------------------------------------------------------------ connections */
 
 /* Active open. 0 means only that the SYN (or the ARP request for the next hop) went out.
- * local_port 0 picks an ephemeral port. */
+ * local_port 0 picks an ephemeral port -- on a shard's link, one whose replies reach this
+ * shard; PN_ELINK (the link's err says why) when local_port's would not, or when the
+ * link cannot tell. */
 int pn_connect(pn_stack *s, uint32_t remote_ip, uint16_t remote_port, uint16_t local_port,
                uint32_t *conn_id);
 /* Passive open on local_ip:port (one stack may listen on several ports). */

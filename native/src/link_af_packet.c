@@ -43,8 +43,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <netinet/in.h>
 
 #include "real_link.h"
 
@@ -74,6 +76,7 @@ typedef struct af_packet_link {
     uint32_t tx_queued;   /* frames requested since the last successful kick */
     uint8_t *rx_held;     /* [frames]: 1 while the stack holds the frame */
     uint8_t own_ip;
+    uint32_t queue, shards;  /* shards > 1: this socket is member `queue` of the fanout */
     pn_port_resv ports;
     pn_tc_hide *hide;     /* shared address: keeps our flows from the kernel */
     char hide_err[160];   /* why there is no hide (said at flow_add) */
@@ -289,6 +292,29 @@ static void ap_destroy(pn_link *l)
     free(a);
 }
 
+/* Sharding: the fanout program (set_fanout_program) gives a TCP frame to the member
+ * port_member() names -- the same both ways, so a client shard's connection fits when it
+ * names the shard. The ports' sum is mixed (multiplied, the high half taken) because
+ * Linux gives connect() even ports only: the plain sum would put every connection to an
+ * even port on one shard. */
+#define PORT_MIX 0x9e3779b1u
+static uint32_t port_member(uint16_t a, uint16_t b, uint32_t shards)
+{
+    return (((uint32_t)a + b) * PORT_MIX >> 16) % shards;
+}
+
+static int ap_neigh_lookup(pn_link *l, uint32_t ip, uint8_t mac[6])
+{
+    af_packet_link *a = (af_packet_link *)l;
+    return a->shards > 1 && pn_rl_neigh_lookup(a->ifindex, ip, mac);
+}
+
+static int ap_port_fits(pn_link *l, const pn_flow *f)
+{
+    af_packet_link *a = (af_packet_link *)l;
+    return a->shards <= 1 || port_member(f->local_port, f->remote_port, a->shards) == a->queue;
+}
+
 static const pn_link_ops af_packet_ops = {
     .name = "af_packet",
     .rx_burst = ap_rx_burst,
@@ -299,6 +325,8 @@ static const pn_link_ops af_packet_ops = {
     .flow_add = ap_flow_add,
     .flow_del = ap_flow_del,
     .destroy = ap_destroy,
+    .port_fits = ap_port_fits,
+    .neigh_lookup = ap_neigh_lookup,
 };
 
 static int setopt(af_packet_link *a, int opt, const void *v, socklen_t len, const char *name,
@@ -309,6 +337,36 @@ static int setopt(af_packet_link *a, int opt, const void *v, socklen_t len, cons
         return PN_ELINK;
     }
     return PN_OK;
+}
+
+/* The fanout group's classic BPF program: an IPv4 TCP frame (not a fragment) goes to
+ * member port_member(source port, destination port) -- a server's flows spread by the
+ * client's port, and a client shard picks its ports to come back to itself
+ * (ap_port_fits) -- and anything else (ARP, ICMP) to member 0. Offsets are from the
+ * network header (SKF_NET_OFF), wherever the frame's data starts. */
+static int set_fanout_program(af_packet_link *a, uint32_t shards, char *err, size_t errlen)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (uint32_t)SKF_AD_OFF + SKF_AD_PROTOCOL),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 14),
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)SKF_NET_OFF + 9),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 12),
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, (uint32_t)SKF_NET_OFF + 6),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 10, 0),          /* fragment offset */
+        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, (uint32_t)SKF_NET_OFF),    /* X = IP header length */
+        BPF_STMT(BPF_LD | BPF_H | BPF_IND, (uint32_t)SKF_NET_OFF),     /* source port */
+        BPF_STMT(BPF_ST, 0),
+        BPF_STMT(BPF_LD | BPF_H | BPF_IND, (uint32_t)SKF_NET_OFF + 2), /* destination port */
+        BPF_STMT(BPF_LDX | BPF_W | BPF_MEM, 0),
+        BPF_STMT(BPF_ALU | BPF_ADD | BPF_X, 0),
+        BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, PORT_MIX),
+        BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, shards),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    struct sock_fprog fp = {.len = sizeof code / sizeof code[0], .filter = code};
+    return setopt(a, PACKET_FANOUT_DATA, &fp, sizeof fp, "PACKET_FANOUT_DATA", err, errlen);
 }
 
 pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_t errlen)
@@ -369,6 +427,7 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
     }
     if (!a->own_ip && pn_rl_ports_init(&a->ports, WHO, err, errlen) < 0)
         goto fail;
+    a->ports.reuseport = p->shards > 1;
 
     /* Protocol 0 until the rings exist: nothing queues up before then. */
     a->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
@@ -425,13 +484,15 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
         pn_rl_errf(err, errlen, WHO, "bind to '%s': %s", p->ifname, strerror(errno));
         goto fail;
     }
+    a->queue = p->queue;
+    a->shards = p->shards;
     if (p->shards > 1) {
         /* sharding: the shards' sockets on this interface form one fanout group (its id:
-         * the interface's index), and the kernel hands each flow's frames to one of them
-         * by the flow's hash -- in any process, as PACKET_FANOUT groups span them */
-        int fanout = (int)((uint32_t)(ifc.ifindex & 0xffff) | (PACKET_FANOUT_HASH << 16));
+         * the interface's index) -- in any process, as fanout groups span them -- and the
+         * group's program hands each flow's frames to one of them */
+        int fanout = (int)((uint32_t)(ifc.ifindex & 0xffff) | (PACKET_FANOUT_CBPF << 16));
         if (setopt(a, PACKET_FANOUT, &fanout, sizeof fanout, "PACKET_FANOUT", err,
-                   errlen) < 0)
+                   errlen) < 0 || set_fanout_program(a, p->shards, err, errlen) < 0)
             goto fail;
     }
     if (!a->own_ip) {

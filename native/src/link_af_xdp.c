@@ -140,6 +140,8 @@ typedef struct af_xdp_link {
     ino_t netns;                 /* the network namespace ifindex is an index of */
     uint32_t queue;
     uint32_t shards;             /* > 1: may share another process's program (adopt()) */
+    pn_rss rss;                  /* shards > 1: the NIC's RSS, to pick client ports */
+    char rss_err[64];            /* why there is none */
     uint8_t own_ip;
     uint8_t veth;                /* the interface is a veth: see veth_csum_flags() */
     struct xdp_prog *xp;         /* the interface's program, shared with our other links */
@@ -858,11 +860,34 @@ static uint8_t *ax_tx_buf(pn_link *l, uint32_t *cap)
 /* Shared-address mode: the stack asks for a neighbour; its reply must come to us. */
 static void arp_request_out(af_xdp_link *x, const uint8_t *f)
 {
-    if (f[20] != 0 || f[21] != 1)  /* ARP oper 1: request */
+    /* shards learn from the kernel (ax_neigh_lookup): the reply must reach it, not one
+     * shard's socket */
+    if (f[20] != 0 || f[21] != 1 || x->shards > 1)  /* ARP oper 1: request */
         return;
     uint32_t tpa, one = 1;
     memcpy(&tpa, f + 38, 4);
     bpf_map_update_elem(x->xp->arp_fd, &tpa, &one, BPF_ANY);
+}
+
+/* A client shard's ports: those whose replies the NIC's RSS puts on this link's queue.
+ * Without the NIC's key and table (veth has none: its RX queue is the sender's TX queue)
+ * there is no telling, and a connection is refused rather than left to go astray. */
+static int ax_port_fits(pn_link *l, const pn_flow *f)
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    if (x->shards <= 1)
+        return 1;
+    if (x->rss.indir != NULL)
+        return pn_rss_queue(&x->rss, f) == x->queue;
+    snprintf(l->err, sizeof l->err, "client shard on '%.15s' cannot tell its replies' RX "
+             "queue (%.60s): use link af_packet", x->ifname, x->rss_err);
+    return -1;
+}
+
+static int ax_neigh_lookup(pn_link *l, uint32_t ip, uint8_t mac[6])
+{
+    af_xdp_link *x = (af_xdp_link *)l;
+    return x->shards > 1 && pn_rl_neigh_lookup(x->ifindex, ip, mac);
 }
 
 static int ax_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
@@ -1042,6 +1067,7 @@ static void ax_destroy(pn_link *l)
     pn_rl_ports_free(&x->ports);
     free(x->tx_free);
     free(x->fill_wait.addr);
+    free(x->rss.indir);
     free(x);
 }
 
@@ -1055,6 +1081,8 @@ static const pn_link_ops af_xdp_ops = {
     .flow_add = ax_flow_add,
     .flow_del = ax_flow_del,
     .destroy = ax_destroy,
+    .port_fits = ax_port_fits,
+    .neigh_lookup = ax_neigh_lookup,
 };
 
 /* ------------------------------------------------------------------ creation */
@@ -1184,6 +1212,7 @@ static int open_locked(af_xdp_link *x, const pn_real_link_params *p, char *err, 
     }
     if (!x->own_ip && pn_rl_ports_init(&x->ports, WHO, err, errlen) < 0)
         return PN_ELINK;
+    x->ports.reuseport = p->shards > 1;
     int rc = load_program(x, err, errlen);
     if (rc < 0)
         return rc;
@@ -1271,6 +1300,8 @@ pn_link *pn_af_xdp_link_create(const pn_real_link_params *p, char *err, size_t e
     x->netns = current_netns();
     x->queue = p->queue;
     x->shards = p->shards;
+    if (x->shards > 1 && pn_rl_rss_read(x->ifname, &x->rss, x->rss_err, sizeof x->rss_err) < 0)
+        x->rss.indir = NULL;
     x->frames = pow2;
     x->frame_size = frame_size;
     x->xsk_fd = -1;

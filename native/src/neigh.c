@@ -69,6 +69,21 @@ int pn_arp_add_static(pn_stack *s, uint32_t ip, const uint8_t mac[6])
     return PN_OK;
 }
 
+/* The link's answer (a shard's: the kernel's neighbour table), when it has one. */
+static bool link_knows(pn_stack *s, uint32_t ip, uint8_t mac[6])
+{
+    return s->link->ops->neigh_lookup != NULL && s->link->ops->neigh_lookup(s->link, ip, mac) == 1;
+}
+
+static void learned(pn_stack *s, pn_neigh *n, const uint8_t mac[6])
+{
+    memcpy(n->mac, mac, 6);
+    n->state = N_REACHABLE;
+    n->used = s->now;
+    pn_timer_del(s, &n->t);
+    pn_conn_arp_done(s, n->ip, mac);
+}
+
 int pn_arp_resolve(pn_stack *s, uint32_t ip, uint8_t mac[6])
 {
     pn_neigh *n = find(s, ip);
@@ -87,6 +102,11 @@ int pn_arp_resolve(pn_stack *s, uint32_t ip, uint8_t mac[6])
     n->tries = 1;
     n->used = s->now;
     memset(n->mac, 0, 6);
+    if (link_knows(s, ip, n->mac)) {
+        n->state = N_REACHABLE;
+        memcpy(mac, n->mac, 6);
+        return 1;
+    }
     send_arp(s, PN_ARP_REQUEST, bcast, zero6, ip);
     pn_timer_set(s, &n->t, s->now + (uint64_t)s->cfg.arp_timeout_ms * 1000000u);
     return 0;
@@ -96,6 +116,11 @@ void pn_arp_timer(pn_stack *s, pn_neigh *n)
 {
     if (n->state != N_INCOMPLETE)
         return;
+    uint8_t mac[6];
+    if (link_knows(s, n->ip, mac)) {
+        learned(s, n, mac);
+        return;
+    }
     if (n->tries > s->cfg.arp_retries) {
         uint32_t ip = n->ip;
         n->state = N_FREE;
@@ -123,13 +148,12 @@ void pn_arp_rx(pn_stack *s, const uint8_t *frame, uint32_t len)
     if (valid_sender) {
         pn_neigh *n = find(s, a.spa);
         if (n && n->state != N_STATIC) {
-            bool changed = n->state == N_INCOMPLETE || memcmp(n->mac, a.sha, 6) != 0;
-            memcpy(n->mac, a.sha, 6);
-            n->state = N_REACHABLE;
-            n->used = s->now;
-            pn_timer_del(s, &n->t);
-            if (changed)
-                pn_conn_arp_done(s, a.spa, a.sha);
+            if (n->state == N_INCOMPLETE || memcmp(n->mac, a.sha, 6) != 0) {
+                learned(s, n, a.sha);
+            } else {
+                n->used = s->now;
+                pn_timer_del(s, &n->t);
+            }
         } else if (!n && for_us) {
             n = slot(s);
             if (n) {

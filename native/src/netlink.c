@@ -174,6 +174,59 @@ out:
     return spread;
 }
 
+#define PN_RSS_HASH_TOP 1u   /* ETH_RSS_HASH_TOP: bit 0 of hfunc (the kernel's ethtool.h) */
+
+int pn_rl_rss_read(const char *ifname, pn_rss *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket(): %s", strerror(errno));
+        return -1;
+    }
+    struct ethtool_rxfh q = {.cmd = ETHTOOL_GRSSH};
+    struct ethtool_rxfh *t = NULL;
+    int rc = -1;
+    if (ethtool_ioctl(fd, ifname, &q) != 0) {
+        snprintf(err, errlen, "no RSS key or table from its driver: %s", strerror(errno));
+        goto out;
+    }
+    if (q.indir_size == 0 || q.indir_size > 65536 || q.key_size < 16 ||
+        q.key_size > sizeof out->key) {
+        snprintf(err, errlen, "an RSS table of %u, key of %u bytes", q.indir_size,
+                 q.key_size);
+        goto out;
+    }
+    t = calloc(1, sizeof *t + q.indir_size * sizeof(uint32_t) + q.key_size);
+    out->indir = calloc(q.indir_size, sizeof *out->indir);
+    if (t == NULL || out->indir == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    *t = q;
+    if (ethtool_ioctl(fd, ifname, t) != 0) {
+        snprintf(err, errlen, "ETHTOOL_GRSSH: %s", strerror(errno));
+        goto out;
+    }
+    if (t->hfunc != 0 && !(t->hfunc & PN_RSS_HASH_TOP)) {
+        snprintf(err, errlen, "RSS hash not Toeplitz: ethtool -X IF hfunc toeplitz");
+        goto out;
+    }
+    memcpy(out->indir, t->rss_config, q.indir_size * sizeof(uint32_t));
+    memcpy(out->key, (uint8_t *)(t->rss_config + q.indir_size), q.key_size);
+    out->indir_size = q.indir_size;
+    out->key_len = q.key_size;
+    rc = 0;
+out:
+    if (rc < 0) {
+        free(out->indir);
+        out->indir = NULL;
+    }
+    free(t);
+    close(fd);
+    return rc;
+}
+
 void pn_rl_merge_error(const pn_if_facts *ifc, const char *ifname, const char *who,
                        char *err, size_t errlen)
 {
@@ -248,6 +301,9 @@ int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int sock_errno = errno;
+    int one = 1;
+    if (fd >= 0 && r->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
+        sock_errno = errno, close(fd), fd = -1;
     if (back >= 0) {
         (void)setns(back, CLONE_NEWNET);
         close(back);
@@ -267,7 +323,11 @@ int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size
         ip_str(ip, ips);
         close(fd);
         pn_rl_errf(err, errlen, "port reservation", "bind %s:%u: %s%s", ips, port, strerror(e),
-                   e == EADDRINUSE ? " (a kernel socket has this port)" : "");
+                   e != EADDRINUSE ? ""
+                   : r->reuseport ? " (a kernel socket without SO_REUSEPORT, or another "
+                                    "user's, has this port: stop it or use another port)"
+                                  : " (a kernel socket has this port: stop it or use "
+                                    "another port)");
         return e == EADDRINUSE ? PN_EPORT : PN_ELINK;
     }
     r->fd[port] = fd;
@@ -561,4 +621,17 @@ int pn_route_neigh_probe(uint32_t ip, int ifindex, char *err, size_t errlen)
         return rc == -EPERM ? PN_EINVAL : PN_ELINK;
     }
     return PN_OK;
+}
+
+int pn_rl_neigh_lookup(int ifindex, uint32_t ip, uint8_t mac[6])
+{
+    pn_route r;
+    char err[128];
+    if (pn_route_lookup(ip, &r, err, sizeof err) == 0 && r.has_mac && r.next_hop == ip &&
+        r.ifindex == ifindex) {
+        memcpy(mac, r.mac, 6);
+        return 1;
+    }
+    (void)pn_route_neigh_probe(ip, ifindex, err, sizeof err);
+    return 0;
 }

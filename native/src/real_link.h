@@ -11,6 +11,7 @@
 
 #include "pn_link.h"
 #include "pn_links.h"
+#include "rss.h"
 
 /* The head of every real link's private struct. */
 typedef struct pn_real_link {
@@ -55,12 +56,23 @@ typedef struct pn_port_resv {
     uint32_t count;     /* ports held */
     int ns_fd;          /* the link's network namespace, or -1 */
     uint64_t ns_ino;    /* its inode, to tell whether the caller is in it */
+    int reuseport;      /* a shard's: SO_REUSEPORT, so the shards (any process) share ports */
 } pn_port_resv;
 int pn_rl_ports_init(pn_port_resv *r, const char *who, char *err, size_t errlen);
 /* 0, or PN_EPORT when the kernel has the port (err says which). */
 int pn_rl_port_hold(pn_port_resv *r, uint32_t ip, uint16_t port, char *err, size_t errlen);
 void pn_rl_port_release(pn_port_resv *r, uint16_t port);
 void pn_rl_ports_free(pn_port_resv *r);
+
+/* The NIC's RSS key and table (rss.h) as ETHTOOL_GRSSH reports them: 0,
+ * or -1 with err saying why the queue of a flow cannot be told (veth: no RSS). */
+int pn_rl_rss_read(const char *ifname, pn_rss *out, char *err, size_t errlen);
+
+/* A shard's neighbour_lookup: ip's MAC from the kernel's neighbour table (1), or 0 after
+ * asking the kernel to resolve it. ARP replies reach one shard only (the fanout's member
+ * 0, or the RX queue's socket); the kernel, with an address on the interface, resolves
+ * for all of them. The table is the calling thread's network namespace's. */
+int pn_rl_neigh_lookup(int ifindex, uint32_t ip, uint8_t mac[6]);
 
 /* af_packet sharing the kernel's address: a tc ingress filter that hides the stack's flows
  * from the kernel (link_af_xdp.c: it needs libbpf and the embedded BPF object). open

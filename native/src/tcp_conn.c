@@ -1,5 +1,7 @@
 /* tcp_conn.c -- connection slots and the connection API: open (RFC 9293 3.5), FIN,
  * abort, user timers, the DATA `remaining` contract, RFC 6528 ISNs (sending: tcp_send.c). */
+#include <stdio.h>
+
 #include "pn_internal.h"
 #include "wire_tcp.h"
 
@@ -224,15 +226,30 @@ void pn_conn_arp_failed(pn_stack *s, uint32_t ip)
 }
 
 /* ------------------------------------------------------------------ open */
+/* 1 when the replies to lport reach this stack's link (a shard's: see port_fits). */
+static int port_fits(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport)
+{
+    if (s->link->ops->port_fits == NULL)
+        return 1;
+    pn_flow f = {s->cfg.local_ip, rip, lport, rport};
+    return s->link->ops->port_fits(s->link, &f);
+}
+
+/* A free ephemeral port (one whose replies reach us), PN_EPORT, or PN_ELINK. */
 static int pick_port(pn_stack *s, uint32_t rip, uint16_t rport)
 {
     for (uint32_t i = 0; i < 28232; i++) {   /* Linux's default range 32768..60999 */
         uint16_t p = (uint16_t)(32768 + s->eph_next);
         s->eph_next = (uint16_t)((s->eph_next + 1) % 28232);
-        if (!pn_is_listening(s, p) && pn_ht_find(s, rip, rport, p) == PN_NONE32)
+        if (pn_is_listening(s, p) || pn_ht_find(s, rip, rport, p) != PN_NONE32)
+            continue;
+        int fits = port_fits(s, rip, rport, p);
+        if (fits < 0)
+            return PN_ELINK;
+        if (fits)
             return p;
     }
-    return -1;
+    return PN_EPORT;
 }
 
 int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32_t *conn_id)
@@ -241,6 +258,7 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
         return PN_EINVAL;
     uint32_t nh = rip, isn_floor = 0;
     bool reuse = false;
+    int fits;
     if ((rip & s->cfg.netmask) != (s->cfg.local_ip & s->cfg.netmask)) {
         if (s->cfg.gateway_ip == 0)
             return PN_ENOROUTE;
@@ -249,8 +267,14 @@ int pn_connect(pn_stack *s, uint32_t rip, uint16_t rport, uint16_t lport, uint32
     if (lport == 0) {
         int p = pick_port(s, rip, rport);
         if (p < 0)
-            return PN_EPORT;
+            return p;
         lport = (uint16_t)p;
+    } else if ((fits = port_fits(s, rip, rport, lport)) != 1) {
+        if (fits == 0)
+            snprintf(s->link->err, sizeof s->link->err, "local port %u: the replies would "
+                     "reach another shard's queue; give local port 0 to get one that fits",
+                     lport);
+        return PN_ELINK;
     } else {
         uint32_t v = pn_ht_find(s, rip, rport, lport);
         if (v != PN_NONE32 && !(v & 0x80000000u))

@@ -61,8 +61,11 @@ static int fz_tx_send(pn_link *l, uint8_t *buf, uint32_t len)
 static void fz_flush(pn_link *l) { (void)l; }
 static int fz_flow(pn_link *l, const pn_flow *f) { (void)l; (void)f; return 0; }
 static void fz_destroy(pn_link *l) { (void)l; }
-static const pn_link_ops fz_ops = {"fuzz", fz_rx_burst, fz_rx_release, fz_tx_buf, fz_tx_send,
-                                   fz_flush, fz_flow, fz_flow, fz_destroy};
+static const pn_link_ops fz_ops = {
+    .name = "fuzz", .rx_burst = fz_rx_burst, .rx_release = fz_rx_release, .tx_buf = fz_tx_buf,
+    .tx_send = fz_tx_send, .tx_flush = fz_flush, .flow_add = fz_flow, .flow_del = fz_flow,
+    .destroy = fz_destroy,
+};
 
 static const uint8_t FZ_MAC_US[6] = {2, 0, 0, 0, 0, 2}, FZ_MAC_PEER[6] = {2, 0, 0, 0, 0, 1};
 #define FZ_IP_US 0x0a000002u

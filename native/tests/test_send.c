@@ -475,7 +475,9 @@ static void fl_destroy(pn_link *l)
 static pn_link *make_flaky(pn_link *inner)
 {
     flaky *x = calloc(1, sizeof *x);
-    flaky_ops = (pn_link_ops){"flaky", fl_rx, fl_rel, fl_txbuf, fl_send, fl_flush, fl_flow, fl_flow, fl_destroy};
+    flaky_ops = (pn_link_ops){.name = "flaky", .rx_burst = fl_rx, .rx_release = fl_rel,
+                              .tx_buf = fl_txbuf, .tx_send = fl_send, .tx_flush = fl_flush,
+                              .flow_add = fl_flow, .flow_del = fl_flow, .destroy = fl_destroy};
     x->link = *inner;
     x->link.ops = &flaky_ops;
     x->link.pcap_fd = -1;

@@ -102,11 +102,20 @@ def require_af_xdp(link: str) -> None:
         pytest.skip("no af_xdp link in this build of pollnet._pncore")
 
 
+def our_address(t: Pair, address: str) -> str:
+    """own: an address the kernel does not have, all the stacks'; shared: the kernel's
+    own address, the stacks taking only their flows (each shard holds the port with a
+    SO_REUSEPORT kernel socket, so the shards share it and a kernel program cannot)."""
+    return t.free_ip(3) if address == "own" else t.pa.ip
+
+
+@pytest.mark.parametrize("address", ["own", "shared"])
 @pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
-def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str) -> None:
+def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str,
+                                       address: str) -> None:
     require_af_xdp(link)
     t: Pair = netns_pair_queues(2)
-    ours = t.free_ip(3)
+    ours = our_address(t, address)
     servers, handlers = [], []
     for q in (0, 1):
         cfg = config_from_dict({
@@ -172,12 +181,13 @@ def served(p: subprocess.Popen[str]) -> list[int]:
     return [int(n) for n in re.findall(r"(\d+) connection", err)]
 
 
+@pytest.mark.parametrize("address", ["own", "shared"])
 @pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
 def test_echo_server_runs_shards_in_processes(netns_pair_queues: Any, link: str,
-                                              tmp_path: Path) -> None:
+                                              address: str, tmp_path: Path) -> None:
     require_af_xdp(link)
     t: Pair = netns_pair_queues(2)
-    ours = t.free_ip(3)
+    ours = our_address(t, address)
     server = echo_server(t, shard_config(tmp_path, link, ours), "--shards", "2")
     out = clients_said(start_clients(t, ours))
     counts = served(server)
@@ -203,3 +213,117 @@ def test_af_xdp_shards_outlive_the_process_that_attached(netns_pair_queues: Any,
     counts = served(again) + served(second)
     assert out == {"ok": CLIENTS + 5, "errors": []}, out
     assert sum(counts) == CLIENTS and min(counts) > 0, counts
+
+
+@pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
+def test_a_shard_does_not_share_a_port_with_a_kernel_program(netns_pair_queues: Any,
+                                                             link: str) -> None:
+    """Shards share the kernel's address by holding their ports with SO_REUSEPORT
+    sockets; a kernel program's socket without it keeps its port, and the shard says
+    which and why (it said only "link error" before)."""
+    require_af_xdp(link)
+    t: Pair = netns_pair_queues(2)
+    holder = t.a.python(
+        "import socket, time\ns = socket.socket(); s.bind(('0.0.0.0', 7001)); s.listen()\n"
+        "print('ready', flush=True); time.sleep(60)", stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    cfg = config_from_dict({
+        "backend": "efvi",
+        "efvi": {"link": link, "interface": "pn0", "local_ip": t.pa.ip, "queue": 0,
+                 "shards": 2},
+        "server": {"interface": f"{t.a.name}/pn0", "listen_ip": t.pa.ip, "port": PORT},
+    })
+    with pytest.raises(pollnet.PollnetError, match=r"bind .*:7001: Address already in use "
+                       r"\(a kernel socket without SO_REUSEPORT"):
+        pollnet.create_server(cfg)
+
+
+# Client shards: two stacks, one address, each opening connections to a kernel server in
+# b. Each must pick local ports whose replies come back to its own socket (af_packet: the
+# fanout program's port rule). Prints, per shard, the connections whose bytes came back
+# and those that failed (a reply on the wrong shard is reset there: a stranger's segment).
+CLIENT_SHARDS = r"""
+import json, random, sys, time
+from pollnet.backends.efvi import TcpClient
+from pollnet.config import EfviOptions
+link, ip, peer, port, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+
+class H:
+    def __init__(self):
+        self.want, self.got, self.ok, self.failed = {}, {}, 0, []
+    def on_connection_established(self, conn):
+        data = random.Random(conn.local_port).randbytes(700)
+        self.want[conn.local_port], self.got[conn.local_port] = data, b""
+        conn.send(data)
+    def on_data(self, conn, d):
+        k = conn.local_port
+        self.got[k] += bytes(d)
+        if len(self.got[k]) >= 700:
+            self.ok += self.got[k] == self.want[k]
+            conn.send_fin()
+        return 0
+    def on_fin(self, conn, d): return 0
+    def _fail(self, conn, why): self.failed.append(why)
+    def on_connection_closed(self, conn): pass
+    def on_connection_reset(self, conn): self._fail(conn, "reset")
+    def on_connection_refused(self, conn): self._fail(conn, "refused")
+    def on_connection_timeout(self, conn): self._fail(conn, "timeout")
+
+shards = []
+for q in (0, 1):
+    c = TcpClient(EfviOptions(link=link, interface="pn0", local_ip=ip, queue=q, shards=2,
+                              syn_retries=2), max_conns=n + 4)
+    shards.append((c, H()))
+for c, h in shards:
+    for _ in range(n):
+        c.connect(peer, port)
+end = time.monotonic() + 20
+while time.monotonic() < end and any(h.ok + len(h.failed) < n for _, h in shards):
+    for c, h in shards:
+        c.poll(h)
+print(json.dumps([{"ok": h.ok, "failed": h.failed[:5],
+                   "rsts": c.stats()["TcpOutRsts"]} for c, h in shards]))
+for c, _ in shards:
+    c.close()
+"""
+
+
+@pytest.mark.parametrize("link", ["af_packet"])
+def test_client_shards_pick_ports_whose_replies_come_back(netns_pair_queues: Any,
+                                                          link: str) -> None:
+    require_af_xdp(link)
+    t: Pair = netns_pair_queues(2)
+    server = t.b.python(KERNEL_ECHO, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    n = 40
+    r = t.a.run([sys.executable, "-c", CLIENT_SHARDS, link, t.free_ip(3), t.pb.ip,
+                 str(PORT), str(n)], timeout=90)
+    said = json.loads(r.stdout.strip().splitlines()[-1])
+    assert said == [{"ok": n, "failed": [], "rsts": 0}] * 2, said
+
+
+AF_XDP_CLIENT_SHARD = r"""
+import sys
+from pollnet.backends.efvi import TcpClient
+from pollnet.config import EfviOptions
+c = TcpClient(EfviOptions(link="af_xdp", interface="pn0", local_ip=sys.argv[1], queue=0,
+                          shards=2))
+try:
+    c.connect(sys.argv[2], 7)
+    print("connected")
+except Exception as exc:
+    print(exc)
+c.close()
+"""
+
+
+def test_af_xdp_client_shards_need_the_nics_rss(netns_pair_queues: Any) -> None:
+    """On af_xdp the NIC picks a reply's RX queue (RSS): a client shard picks ports by
+    the NIC's Toeplitz key and table. A veth has none -- its RX queue is the sender's TX
+    queue -- so a connect is refused by name instead of left to have its replies reach
+    another shard (the hash itself: native/tests/test_rss.c)."""
+    require_af_xdp("af_xdp")
+    t: Pair = netns_pair_queues(2)
+    r = t.a.run([sys.executable, "-c", AF_XDP_CLIENT_SHARD, t.free_ip(3), t.pb.ip])
+    assert "client shard on 'pn0' cannot tell its replies' RX queue (no RSS key or table " \
+           "from its driver: Operation not supported): use link af_packet" in r.stdout, r.stdout

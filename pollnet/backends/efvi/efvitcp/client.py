@@ -54,6 +54,7 @@ class TcpClient(Endpoint):
                 "free): pick another local_port or 0",
                 "PN_ENOROUTE": f"{server_ip} is not on {self.local_ip}'s subnet and no "
                 "gateway is configured",
+                "PN_ELINK": self._link.last_error(),
             }
             err = _core.core_error(rc, f"connect to {server_ip}:{server_port}")
             if err.symbol in hints:

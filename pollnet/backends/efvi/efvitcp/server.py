@@ -35,6 +35,7 @@ class TcpServer(Endpoint):
             raise _core.core_error(
                 rc, f"listen on {self.local_ip}:{port}",
                 "the port is already listened on here" if rc == self._lib.PN_EPORT
+                else self._link.last_error() if rc == self._lib.PN_ELINK
                 else "ports are 1..65535",
             )
         self.ports.add(port)
