@@ -27,12 +27,14 @@ from .netns import Pair
 
 pytestmark = pytest.mark.netns
 
-PORT, KERNEL_PORT, CLIENTS = 7001, 7002, 500
+PORT, KERNEL_PORT, CLIENTS = 7001, 7002, 1000  # 500 a shard
 
 # Namespace b: CLIENTS kernel connections to our address (each sends its own bytes and
 # checks they come back), and a few to the kernel's listener in a beside them.
 CLIENTS_SCRIPT = """
-import json, random, selectors, socket, sys
+import json, random, resource, selectors, socket, sys
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket a client
 ours, kernel = sys.argv[1], sys.argv[2]
 n, port, kport = (int(a) for a in sys.argv[3:6])
 sel = selectors.DefaultSelector()
