@@ -89,6 +89,14 @@ typedef struct pn_config {
                                         (and the MTU - 40); 0 (default) = send_buf_1k's */
     uint8_t sack;                    /* 1: offer and accept SACK (RFC 2018) and recover
                                         losses with it (RFC 6675); 0 (default, efvitcp) */
+    uint8_t ack_every;               /* full in-order segments an ACK may wait for, 1..64:
+                                        2 (default) is RFC 5681 4.2's "at least every
+                                        second"; more halves a bulk sender's ACK load
+                                        (stretch ACKs, as Linux's GRO makes). A
+                                        connection's first 64 KB, and 64 KB after each
+                                        hole is filled, are ACKed every second segment
+                                        still, so a small sender window never waits out
+                                        the delayed-ACK timer */
 } pn_config;
 
 enum { PN_SYN_COOKIES_NEVER = 0, PN_SYN_COOKIES_WHEN_FULL = 1, PN_SYN_COOKIES_ALWAYS = 2 };

@@ -27,6 +27,7 @@
 #endif
 
 #define PN_INIT_RTO_US 1000000u             /* RFC 6298 2.1: initial RTO 1 s */
+#define PN_QUICK_ACK_BYTES 65536u           /* ACKed every second segment (cfg.ack_every) */
 #define PN_SYN_LOST_RTO_US 3000000u         /* RFC 6298 5.7: after a lost SYN, 3 s */
 #define PN_CHALLENGE_ACK_LIMIT 1000u        /* RFC 5961 7: per second, as Linux */
 #define PN_COOKIE_VALID_NS (128ull * 1000000000ull)   /* two 64 s cookie periods */
@@ -99,6 +100,7 @@ typedef struct pn_conn {
     uint64_t ts_recent_ns;
     uint64_t oow_ack_ns;     /* last ACK sent for an out-of-window bare ACK */
     uint32_t delack_bytes;   /* in-order bytes not yet ACKed */
+    uint32_t quick_acks;     /* bytes still ACKed every second segment (cfg.ack_every) */
     uint8_t ack_pending;     /* queued on the end-of-burst ACK list */
     uint8_t ack_lost;        /* an ACK found the TX ring full: resend at the next flush */
     uint8_t half_open;       /* passive, SYN-RECEIVED: counted in s->half_open */

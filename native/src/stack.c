@@ -37,6 +37,7 @@ void pn_config_default(pn_config *c)
     c->syn_retries = 3;
     c->tcp_retries = 10;
     c->delayed_ack_ms = 10;
+    c->ack_every = 2;
     c->min_rto_ms = 100;
     c->max_rto_ms = 30000;
     c->congestion_control = PN_CC_NONE;
@@ -135,6 +136,7 @@ static int check_config(const pn_config *c, char *err, size_t errlen)
     else if (c->send_buf_size && (c->send_buf_size < 1024 || c->send_buf_size > 65536 ||
                                   c->send_buf_size % 64)) bad = "send_buf_size must be 0 or a multiple of 64 in 1024..65536";
     else if (c->sack > 1) bad = "sack must be 0 or 1";
+    else if (c->ack_every < 1 || c->ack_every > 64) bad = "ack_every must be 1..64";
     if (bad) {
         if (err && errlen)
             snprintf(err, errlen, "config: %s", bad);

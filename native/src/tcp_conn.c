@@ -68,6 +68,7 @@ void pn_conn_init(pn_stack *s, pn_conn *c, uint32_t rip, uint16_t rport, uint16_
     c->remote_ip = rip;
     c->remote_port = rport;
     c->local_port = lport;
+    c->quick_acks = PN_QUICK_ACK_BYTES;
     c->t_rtx.heap_idx = c->t_delack.heap_idx = c->t_ka.heap_idx = PN_NONE32;
     c->t_rtx.owner = c->t_delack.owner = c->t_ka.owner = idx;
     c->t_rtx.kind = PN_T_RTX;

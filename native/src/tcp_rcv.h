@@ -104,10 +104,15 @@ static void pn_tcp_receive_text(pn_stack *s, pn_conn *c, const pn_tcp_seg *t, pn
         x->fin = fin;
         if (had_ooo || fin) {
             x->ack_now = true;         /* RFC 5681 4.2: a segment that fills a hole */
+            c->quick_acks = PN_QUICK_ACK_BYTES;   /* the sender's window was just cut */
         } else {
+            /* RFC 5681 4.2: at least every second full segment; cfg.ack_every (stretch
+             * ACKs) once the sender's window has had room to grow */
+            uint32_t every = c->quick_acks && s->cfg.ack_every > 2 ? 2 : s->cfg.ack_every;
+            c->quick_acks -= n < c->quick_acks ? n : c->quick_acks;
             c->delack_bytes += n;
-            if (c->delack_bytes >= 2 * c->rcv_mss)
-                x->ack_now = true;     /* RFC 5681 4.2: at least every second full segment */
+            if (c->delack_bytes >= every * c->rcv_mss)
+                x->ack_now = true;
             else
                 x->ack_delay = true;
         }

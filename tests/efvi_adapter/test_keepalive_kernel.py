@@ -113,7 +113,9 @@ def test_our_keepalive_probes_are_answered_then_a_vanished_peer_ends_it(
     assert p.conn.last_error.startswith(
         "connection timeout: keepalive probes unanswered (keepalive_cnt)"), p.conn.last_error
     assert p.stat("PnKeepaliveTimeouts") == 1
-    assert p.stat("TcpExtTCPKeepAlive") >= probes + 3
+    # keepalive_cnt unanswered probes: the first may have gone out before `probes` was
+    # read, its answer lost with the link (a busy machine showed 2 after it, not 3)
+    assert p.stat("TcpExtTCPKeepAlive") >= probes + 2
 
 
 def test_fin_wait_2_ends_when_the_kernel_never_closes(kernel_peer: Any) -> None:

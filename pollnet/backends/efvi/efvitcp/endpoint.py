@@ -107,6 +107,7 @@ def make_config(options: EfviOptions, *, max_conn_cnt: int, local_ip: int, netma
     cfg.syn_retries = options.syn_retries
     cfg.tcp_retries = options.tcp_retries
     cfg.delayed_ack_ms = options.delayed_ack_ms
+    cfg.ack_every = options.ack_every
     cfg.min_rto_ms = options.min_rto_ms
     cfg.max_rto_ms = options.max_rto_ms
     cfg.window_scale = options.window_scale
