@@ -13,6 +13,11 @@
  *     in `pn_arp_wait`, which the link fills when the stack sends an ARP request (the
  *     kernel did not ask, so it misses nothing).
  *
+ * pn_tc_hide, af_packet's tc ingress filter, runs after packet sockets have seen a frame
+ * and drops, before the kernel's IP stack: a flow's frames in `pn_flows` (the stacks
+ * share the kernel's address), and every IPv4 frame to cfg.own_ip (an address of their
+ * own, which the kernel would route or drop at a cost per frame).
+ *
  * Keys and cfg.own_ip are in network byte order, exactly as the bytes sit in the frame.
  * Built by native/build_links.py with `clang -O2 -g -target bpf` and embedded in the link.
  */
@@ -182,6 +187,13 @@ int pn_tc_hide(struct __sk_buff *skb)
         return TC_ACT_OK;
     if (tcp_flow_match(ip, end)) {
         count(PN_XDP_FLOW, 0);
+        return TC_ACT_SHOT;
+    }
+    /* an address of the stack's own: the kernel would only route (or drop) its frames */
+    __u32 zero = 0;
+    struct pn_xdp_cfg *cfg = bpf_map_lookup_elem(&pn_cfg, &zero);
+    if (cfg && cfg->own_ip && ip->daddr == cfg->own_ip) {
+        count(PN_XDP_OWN, 0);
         return TC_ACT_SHOT;
     }
     return TC_ACT_OK;

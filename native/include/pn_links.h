@@ -61,8 +61,9 @@ typedef struct pn_real_link_params {
                                 interface's MTU (2048 at 1500) */
     uint8_t mode;            /* PN_XDP_MODE_* (af_xdp only) */
     uint8_t own_ip;          /* 1: the stack owns local_ip, the kernel does not have it */
-    uint32_t local_ip;       /* af_xdp + own_ip: that address (every frame to it and ARP
-                                for it go to the stack); 0 = learnt at the first flow_add */
+    uint32_t local_ip;       /* own_ip: that address -- af_xdp: every frame to it and ARP
+                                for it go to the stack (0 = learnt at the first flow_add);
+                                af_packet: the kernel's IP stack is kept from its frames */
     uint32_t shards;         /* > 1 = this link is one of that many on the interface.
                                 af_xdp: each reads one RX queue through one XDP program
                                 (its XSKMAP indexed by queue): RSS spreading flows over
@@ -117,8 +118,8 @@ typedef struct pn_real_link_stats {
     uint64_t tx_errors;          /* frames the kernel refused */
     uint64_t xdp_pass, xdp_to_flow, xdp_to_own;  /* af_xdp: the XDP program's verdicts
                                                     (to_own: own_ip frames, ARP replies) */
-    uint64_t tc_hidden;          /* af_packet, shared address: flow frames kept from the
-                                    kernel by its tc filter */
+    uint64_t tc_hidden;          /* af_packet: frames its tc filter kept from the kernel's
+                                    IP stack (shared address: the flows'; own: all to it) */
     uint64_t rx_fill_deferred;   /* af_xdp: returns that found the fill ring full (the
                                     frames waited and went in later, none lost) */
     uint64_t rx_fill_lost;       /* af_xdp: frames lost returning to the fill ring (0

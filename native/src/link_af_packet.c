@@ -30,6 +30,9 @@
  * flow's frames after packet sockets have had them and before the kernel's IP stack does.
  * That needs libbpf at build time; without it, flow_add fails in this mode and says so
  * (ARP and ICMP still work), and own_ip = 1 (an address the kernel does not have) remains.
+ * With own_ip the same filter drops every IPv4 frame to that address, which the kernel
+ * would otherwise route (or drop as not its own) at a cost per frame -- on veth, paid by
+ * the sender's CPU; without the filter that mode works as before, only slower.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -78,7 +81,8 @@ typedef struct af_packet_link {
     uint8_t own_ip;
     uint32_t queue, shards;  /* shards > 1: this socket is member `queue` of the fanout */
     pn_port_resv ports;
-    pn_tc_hide *hide;     /* shared address: keeps our flows from the kernel */
+    pn_tc_hide *hide;     /* keeps our flows (shared address) or own address's frames
+                             from the kernel's IP stack */
     char hide_err[160];   /* why there is no hide (said at flow_add) */
 } af_packet_link;
 
@@ -495,9 +499,14 @@ pn_link *pn_af_packet_link_create(const pn_real_link_params *p, char *err, size_
                    errlen) < 0 || set_fanout_program(a, p->shards, err, errlen) < 0)
             goto fail;
     }
-    if (!a->own_ip) {
-        /* Without it the link still carries ARP and ICMP; flow_add says what is missing. */
-        a->hide = pn_rl_tc_hide_open(ifc.ifindex, WHO, a->hide_err, sizeof a->hide_err);
+    /* Without it the link still carries ARP and ICMP; flow_add says what is missing in
+     * shared-address mode. With an own address it saves the kernel routing (or
+     * dropping) each of the stack's frames, and is not needed. */
+    a->hide = pn_rl_tc_hide_open(ifc.ifindex, WHO, a->hide_err, sizeof a->hide_err);
+    if (a->hide != NULL && a->own_ip && p->local_ip != 0 &&
+        pn_rl_tc_hide_own_ip(a->hide, p->local_ip) < 0) {
+        pn_rl_tc_hide_close(a->hide);
+        a->hide = NULL;
     }
     return &a->rl.link;
 

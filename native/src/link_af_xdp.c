@@ -84,6 +84,13 @@ int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add)
     return PN_ELINK;
 }
 
+int pn_rl_tc_hide_own_ip(pn_tc_hide *h, uint32_t ip)
+{
+    (void)h;
+    (void)ip;
+    return PN_ELINK;
+}
+
 uint64_t pn_rl_tc_hidden(pn_tc_hide *h)
 {
     (void)h;
@@ -212,7 +219,7 @@ static void detach(xdp_prog *xp)
 
 struct pn_tc_hide {
     struct bpf_object *obj;
-    int flows_fd, stats_fd;
+    int flows_fd, stats_fd, cfg_fd;
     int link_fd;             /* tcx BPF link (kernel >= 6.6), or -1 */
     int classic;             /* attached as a classic tc filter instead */
     int hook_created;        /* we made the clsact qdisc: remove it after */
@@ -662,6 +669,7 @@ pn_tc_hide *pn_rl_tc_hide_open(int ifindex, const char *who, char *err, size_t e
     int pfd = prog_fd(h->obj, "pn_tc_hide");
     h->flows_fd = map_fd(h->obj, "pn_flows");
     h->stats_fd = map_fd(h->obj, "pn_stats");
+    h->cfg_fd = map_fd(h->obj, "pn_cfg");
     LIBBPF_OPTS(bpf_link_create_opts, lo);
     h->link_fd = pfd < 0 || getenv("PN_TEST_TC_CLASSIC") ? -1
                  : bpf_link_create(pfd, ifindex, PN_BPF_TCX_INGRESS, &lo);
@@ -710,6 +718,13 @@ int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add)
     return rc == 0 || (!add && errno == ENOENT) ? PN_OK : PN_ELINK;
 }
 
+int pn_rl_tc_hide_own_ip(pn_tc_hide *h, uint32_t ip)
+{
+    uint32_t zero = 0;
+    struct pn_xdp_cfg cfg = {.own_ip = htonl(ip), .pad = 0};
+    return bpf_map_update_elem(h->cfg_fd, &zero, &cfg, BPF_ANY) == 0 ? PN_OK : PN_ELINK;
+}
+
 uint64_t pn_rl_tc_hidden(pn_tc_hide *h)
 {
     uint64_t sum = 0;
@@ -717,10 +732,11 @@ uint64_t pn_rl_tc_hidden(pn_tc_hide *h)
     if (ncpus <= 0)
         return 0;
     uint64_t *percpu = calloc((size_t)ncpus, sizeof *percpu);
-    uint32_t k = PN_XDP_FLOW;
-    if (percpu != NULL && bpf_map_lookup_elem(h->stats_fd, &k, percpu) == 0)
-        for (int c = 0; c < ncpus; c++)
-            sum += percpu[c];
+    uint32_t keys[2] = {PN_XDP_FLOW, PN_XDP_OWN};
+    for (int i = 0; i < 2 && percpu != NULL; i++)
+        if (bpf_map_lookup_elem(h->stats_fd, &keys[i], percpu) == 0)
+            for (int c = 0; c < ncpus; c++)
+                sum += percpu[c];
     free(percpu);
     return sum;
 }

@@ -80,6 +80,8 @@ int pn_rl_neigh_lookup(int ifindex, uint32_t ip, uint8_t mac[6]);
 typedef struct pn_tc_hide pn_tc_hide;
 pn_tc_hide *pn_rl_tc_hide_open(int ifindex, const char *who, char *err, size_t errlen);
 int pn_rl_tc_hide_flow(pn_tc_hide *h, const pn_flow *f, int add);
+/* Own-address mode: every IPv4 frame to ip (host order) is dropped there too. */
+int pn_rl_tc_hide_own_ip(pn_tc_hide *h, uint32_t ip);
 uint64_t pn_rl_tc_hidden(pn_tc_hide *h);  /* frames hidden so far */
 void pn_rl_tc_hide_close(pn_tc_hide *h);
 

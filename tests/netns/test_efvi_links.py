@@ -169,6 +169,7 @@ def test_kernel_client_to_efvi_echo_server(netns_pair_plain: Pair, link: str, mo
         pytest.skip("this build has no af_xdp link nor tc filter (libxdp/libbpf/clang were "
                     "missing)")
     ip = t.free_ip() if own else t.pa.ip
+    addr_errors = _ip_in_addr_errors(t)
     ours_p = t.a.popen([sys.executable, "-c", OUR_SERVER, link, mode, t.pa.ifname, ip,
                         str(PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert ours_p.stdout is not None
@@ -182,6 +183,17 @@ def test_kernel_client_to_efvi_echo_server(netns_pair_plain: Pair, link: str, mo
     assert ours["failed"] == "" and ours["closed"], ours
     assert theirs["sent"] == N == ours["received"] == theirs["received"]
     assert theirs["sha256_sent"] == ours["sha256"] == theirs["sha256"]
+    # our frames never reached the kernel's IP stack, which would drop those to an
+    # address not its own (or route them, forwarding on): af_xdp steers them away, and
+    # af_packet's tc filter drops them after the packet socket has them
+    assert _ip_in_addr_errors(t) == addr_errors
+
+
+def _ip_in_addr_errors(t: Pair) -> int:
+    """Namespace a's IpInAddrErrors: IPv4 frames its kernel got for an address not its own."""
+    out = t.a.run(["nstat", "-az", "IpInAddrErrors"]).stdout
+    return int(next(line.split()[1] for line in out.splitlines()
+                    if line.startswith("IpInAddrErrors")))
 
 
 REOPEN = r"""
