@@ -9,15 +9,6 @@
 #define SIP IP(10, 0, 0, 2)
 #define MSS 1460u
 
-static bool server_got(world *w, void *ctx)
-{
-    node *sv = &w->nodes[1];
-    for (uint32_t i = 0; i < sv->nstreams; i++)
-        if (sv->streams[i].used && sv->streams[i].rx_seen >= *(const uint64_t *)ctx)
-            return true;
-    return false;
-}
-
 typedef struct { uint64_t took_ns, data_segs, acks; } result;
 
 /* The client sends `total` bytes to a server whose ack_every is `every`. */

@@ -21,15 +21,6 @@ static bool client_acked(world *w, void *ctx)
     return false;
 }
 
-static bool server_got(world *w, void *ctx)
-{
-    node *sv = &w->nodes[1];
-    for (uint32_t i = 0; i < sv->nstreams; i++)
-        if (sv->streams[i].used && sv->streams[i].rx_seen >= *(const uint64_t *)ctx)
-            return true;
-    return false;
-}
-
 static void put32(uint8_t *m, uint32_t v)
 {
     for (int b = 0; b < 4; b++)

@@ -333,6 +333,15 @@ bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), v
     }
 }
 
+bool server_got(world *w, void *ctx)
+{
+    node *sv = &w->nodes[1];
+    for (uint32_t i = 0; i < sv->nstreams; i++)
+        if (sv->streams[i].used && sv->streams[i].rx_seen >= *(const uint64_t *)ctx)
+            return true;
+    return false;
+}
+
 bool all_streams_done(world *w, void *ctx)
 {
     (void)ctx;

@@ -86,6 +86,9 @@ void stream_pump(node *n, stream *st);
 stream *node_stream(node *n, uint32_t conn);
 void cfg_for(pn_config *c, uint32_t ip);
 bool all_streams_done(world *w, void *ctx);
+/* A world_run() condition: a stream of node 1 (world_pair's server) has received at
+ * least *(uint64_t *)ctx bytes. */
+bool server_got(world *w, void *ctx);
 double wall_s(void);
 double cpu_s(void);   /* this process's CPU time: steadier than wall time on a busy box */
 #endif
