@@ -17,12 +17,7 @@ static result send_to(uint8_t every, uint64_t total)
     world w;
     node *cl, *sv;
     pn_config a, b;
-    cfg_for(&a, CIP);
-    cfg_for(&b, SIP);
-    a.send_buf_1k = b.send_buf_1k = 0;
-    a.window_scale = b.window_scale = 1;
-    a.conn_recv_buf_size = b.conn_recv_buf_size = 1u << 20;
-    a.congestion_control = b.congestion_control = PN_CC_NEWRENO;   /* IW 3: a small window */
+    cfg_bulk_pair(&a, &b);   /* NewReno: an initial window of 3 segments */
     b.ack_every = every;
     world_pair(&w, NULL, &a, &b, &cl, &sv);
     sv->default_rx = total;

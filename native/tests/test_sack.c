@@ -53,13 +53,8 @@ static uint64_t run(uint8_t sack, uint64_t total, const uint32_t *offs, int n, i
     world w;
     node *cl, *sv;
     pn_config a, b;
-    cfg_for(&a, CIP);
-    cfg_for(&b, SIP);
-    a.send_buf_1k = b.send_buf_1k = 0;
+    cfg_bulk_pair(&a, &b);
     a.sack = b.sack = sack;
-    a.window_scale = b.window_scale = 1;
-    a.conn_recv_buf_size = b.conn_recv_buf_size = 1u << 20;
-    a.congestion_control = b.congestion_control = PN_CC_NEWRENO;
     world_pair(&w, NULL, &a, &b, &cl, &sv);
     sv->default_rx = total;
     stream *st_c = client_open(cl, SIP, 80, 0, 0);

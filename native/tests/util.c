@@ -333,6 +333,16 @@ bool world_run(world *w, uint64_t limit_ns, bool (*done)(world *w, void *ctx), v
     }
 }
 
+void cfg_bulk_pair(pn_config *cl, pn_config *sv)
+{
+    cfg_for(cl, PAIR_CIP);
+    cfg_for(sv, PAIR_SIP);
+    cl->send_buf_1k = sv->send_buf_1k = 0;
+    cl->window_scale = sv->window_scale = 1;
+    cl->conn_recv_buf_size = sv->conn_recv_buf_size = 1u << 20;
+    cl->congestion_control = sv->congestion_control = PN_CC_NEWRENO;
+}
+
 bool server_got(world *w, void *ctx)
 {
     node *sv = &w->nodes[1];

@@ -86,6 +86,8 @@ void stream_pump(node *n, stream *st);
 stream *node_stream(node *n, uint32_t conn);
 void cfg_for(pn_config *c, uint32_t ip);
 bool all_streams_done(world *w, void *ctx);
+/* world_pair's configs for a bulk stream: MSS 1460, a 1 MB window (scaled), NewReno. */
+void cfg_bulk_pair(pn_config *cl, pn_config *sv);
 /* A world_run() condition: a stream of node 1 (world_pair's server) has received at
  * least *(uint64_t *)ctx bytes. */
 bool server_got(world *w, void *ctx);
