@@ -297,6 +297,19 @@ static int prog_fd(struct bpf_object *obj, const char *name)
     return p ? bpf_program__fd(p) : -1;
 }
 
+/* The program's maps, named by map_names[] in the same order (load_program() and adopt() find them so). */
+#define PN_XDP_NMAPS 5
+static const char *const map_names[PN_XDP_NMAPS] = {"pn_xsks", "pn_flows", "pn_cfg",
+                                                     "pn_stats", "pn_arp_wait"};
+static void map_slots(xdp_prog *xp, int *slots[PN_XDP_NMAPS])
+{
+    slots[0] = &xp->xsks_fd;
+    slots[1] = &xp->flows_fd;
+    slots[2] = &xp->cfg_fd;
+    slots[3] = &xp->stats_fd;
+    slots[4] = &xp->arp_fd;
+}
+
 /* The interface's program for x: the one our other links there use, else a new one
  * (loaded, not yet attached). Under xdp_lock. */
 static int load_program(af_xdp_link *x, char *err, size_t errlen)
@@ -324,13 +337,11 @@ static int load_program(af_xdp_link *x, char *err, size_t errlen)
     if (xp->obj == NULL)
         return PN_ELINK;
     xp->prog_fd = prog_fd(xp->obj, "pn_xdp_steer");
-    xp->xsks_fd = map_fd(xp->obj, "pn_xsks");
-    xp->flows_fd = map_fd(xp->obj, "pn_flows");
-    xp->cfg_fd = map_fd(xp->obj, "pn_cfg");
-    xp->stats_fd = map_fd(xp->obj, "pn_stats");
-    xp->arp_fd = map_fd(xp->obj, "pn_arp_wait");
-    if (xp->prog_fd < 0 || xp->xsks_fd < 0 || xp->flows_fd < 0 || xp->cfg_fd < 0 ||
-        xp->stats_fd < 0 || xp->arp_fd < 0) {
+    int *slots[PN_XDP_NMAPS], missing = xp->prog_fd < 0;
+    map_slots(xp, slots);
+    for (int j = 0; j < PN_XDP_NMAPS; j++)
+        missing |= (*slots[j] = map_fd(xp->obj, map_names[j])) < 0;
+    if (missing) {
         pn_rl_errf(err, errlen, WHO, "the embedded BPF object lacks a program or map");
         return PN_ELINK;
     }
@@ -339,13 +350,14 @@ static int load_program(af_xdp_link *x, char *err, size_t errlen)
 
 static void close_adopted(xdp_prog *xp)
 {
-    int *fds[] = {&xp->prog_fd, &xp->xsks_fd, &xp->flows_fd, &xp->cfg_fd, &xp->stats_fd,
-                  &xp->arp_fd};
-    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-        if (*fds[i] >= 0) {
-            close(*fds[i]);
-            *fds[i] = -1;
-        }
+    int *slots[PN_XDP_NMAPS];
+    map_slots(xp, slots);
+    for (int i = 0; i < PN_XDP_NMAPS; i++) {
+        close(*slots[i]);
+        *slots[i] = -1;
+    }
+    close(xp->prog_fd);
+    xp->prog_fd = -1;
     xp->adopted = 0;
 }
 
@@ -434,9 +446,6 @@ static int find_xdp_link(int ifindex, uint32_t prog_id)
 }
 
 /* The attached program's maps by name, into fds (PN_XDP_NMAPS of them, -1 if absent). */
-#define PN_XDP_NMAPS 5
-static const char *const map_names[PN_XDP_NMAPS] = {"pn_xsks", "pn_flows", "pn_cfg",
-                                                     "pn_stats", "pn_arp_wait"};
 static void find_maps(const uint32_t *ids, uint32_t n, int *fds)
 {
     for (int j = 0; j < PN_XDP_NMAPS; j++)
@@ -511,10 +520,10 @@ static int adopt(xdp_prog *xp, uint32_t *prog_id)
     xp->obj = NULL;
     xp->adopted = 1;
     xp->prog_fd = pfd;
-    int *mine_fds[PN_XDP_NMAPS] = {&xp->xsks_fd, &xp->flows_fd, &xp->cfg_fd, &xp->stats_fd,
-                                   &xp->arp_fd};
+    int *slots[PN_XDP_NMAPS];
+    map_slots(xp, slots);
     for (int j = 0; j < PN_XDP_NMAPS; j++)
-        *mine_fds[j] = fds[j];
+        *slots[j] = fds[j];
     xp->bpf_link_fd = lfd;
     xp->mode_flag = q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
     uint32_t zero = 0;
