@@ -4,6 +4,7 @@ same namespaces (tests/netns/netns.py's Bridged: a <-> br <-> b, offloads off).
 
     python benchmarks/lossy_bulk.py [--loss 0.01] [-t 4] [--link af_packet]
                                     [--efvi '{"sack": false}'] [--runs 3]
+                                    [--kernel-cc reno] [--kernel-sysctl net.ipv4.tcp_sack=0]
 
 Ours is a pollnet client (backend efvi, the pollnet level's defaults unless --efvi says
 otherwise) writing 64 KB as fast as it is taken. Prints MB/s for each (as the receiver
@@ -50,7 +51,12 @@ COUNTERS = ("TcpRetransSegs", "TcpExtTCPFastRetrans", "TcpExtTCPSackRecovery",
             "TcpExtTCPLossProbes", "TcpExtTCPTimeouts")
 
 
+KERNEL_SYSCTLS: list[str] = []  # for the kernel's sender: --kernel-cc, --kernel-sysctl
+
+
 def kernel_sender(t: Bridged, secs: float, link: str, efvi: dict[str, Any]) -> dict[str, int]:
+    for setting in KERNEL_SYSCTLS:  # namespace b's own TCP settings
+        t.b.run(["sysctl", "-q", "-w", setting])
     t.b.python(KERNEL_SENDER, t.pa.ip, str(PORT), str(secs)).wait(secs + 60)
     return {}
 
@@ -102,12 +108,22 @@ def main() -> int:
     ap.add_argument("--link", default="af_packet", choices=["af_packet", "af_xdp"])
     ap.add_argument("--efvi", default="{}", help="[efvi] knobs for ours, as JSON")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--kernel-cc", default=None,
+                    help="the kernel sender's congestion control (default: the system's, "
+                    "cubic); reno is the one RFC 5681 describes, as ours")
+    ap.add_argument("--kernel-sysctl", action="append", default=[],
+                    help="a sysctl for the kernel sender's namespace, e.g. "
+                    "net.ipv4.tcp_recovery=0 (repeatable)")
     a = ap.parse_args()
     efvi = json.loads(a.efvi)
+    KERNEL_SYSCTLS.extend(a.kernel_sysctl)
+    if a.kernel_cc:
+        KERNEL_SYSCTLS.append(f"net.ipv4.tcp_congestion_control={a.kernel_cc}")
     for run in range(1, a.runs + 1):
         kernel, _ = measure(kernel_sender, a.loss, a.seconds, a.link, efvi)
         ours, counters = measure(our_sender, a.loss, a.seconds, a.link, efvi)
-        print(f"run {run}, {a.loss:.1%} loss: kernel {kernel:.1f} MB/s, ours ({a.link}) "
+        who = f"kernel ({a.kernel_cc})" if a.kernel_cc else "kernel"
+        print(f"run {run}, {a.loss:.1%} loss: {who} {kernel:.1f} MB/s, ours ({a.link}) "
               f"{ours:.1f} MB/s = {ours / kernel:.2f}x; {counters}", flush=True)
     return 0
 
