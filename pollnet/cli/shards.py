@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -55,17 +56,20 @@ def _start(argv: list[str], queue: int, shards: int, cpu: int, port: int | None)
 
 def _wait_listening(s: Shard) -> tuple[str, int]:
     """The shard's address once it says it listens; its error if it exits first."""
-    assert s.proc.stdout is not None
+    out = s.proc.stdout
+    assert out is not None
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = s.proc.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([out], [], [], left)[0]:
+            break  # silent for READY_TIMEOUT_S: hung, not starting
+        line = out.readline()
         if not line:
             break
         if m := LISTENING.search(line):
             return m.group(1), int(m.group(2))
     s.proc.kill()
     _, err = s.proc.communicate()
-    raise RuntimeProblem(f"shard {s.queue} (queue {s.queue}) did not start: "
+    raise RuntimeProblem(f"shard {s.queue} did not start within {READY_TIMEOUT_S:g} s: "
                          f"{err.strip() or 'no error printed'}")
 
 

@@ -256,3 +256,35 @@ def test_config_check_live_ok_here(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["config", "check", "--live", str(path)])
     assert result.exit_code == 0, result.output
     assert "ok (backend = socket, and here)" in result.output
+
+
+def _shard_config(tmp_path: Path) -> str:
+    path = tmp_path / "shards.toml"
+    path.write_text('backend = "efvi"\n[efvi]\nlink = "af_packet"\ninterface = "lo"\n')
+    return str(path)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--cpu", "0"], "give the shards' CPUs with --cpus"),
+    (["--cpus", "0,x"], "'0,x': give CPU numbers separated by commas"),
+    (["--cpus", ","], "no CPU given"),
+])
+def test_echo_server_shards_options_are_checked_before_any_shard_starts(
+    runner: CliRunner, tmp_path: Path, args: list[str], says: str
+) -> None:
+    result = runner.invoke(cli, ["echo-server", "--config", _shard_config(tmp_path),
+                                 "--shards", "2", *args])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+
+
+def test_echo_server_shards_names_a_shard_that_does_not_start(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Shard 0 fails (an interface that does not exist): the helper says which shard and
+    why, and starts no other."""
+    path = tmp_path / "shards.toml"
+    path.write_text('backend = "efvi"\n[efvi]\nlink = "af_packet"\ninterface = "nosuch0"\n')
+    result = runner.invoke(cli, ["echo-server", "--config", str(path), "--shards", "2"])
+    assert result.exit_code == 1, result.output
+    assert "shard 0 did not start" in result.output and "nosuch0" in result.output
