@@ -228,6 +228,7 @@ static int fz_setup(fz *z, uint8_t cc)
     c.zero_window_timeout_ms = (cc & 0x40) ? 500 : 0;
     c.max_conns_per_source = (cc & 0x80) ? 2 : 0;
     c.sack = (cc >> 5) & 1;   /* SACK blocks a peer forges meet the scoreboard */
+    c.ack_every = (cc & 0x10) ? 8 : 2;   /* stretch ACKs, and their quick-ACK bytes */
     c.isn_secret[0] = 1;
     c.isn_secret[1] = 2;
     char err[160];

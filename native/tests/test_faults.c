@@ -13,6 +13,7 @@ typedef struct variant {
     double loss, reorder, dup, corrupt;
     uint64_t bytes;   /* each way */
     uint8_t sack;
+    uint8_t ack_every;
 } variant;
 
 /* What the last run_variant saw: both stacks' counters summed, and its virtual time. */
@@ -42,6 +43,7 @@ static double run_variant(const variant *v, bool print)
     c.send_buf_1k = v->buf1k;
     c.delayed_ack_ms = v->delack;
     c.sack = v->sack;
+    c.ack_every = v->ack_every;
     c.max_conn_cnt = 4;
     if (v->ws)
         c.conn_recv_buf_size = 256 * 1024;
@@ -54,6 +56,7 @@ static double run_variant(const variant *v, bool print)
     c.send_buf_1k = v->buf1k;
     c.delayed_ack_ms = v->delack;
     c.sack = v->sack;
+    c.ack_every = v->ack_every;
     c.max_conn_cnt = 4;
     if (v->ws)
         c.conn_recv_buf_size = 256 * 1024;
@@ -120,14 +123,14 @@ static double run_variant(const variant *v, bool print)
 static void test_50mb_clean(void)
 {
     variant v = {"50 MB clean (cc none, 1K)", PN_CC_NONE, 0, 0, 1, 0, 10, 0, 0, 0, 0,
-                 50000000, 0};
+                 50000000, 0, 2};
     run_variant(&v, true);
 }
 
 static void test_50mb_faults(void)
 {
     variant v = {"50 MB, 10% loss/reorder 2% dup 1% corrupt", PN_CC_NONE, 0, 0, 1, 1, 10,
-                 0.10, 0.10, 0.02, 0.01, 50000000, 0};
+                 0.10, 0.10, 0.02, 0.01, 50000000, 0, 8};
     run_variant(&v, true);
 }
 
@@ -147,13 +150,15 @@ static void test_matrix(void)
             v.buf1k = (opt >> 3) & 1;
             v.partial = (opt + cc) & 1;
             v.sack = (uint8_t)((opt ^ (opt >> 3) ^ cc) & 1);   /* half of them, each kind */
+            v.ack_every = ((opt >> 1) ^ (opt >> 2) ^ cc) & 1 ? 8 : 2;   /* half, crosswise */
             v.loss = 0.05;
             v.reorder = 0.05;
             v.dup = 0.01;
             v.corrupt = 0.005;
             v.bytes = bytes;
-            snprintf(name, sizeof name, "%s ws%d ts%d delack%d %s%s", ccn[cc], v.ws, v.ts,
-                     v.delack ? 1 : 0, v.buf1k ? "1K" : "2K", v.sack ? " sack" : "");
+            snprintf(name, sizeof name, "%s ws%d ts%d delack%d %s%s ack/%u", ccn[cc], v.ws,
+                     v.ts, v.delack ? 1 : 0, v.buf1k ? "1K" : "2K", v.sack ? " sack" : "",
+                     v.ack_every);
             v.name = name;
             int f0 = h_fail;
             run_variant(&v, getenv("PN_VERBOSE") != NULL);
@@ -168,7 +173,7 @@ static void test_cc_clean(void)
     for (uint8_t cc = 0; cc < 3; cc++) {
         char name[64];
         snprintf(name, sizeof name, "clean %s 2K ws ts", ccn[cc]);
-        variant v = {name, cc, 1, 1, 0, 0, 10, 0, 0, 0, 0, 10000000, 0};
+        variant v = {name, cc, 1, 1, 0, 0, 10, 0, 0, 0, 0, 10000000, 0, 2};
         run_variant(&v, true);
     }
 }
@@ -289,7 +294,7 @@ static void test_sack_under_loss(void)
     static const uint8_t ccs[] = {PN_CC_NEWRENO, PN_CC_CUBIC, PN_CC_NONE};
     for (size_t i = 0; i < sizeof ccs; i++) {
         variant v = {"5 MB, 2% loss 1% reorder, SACK", ccs[i], 1, 1, 0, 0, 10, 0.02, 0.01,
-                     0.002, 0, 5000000, 1};
+                     0.002, 0, 5000000, 1, 2};
         run_variant(&v, true);
         uint64_t with = last_virtual_ns;
         CHECK(last_stats.TcpExtTCPSackRecovery > 0);
@@ -315,6 +320,7 @@ int main(void)
     if (one) {
         variant v;
         memset(&v, 0, sizeof v);
+        v.ack_every = 2;
         unsigned cc, ws, ts, da, b1, pa;
         double loss;
         unsigned long long by;
