@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 from netns.netns import Pair as NetnsPair
-from netns.netns import available as netns_available
+from netns.netns import require_link
 
 from pollnet.config import AnyConfig, config_from_dict
 
-
-def require_link(link: str) -> None:
-    """Skip, saying why, unless private namespaces and this build's `link` are here."""
-    ok, why = netns_available()
-    if not ok:
-        pytest.skip(why)
-    from pollnet.backends.efvi.core import binding as _core
-
-    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+__all__ = ["kernel_listener", "require_link"]
 
 
 def kernel_listener(topo: NetnsPair, link: str, **efvi: object) -> tuple[socket.socket, AnyConfig]:

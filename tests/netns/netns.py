@@ -53,6 +53,20 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
+def require_link(link: str) -> None:
+    """Skip the calling test, saying why, unless private namespaces and this build's
+    `link` are here."""
+    import pytest
+
+    ok, why = available()
+    if not ok:
+        pytest.skip(why)
+    from pollnet.backends.efvi.core import binding as _core
+
+    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
+        pytest.skip("no af_xdp link in this build of pollnet._pncore")
+
+
 def sweep_stale() -> list[str]:
     """Delete namespaces this module made in processes that no longer exist."""
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)

@@ -23,7 +23,7 @@ import pollnet
 from pollnet.config import config_from_dict
 from pollnet.testing import EchoHandler
 
-from .netns import Pair
+from .netns import Pair, require_link
 
 pytestmark = pytest.mark.netns
 
@@ -97,13 +97,6 @@ def clients_said(clients: subprocess.Popen[str], timeout: float = 60) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def require_af_xdp(link: str) -> None:
-    from pollnet.backends.efvi.core import binding as _core
-
-    if link == "af_xdp" and not _core.has("pn_af_xdp_link_create"):
-        pytest.skip("no af_xdp link in this build of pollnet._pncore")
-
-
 def our_address(t: Pair, address: str) -> str:
     """own: an address the kernel does not have, all the stacks'; shared: the kernel's
     own address, the stacks taking only their flows (each shard holds the port with a
@@ -115,7 +108,7 @@ def our_address(t: Pair, address: str) -> str:
 @pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
 def test_two_shards_behind_one_address(netns_pair_queues: Any, link: str,
                                        address: str) -> None:
-    require_af_xdp(link)
+    require_link(link)
     t: Pair = netns_pair_queues(2)
     ours = our_address(t, address)
     servers, handlers = [], []
@@ -187,7 +180,7 @@ def served(p: subprocess.Popen[str]) -> list[int]:
 @pytest.mark.parametrize("link", ["af_xdp", "af_packet"])
 def test_echo_server_runs_shards_in_processes(netns_pair_queues: Any, link: str,
                                               address: str, tmp_path: Path) -> None:
-    require_af_xdp(link)
+    require_link(link)
     t: Pair = netns_pair_queues(2)
     ours = our_address(t, address)
     server = echo_server(t, shard_config(tmp_path, link, ours), "--shards", "2")
@@ -202,7 +195,7 @@ def test_af_xdp_shards_outlive_the_process_that_attached(netns_pair_queues: Any,
     """Shard 0 attaches the XDP program, shard 1 (another process) joins it; shard 0 is
     killed and started again. The program must stay attached for shard 1 all along and
     shard 0 must join it again: every client is served, on both shards."""
-    require_af_xdp("af_xdp")
+    require_link("af_xdp")
     t: Pair = netns_pair_queues(2)
     ours = t.free_ip(3)
     config = shard_config(tmp_path, "af_xdp", ours)
@@ -223,7 +216,7 @@ def test_a_shard_does_not_share_a_port_with_a_kernel_program(netns_pair_queues: 
     """Shards share the kernel's address by holding their ports with SO_REUSEPORT
     sockets; a kernel program's socket without it keeps its port, and the shard says
     which and why (it said only "link error" before)."""
-    require_af_xdp(link)
+    require_link(link)
     t: Pair = netns_pair_queues(2)
     holder = t.a.python(
         "import socket, time\ns = socket.socket(); s.bind(('0.0.0.0', 7001)); s.listen()\n"
@@ -293,7 +286,7 @@ for c, _ in shards:
 @pytest.mark.parametrize("link", ["af_packet"])
 def test_client_shards_pick_ports_whose_replies_come_back(netns_pair_queues: Any,
                                                           link: str) -> None:
-    require_af_xdp(link)
+    require_link(link)
     t: Pair = netns_pair_queues(2)
     server = t.b.python(KERNEL_ECHO, t.pb.ip, str(PORT), stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
@@ -324,7 +317,7 @@ def test_af_xdp_client_shards_need_the_nics_rss(netns_pair_queues: Any) -> None:
     the NIC's Toeplitz key and table. A veth has none -- its RX queue is the sender's TX
     queue -- so a connect is refused by name instead of left to have its replies reach
     another shard (the hash itself: native/tests/test_rss.c)."""
-    require_af_xdp("af_xdp")
+    require_link("af_xdp")
     t: Pair = netns_pair_queues(2)
     r = t.a.run([sys.executable, "-c", AF_XDP_CLIENT_SHARD, t.free_ip(3), t.pb.ip])
     assert "client shard on 'pn0' cannot tell its replies' RX queue (no RSS key or table " \
